@@ -1,0 +1,26 @@
+# Two commands do everything on a fresh machine:
+#   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
+#   make test   - set up (first time only), start the real services, run every test, stop them
+.PHONY: setup demo test rego-test unit-test integration-test bench
+
+setup:
+	@bash deploy/local/setup.sh
+
+demo: setup
+	@.venv/bin/wmsgate demo
+
+rego-test: setup
+	@bash deploy/local/rego-check.sh
+
+unit-test: setup
+	.venv/bin/pytest -q tests/unit
+
+integration-test: setup
+	.venv/bin/pytest -q tests/integration
+
+test: setup
+	@bash deploy/local/rego-check.sh
+	.venv/bin/pytest -q -p no:cacheprovider tests
+
+bench: setup
+	.venv/bin/python bench/proxy_overhead.py

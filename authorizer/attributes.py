@@ -1,0 +1,199 @@
+"""Resource attributes: where the resource a request touches lies in the data scope.
+
+Attributes come from the request itself (path, query, JSON body) or from a lookup
+on the WMS made by the gateway before it decides, cached briefly. The request is
+never forwarded before the decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import quote
+
+import aiohttp
+from cachetools import TTLCache
+from multidict import MultiMapping
+
+from authorizer.routes import Lookup, Route, Source, TEMPLATE_PART
+
+_NOT_FOUND: dict[str, list[str]] = {}
+
+
+class ResolutionError(Exception):
+    """Base of attribute resolution failures."""
+
+
+class BadResourceInput(ResolutionError):
+    """The request lacks or malforms a value the route map needs (answered with 400)."""
+
+
+class LookupFailed(ResolutionError):
+    """The WMS did not answer an attribute lookup usably (answered with 502)."""
+
+
+@dataclass(frozen=True)
+class RequestParts:
+    """The parts of a request that sources read.
+
+    Attributes:
+        params: path parameters from the route match.
+        query: the (decoded) query parameters.
+        body: the parsed JSON body, or None when the route needs none.
+    """
+
+    params: Mapping[str, str]
+    query: MultiMapping[str]
+    body: Any = None
+
+
+@dataclass
+class Resource:
+    """What the policy sees as ``input.resource``.
+
+    Attributes:
+        kind: item, list, bulk or aggregate (from the route).
+        id: resource id text, e.g. ``SO2024111100012`` or ``HF/A01-01/SKU00001``.
+        attributes: scope dimension -> values (several for bulk; ``*`` = all for aggregates).
+        found: False when a lookup said the resource does not exist.
+    """
+
+    kind: str
+    id: str | None = None
+    attributes: dict[str, list[str]] = field(default_factory=dict)
+    found: bool = True
+
+    def policy_input(self) -> dict[str, Any]:
+        """The ``input.resource`` document."""
+        return {"kind": self.kind, "id": self.id, "attributes": self.attributes, "found": self.found}
+
+
+def source_values(source: Source, parts: RequestParts) -> list[str]:
+    """All values of ``source`` in the request, as strings.
+
+    Returns:
+        An empty list when the value is absent. Body lists give one value per element.
+
+    Raises:
+        BadResourceInput: a body field is an object or holds non-scalar elements.
+    """
+    if source.kind == "const":
+        return [source.name]
+    if source.kind == "path":
+        value = parts.params.get(source.name)
+        return [value] if value is not None else []
+    if source.kind == "query":
+        return list(parts.query.getall(source.name, []))
+    node: Any = parts.body
+    for key in source.name.split("."):
+        if not isinstance(node, dict):
+            return []
+        node = node.get(key)
+    if node is None:
+        return []
+    items = node if isinstance(node, list) else [node]
+    if not all(isinstance(i, (str, int, float)) and not isinstance(i, bool) for i in items):
+        raise BadResourceInput(f"body field {source.name!r} must be a string or a list of strings")
+    return [str(i) for i in items]
+
+
+def resource_id(route: Route, parts: RequestParts) -> str | None:
+    """Render the route's resource id template (several values joined by commas)."""
+    if route.resource_id is None:
+        return None
+
+    def render(m: Any) -> str:
+        kind, _, name = m.group(1).partition(".")
+        return ",".join(source_values(Source(kind, name), parts))
+
+    return TEMPLATE_PART.sub(render, route.resource_id)
+
+
+class AttributeResolver:
+    """Resolves a matched request's resource attributes.
+
+    Args:
+        session: the app's shared aiohttp session (used for lookups).
+        upstream_url: base URL of the WMS.
+        lookup_headers: headers sent with every lookup (the gateway's own identity).
+        cache_seconds: how long a lookup answer is reused, seconds.
+        timeout_seconds: timeout of one lookup, seconds.
+        max_concurrency: lookups in flight at once for one bulk request.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, upstream_url: str, lookup_headers: Mapping[str, str],
+                 cache_seconds: float, timeout_seconds: float = 10.0, max_concurrency: int = 16) -> None:
+        self._session = session
+        self._upstream = upstream_url
+        self._headers = dict(lookup_headers)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._cache: TTLCache[str, dict[str, list[str]]] | None = (
+            TTLCache(maxsize=50_000, ttl=cache_seconds) if cache_seconds > 0 else None)
+        self._max_concurrency = max_concurrency
+
+    async def resolve(self, route: Route, parts: RequestParts) -> Resource:
+        """Build the :class:`Resource` for ``route`` from ``parts`` and lookups.
+
+        Raises:
+            BadResourceInput: a lookup key is missing from the request.
+            LookupFailed: the WMS failed a lookup.
+        """
+        resource = Resource(kind=route.kind, id=resource_id(route, parts))
+        if route.kind == "list":
+            return resource
+        for dim, source in route.attributes.items():
+            values = source_values(source, parts)
+            if not values and route.kind == "aggregate":
+                values = ["*"]
+            resource.attributes[dim] = values
+        if route.lookup is not None:
+            lookup, key_source = route.lookup
+            keys = source_values(key_source, parts)
+            if not keys:
+                raise BadResourceInput(f"{key_source} is required")
+            results = await self._lookup_all(lookup, keys)
+            if any(r is _NOT_FOUND for r in results):
+                resource.found = False
+            merged: dict[str, list[str]] = {dim: [] for dim in lookup.attributes}
+            for result in results:
+                for dim, values in result.items():
+                    merged[dim].extend(v for v in values if v not in merged[dim])
+            resource.attributes.update(merged)
+        return resource
+
+    async def _lookup_all(self, lookup: Lookup, keys: list[str]) -> list[dict[str, list[str]]]:
+        if len(keys) == 1:
+            return [await self._lookup(lookup, keys[0])]
+        semaphore = asyncio.Semaphore(self._max_concurrency)
+
+        async def one(key: str) -> dict[str, list[str]]:
+            async with semaphore:
+                return await self._lookup(lookup, key)
+
+        return list(await asyncio.gather(*(one(k) for k in dict.fromkeys(keys))))
+
+    async def _lookup(self, lookup: Lookup, key: str) -> dict[str, list[str]]:
+        if not key or key in (".", ".."):
+            return _NOT_FOUND
+        path = lookup.path.replace("{id}", quote(key, safe=""))
+        if self._cache is not None and (hit := self._cache.get(path)) is not None:
+            return hit
+        try:
+            async with self._session.get(self._upstream + path, headers=self._headers, timeout=self._timeout,
+                                         allow_redirects=False) as resp:
+                if resp.status == 404:
+                    result = _NOT_FOUND
+                elif resp.status != 200:
+                    raise LookupFailed(f"lookup {lookup.name} {key!r}: WMS answered {resp.status}")
+                else:
+                    record = await resp.json(content_type=None)
+                    if not isinstance(record, dict):
+                        raise LookupFailed(f"lookup {lookup.name} {key!r}: not a JSON object")
+                    result = {dim: [str(record[fld])] if record.get(fld) not in (None, "") else []
+                              for dim, fld in lookup.attributes.items()}
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise LookupFailed(f"lookup {lookup.name} {key!r}: {exc!r}") from exc
+        if self._cache is not None:
+            self._cache[path] = result
+        return result

@@ -1,0 +1,225 @@
+"""Gateway configuration: a YAML file turned into typed, validated settings.
+
+Configuration is data passed to constructors; nothing reads it from globals.
+Relative paths in the file are resolved against the file's own directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed or names an impossible setting."""
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """How bearer tokens are verified (RFC 7519 claims, RFC 7517 JWKS).
+
+    Attributes:
+        issuer: expected ``iss``; JWKS is discovered from ``{issuer}/.well-known/openid-configuration``.
+        audience: this gateway's client id; it must appear in ``aud``.
+        algorithms: signature algorithm allow-list (never ``none`` or HMAC for a public-key issuer).
+        leeway_seconds: clock skew tolerated on ``exp``/``nbf``/``iat``, seconds.
+        jwks_min_refresh_seconds: minimum seconds between JWKS refetches on an unknown ``kid``.
+        username_claim: claim holding the login name (``preferred_username``).
+        roles_claim: dotted path to the realm roles list (``realm_access.roles``).
+        scope_claim: claim holding the data scope object ``{warehouse, channel, order_type}``.
+    """
+
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    leeway_seconds: int = 30
+    jwks_min_refresh_seconds: float = 10.0
+    username_claim: str = "preferred_username"
+    roles_claim: str = "realm_access.roles"
+    scope_claim: str = "wms_scope"
+
+
+@dataclass(frozen=True)
+class OpaSettings:
+    """Where the PDP lives. ``decision_path`` is the data path, e.g. ``wms/authz/decision``."""
+
+    url: str
+    decision_path: str = "wms/authz/decision"
+    timeout_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class CredentialSettings:
+    """A credential header the legacy WMS expects from its callers.
+
+    Either ``file`` (one static secret) or ``per_warehouse`` (warehouse code ->
+    secret file; the resource's single warehouse chooses) is set. Secrets are read
+    once at start; the files hold the raw value.
+    """
+
+    header: str
+    file: Path | None = None
+    per_warehouse: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """The protected WMS.
+
+    Attributes:
+        url: base URL, e.g. ``http://127.0.0.1:8090``.
+        timeout_seconds: total time allowed for one upstream exchange, seconds.
+        identity_headers: header -> template sent to the WMS; templates may use
+            ``{username}``, ``{user_id}``, ``{roles}`` (comma separated).
+        lookup_headers: headers sent on the gateway's own attribute lookups.
+        credentials: credential headers the WMS expects.
+        lookup_cache_seconds: how long a looked-up resource's attributes are reused.
+        max_body_bytes: largest request body read for a decision (413 beyond).
+        max_transform_bytes: largest response body read for masking/filtering (502 beyond).
+    """
+
+    url: str
+    timeout_seconds: float = 30.0
+    identity_headers: dict[str, str] = field(default_factory=lambda: {"X-WMS-User": "{username}"})
+    lookup_headers: dict[str, str] = field(default_factory=lambda: {"X-WMS-User": "wmsgate-attribute-lookup"})
+    credentials: tuple[CredentialSettings, ...] = ()
+    lookup_cache_seconds: float = 2.0
+    max_body_bytes: int = 1 << 20
+    max_transform_bytes: int = 32 << 20
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The audit trail store (SQLAlchemy async URL) and its writer's batching."""
+
+    url: str
+    flush_interval_seconds: float = 0.2
+    batch_size: int = 1000
+    max_pending: int = 200_000
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the proxy needs. Build with :func:`load_config`."""
+
+    host: str
+    port: int
+    oidc: OidcSettings
+    opa: OpaSettings
+    upstream: UpstreamSettings
+    audit: AuditSettings
+    route_map: Path
+    trusted_proxies: tuple[str, ...] = ()
+    strip_request_headers: tuple[str, ...] = ()
+    refuse_request_headers: tuple[str, ...] = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+
+
+_DEFAULT_STRIP = (
+    "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+    "X-Real-IP", "X-Original-URL", "X-Rewrite-URL", "X-WMS-User", "X-WMS-Roles", "X-WMS-User-Id",
+)
+
+
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name)
+    if not isinstance(value, dict):
+        raise ConfigError(f"config: section '{name}' is missing or not a mapping")
+    return value
+
+
+def _path(base: Path, value: str) -> Path:
+    p = Path(os.path.expandvars(value)).expanduser()
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _credentials(base: Path, items: list[dict[str, Any]]) -> tuple[CredentialSettings, ...]:
+    out = []
+    for item in items:
+        if "header" not in item or ("file" in item) == ("per_warehouse" in item):
+            raise ConfigError("config: each upstream.credentials entry needs 'header' and one of 'file', 'per_warehouse'")
+        out.append(CredentialSettings(
+            header=item["header"],
+            file=_path(base, item["file"]) if "file" in item else None,
+            per_warehouse={k: _path(base, v) for k, v in (item.get("per_warehouse") or {}).items()},
+        ))
+    return tuple(out)
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayConfig:
+    """Read and validate a gateway YAML file.
+
+    Args:
+        path: the YAML file.
+        overrides: optional top-level values that replace the file's (e.g. ``{"port": 9000}``),
+            with dotted keys for nested ones (``{"audit.url": "sqlite+aiosqlite:///x.db"}``).
+
+    Returns:
+        The typed configuration.
+
+    Raises:
+        ConfigError: the file is unreadable, not YAML, or a required setting is missing.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping")
+    for key, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    base = path.parent.resolve()
+    listen = data.get("listen", {})
+    oidc = _section(data, "oidc")
+    opa = _section(data, "opa")
+    up = _section(data, "upstream")
+    audit = _section(data, "audit")
+    try:
+        return GatewayConfig(
+            host=str(listen.get("host", "127.0.0.1")),
+            port=int(listen.get("port", 8080)),
+            oidc=OidcSettings(
+                issuer=oidc["issuer"].rstrip("/"),
+                audience=oidc["audience"],
+                algorithms=tuple(oidc.get("algorithms", OidcSettings.algorithms)),
+                leeway_seconds=int(oidc.get("leeway_seconds", 30)),
+                jwks_min_refresh_seconds=float(oidc.get("jwks_min_refresh_seconds", 10)),
+                username_claim=oidc.get("username_claim", "preferred_username"),
+                roles_claim=oidc.get("roles_claim", "realm_access.roles"),
+                scope_claim=oidc.get("scope_claim", "wms_scope"),
+            ),
+            opa=OpaSettings(url=opa["url"].rstrip("/"), decision_path=opa.get("decision_path", "wms/authz/decision"),
+                            timeout_seconds=float(opa.get("timeout_seconds", 2.0))),
+            upstream=UpstreamSettings(
+                url=up["url"].rstrip("/"),
+                timeout_seconds=float(up.get("timeout_seconds", 30)),
+                identity_headers=dict(up.get("identity_headers", {"X-WMS-User": "{username}"})),
+                lookup_headers=dict(up.get("lookup_headers", {"X-WMS-User": "wmsgate-attribute-lookup"})),
+                credentials=_credentials(base, up.get("credentials", [])),
+                lookup_cache_seconds=float(up.get("lookup_cache_seconds", 2.0)),
+                max_body_bytes=int(up.get("max_body_bytes", 1 << 20)),
+                max_transform_bytes=int(up.get("max_transform_bytes", 32 << 20)),
+            ),
+            audit=AuditSettings(
+                url=os.path.expandvars(str(audit["url"])),
+                flush_interval_seconds=float(audit.get("flush_interval_seconds", 0.2)),
+                batch_size=int(audit.get("batch_size", 1000)),
+                max_pending=int(audit.get("max_pending", 200_000)),
+            ),
+            route_map=_path(base, data.get("route_map", "routes.yaml")),
+            trusted_proxies=tuple(data.get("trusted_proxies", [])),
+            strip_request_headers=tuple(dict.fromkeys(
+                [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
+                 *(c["header"] for c in up.get("credentials", []))])),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"config: required setting {exc.args[0]!r} is missing") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config: {exc}") from exc

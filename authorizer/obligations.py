@@ -1,0 +1,133 @@
+"""Enforcing a decision's obligations: narrowing list queries, filtering rows, masking fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from multidict import MultiDict, MultiMapping
+
+from authorizer.pdp import Obligations
+from authorizer.routes import ListSpec
+
+ALL = "*"
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """The outcome of narrowing a list query to the caller's scope.
+
+    Attributes:
+        query: the query to send upstream (None when unchanged).
+        empty: the caller asked only for values outside their scope; answer an
+            empty list without asking the WMS.
+        unnarrowed: dimensions the WMS cannot filter while the caller's scope on
+            them is limited; their rows are filtered one by one after the answer.
+    """
+
+    query: MultiDict[str] | None
+    empty: bool
+    unnarrowed: tuple[str, ...]
+
+
+def narrow_query(query: MultiMapping[str], spec: ListSpec, obligations: Obligations) -> Narrowing:
+    """Rewrite a list request's query so the WMS returns only in-scope rows.
+
+    For each dimension of the row filter: with a ``*`` scope the query is left
+    alone; otherwise the client's values for the WMS filter parameter are
+    intersected with the scope (absent values become the whole scope).
+
+    Args:
+        query: the client's decoded query.
+        spec: the route's list description (which parameter filters which dimension).
+        obligations: the decision's obligations (``row_filter``).
+
+    Returns:
+        The narrowing to apply.
+    """
+    new = MultiDict(query)
+    changed, unnarrowed = False, []
+    for dim, allowed in obligations.row_filter.items():
+        if ALL in allowed:
+            continue
+        param = spec.narrow.get(dim)
+        if param is None:
+            unnarrowed.append(dim)
+            continue
+        asked = query.getall(param, [])
+        keep = [v for v in asked if v in allowed] if asked else list(allowed)
+        if not keep:
+            return Narrowing(None, True, ())
+        if keep != asked:
+            new.popall(param, None)
+            for value in keep:
+                new.add(param, value)
+            changed = True
+    return Narrowing(new if changed else None, False, tuple(unnarrowed))
+
+
+def row_in_scope(row: Any, spec: ListSpec, obligations: Obligations) -> bool:
+    """True when ``row`` carries an allowed value on every restricted dimension (rows lacking one are out)."""
+    if not isinstance(row, dict):
+        return False
+    for dim, allowed in obligations.row_filter.items():
+        if ALL in allowed:
+            continue
+        if str(row.get(spec.row_fields.get(dim, dim))) not in allowed:
+            return False
+    return True
+
+
+def filter_rows(document: Any, spec: ListSpec, obligations: Obligations) -> int:
+    """Drop out-of-scope rows from a list answer in place (the safety net behind narrowing).
+
+    Returns:
+        How many rows were dropped.
+
+    Raises:
+        ValueError: the answer has no rows array where the route map says.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get(spec.rows), list):
+        raise ValueError(f"answer has no '{spec.rows}' list")
+    rows = document[spec.rows]
+    kept = [row for row in rows if row_in_scope(row, spec, obligations)]
+    dropped = len(rows) - len(kept)
+    document[spec.rows] = kept
+    return dropped
+
+
+def _mask_value(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None
+    if value is None:
+        return None
+    return "***"
+
+
+def mask_fields(record: Any, paths: tuple[str, ...]) -> None:
+    """Mask fields of one record in place: the key stays, the value becomes ``"***"`` (numbers: null).
+
+    Args:
+        record: a JSON object (other values are left alone).
+        paths: ``field`` or ``list[].field`` paths.
+    """
+    if not isinstance(record, dict):
+        return
+    for path in paths:
+        head, sep, rest = path.partition("[].")
+        if sep:
+            for element in record.get(head) or []:
+                mask_fields(element, (rest,))
+        elif path in record:
+            record[path] = _mask_value(record[path])
+
+
+def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None) -> None:
+    """Mask ``paths`` in a single record, or in every row of a list answer when ``rows_key`` is given."""
+    if not paths:
+        return
+    if rows_key is not None and isinstance(document, dict) and isinstance(document.get(rows_key), list):
+        for row in document[rows_key]:
+            mask_fields(row, paths)
+    else:
+        mask_fields(document, paths)

@@ -1,0 +1,155 @@
+"""The PDP client: one OPA query per request, turned into a :class:`Decision`.
+
+Fail closed: an undefined result, a malformed one, or an obligation this PEP does
+not know is a deny; OPA unreachable or too slow raises :class:`PdpUnavailable`
+(the proxy answers 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from authorizer.config import OpaSettings
+
+KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask"})
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a decision came out as it did: a stable code and messages in zh-CN and en."""
+
+    code: str
+    zh: str
+    en: str
+
+
+@dataclass(frozen=True)
+class Obligations:
+    """What the PEP must do to an allowed request.
+
+    Attributes:
+        row_filter: scope dimension -> allowed values (``("*",)`` = all) for list rows.
+        mask: field paths to mask in the answer (``amount``, ``items[].price``).
+    """
+
+    row_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    mask: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The PDP's answer.
+
+    Attributes:
+        allow: whether the request may proceed.
+        status: HTTP status of a refusal (403 or 404); 200 when allowed.
+        reasons: reasons, the first being the main one.
+        obligations: what the PEP must enforce when allowed.
+        policy_revision: revision of the policy that decided.
+    """
+
+    allow: bool
+    status: int
+    reasons: tuple[Reason, ...]
+    obligations: Obligations
+    policy_revision: str
+
+    @property
+    def reason(self) -> Reason:
+        """The main reason."""
+        return self.reasons[0]
+
+
+class PdpUnavailable(Exception):
+    """OPA could not be reached, failed, or did not answer in time."""
+
+
+def _deny(code: str, zh: str, en: str, revision: str = "unknown") -> Decision:
+    return Decision(False, 403, (Reason(code, zh, en),), Obligations(), revision)
+
+
+def parse_decision(result: Any) -> Decision:
+    """Validate OPA's ``result`` document; anything unexpected becomes a deny.
+
+    Args:
+        result: the ``result`` member of OPA's answer (None when undefined).
+
+    Returns:
+        The decision. Denies carry ``pdp_undefined``, ``pdp_malformed`` or
+        ``unknown_obligation`` when the document itself is at fault.
+    """
+    if result is None:
+        return _deny("pdp_undefined", "策略未給出決定,按默認拒絕", "the policy gave no decision; denied by default")
+    if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
+        return _deny("pdp_malformed", "策略決定格式錯誤,已拒絕", "the policy decision is malformed; denied")
+    revision = str(result.get("policy_revision", "unknown"))
+    reasons = []
+    for r in result.get("reasons") or []:
+        if isinstance(r, dict) and isinstance(r.get("code"), str):
+            reasons.append(Reason(r["code"], str(r.get("zh-CN", r["code"])), str(r.get("en", r["code"]))))
+    if not reasons:
+        reasons.append(Reason("allowed", "允許", "allowed") if result["allow"] else
+                       Reason("denied", "策略拒絕", "denied by policy"))
+    obligations_doc = result.get("obligations") or {}
+    if not isinstance(obligations_doc, dict):
+        return _deny("pdp_malformed", "策略義務(wù)格式錯誤,已拒絕", "the policy obligations are malformed; denied", revision)
+    unknown = sorted(k for k, v in obligations_doc.items() if k not in KNOWN_OBLIGATIONS and v not in (None, [], {}))
+    if unknown:
+        names = ", ".join(unknown)
+        return _deny("unknown_obligation", f"網(wǎng)關(guān)無法執(zhí)行策略義務(wù) {names},已拒絕",
+                     f"the gateway cannot enforce obligation(s) {names}; denied", revision)
+    try:
+        row_filter = {str(dim): tuple(str(v) for v in values)
+                      for dim, values in (obligations_doc.get("row_filter") or {}).items()}
+        mask = tuple(str(f) for f in obligations_doc.get("mask") or [])
+    except (AttributeError, TypeError):
+        return _deny("pdp_malformed", "策略義務(wù)格式錯誤,已拒絕", "the policy obligations are malformed; denied", revision)
+    if result["allow"]:
+        status = 200
+    else:
+        status = result.get("status") if result.get("status") in (403, 404) else 403
+    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask), revision)
+
+
+class OpaClient:
+    """Asks OPA's data API for the decision document.
+
+    Args:
+        session: the app's shared keep-alive aiohttp session.
+        settings: OPA URL, decision path and timeout.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, settings: OpaSettings) -> None:
+        self._session = session
+        self._url = f"{settings.url}/v1/data/{settings.decision_path.strip('/')}"
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
+
+    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        """Query the PDP once.
+
+        Args:
+            policy_input: the ``input`` document (subject, action, resource, request).
+
+        Returns:
+            The parsed decision (deny on undefined or malformed answers).
+
+        Raises:
+            PdpUnavailable: connection error, timeout, or a non-200 answer.
+        """
+        payload = json.dumps({"input": policy_input}, ensure_ascii=False).encode()
+        try:
+            async with self._session.post(self._url, data=payload, timeout=self._timeout,
+                                          headers={"Content-Type": "application/json"}) as resp:
+                if resp.status != 200:
+                    raise PdpUnavailable(f"OPA answered {resp.status}: {(await resp.text())[:200]}")
+                body = await resp.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise PdpUnavailable(f"OPA unreachable: {exc!r}") from exc
+        if not isinstance(body, dict):
+            return parse_decision({})
+        return parse_decision(body.get("result"))

@@ -1,0 +1,346 @@
+"""The route map: which WMS endpoint is which module:verb on which resource.
+
+The map is a YAML file (see ``config/routes.yaml``) the gateway adapts to a WMS
+with; the WMS is never changed. It is validated when loaded, and every error
+names the file and line. Matching is exact and case-sensitive on decoded path
+segments; anything not in the map is denied by the caller (``route_not_mapped``).
+
+Source expressions say where a value comes from:
+``path.NAME`` (a ``{NAME}`` segment of the route), ``query.NAME`` (every value
+of a query parameter), ``body.A.B`` (a field of the JSON body; a list gives
+several values) and ``const.VALUE``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from authorizer.identity import SCOPE_DIMENSIONS
+
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+VERBS = frozenset({"view", "create", "update", "delete", "pick", "scan", "review", "pack", "ship", "count",
+                   "move", "approve", "export"})
+KINDS = frozenset({"item", "list", "bulk", "aggregate"})
+_SOURCE_RE = re.compile(r"^(path|query|body|const)\.([A-Za-z0-9_*.\-]+)$")
+_PARAM_RE = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
+_LITERAL_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_MODULE_RE = re.compile(r"^[a-z_]+(\.[a-z_]+)*$")
+TEMPLATE_PART = re.compile(r"\{([^{}]+)\}")
+
+
+class RouteMapError(ValueError):
+    """The route map is invalid; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a value comes from: ``kind`` is path/query/body/const, ``name`` the parameter, field or constant."""
+
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.name}"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A WMS endpoint the gateway reads to learn a resource's attributes.
+
+    Attributes:
+        name: the lookup's name in the map.
+        path: path template with one ``{id}`` segment.
+        attributes: scope dimension -> field of the looked-up JSON record.
+    """
+
+    name: str
+    path: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """How a list endpoint answers and can be narrowed.
+
+    Attributes:
+        rows: key of the rows array in the JSON answer.
+        total: key of the total count, or None.
+        narrow: scope dimension -> query parameter the WMS filters by (repeatable).
+        row_fields: scope dimension -> field of a row carrying that dimension.
+    """
+
+    rows: str
+    total: str | None
+    narrow: dict[str, str]
+    row_fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One mapped endpoint.
+
+    Attributes:
+        method: HTTP method.
+        template: path template, e.g. ``/api/orders/{order_no}``.
+        segments: the template split on ``/`` (without the leading empty one).
+        module, verb: the permission the request needs.
+        kind: ``item`` (one resource), ``list`` (rows narrowed by scope), ``bulk``
+            (several resources, all must be in scope), ``aggregate`` (a report; an
+            absent attribute means all values, ``*``).
+        resource_id: template of the resource id, e.g. ``{path.order_no}``.
+        attributes: scope dimension -> source, for attributes the request carries.
+        lookup: lookup used for attributes, with the source of its key(s).
+        also_when_body_has: body field -> extra ``module:verb`` required when present.
+        needs_body: the JSON body must be read before deciding.
+        line: line of the route in the map file.
+    """
+
+    method: str
+    template: str
+    segments: tuple[str, ...]
+    module: str
+    verb: str
+    kind: str = "item"
+    resource_id: str | None = None
+    attributes: dict[str, Source] = field(default_factory=dict)
+    lookup: tuple[Lookup, Source] | None = None
+    list_spec: ListSpec | None = None
+    also_when_body_has: dict[str, tuple[str, str]] = field(default_factory=dict)
+    needs_body: bool = False
+    line: int = 0
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Names of the ``{...}`` segments."""
+        return tuple(m.group(1) for s in self.segments if (m := _PARAM_RE.match(s)))
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """A request matched to a route, with the values of its path parameters."""
+
+    route: Route
+    params: dict[str, str]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that records each mapping's line under the key ``__line__``."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    mapping = loader.construct_mapping(node, deep=True)
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class RouteMap:
+    """All mapped routes, indexed for matching.
+
+    Build with :meth:`load` (a file) or :meth:`from_text`.
+    """
+
+    def __init__(self, routes: list[Route], lookups: dict[str, Lookup]) -> None:
+        self.routes = routes
+        self.lookups = lookups
+        self._index: dict[tuple[str, int], list[Route]] = {}
+        for route in sorted(routes, key=lambda r: -sum(1 for s in r.segments if not _PARAM_RE.match(s))):
+            self._index.setdefault((route.method, len(route.segments)), []).append(route)
+
+    @classmethod
+    def load(cls, path: Path) -> "RouteMap":
+        """Load and validate a route map file.
+
+        Raises:
+            RouteMapError: unreadable file or invalid content (message names ``file:line``).
+        """
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RouteMapError(f"{path}: cannot read: {exc}") from exc
+        return cls.from_text(text, str(path))
+
+    @classmethod
+    def from_text(cls, text: str, filename: str = "<routes>") -> "RouteMap":
+        """Parse and validate route map YAML text.
+
+        Raises:
+            RouteMapError: invalid YAML or content; the message names ``filename:line``.
+        """
+        try:
+            data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        except yaml.YAMLError as exc:
+            raise RouteMapError(f"{filename}: invalid YAML: {exc}") from exc
+        return _Parser(filename).parse(data)
+
+    def match(self, method: str, segments: list[str]) -> RouteMatch | None:
+        """Find the route for ``method`` and decoded path ``segments``; literal segments win over parameters.
+
+        Returns:
+            The match, or None when nothing is mapped (the caller denies).
+        """
+        for route in self._index.get((method, len(segments)), ()):
+            params: dict[str, str] = {}
+            for pattern, actual in zip(route.segments, segments):
+                m = _PARAM_RE.match(pattern)
+                if m:
+                    params[m.group(1)] = actual
+                elif pattern != actual:
+                    break
+            else:
+                return RouteMatch(route, params)
+        return None
+
+
+class _Parser:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+
+    def fail(self, line: int | None, message: str) -> RouteMapError:
+        return RouteMapError(f"{self.filename}:{line or '?'}: {message}")
+
+    def keys(self, node: dict[str, Any], allowed: set[str], where: str) -> None:
+        unknown = set(node) - allowed - {"__line__"}
+        if unknown:
+            raise self.fail(node.get("__line__"), f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+
+    def source(self, value: Any, line: int | None, params: tuple[str, ...] | None) -> Source:
+        m = _SOURCE_RE.match(value) if isinstance(value, str) else None
+        if not m:
+            raise self.fail(line, f"bad source {value!r}; use path.NAME, query.NAME, body.FIELD or const.VALUE")
+        src = Source(m.group(1), m.group(2))
+        if src.kind == "path" and params is not None and src.name not in params:
+            raise self.fail(line, f"source {value!r} names no {{{src.name}}} segment of the route")
+        return src
+
+    def parse(self, data: Any) -> RouteMap:
+        if not isinstance(data, dict):
+            raise self.fail(1, "the route map must be a mapping with 'lookups' and 'routes'")
+        self.keys(data, {"version", "lookups", "routes"}, "top level")
+        if data.get("version") != 1:
+            raise self.fail(data.get("__line__"), "version must be 1")
+        lookups = {name: self.lookup(name, spec) for name, spec in (data.get("lookups") or {}).items()
+                   if name != "__line__"}
+        routes_data = data.get("routes")
+        if not isinstance(routes_data, list) or not routes_data:
+            raise self.fail(data.get("__line__"), "'routes' must be a non-empty list")
+        routes, seen = [], {}
+        for item in routes_data:
+            route = self.route(item, lookups)
+            key = (route.method, route.template)
+            if key in seen:
+                raise self.fail(route.line, f"{route.method} {route.template} is already mapped at line {seen[key]}")
+            seen[key] = route.line
+            routes.append(route)
+        return RouteMap(routes, lookups)
+
+    def lookup(self, name: str, spec: Any) -> Lookup:
+        if not isinstance(spec, dict):
+            raise self.fail(None, f"lookup {name!r} must be a mapping")
+        line = spec.get("__line__")
+        self.keys(spec, {"path", "attributes"}, f"lookup {name!r}")
+        path, attrs = spec.get("path"), spec.get("attributes")
+        if not isinstance(path, str) or path.count("{id}") != 1 or not path.startswith("/"):
+            raise self.fail(line, f"lookup {name!r}: path must start with / and hold one {{id}}")
+        if not isinstance(attrs, dict):
+            raise self.fail(line, f"lookup {name!r}: attributes must map dimensions to record fields")
+        attrs = {k: v for k, v in attrs.items() if k != "__line__"}
+        for dim, fld in attrs.items():
+            if dim not in SCOPE_DIMENSIONS or not isinstance(fld, str):
+                raise self.fail(line, f"lookup {name!r}: {dim!r} is not a scope dimension ({', '.join(SCOPE_DIMENSIONS)})")
+        return Lookup(name, path, attrs)
+
+    def route(self, item: Any, lookups: dict[str, Lookup]) -> Route:
+        if not isinstance(item, dict):
+            raise self.fail(None, "each route must be a mapping")
+        line = item.get("__line__")
+        self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
+                         "also_when_body_has", "note"}, "route")
+        method, _, template = str(item.get("route", "")).partition(" ")
+        if method not in METHODS:
+            raise self.fail(line, f"route must be 'METHOD /path' with METHOD in {', '.join(sorted(METHODS))}")
+        if not template.startswith("/") or "//" in template or template.endswith("/") and template != "/":
+            raise self.fail(line, f"bad path template {template!r}")
+        segments = tuple(template.split("/")[1:]) if template != "/" else ("",)
+        for seg in segments:
+            if not (_PARAM_RE.match(seg) or _LITERAL_RE.match(seg) or seg == ""):
+                raise self.fail(line, f"path segment {seg!r} must be a literal or {{name}}")
+        params = tuple(m.group(1) for s in segments if (m := _PARAM_RE.match(s)))
+        module, verb = item.get("module"), item.get("verb")
+        if not isinstance(module, str) or not _MODULE_RE.match(module):
+            raise self.fail(line, f"module {module!r} must look like 'orders' or 'reports.sales'")
+        if verb not in VERBS:
+            raise self.fail(line, f"verb {verb!r} is not one of {', '.join(sorted(VERBS))}")
+        kind = item.get("kind", "item")
+        if kind not in KINDS:
+            raise self.fail(line, f"kind {kind!r} is not one of {', '.join(sorted(KINDS))}")
+        attributes = {}
+        for dim, src in (item.get("attributes") or {}).items():
+            if dim == "__line__":
+                continue
+            if dim not in SCOPE_DIMENSIONS:
+                raise self.fail(line, f"attribute {dim!r} is not a scope dimension")
+            attributes[dim] = self.source(src, line, params)
+        lookup = self.route_lookup(item.get("lookup"), lookups, line, params, kind)
+        list_spec = self.list_spec(item.get("list"), line) if kind == "list" else None
+        if kind == "list" and list_spec is None:
+            raise self.fail(line, "a list route needs 'list: {rows: ...}'")
+        if kind != "list" and item.get("list") is not None:
+            raise self.fail(line, "'list' is only for kind: list")
+        also = {}
+        for fld, perm in (item.get("also_when_body_has") or {}).items():
+            if fld == "__line__":
+                continue
+            mod, _, vb = str(perm).rpartition(":")
+            if not _MODULE_RE.match(mod) or vb not in VERBS:
+                raise self.fail(line, f"also_when_body_has: {perm!r} must be 'module:verb'")
+            also[fld] = (mod, vb)
+        resource_id = item.get("resource")
+        if resource_id is not None:
+            for part in TEMPLATE_PART.findall(str(resource_id)):
+                self.source(part, line, params)
+        sources = list(attributes.values()) + ([lookup[1]] if lookup else [])
+        sources += [self.source(p, line, params) for p in TEMPLATE_PART.findall(str(resource_id or ""))]
+        needs_body = bool(also) or any(s.kind == "body" for s in sources)
+        if kind in ("item", "bulk") and not attributes and lookup is None:
+            note = item.get("note")
+            if not note:
+                raise self.fail(line, "an item/bulk route needs 'attributes' or 'lookup' "
+                                      "(or a 'note' saying why the resource carries no scope)")
+        return Route(method, template, segments, module, verb, kind, None if resource_id is None else str(resource_id),
+                     attributes, lookup, list_spec, also, needs_body, line or 0)
+
+    def route_lookup(self, spec: Any, lookups: dict[str, Lookup], line: int | None, params: tuple[str, ...],
+                     kind: str) -> tuple[Lookup, Source] | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            raise self.fail(line, "lookup must be {name: ..., key: ...} or {name: ..., keys: ...}")
+        self.keys(spec, {"name", "key", "keys"}, "lookup")
+        if spec.get("name") not in lookups:
+            raise self.fail(line, f"lookup {spec.get('name')!r} is not defined under 'lookups'")
+        want = "keys" if kind == "bulk" else "key"
+        if want not in spec:
+            raise self.fail(line, f"a {kind} route's lookup needs '{want}'")
+        return lookups[spec["name"]], self.source(spec[want], line, params)
+
+    def list_spec(self, spec: Any, line: int | None) -> ListSpec | None:
+        if spec is None:
+            return None
+        if not isinstance(spec, dict) or not isinstance(spec.get("rows"), str):
+            raise self.fail(line, "list must be a mapping with 'rows'")
+        self.keys(spec, {"rows", "total", "narrow", "row_fields"}, "list")
+        narrow = {k: v for k, v in (spec.get("narrow") or {}).items() if k != "__line__"}
+        row_fields = {k: v for k, v in (spec.get("row_fields") or {}).items() if k != "__line__"}
+        for dim in [*narrow, *row_fields]:
+            if dim not in SCOPE_DIMENSIONS:
+                raise self.fail(line, f"list: {dim!r} is not a scope dimension")
+        return ListSpec(spec["rows"], spec.get("total"), narrow,
+                        {dim: row_fields.get(dim, dim) for dim in SCOPE_DIMENSIONS})

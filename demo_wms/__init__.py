@@ -1,0 +1,1 @@
+"""A stand-in legacy WMS with seeded data; not part of the gateway."""

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything the gateway needs on this machine:
+#   - a Python virtual environment (.venv) with the project installed (console script `wmsgate`)
+#   - Keycloak (Maven artifact org.keycloak:keycloak-quarkus-dist) unpacked into the cache
+#   - OPA built with `go install` into the cache
+# Downloads and builds live in $WMSGATE_CACHE (default ~/.cache/wmsgate), keyed by version,
+# so a second run (or a fresh clone on the same machine) downloads and builds nothing.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache="${WMSGATE_CACHE:-$HOME/.cache/wmsgate}"
+mkdir -p "$cache"
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not installed. $2"; }
+
+need python3 "Install Python 3.11+ (Debian: apt-get install python3 python3-venv)."
+need go "Install Go 1.22+ (https://go.dev/dl/)."
+need curl "Install curl (Debian: apt-get install curl)."
+need unzip "Install unzip (Debian: apt-get install unzip)."
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+  || die "Python 3.11 or newer is required (found $(python3 --version 2>&1))."
+ls /usr/lib/jvm/*/bin/java >/dev/null 2>&1 || command -v java >/dev/null 2>&1 \
+  || die "A Java 17+ JDK is required for Keycloak (Debian: apt-get install openjdk-17-jdk-headless)."
+
+# --- Python virtual environment -------------------------------------------------------
+stamp_src="$(cat "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
+venv="$repo/.venv"
+if [ ! -x "$venv/bin/wmsgate" ] || [ "$(cat "$venv/.wmsgate-stamp" 2>/dev/null)" != "$stamp_src" ]; then
+  say "creating Python virtual environment in .venv"
+  python3 -m venv "$venv"
+  PIP_CACHE_DIR="$cache/pip" "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$repo[test]"
+  echo "$stamp_src" > "$venv/.wmsgate-stamp"
+else
+  say "Python environment up to date"
+fi
+
+# --- Keycloak -----------------------------------------------------------------------
+kc_home="$cache/keycloak-$KEYCLOAK_VERSION"
+if [ ! -x "$kc_home/bin/kc.sh" ]; then
+  zip="$cache/downloads/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip"
+  mkdir -p "$cache/downloads"
+  if [ ! -s "$zip" ]; then
+    say "downloading Keycloak $KEYCLOAK_VERSION from Maven Central"
+    url="https://repo1.maven.org/maven2/org/keycloak/keycloak-quarkus-dist/$KEYCLOAK_VERSION/keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip"
+    curl -fsSL --retry 3 -o "$zip.part" "$url" || die "could not download $url"
+    curl -fsSL --retry 3 -o "$zip.sha1" "$url.sha1" || die "could not download $url.sha1"
+    echo "$(cut -c1-40 "$zip.sha1")  $zip.part" | sha1sum -c --quiet - || die "checksum mismatch for $url"
+    mv "$zip.part" "$zip"
+  fi
+  say "unpacking Keycloak into $kc_home"
+  tmp="$(mktemp -d "$cache/kc-unpack.XXXXXX")"
+  unzip -q "$zip" -d "$tmp"
+  rm -rf "$kc_home"
+  mv "$tmp/keycloak-$KEYCLOAK_VERSION" "$kc_home"
+  rmdir "$tmp"
+else
+  say "Keycloak $KEYCLOAK_VERSION present"
+fi
+
+# --- OPA ----------------------------------------------------------------------------
+opa_bin="$cache/opa-$OPA_VERSION/bin/opa"
+if [ ! -x "$opa_bin" ]; then
+  say "building OPA $OPA_VERSION with go install (first time only)"
+  GOBIN="$cache/opa-$OPA_VERSION/bin" GOFLAGS=-buildvcs=false \
+    go install "github.com/open-policy-agent/opa@$OPA_VERSION" || die "go install of OPA $OPA_VERSION failed"
+else
+  say "OPA $OPA_VERSION present"
+fi
+say "ready (cache: $cache)"

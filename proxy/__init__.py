@@ -1,0 +1,1 @@
+"""The aiohttp reverse proxy (PEP) that enforces decisions."""

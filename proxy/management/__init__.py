@@ -1,0 +1,1 @@
+"""The gateway's own endpoints under ``/_gateway/`` (health now; approvals, access, audit later)."""

@@ -1,0 +1,249 @@
+"""The request path of the PEP, top to bottom.
+
+1. hygiene: refuse ambiguous request lines and headers (400)
+2. authenticate the bearer token (401)
+3. classify with the route map (403 ``route_not_mapped``)
+4. resolve the resource's scope attributes (path, query, body, WMS lookup)
+5. ask the PDP once (403/404 deny, 503 when it cannot answer)
+6. narrow list queries to the caller's scope
+7. forward with the gateway's identity headers; stream or rewrite the answer
+8. record the audit entry (always, allowed or refused)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource
+from authorizer.audit import AuditBackpressure, AuditRecord, AuditWriter
+from authorizer.config import GatewayConfig
+from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
+from authorizer.obligations import ALL, filter_rows, mask_document, narrow_query
+from authorizer.pdp import Decision, OpaClient, PdpUnavailable
+from authorizer.routes import Route, RouteMap, RouteMatch
+from proxy import responses
+from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
+from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
+from proxy.responses import Refusal, refusal_response
+
+
+@dataclass
+class Gateway:
+    """The PEP's collaborators, built once per app by :func:`proxy.app.create_app`."""
+
+    config: GatewayConfig
+    routes: RouteMap
+    verifier: TokenVerifier
+    resolver: AttributeResolver
+    pdp: OpaClient
+    forwarder: Forwarder
+    identity: UpstreamIdentity
+    audit: AuditWriter
+    strip_headers: frozenset[str]
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def client_address(request: web.Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
+    """The real client IP: the peer, or, when the peer is a trusted proxy, the last
+    ``X-Forwarded-For`` entry that is not itself trusted."""
+    peer = request.remote or ""
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in trusted)
+
+    if not trusted or not is_trusted(peer):
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            return hop
+    return peer
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Authorize one request and forward it, or refuse it; audit either way."""
+    gw = request.app[GATEWAY]
+    started = time.perf_counter()
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    record = AuditRecord(
+        decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="deny", reason_code="",
+        http_status=0, method=request.method, path=raw_path[:2048], query=raw_query[:2048],
+        client_ip=client_address(request, gw.trusted_proxies),
+        user_agent=request.headers.get("User-Agent", "")[:512], device_id=request.headers.get("X-Device-Id", "")[:128],
+    )
+    try:
+        gw.audit.check_capacity()
+        response = await _authorize_and_forward(request, gw, record)
+    except AuditBackpressure:
+        response = _refused(record, responses.audit_unavailable())
+    except Refusal as refusal:
+        response = _refused(record, refusal)
+    record.http_status = response.status
+    record.total_ms = round((time.perf_counter() - started) * 1000, 3)
+    gw.audit.submit(record)
+    return response
+
+
+def _refused(record: AuditRecord, refusal: Refusal) -> web.Response:
+    """Record and render a refusal. A request the policy allowed keeps ``decision=allow``
+    (the refusal then came after the decision, e.g. the WMS was unreachable)."""
+    record.reason_code, record.reason_zh, record.reason_en = refusal.code, refusal.zh, refusal.en
+    return refusal_response(refusal, record.decision_id)
+
+
+async def _authorize_and_forward(request: web.Request, gw: Gateway, record: AuditRecord) -> web.StreamResponse:
+    try:
+        target = check_target(request.method, request.raw_path)
+        check_headers(request.headers, gw.config.refuse_request_headers)
+    except HygieneError as exc:
+        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+    principal = await _authenticate(request, gw)
+    record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
+    match = gw.routes.match(request.method, target.segments)
+    if match is None:
+        raise responses.not_mapped()
+    route = match.route
+    record.module, record.verb = route.module, route.verb
+    body_bytes, body = await _read_body(request, gw) if route.needs_body else (None, None)
+    resource = await _resolve(gw.resolver, match, target, body)
+    record.resource_id = (resource.id or "")[:2048]
+    record.warehouse, record.channel, record.order_type = (
+        ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
+    decision = await _decide(gw.pdp, principal, route, body, resource, request, record)
+    if not decision.allow:
+        main = decision.reason
+        raise Refusal(decision.status, main.code, main.zh, main.en, decision.reasons)
+    record.decision = "allow"
+    return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
+
+
+async def _authenticate(request: web.Request, gw: Gateway) -> Principal:
+    try:
+        token = bearer_token(request.headers.getall("Authorization", []))
+        return await gw.verifier.verify(token)
+    except AuthenticationError as exc:
+        zh = {"missing_token": "需要登錄:請?zhí)峁?Bearer 令牌", "token_expired": "訪問令牌已過期,請重新獲取"}.get(
+            exc.code, "訪問令牌無效")
+        raise Refusal(401, exc.code, zh, exc.detail,
+                      headers={"WWW-Authenticate": exc.www_authenticate("wms")}) from None
+    except IssuerUnavailable:
+        raise responses.issuer_unavailable() from None
+
+
+async def _read_body(request: web.Request, gw: Gateway) -> tuple[bytes, Any]:
+    limit = gw.config.upstream.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise responses.body_too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise responses.body_too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise responses.bad_body("not valid JSON / 不是有效的 JSON") from None
+    if not isinstance(body, dict):
+        raise responses.bad_body("must be a JSON object / 必須是 JSON 對象")
+    return raw, body
+
+
+async def _resolve(resolver: AttributeResolver, match: RouteMatch, target: CleanTarget, body: Any) -> Resource:
+    try:
+        return await resolver.resolve(match.route, RequestParts(match.params, target.query, body))
+    except BadResourceInput as exc:
+        raise responses.bad_body(str(exc)) from None
+    except LookupFailed:
+        raise Refusal(502, "attribute_lookup_failed", "無法從 WMS 查詢資源屬性", "could not look up the resource on the WMS") from None
+
+
+async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any, resource: Resource,
+                  request: web.Request, record: AuditRecord) -> Decision:
+    also = [{"module": m, "verb": v} for fld, (m, v) in route.also_when_body_has.items()
+            if isinstance(body, dict) and fld in body]
+    policy_input = {
+        "subject": principal.policy_subject(),
+        "action": {"module": route.module, "verb": route.verb, "also": also},
+        "resource": resource.policy_input(),
+        "request": {"method": request.method, "route": route.template, "client_ip": record.client_ip,
+                    "time_ms": record.ts_ms},
+    }
+    try:
+        decision = await pdp.decide(policy_input)
+    except PdpUnavailable:
+        raise responses.pdp_unavailable() from None
+    record.policy_revision = decision.policy_revision
+    main = decision.reason
+    record.reason_code, record.reason_zh, record.reason_en = main.code, main.zh, main.en
+    return decision
+
+
+def _credential_warehouse(resource: Resource, decision: Decision) -> str | None:
+    values = resource.attributes.get("warehouse") or list(decision.obligations.row_filter.get("warehouse", ()))
+    return values[0] if len(values) == 1 and values[0] != ALL else None
+
+
+async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,
+                   decision: Decision, principal: Principal, body_bytes: bytes | None,
+                   record: AuditRecord) -> web.StreamResponse:
+    obligations = decision.obligations
+    query_string = target.raw_query
+    spec = route.list_spec
+    restricted = spec is not None and any(ALL not in v for v in obligations.row_filter.values())
+    if spec is not None and restricted:
+        narrowing = narrow_query(target.query, spec, obligations)
+        if narrowing.empty:
+            record.detail = {"narrowed": "empty"}
+            return web.json_response({spec.rows: [], **({spec.total: 0} if spec.total else {})},
+                                     headers={"X-Decision-Id": record.decision_id})
+        if narrowing.query is not None:
+            query_string = urlencode(list(narrowing.query.items()), quote_via=quote)
+            record.detail["narrowed_query"] = query_string
+    transform = _transform(route, decision, restricted)
+    added = gw.identity.headers(principal, _credential_warehouse(resource, decision))
+    headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
+    path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
+    response, result = await gw.forwarder.forward(request, path_and_query, headers, body_bytes, transform,
+                                                  {"X-Decision-Id": record.decision_id})
+    record.upstream_status, record.upstream_ms = result.status, round(result.ms, 3)
+    record.detail.update(result.detail)
+    return response
+
+
+def _transform(route: Route, decision: Decision, restricted: bool) -> Transform | None:
+    mask = decision.obligations.mask
+    spec = route.list_spec
+    if not mask and not restricted:
+        return None
+
+    def apply(document: Any) -> dict[str, Any]:
+        detail: dict[str, Any] = {}
+        if spec is not None and restricted:
+            dropped = filter_rows(document, spec, decision.obligations)
+            if dropped:
+                detail["rows_dropped"] = dropped
+                if spec.total and isinstance(document.get(spec.total), int):
+                    document[spec.total] = max(0, document[spec.total] - dropped)
+        mask_document(document, mask, spec.rows if spec is not None else None)
+        if mask:
+            detail["masked"] = list(mask)
+        return detail
+
+    return apply

@@ -1,0 +1,93 @@
+"""Every answer the gateway gives on its own: refusals (400/401/403/404/405/413/503...).
+
+One place builds them so they all share one shape:
+``{"error", "reason_zh", "reason_en", "decision_id", "reasons"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from authorizer.pdp import Reason
+
+
+@dataclass
+class Refusal(Exception):
+    """The gateway refuses the request.
+
+    Attributes:
+        status: HTTP status.
+        code: machine-readable error code.
+        zh, en: the main reason in zh-CN and English.
+        reasons: every reason (for policy denies), the main one first.
+        headers: extra response headers (``WWW-Authenticate``, ``Retry-After``).
+    """
+
+    status: int
+    code: str
+    zh: str
+    en: str
+    reasons: tuple[Reason, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        Exception.__init__(self, self.en)
+
+
+def refusal_response(refusal: Refusal, decision_id: str) -> web.Response:
+    """Render a refusal as JSON, with the decision id in the body and ``X-Decision-Id``."""
+    body = {
+        "error": refusal.code,
+        "reason_zh": refusal.zh,
+        "reason_en": refusal.en,
+        "decision_id": decision_id,
+    }
+    if len(refusal.reasons) > 1:
+        body["reasons"] = [{"code": r.code, "reason_zh": r.zh, "reason_en": r.en} for r in refusal.reasons]
+    headers = {"X-Decision-Id": decision_id, "Cache-Control": "no-store", **refusal.headers}
+    return web.Response(status=refusal.status, text=json.dumps(body, ensure_ascii=False),
+                        content_type="application/json", charset="utf-8", headers=headers)
+
+
+def not_mapped() -> Refusal:
+    """The route map has no entry for this method and path."""
+    return Refusal(403, "route_not_mapped", "此接口未在路由表中登記,默認拒絕",
+                   "this endpoint is not in the route map; denied by default")
+
+
+def pdp_unavailable() -> Refusal:
+    """OPA could not decide."""
+    return Refusal(503, "pdp_unavailable", "授權(quán)服務(wù)暫不可用,請稍后重試",
+                   "the authorization service is unavailable; try again later", headers={"Retry-After": "5"})
+
+
+def issuer_unavailable() -> Refusal:
+    """Keycloak's keys could not be fetched."""
+    return Refusal(503, "issuer_unavailable", "身份服務(wù)暫不可用,請稍后重試",
+                   "the identity provider is unavailable; try again later", headers={"Retry-After": "5"})
+
+
+def audit_unavailable() -> Refusal:
+    """The audit trail cannot take more records (fail closed)."""
+    return Refusal(503, "audit_unavailable", "審計日志暫不可寫,請求已拒絕",
+                   "the audit trail cannot record requests right now; refused", headers={"Retry-After": "5"})
+
+
+def upstream_failed(timeout: bool) -> Refusal:
+    """The WMS did not answer (502) or not in time (504)."""
+    if timeout:
+        return Refusal(504, "upstream_timeout", "WMS 響應(yīng)超時", "the WMS did not answer in time")
+    return Refusal(502, "upstream_unavailable", "WMS 暫不可用", "the WMS is unavailable")
+
+
+def bad_body(detail: str) -> Refusal:
+    """The request body the decision needs is missing or not the expected JSON."""
+    return Refusal(400, "bad_request_body", f"請求體無效:{detail}", f"invalid request body: {detail}")
+
+
+def body_too_large(limit: int) -> Refusal:
+    """The request body exceeds the limit the gateway reads."""
+    return Refusal(413, "body_too_large", f"請求體超過 {limit} 字節(jié)", f"the request body exceeds {limit} bytes")

@@ -1,0 +1,144 @@
+# METADATA
+# title: WMS gateway access decision (PDP)
+# description: >-
+#   Decides whether a person may perform module:verb on a WMS resource: RBAC over
+#   the role matrix in data.wms.roles and ABAC over the data scope (warehouse,
+#   channel, order type) of data.wms.modules. The proxy (PEP) queries
+#   data.wms.authz.decision once per request. The input document is described in
+#   docs/policy.md; anything missing or malformed is denied.
+# authors:
+#   - WMS gateway security team
+package wms.authz
+
+# METADATA
+# title: Decision
+# description: >-
+#   The document the PEP enforces: allow, the HTTP status of a refusal, reasons
+#   with stable codes and zh-CN/en messages, obligations (row filter, field mask)
+#   and the policy revision for the audit trail.
+# entrypoint: true
+decision := {
+	"allow": allow,
+	"status": status,
+	"reasons": reasons,
+	"obligations": obligations,
+	"policy_revision": policy_revision,
+}
+
+# METADATA
+# title: Allow
+# description: Allowed only when every required permission is held and the resource is inside the data scope.
+default allow := false
+
+allow if {
+	permitted
+	in_scope
+}
+
+# METADATA
+# title: Refusal status
+# description: 403 by default; 404 when only the scope failed on an existence-sensitive module, or the resource does not exist.
+default status := 403
+
+status := 200 if allow
+
+status := 404 if {
+	not allow
+	permitted
+	module_def.existence_sensitive == true
+}
+
+status := 404 if {
+	not allow
+	permitted
+	not_found
+}
+
+# METADATA
+# title: Not found
+# description: A lookup showed the resource does not exist; nothing is forwarded and nothing leaks.
+not_found if input.resource.found == false
+
+# METADATA
+# title: Policy revision
+# description: Revision of the loaded policy (data.wms.meta.revision, written by the deployment).
+default policy_revision := "unversioned"
+
+policy_revision := data.wms.meta.revision
+
+# METADATA
+# title: Module definition
+# description: The policy data of the requested module; undefined for unknown modules.
+module_def := data.wms.modules[input.action.module]
+
+# METADATA
+# title: Required permissions
+# description: The primary module:verb plus any extra ones the route map derived (input.action.also).
+required contains sprintf("%s:%s", [input.action.module, input.action.verb])
+
+required contains sprintf("%s:%s", [p.module, p.verb]) if some p in input.action.also
+
+# METADATA
+# title: Granted permissions
+# description: Union of the permissions of every role the person holds.
+granted contains perm if {
+	some role in input.subject.roles
+	some perm in data.wms.roles[role].permissions
+}
+
+# METADATA
+# title: Permitted
+# description: The module is known and every required permission is granted.
+permitted if {
+	module_def
+	every perm in required {
+		perm in granted
+	}
+}
+
+# METADATA
+# title: Scope values
+# description: The person's scope on one dimension as a set; empty when absent (absent means nothing, never all).
+scope_values(dim) := {v | some v in input.subject.scope[dim]}
+
+# METADATA
+# title: Covers
+# description: True when the person's scope on dim includes value; "*" in the scope covers everything, "*" as a value (all) needs "*".
+covers(dim, _) if "*" in scope_values(dim)
+
+covers(dim, value) if {
+	value != "*"
+	value in scope_values(dim)
+}
+
+# METADATA
+# title: Dimension in scope
+# description: The resource carries at least one value on dim and the person's scope covers every one.
+dimension_in_scope(dim) if {
+	values := input.resource.attributes[dim]
+	count(values) > 0
+	every value in values {
+		covers(dim, value)
+	}
+}
+
+# METADATA
+# title: In scope
+# description: >-
+#   Single, bulk and aggregate resources must lie inside the scope on every
+#   dimension of the module; lists need some scope on every dimension and are
+#   narrowed by the row_filter obligation.
+in_scope if {
+	input.resource.kind == "list"
+	every dim in module_def.dimensions {
+		count(scope_values(dim)) > 0
+	}
+}
+
+in_scope if {
+	input.resource.kind != "list"
+	not not_found
+	every dim in module_def.dimensions {
+		dimension_in_scope(dim)
+	}
+}

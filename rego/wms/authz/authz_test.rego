@@ -1,0 +1,198 @@
+package wms.authz_test
+
+import data.wms.authz
+
+hf_staff := {"warehouse": ["HF"], "channel": ["*"], "order_type": ["*"]}
+
+everything := {"warehouse": ["*"], "channel": ["*"], "order_type": ["*"]}
+
+person(roles, scope) := {"id": "u1", "username": "tester", "roles": roles, "scope": scope}
+
+order(warehouse, channel) := {
+	"kind": "item",
+	"id": "SO1",
+	"attributes": {"warehouse": [warehouse], "channel": [channel], "order_type": ["b2c"]},
+}
+
+request(subject, module, verb, resource) := {
+	"subject": subject,
+	"action": {"module": module, "verb": verb},
+	"resource": resource,
+}
+
+reason_codes(d) := {r.code | some r in d.reasons}
+
+test_picker_views_order_in_own_warehouse if {
+	d := authz.decision with input as request(person(["picker"], hf_staff), "orders", "view", order("HF", "jd"))
+	d.allow
+	d.status == 200
+	reason_codes(d) == {"allowed"}
+}
+
+test_picker_cannot_confirm_order_of_other_warehouse if {
+	d := authz.decision with input as request(person(["picker"], hf_staff), "orders", "pick", order("SH", "jd"))
+	not d.allow
+	d.status == 403
+	"out_of_scope" in reason_codes(d)
+}
+
+test_picker_cannot_adjust_inventory_and_reason_names_permission if {
+	res := {"kind": "item", "attributes": {"warehouse": ["HF"]}}
+	d := authz.decision with input as request(person(["picker"], hf_staff), "inventory", "update", res)
+	not d.allow
+	some r in d.reasons
+	r.code == "missing_permission"
+	contains(r.en, "inventory:update")
+	contains(r["zh-CN"], "inventory:update")
+	contains(r.en, "warehouse_keeper")
+}
+
+test_picker_sees_orders_masked if {
+	d := authz.decision with input as request(person(["picker"], hf_staff), "orders", "view", order("HF", "jd"))
+	d.obligations.mask == {"amount", "items[].price", "customer_name", "customer_phone", "address"}
+}
+
+test_finance_sees_amounts_but_not_customer_contact if {
+	d := authz.decision with input as request(person(["finance"], everything), "orders", "view", order("SZ", "jd"))
+	d.allow
+	d.obligations.mask == {"customer_name", "customer_phone", "address"}
+}
+
+test_extra_permissions_are_all_required if {
+	inp := object.union(
+		request(person(["reviewer"], hf_staff), "orders", "update", order("HF", "jd")),
+		{"action": {"module": "orders", "verb": "update", "also": [{"module": "order_items", "verb": "update"}]}},
+	)
+	d := authz.decision with input as inp
+	not d.allow
+	count([r | some r in d.reasons; r.code == "missing_permission"]) == 2
+}
+
+test_keeper_list_is_narrowed_to_own_warehouse if {
+	res := {"kind": "list", "attributes": {}}
+	d := authz.decision with input as request(person(["warehouse_keeper"], hf_staff), "inventory", "view", res)
+	d.allow
+	d.obligations.row_filter == {"warehouse": ["HF"]}
+}
+
+test_channel_ops_list_filter_covers_all_dimensions if {
+	scope := {"warehouse": ["*"], "channel": ["taobao"], "order_type": ["*"]}
+	res := {"kind": "list", "attributes": {}}
+	d := authz.decision with input as request(person(["channel_ops"], scope), "orders", "view", res)
+	d.obligations.row_filter == {"warehouse": ["*"], "channel": ["taobao"], "order_type": ["*"]}
+}
+
+test_list_without_scope_on_a_dimension_is_denied if {
+	res := {"kind": "list", "attributes": {}}
+	scope := {"warehouse": ["HF"], "channel": ["*"]}
+	d := authz.decision with input as request(person(["picker"], scope), "orders", "view", res)
+	not d.allow
+	"no_scope" in reason_codes(d)
+}
+
+test_missing_scope_dimension_means_nothing_not_everything if {
+	scope := {"warehouse": ["HF"]}
+	d := authz.decision with input as request(person(["picker"], scope), "orders", "view", order("HF", "jd"))
+	not d.allow
+}
+
+test_aggregate_report_needs_star_channel_scope if {
+	scope := {"warehouse": ["*"], "channel": ["amazon"], "order_type": ["*"]}
+	res := {"kind": "aggregate", "attributes": {"channel": ["*"]}}
+	d := authz.decision with input as request(person(["channel_ops"], scope), "reports.sales", "view", res)
+	not d.allow
+	"aggregate_needs_full_scope" in reason_codes(d)
+}
+
+test_channel_report_for_own_channel_is_allowed if {
+	scope := {"warehouse": ["*"], "channel": ["amazon"], "order_type": ["*"]}
+	res := {"kind": "aggregate", "attributes": {"channel": ["amazon"]}}
+	d := authz.decision with input as request(person(["channel_ops"], scope), "reports.sales", "view", res)
+	d.allow
+}
+
+test_bulk_resource_must_lie_wholly_in_scope if {
+	res := {"kind": "bulk", "attributes": {"warehouse": ["HF", "SH"], "channel": ["jd"], "order_type": ["b2c"]}}
+	d := authz.decision with input as request(person(["warehouse_keeper"], hf_staff), "orders", "update", res)
+	not d.allow
+	some r in d.reasons
+	r.code == "out_of_scope"
+	contains(r.en, "SH")
+}
+
+test_unresolved_attribute_is_denied if {
+	res := {"kind": "item", "attributes": {"warehouse": []}}
+	d := authz.decision with input as request(person(["reviewer"], everything), "reviews", "view", res)
+	not d.allow
+	"scope_unresolved" in reason_codes(d)
+}
+
+test_existence_sensitive_module_answers_404 if {
+	res := {"kind": "item", "attributes": {"warehouse": ["SZ"], "channel": ["amazon"]}}
+	d := authz.decision with input as request(person(["warehouse_keeper"], hf_staff), "customs", "view", res)
+	not d.allow
+	d.status == 404
+}
+
+test_existence_sensitive_module_without_permission_answers_403 if {
+	res := {"kind": "item", "attributes": {"warehouse": ["HF"], "channel": ["amazon"]}}
+	d := authz.decision with input as request(person(["picker"], hf_staff), "customs", "view", res)
+	d.status == 403
+}
+
+test_unknown_module_is_denied if {
+	d := authz.decision with input as request(person(["sysadmin"], everything), "payroll", "view", order("HF", "jd"))
+	not d.allow
+	"unknown_module" in reason_codes(d)
+}
+
+test_person_without_roles_is_told_so if {
+	d := authz.decision with input as request(person([], everything), "orders", "view", order("HF", "jd"))
+	not d.allow
+	"no_roles" in reason_codes(d)
+}
+
+test_empty_input_is_denied if {
+	d := authz.decision with input as {}
+	not d.allow
+	d.status == 403
+}
+
+test_supervisor_cannot_pick if {
+	d := authz.decision with input as request(person(["ops_supervisor"], everything), "orders", "pick", order("HF", "jd"))
+	not d.allow
+}
+
+test_roles_union_permissions if {
+	d := authz.decision with input as request(
+		person(["picker", "finance"], hf_staff), "orders", "view",
+		order("HF", "jd"),
+	)
+	d.allow
+	not "amount" in d.obligations.mask
+}
+
+test_policy_revision_defaults_to_unversioned if {
+	d := authz.decision with input as {}
+	d.policy_revision == "unversioned"
+}
+
+test_policy_revision_comes_from_data if {
+	d := authz.decision with input as {} with data.wms.meta.revision as "sha256:abc"
+	d.policy_revision == "sha256:abc"
+}
+
+test_missing_resource_answers_404_for_a_permitted_person if {
+	res := {"kind": "item", "id": "SO404", "attributes": {"warehouse": [], "channel": [], "order_type": []}, "found": false}
+	d := authz.decision with input as request(person(["picker"], hf_staff), "orders", "view", res)
+	not d.allow
+	d.status == 404
+	reason_codes(d) == {"not_found"}
+}
+
+test_missing_resource_answers_403_without_permission if {
+	res := {"kind": "item", "id": "SO404", "attributes": {}, "found": false}
+	d := authz.decision with input as request(person(["picker"], hf_staff), "inventory", "update", res)
+	d.status == 403
+	"missing_permission" in reason_codes(d)
+}

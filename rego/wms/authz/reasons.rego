@@ -1,0 +1,102 @@
+# Decision reasons
+#
+#   Stable reason codes with zh-CN and en messages taken from data.wms.messages,
+#   telling the person what they lack: a role, a permission or a scope.
+package wms.authz
+
+# METADATA
+# title: Reasons
+# description: Every reason that applies; "allowed" alone when the request is allowed.
+reasons contains message("allowed", [], []) if allow
+
+reasons contains message("no_roles", [], []) if {
+	not allow
+	count(known_roles) == 0
+}
+
+reasons contains message("unknown_module", [input.action.module], [input.action.module]) if {
+	not allow
+	not module_def
+}
+
+reasons contains message("missing_permission", [perm, holders], [perm, holders]) if {
+	not allow
+	module_def
+	some perm in required
+	not perm in granted
+	holders := concat(", ", sort([role | some role, def in data.wms.roles; perm in def.permissions]))
+}
+
+reasons contains message("no_scope", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
+	not allow
+	permitted
+	input.resource.kind == "list"
+	some dim in module_def.dimensions
+	count(scope_values(dim)) == 0
+}
+
+reasons contains message("not_found", [input.resource.id], [input.resource.id]) if {
+	not allow
+	permitted
+	not_found
+}
+
+reasons contains message("scope_unresolved", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
+	not allow
+	permitted
+	input.resource.kind != "list"
+	not not_found
+	some dim in module_def.dimensions
+	count(object.get(input.resource.attributes, dim, [])) == 0
+}
+
+reasons contains msg if {
+	not allow
+	permitted
+	input.resource.kind != "list"
+	some dim in module_def.dimensions
+	"*" in input.resource.attributes[dim]
+	not covers(dim, "*")
+	zh := dim_name(dim, "zh-CN")
+	en := dim_name(dim, "en")
+	msg := message("aggregate_needs_full_scope", [zh, zh, zh], [en, en, en])
+}
+
+reasons contains msg if {
+	not allow
+	permitted
+	input.resource.kind != "list"
+	some dim in module_def.dimensions
+	some value in input.resource.attributes[dim]
+	value != "*"
+	not covers(dim, value)
+	scope := scope_text(dim)
+	msg := message("out_of_scope", [dim_name(dim, "zh-CN"), value, scope], [dim_name(dim, "en"), value, scope])
+}
+
+# METADATA
+# title: Known roles
+# description: The person's roles that the role matrix defines.
+known_roles contains role if {
+	some role in input.subject.roles
+	data.wms.roles[role]
+}
+
+# METADATA
+# title: Message
+# description: A reason object {code, zh-CN, en} from the message table.
+message(code, zh_args, en_args) := {
+	"code": code,
+	"zh-CN": sprintf(data.wms.messages[code]["zh-CN"], zh_args),
+	"en": sprintf(data.wms.messages[code].en, en_args),
+}
+
+# METADATA
+# title: Dimension name
+# description: The display name of a scope dimension in one language.
+dim_name(dim, lang) := data.wms.dimensions[dim][lang]
+
+# METADATA
+# title: Scope text
+# description: The person's scope on a dimension as text, e.g. "[HF]" or "[]".
+scope_text(dim) := sprintf("[%s]", [concat(", ", sort(scope_values(dim)))])

@@ -1,0 +1,204 @@
+"""The real stack for integration tests: Keycloak, OPA, the demo WMS and the proxy on 127.0.0.1.
+
+The stack runs on the default ports + 10000 with its own state folder, so a demo
+running beside it is untouched. It starts once per test session. If a tool is
+missing the tests fail (they are never skipped): run ``make test``, which sets
+everything up first.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pyotp
+import pytest
+
+from wmsgate.devstack import LocalStack, Ports, StackSettings
+from wmsgate.realm import demo_overlay
+from wmsgate.tools import REPO
+
+STATE = REPO / ".state" / "test"
+OVERLAY = demo_overlay()
+PASSWORD = OVERLAY["password"]
+TOTP = pyotp.TOTP(base64.b32encode(OVERLAY["totp_secret"].encode()).decode())
+OTP_USERS = {u["username"] for u in OVERLAY["users"] if u.get("otp")}
+SERVICE_TOKEN = "svc-token-for-tests"
+
+
+@dataclass
+class RawResponse:
+    """An answer read by :func:`raw_request`."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+def raw_request(base_url: str, method: str, target: str, headers: list[tuple[str, str]] | None = None,
+                body: bytes | None = None) -> RawResponse:
+    """Send a request with the target byte-for-byte as given (no client-side normalization)
+    and headers possibly repeated."""
+    host, port = base_url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", f"{host}:{port}")
+        for name, value in headers or []:
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        return RawResponse(resp.status, resp.getheaders(), resp.read())
+    finally:
+        conn.close()
+
+
+class AccessLog:
+    """The demo WMS's access log: what actually reached the WMS."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark(self) -> int:
+        """The current end of the log (pass to :meth:`since`)."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def since(self, mark: int) -> list[dict[str, Any]]:
+        """Entries written after ``mark``."""
+        with self.path.open("rb") as fh:
+            fh.seek(mark)
+            return [json.loads(line) for line in fh.read().decode().splitlines() if line.strip()]
+
+
+class Tokens:
+    """Access tokens of demo users from the real Keycloak (password grant on wms-cli, TOTP when needed).
+
+    Tokens are reused until a minute before they expire. Keycloak refuses a TOTP
+    code twice, so a new login of an OTP user waits for the next code when needed.
+    """
+
+    def __init__(self, issuer: str) -> None:
+        self.issuer = issuer
+        self._cache: dict[tuple[str, str], tuple[str, float]] = {}
+        self._last_code: dict[str, str] = {}
+
+    def login(self, username: str, client_id: str = "wms-cli", issuer: str | None = None,
+              password: str = PASSWORD) -> dict[str, Any]:
+        """A fresh token response (not cached)."""
+        form = {"grant_type": "password", "client_id": client_id, "username": username, "password": password}
+        if username in OTP_USERS and issuer is None:
+            code = TOTP.now()
+            while code == self._last_code.get(username):
+                time.sleep(1)
+                code = TOTP.now()
+            self._last_code[username] = code
+            form["totp"] = code
+        resp = httpx.post(f"{issuer or self.issuer}/protocol/openid-connect/token", data=form, timeout=30)
+        assert resp.status_code == 200, f"login of {username} failed: {resp.status_code} {resp.text}"
+        return resp.json()
+
+    def get(self, username: str, client_id: str = "wms-cli") -> str:
+        """A valid access token for ``username``."""
+        cached = self._cache.get((username, client_id))
+        if cached and cached[1] - time.time() > 60:
+            return cached[0]
+        data = self.login(username, client_id)
+        self._cache[(username, client_id)] = (data["access_token"], time.time() + data["expires_in"])
+        return data["access_token"]
+
+
+@dataclass
+class Stack:
+    """Handles on the running stack for tests."""
+
+    stack: LocalStack
+    tokens: Tokens
+    access_log: AccessLog
+
+    @property
+    def proxy(self) -> str:
+        return self.stack.proxy_url
+
+    def client(self, username: str | None = None) -> httpx.Client:
+        """An HTTP client for the proxy, authenticated as ``username`` when given."""
+        headers = {"Authorization": f"Bearer {self.tokens.get(username)}"} if username else {}
+        return httpx.Client(base_url=self.proxy, headers=headers, timeout=30)
+
+    def wms(self) -> httpx.Client:
+        """A client straight to the (unprotected) demo WMS, to see the truth behind the gateway."""
+        return httpx.Client(base_url=self.stack.wms_url, timeout=30)
+
+    def audit_record(self, decision_id: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The audit record of ``decision_id``, waiting for the writer's flush."""
+        deadline = time.monotonic() + timeout
+        while True:
+            conn = sqlite3.connect(self.stack.audit_db)
+            conn.row_factory = sqlite3.Row
+            try:
+                row = conn.execute("SELECT * FROM audit_records WHERE decision_id = ?", (decision_id,)).fetchone()
+            except sqlite3.OperationalError:
+                row = None
+            finally:
+                conn.close()
+            if row is not None:
+                return dict(row)
+            assert time.monotonic() < deadline, f"no audit record for decision {decision_id}"
+            time.sleep(0.1)
+
+    def order(self, **filters: str) -> dict[str, Any]:
+        """The first WMS order matching ``filters`` (read directly from the WMS)."""
+        with self.wms() as wms:
+            rows = wms.get("/api/orders", params={**filters, "page_size": 1}).json()["items"]
+        assert rows, f"no order with {filters}"
+        return rows[0]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """Start the real stack once for the whole session; stop it at the end."""
+    shutil.rmtree(STATE, ignore_errors=True)
+    STATE.mkdir(parents=True)
+    (STATE / "service-token").write_text(SERVICE_TOKEN + "\n", encoding="utf-8")
+    settings = StackSettings(
+        state=STATE,
+        ports=Ports.offset(10000),
+        fresh=True,
+        proxy_overrides={
+            "oidc.leeway_seconds": 1,
+            "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
+        },
+    )
+    local = LocalStack(settings)
+    local.start()
+    try:
+        yield Stack(local, Tokens(local.issuer), AccessLog(local.wms_access_log))
+    finally:
+        local.stop()
+
+
+def assert_refused(resp: httpx.Response | RawResponse, status: int, code: str | None = None) -> dict[str, Any]:
+    """Check the refusal shape: status, JSON with error code, bilingual reasons and a decision id."""
+    status_code = resp.status_code if isinstance(resp, httpx.Response) else resp.status
+    body = resp.json()
+    assert status_code == status, f"expected {status}, got {status_code}: {body}"
+    assert set(body) >= {"error", "reason_zh", "reason_en", "decision_id"}, body
+    assert body["reason_zh"] and body["reason_en"]
+    if code is not None:
+        assert body["error"] == code, body
+    return body

@@ -1,0 +1,1 @@
+"""The gateway's command line and local stack runner."""

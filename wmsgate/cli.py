@@ -1,0 +1,277 @@
+"""``wmsgate``: run the gateway, the local demo stack, and search the audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from wmsgate.tools import REPO
+
+DEMO_USERS = ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh", "keeper.sz", "supervisor",
+              "ops.taobao", "ops.amazon", "finance", "admin1", "admin2", "temp.picker01")
+
+
+def _default_state() -> Path:
+    return Path(os.environ.get("WMSGATE_STATE", REPO / ".state"))
+
+
+# --- proxy --------------------------------------------------------------------------------
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    """Run the proxy in the foreground until SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from authorizer.config import ConfigError, load_config
+    from authorizer.routes import RouteMapError
+    from proxy.app import create_app
+
+    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
+    logging.basicConfig(level=os.environ.get("WMSGATE_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(Path(args.config))
+        app = create_app(config, spool_dir=Path(os.environ["WMSGATE_STATE"]))
+    except (ConfigError, RouteMapError, ValueError) as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    port = args.port or config.port
+    web.run_app(app, host=config.host, port=port, access_log=None, print=None, handle_signals=True)
+    return 0
+
+
+# --- demo stack -------------------------------------------------------------------------------
+
+def _banner(stack: Any) -> str:
+    users = ", ".join(DEMO_USERS)
+    p = stack.proxy_url
+    kc = stack.keycloak_url
+    return f"""
+================ WMS 訪問網(wǎng)關(guān) / WMS access gateway: running ================
+  proxy (PEP)      {p}            health: {p}/_gateway/health
+  Keycloak         {kc}            admin console: {kc}/admin  ({stack.settings.kc_admin[0]} / {stack.settings.kc_admin[1]})
+                   realm "wms", issuer {stack.issuer}
+  OPA (PDP)        {stack.opa_url}            policies: rego/
+  demo WMS         {stack.wms_url}            (unprotected; reach it through the proxy)
+  audit trail      {stack.audit_db}
+  logs             {stack.logs}
+
+  演示用戶 demo users (password wms-demo): {users}
+  keeper.*, supervisor, admin1, admin2 also need a TOTP code
+  (secret O5WXGLLEMVWW6LLUN52HALLTMVRXEZLU; `.venv/bin/wmsgate token keeper.hf` computes it).
+
+  Try it / 試一試:
+    TOKEN=$(curl -s -d grant_type=password -d client_id=wms-cli -d username=picker.hf -d password=wms-demo \\
+      {stack.issuer}/protocol/openid-connect/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/picking/tasks?page_size=3'
+    curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/reports/finance'      # 403: pickers see no finance data
+    .venv/bin/wmsgate audit search --user picker.hf --since 1h
+
+  Ctrl-C stops everything. KEEP=1 make demo keeps the realm and WMS data of the last run.
+===========================================================================
+"""
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the whole stack in the foreground until Ctrl-C."""
+    from wmsgate.devstack import LocalStack, StackError, StackSettings
+    from wmsgate.tools import ToolMissing
+
+    keep = args.keep or os.environ.get("KEEP", "") not in ("", "0")
+    try:
+        stack = LocalStack(StackSettings(state=_default_state(), fresh=not keep))
+    except ToolMissing as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+
+    def _terminate(_signo: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    print("starting Keycloak, OPA, demo WMS and the proxy (Keycloak takes 20-60 s)...", flush=True)
+    try:
+        stack.start()
+        print(_banner(stack), flush=True)
+        while not stack.failed():
+            time.sleep(0.5)
+        print(f"wmsgate: service(s) stopped unexpectedly: {', '.join(stack.failed())}; see {stack.logs}",
+              file=sys.stderr)
+        return 1
+    except StackError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+        return 0
+    finally:
+        stack.stop()
+
+
+# --- audit ----------------------------------------------------------------------------------
+
+_SINCE = re.compile(r"^(\d+)([smhd])$")
+
+
+def parse_time(value: str, now: dt.datetime | None = None) -> dt.datetime:
+    """Parse ``30m``/``1h``/``2d`` (ago) or an ISO 8601 time (naive = UTC) into an aware UTC datetime.
+
+    Raises:
+        argparse.ArgumentTypeError: neither form.
+    """
+    now = now or dt.datetime.now(dt.timezone.utc)
+    m = _SINCE.match(value.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return now - dt.timedelta(**{unit: int(m.group(1))})
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration (30m, 1h, 2d) or ISO time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+_COLUMNS = ("time_utc", "username", "decision", "http_status", "module", "verb", "resource_id", "warehouse",
+            "reason_code", "client_ip")
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Render audit rows as an aligned text table (UTC times with milliseconds)."""
+    cells = [[str(r.get(c, "")) if c != "time_utc" else
+              dt.datetime.fromtimestamp(r["ts_ms"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+              for c in _COLUMNS] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def cmd_audit_search(args: argparse.Namespace) -> int:
+    """Print matching audit records, newest first."""
+    from authorizer.audit import AuditQuery, AuditStore
+    from authorizer.config import ConfigError, load_config
+
+    url = args.db
+    if url is None:
+        os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
+        try:
+            url = load_config(Path(args.config)).audit.url
+        except ConfigError as exc:
+            print(f"wmsgate: {exc}", file=sys.stderr)
+            return 2
+    query = AuditQuery(since=args.since, until=args.until, user=args.user, module=args.module, verb=args.verb,
+                       resource_id=args.resource, warehouse=args.warehouse, decision=args.decision, limit=args.limit)
+
+    async def run() -> list[dict[str, Any]]:
+        store = AuditStore(url)
+        try:
+            return await store.search(query)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(run())
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, default=str))
+    else:
+        print(format_table(rows))
+        print(f"({len(rows)} record(s))")
+    return 0
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print an access token for a demo user (password grant on wms-cli, TOTP computed from the demo secret)."""
+    import urllib.parse
+    import urllib.request
+
+    import pyotp
+
+    from wmsgate.realm import demo_overlay
+
+    overlay = demo_overlay()
+    form = {"grant_type": "password", "client_id": "wms-cli", "username": args.username,
+            "password": args.password or overlay["password"]}
+    spec = next((u for u in overlay["users"] if u["username"] == args.username), {})
+    if spec.get("otp"):
+        import base64
+        form["totp"] = pyotp.TOTP(base64.b32encode(overlay["totp_secret"].encode()).decode()).now()
+    url = f"{args.issuer.rstrip('/')}/protocol/openid-connect/token"
+    req = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - configured issuer
+            print(json.loads(resp.read())["access_token"])
+    except OSError as exc:
+        print(f"wmsgate: token request failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_realm(args: argparse.Namespace) -> int:
+    """Print the assembled realm JSON (production template, or with the demo overlay)."""
+    from wmsgate.realm import build_realm
+
+    print(json.dumps(build_realm(demo=args.demo), ensure_ascii=False, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``wmsgate``."""
+    default_config = str(REPO / "config" / "gateway.yaml")
+    parser = argparse.ArgumentParser(prog="wmsgate", description="WMS access gateway / WMS 訪問網(wǎng)關(guān)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("proxy", help="run the authorizing proxy (PEP)")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_proxy)
+
+    p = sub.add_parser("demo", help="run Keycloak, OPA, the demo WMS and the proxy until Ctrl-C")
+    p.add_argument("--keep", action="store_true", help="keep the realm and WMS data of the last run (KEEP=1)")
+    p.set_defaults(func=cmd_demo)
+
+    audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
+    p = audit.add_parser("search", help="search audit records (newest first)")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of --config)")
+    p.add_argument("--user", help="username or user id")
+    p.add_argument("--since", type=parse_time, help="30m, 1h, 2d or an ISO time (UTC if no offset)")
+    p.add_argument("--until", type=parse_time)
+    p.add_argument("--module")
+    p.add_argument("--verb")
+    p.add_argument("--resource", help="resource id")
+    p.add_argument("--warehouse")
+    p.add_argument("--decision", choices=("allow", "deny"))
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    p.set_defaults(func=cmd_audit_search)
+
+    p = sub.add_parser("token", help="print an access token for a demo user")
+    p.add_argument("username")
+    p.add_argument("--password", default=None)
+    p.add_argument("--issuer", default="http://127.0.0.1:8180/realms/wms")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("realm", help="print the realm as code")
+    p.add_argument("--demo", action="store_true", help="include the demo overlay")
+    p.set_defaults(func=cmd_realm)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wmsgate`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""The native local stack: Keycloak, OPA, the demo WMS and the proxy as processes on 127.0.0.1.
+
+Used by ``wmsgate demo`` (foreground until Ctrl-C) and by the integration tests
+(on other ports, with their own state folder). Every process runs in its own
+process group so stopping the stack stops every child (Keycloak's JVM included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from wmsgate.realm import apply_realm, build_realm, keycloak_admin
+from wmsgate.tools import REPO, Tools, locate_tools
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Loopback ports of the stack (defaults of architecture.md)."""
+
+    proxy: int = 8080
+    keycloak: int = 8180
+    keycloak_management: int = 9180
+    opa: int = 8181
+    wms: int = 8090
+
+    @classmethod
+    def offset(cls, delta: int) -> "Ports":
+        """Default ports shifted by ``delta`` (tests use +10000 so a running demo is untouched)."""
+        d = cls()
+        return cls(d.proxy + delta, d.keycloak + delta, d.keycloak_management + delta, d.opa + delta, d.wms + delta)
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """How to run the stack.
+
+    Attributes:
+        state: folder for databases, logs and derived config (git-ignored).
+        ports: where each service listens.
+        fresh: re-create the demo realm and WMS data (False = KEEP=1).
+        host: bind address (loopback only).
+        kc_admin: Keycloak bootstrap admin (username, password) for the master realm.
+        proxy_overrides: extra gateway config values (dotted keys), e.g. credentials for tests.
+    """
+
+    state: Path
+    ports: Ports = field(default_factory=Ports)
+    fresh: bool = True
+    host: str = "127.0.0.1"
+    kc_admin: tuple[str, str] = ("kcadmin", "kcadmin-demo")
+    proxy_overrides: dict[str, object] = field(default_factory=dict)
+
+
+class StackError(RuntimeError):
+    """A service did not start; the message includes the end of its log."""
+
+
+@dataclass
+class _Service:
+    name: str
+    argv: list[str]
+    ready_url: str
+    log: Path
+    env: dict[str, str]
+    cwd: Path
+    timeout: float
+    process: subprocess.Popen[bytes] | None = None
+    ready_on_any_answer: bool = False
+
+
+def policy_revision(rego_dir: Path) -> str:
+    """A content hash of the policy folder (``sha256:`` + 16 hex digits), recorded in every decision."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in rego_dir.rglob("*") if p.is_file() and p.suffix in (".rego", ".yaml", ".json")):
+        digest.update(str(path.relative_to(rego_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _get(url: str, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we built
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+class LocalStack:
+    """Starts and stops the whole gateway stack.
+
+    Args:
+        settings: ports, state folder, fresh/keep.
+        tools: pinned tool locations (default: :func:`wmsgate.tools.locate_tools`).
+    """
+
+    def __init__(self, settings: StackSettings, tools: Tools | None = None) -> None:
+        self.settings = settings
+        self.tools = tools or locate_tools()
+        self.services: list[_Service] = []
+        s = settings
+        self.issuer = f"http://{s.host}:{s.ports.keycloak}/realms/wms"
+        self.keycloak_url = f"http://{s.host}:{s.ports.keycloak}"
+        self.proxy_url = f"http://{s.host}:{s.ports.proxy}"
+        self.wms_url = f"http://{s.host}:{s.ports.wms}"
+        self.opa_url = f"http://{s.host}:{s.ports.opa}"
+        self.wms_db = s.state / "wms.db"
+        self.wms_access_log = s.state / "wms-access.log"
+        self.audit_db = s.state / "audit.db"
+        self.gateway_config = s.state / "gateway.yaml"
+        self.logs = s.state / "logs"
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Start every service and wait until each is ready (the proxy last, after the realm exists).
+
+        Raises:
+            StackError: a service exited or did not become ready in time (its log tail is included).
+        """
+        s = self.settings
+        s.state.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        if s.fresh:
+            shutil.rmtree(s.state / "keycloak", ignore_errors=True)
+            for p in (self.wms_db, self.wms_access_log):
+                p.unlink(missing_ok=True)
+        self._write_policy_meta()
+        try:
+            for service in (self._keycloak(), self._opa(), self._wms()):
+                self._spawn(service)
+            for service in list(self.services):
+                self._wait_ready(service)
+            self._apply_realm()
+            self._write_gateway_config()
+            proxy = self._proxy()
+            self._spawn(proxy)
+            self._wait_ready(proxy)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every started process (SIGTERM to its group, SIGKILL after 15 s), newest first."""
+        for service in reversed(self.services):
+            proc = service.process
+            if proc is None or proc.poll() is not None:
+                continue
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+        deadline = time.monotonic() + 15
+        for service in reversed(self.services):
+            proc = service.process
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        self.services.clear()
+
+    def failed(self) -> list[str]:
+        """Names of services whose process has exited."""
+        return [s.name for s in self.services if s.process is not None and s.process.poll() is not None]
+
+    def restart_proxy(self, extra_overrides: dict[str, object] | None = None, require_healthy: bool = True) -> None:
+        """Stop and start only the proxy (e.g. with other settings).
+
+        Args:
+            extra_overrides: gateway config values (dotted keys) for this run only.
+            require_healthy: wait for a 200 health answer; when False, any answer will do
+                (for tests that point the proxy at a dead dependency).
+        """
+        for service in [s for s in self.services if s.name == "proxy"]:
+            if service.process is not None and service.process.poll() is None:
+                os.killpg(service.process.pid, signal.SIGTERM)
+                service.process.wait(timeout=15)
+            self.services.remove(service)
+        self._write_gateway_config(extra_overrides)
+        proxy = self._proxy()
+        proxy.ready_on_any_answer = not require_healthy
+        self._spawn(proxy)
+        self._wait_ready(proxy)
+
+    # -- services ----------------------------------------------------------------------
+    def _keycloak(self) -> _Service:
+        s, t = self.settings, self.tools
+        db = s.state / "keycloak" / "keycloakdb"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            "JAVA_HOME": str(t.java_home),
+            "KC_BOOTSTRAP_ADMIN_USERNAME": s.kc_admin[0],
+            "KC_BOOTSTRAP_ADMIN_PASSWORD": s.kc_admin[1],
+        }
+        argv = [str(t.keycloak_home / "bin" / "kc.sh"), "start-dev",
+                f"--http-host={s.host}", f"--http-port={s.ports.keycloak}",
+                f"--http-management-port={s.ports.keycloak_management}", "--health-enabled=true",
+                "--db=dev-file", f"--db-url=jdbc:h2:file:{db};NON_KEYWORDS=VALUE",
+                "--log-level=WARN,org.keycloak.events:DEBUG"]
+        return _Service("keycloak", argv, f"http://{s.host}:{s.ports.keycloak_management}/health/ready",
+                        self.logs / "keycloak.log", env, REPO, timeout=240)
+
+    def _opa(self) -> _Service:
+        s = self.settings
+        argv = [str(self.tools.opa), "run", "--server", f"--addr={s.host}:{s.ports.opa}", "--log-level=error",
+                "--skip-version-check", "--watch", str(REPO / "rego"), str(s.state / "opa-meta")]
+        return _Service("opa", argv, f"{self.opa_url}/health", self.logs / "opa.log", {}, REPO, timeout=30)
+
+    def _wms(self) -> _Service:
+        s = self.settings
+        argv = [sys.executable, "-m", "demo_wms", "--db", str(self.wms_db), "--host", s.host,
+                "--port", str(s.ports.wms), "--access-log", str(self.wms_access_log)]
+        return _Service("demo-wms", argv, f"{self.wms_url}/healthz", self.logs / "demo-wms.log", {}, REPO, timeout=60)
+
+    def _proxy(self) -> _Service:
+        argv = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", str(self.gateway_config)]
+        return _Service("proxy", argv, f"{self.proxy_url}/_gateway/health", self.logs / "proxy.log",
+                        {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60)
+
+    def _write_policy_meta(self) -> None:
+        meta = self.settings.state / "opa-meta" / "wms" / "meta"
+        meta.mkdir(parents=True, exist_ok=True)
+        (meta / "data.json").write_text(json.dumps({"revision": policy_revision(REPO / "rego")}), encoding="utf-8")
+
+    def _write_gateway_config(self, extra: dict[str, object] | None = None) -> None:
+        s = self.settings
+        data = yaml.safe_load((REPO / "config" / "gateway.yaml").read_text(encoding="utf-8"))
+        data["listen"] = {"host": s.host, "port": s.ports.proxy}
+        data["oidc"]["issuer"] = self.issuer
+        data["opa"]["url"] = self.opa_url
+        data["upstream"]["url"] = self.wms_url
+        data["audit"]["url"] = f"sqlite+aiosqlite:///{self.audit_db}"
+        data["route_map"] = str(REPO / "config" / "routes.yaml")
+        for key, value in {**s.proxy_overrides, **(extra or {})}.items():
+            node = data
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        self.gateway_config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    def _apply_realm(self) -> None:
+        admin = keycloak_admin(self.keycloak_url, *self.settings.kc_admin)
+        apply_realm(admin, build_realm(demo=True), replace=self.settings.fresh)
+
+    def _spawn(self, service: _Service) -> None:
+        log = service.log.open("ab")
+        env = {**os.environ, **service.env}
+        service.process = subprocess.Popen(service.argv, cwd=service.cwd, env=env, stdout=log,
+                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.services.append(service)
+
+    def _wait_ready(self, service: _Service) -> None:
+        deadline = time.monotonic() + service.timeout
+        while time.monotonic() < deadline:
+            assert service.process is not None
+            if service.process.poll() is not None:
+                raise StackError(f"{service.name} exited with {service.process.returncode}\n{self._tail(service)}")
+            status = _get(service.ready_url)
+            if status == 200 or (service.ready_on_any_answer and status != 0):
+                return
+            time.sleep(0.3)
+        raise StackError(f"{service.name} not ready after {service.timeout:.0f}s at {service.ready_url}\n"
+                         f"{self._tail(service)}")
+
+    @staticmethod
+    def _tail(service: _Service, lines: int = 40) -> str:
+        try:
+            text = service.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return f"--- last lines of {service.log} ---\n" + "\n".join(text[-lines:])
