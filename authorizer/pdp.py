@@ -95,7 +95,7 @@ def parse_decision(result: Any) -> Decision:
     if not reasons:
         reasons.append(Reason("allowed", "允許", "allowed") if result["allow"] else
                        Reason("denied", "策略拒絕", "denied by policy"))
-    obligations_doc = result.get("obligations") or {}
+    obligations_doc = result.get("obligations", {})
     if not isinstance(obligations_doc, dict):
         return _deny("pdp_malformed", "策略義務(wù)格式錯誤,已拒絕", "the policy obligations are malformed; denied", revision)
     unknown = sorted(k for k, v in obligations_doc.items() if k not in KNOWN_OBLIGATIONS and v not in (None, [], {}))

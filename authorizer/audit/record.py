@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -57,5 +57,5 @@ class AuditRecord:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
-        """The record as a flat dict of column values."""
-        return asdict(self)
+        """The record as a flat dict of column values (a shallow copy; ``detail`` is shared)."""
+        return dict(self.__dict__)

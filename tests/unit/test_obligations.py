@@ -1,0 +1,61 @@
+"""Obligation enforcement: list narrowing, the row safety net, field masking."""
+
+from __future__ import annotations
+
+from multidict import MultiDict
+
+from authorizer.obligations import filter_rows, mask_document, mask_fields, narrow_query
+from authorizer.pdp import Obligations
+from authorizer.routes import ListSpec
+
+SPEC = ListSpec(rows="items", total="total", narrow={"warehouse": "warehouse", "channel": "channel"},
+                row_fields={"warehouse": "warehouse", "channel": "channel", "order_type": "order_type"})
+
+
+def test_scope_values_fill_an_absent_filter() -> None:
+    n = narrow_query(MultiDict(), SPEC, Obligations(row_filter={"warehouse": ("HF", "SH"), "channel": ("*",)}))
+    assert n.query is not None and n.query.getall("warehouse") == ["HF", "SH"]
+    assert "channel" not in n.query and not n.empty
+
+
+def test_client_values_are_intersected_with_the_scope() -> None:
+    q = MultiDict([("warehouse", "HF"), ("warehouse", "SH"), ("page", "2")])
+    n = narrow_query(q, SPEC, Obligations(row_filter={"warehouse": ("HF",)}))
+    assert n.query is not None and n.query.getall("warehouse") == ["HF"] and n.query["page"] == "2"
+
+
+def test_only_out_of_scope_values_mean_an_empty_answer() -> None:
+    n = narrow_query(MultiDict([("warehouse", "SH")]), SPEC, Obligations(row_filter={"warehouse": ("HF",)}))
+    assert n.empty
+
+
+def test_star_scope_leaves_the_query_alone() -> None:
+    q = MultiDict([("warehouse", "SH")])
+    n = narrow_query(q, SPEC, Obligations(row_filter={"warehouse": ("*",), "channel": ("*",)}))
+    assert n.query is None and not n.empty
+
+
+def test_dimensions_the_wms_cannot_filter_are_reported() -> None:
+    n = narrow_query(MultiDict(), SPEC, Obligations(row_filter={"order_type": ("b2c",)}))
+    assert n.unnarrowed == ("order_type",)
+
+
+def test_safety_net_drops_rows_outside_the_scope_or_missing_the_field() -> None:
+    doc = {"items": [{"warehouse": "HF", "channel": "jd"}, {"warehouse": "SH", "channel": "jd"},
+                     {"channel": "jd"}, "junk"], "total": 4}
+    dropped = filter_rows(doc, SPEC, Obligations(row_filter={"warehouse": ("HF",), "channel": ("*",)}))
+    assert dropped == 3 and doc["items"] == [{"warehouse": "HF", "channel": "jd"}]
+
+
+def test_masking_keeps_keys_and_replaces_values() -> None:
+    order = {"amount": 12.5, "customer_phone": "13800000000", "address": None, "note": "x",
+             "items": [{"sku": "A", "price": 3.0}, {"sku": "B", "price": 4}]}
+    mask_fields(order, ("amount", "customer_phone", "address", "items[].price", "absent"))
+    assert order == {"amount": None, "customer_phone": "***", "address": None, "note": "x",
+                     "items": [{"sku": "A", "price": None}, {"sku": "B", "price": None}]}
+
+
+def test_masking_applies_to_every_row_of_a_list() -> None:
+    doc = {"items": [{"amount": 1}, {"amount": 2}], "total": 2}
+    mask_document(doc, ("amount",), "items")
+    assert [r["amount"] for r in doc["items"]] == [None, None] and doc["total"] == 2
