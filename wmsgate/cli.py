@@ -97,6 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)  # also when started with SIGINT ignored (e.g. from a script)
     print("starting Keycloak, OPA, demo WMS and the proxy (Keycloak takes 20-60 s)...", flush=True)
     try:
         stack.start()
