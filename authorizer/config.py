@@ -45,11 +45,19 @@ class OidcSettings:
 
 @dataclass(frozen=True)
 class OpaSettings:
-    """Where the PDP lives. ``decision_path`` is the data path, e.g. ``wms/authz/decision``."""
+    """Where the PDP lives.
+
+    Attributes:
+        url: OPA's base URL.
+        decision_path: the data path of the decision, e.g. ``wms/authz/decision``.
+        timeout_seconds: limit for one decision, seconds.
+        policy_status_url: the bundle service's ``/status`` (shown in health), or None.
+    """
 
     url: str
     decision_path: str = "wms/authz/decision"
     timeout_seconds: float = 2.0
+    policy_status_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +204,8 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 scope_claim=oidc.get("scope_claim", "wms_scope"),
             ),
             opa=OpaSettings(url=opa["url"].rstrip("/"), decision_path=opa.get("decision_path", "wms/authz/decision"),
-                            timeout_seconds=float(opa.get("timeout_seconds", 2.0))),
+                            timeout_seconds=float(opa.get("timeout_seconds", 2.0)),
+                            policy_status_url=opa.get("policy_status_url")),
             upstream=UpstreamSettings(
                 url=up["url"].rstrip("/"),
                 timeout_seconds=float(up.get("timeout_seconds", 30)),

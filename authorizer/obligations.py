@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,3 +133,26 @@ def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None) -
             mask_fields(row, paths)
     else:
         mask_fields(document, paths)
+
+
+def mask_csv(text: str, paths: tuple[str, ...]) -> str:
+    """Mask columns of CSV text (header row first): a path's last field names the column
+    (``revenue`` and ``rows[].revenue`` both mask the ``revenue`` column, since CSV is the
+    flattened rows); every non-empty cell of such a column becomes ``***``.
+
+    Raises:
+        ValueError: the text is not CSV with a header row.
+    """
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return text
+    columns = {path.rsplit("[].", 1)[-1] for path in paths}
+    masked = {i for i, name in enumerate(header) if name in columns}
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in reader:
+        writer.writerow(["***" if i in masked and cell != "" else cell for i, cell in enumerate(row)])
+    return out.getvalue()

@@ -82,6 +82,6 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
-    app.router.add_get("/_gateway/health", health_handler(SESSION, JWKS, config.opa.url, config.upstream.url))
+    app.router.add_get("/_gateway/health", health_handler(SESSION, JWKS, config.opa, config.upstream.url))
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

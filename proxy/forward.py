@@ -10,7 +10,7 @@ decision needs to read them (attributes) or rewrite the answer (mask, filter).
 from __future__ import annotations
 
 import asyncio
-import json
+import csv
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +30,8 @@ _NEVER_FORWARD = HOP_BY_HOP | {"host", "authorization", "cookie", "content-lengt
 _NEVER_RETURN = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
 _CHUNK = 64 * 1024
 
-Transform = Callable[[Any], dict[str, Any]]
+# (raw body, content type without parameters) -> (new body, content type, facts for the audit record)
+Transform = Callable[[bytes, str], tuple[bytes, str, dict[str, Any]]]
 
 
 @dataclass
@@ -148,7 +149,7 @@ class Forwarder:
             path_and_query: raw path plus ``?query`` to request on the WMS.
             headers: headers for the WMS (see :func:`upstream_request_headers`).
             body: the already-read body, or None to stream it.
-            transform: rewrites a 200 JSON answer in place and returns facts for the
+            transform: rewrites a 200 answer (JSON or CSV) and returns facts for the
                 audit record; None streams the answer untouched.
             extra_headers: headers added to the client's answer.
 
@@ -202,13 +203,11 @@ class Forwarder:
                 if size > self._max_transform:
                     raise ValueError("answer too large to filter")
                 chunks.append(chunk)
-            document = json.loads(b"".join(chunks))
-            detail = transform(document)
-        except (ValueError, UnicodeDecodeError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            body, content_type, detail = transform(b"".join(chunks), upstream.content_type)
+        except (ValueError, UnicodeDecodeError, csv.Error, aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise Refusal(502, "response_not_enforceable", "無法對 WMS 的響應(yīng)執(zhí)行脫敏或過濾,已拒絕",
                           f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
         ms = (time.perf_counter() - started) * 1000
         headers.pop("Content-Type", None)
-        response = web.Response(status=200, body=json.dumps(document, ensure_ascii=False).encode(),
-                                content_type="application/json", charset="utf-8", headers=headers)
+        response = web.Response(status=200, body=body, content_type=content_type, charset="utf-8", headers=headers)
         return response, UpstreamResult(200, ms, detail)

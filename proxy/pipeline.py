@@ -26,7 +26,7 @@ from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFai
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditWriter
 from authorizer.config import GatewayConfig
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
-from authorizer.obligations import ALL, filter_rows, mask_document, narrow_query
+from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query
 from authorizer.pdp import Decision, OpaClient, PdpUnavailable
 from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import responses
@@ -228,12 +228,13 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
 
 
 def _transform(route: Route, decision: Decision, restricted: bool) -> Transform | None:
+    """The rewrite a 200 answer needs (row filter, masks), or None to stream it untouched."""
     mask = decision.obligations.mask
     spec = route.list_spec
     if not mask and not restricted:
         return None
 
-    def apply(document: Any) -> dict[str, Any]:
+    def apply_json(document: Any) -> dict[str, Any]:
         detail: dict[str, Any] = {}
         if spec is not None and restricted:
             dropped = filter_rows(document, spec, decision.obligations)
@@ -242,8 +243,18 @@ def _transform(route: Route, decision: Decision, restricted: bool) -> Transform 
                 if spec.total and isinstance(document.get(spec.total), int):
                     document[spec.total] = max(0, document[spec.total] - dropped)
         mask_document(document, mask, spec.rows if spec is not None else None)
+        return detail
+
+    def apply(body: bytes, content_type: str) -> tuple[bytes, str, dict[str, Any]]:
+        if content_type == "text/csv" and spec is None:
+            text = mask_csv(body.decode("utf-8-sig"), mask)
+            return text.encode("utf-8"), "text/csv", {"masked": list(mask)} if mask else {}
+        if content_type != "application/json":
+            raise ValueError(f"cannot enforce obligations on {content_type or 'an untyped answer'}")
+        document = json.loads(body)
+        detail = apply_json(document)
         if mask:
             detail["masked"] = list(mask)
-        return detail
+        return json.dumps(document, ensure_ascii=False).encode(), "application/json", detail
 
     return apply

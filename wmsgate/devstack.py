@@ -7,8 +7,6 @@ process group so stopping the stack stops every child (Keycloak's JVM included).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import signal
@@ -35,12 +33,14 @@ class Ports:
     keycloak_management: int = 9180
     opa: int = 8181
     wms: int = 8090
+    policy: int = 8182
 
     @classmethod
     def offset(cls, delta: int) -> "Ports":
         """Default ports shifted by ``delta`` (tests use +10000 so a running demo is untouched)."""
         d = cls()
-        return cls(d.proxy + delta, d.keycloak + delta, d.keycloak_management + delta, d.opa + delta, d.wms + delta)
+        return cls(d.proxy + delta, d.keycloak + delta, d.keycloak_management + delta, d.opa + delta, d.wms + delta,
+                   d.policy + delta)
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class StackSettings:
         host: bind address (loopback only).
         kc_admin: Keycloak bootstrap admin (username, password) for the master realm.
         proxy_overrides: extra gateway config values (dotted keys), e.g. credentials for tests.
+        policy_dir: the policy folder the bundle service serves (edits there are live).
     """
 
     state: Path
@@ -62,6 +63,7 @@ class StackSettings:
     host: str = "127.0.0.1"
     kc_admin: tuple[str, str] = ("kcadmin", "kcadmin-demo")
     proxy_overrides: dict[str, object] = field(default_factory=dict)
+    policy_dir: Path = REPO / "rego"
 
 
 class StackError(RuntimeError):
@@ -79,14 +81,6 @@ class _Service:
     timeout: float
     process: subprocess.Popen[bytes] | None = None
     ready_on_any_answer: bool = False
-
-
-def policy_revision(rego_dir: Path) -> str:
-    """A content hash of the policy folder (``sha256:`` + 16 hex digits), recorded in every decision."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in rego_dir.rglob("*") if p.is_file() and p.suffix in (".rego", ".yaml", ".json")):
-        digest.update(str(path.relative_to(rego_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return "sha256:" + digest.hexdigest()[:16]
 
 
 def _get(url: str, timeout: float = 2.0) -> int:
@@ -117,6 +111,7 @@ class LocalStack:
         self.proxy_url = f"http://{s.host}:{s.ports.proxy}"
         self.wms_url = f"http://{s.host}:{s.ports.wms}"
         self.opa_url = f"http://{s.host}:{s.ports.opa}"
+        self.policy_url = f"http://{s.host}:{s.ports.policy}"
         self.wms_db = s.state / "wms.db"
         self.wms_access_log = s.state / "wms-access.log"
         self.audit_db = s.state / "audit.db"
@@ -137,9 +132,8 @@ class LocalStack:
             shutil.rmtree(s.state / "keycloak", ignore_errors=True)
             for p in (self.wms_db, self.wms_access_log):
                 p.unlink(missing_ok=True)
-        self._write_policy_meta()
         try:
-            for service in (self._keycloak(), self._opa(), self._wms()):
+            for service in (self._keycloak(), self._policy_service(), self._opa(), self._wms()):
                 self._spawn(service)
             for service in list(self.services):
                 self._wait_ready(service)
@@ -218,11 +212,24 @@ class LocalStack:
         return _Service("keycloak", argv, f"http://{s.host}:{s.ports.keycloak_management}/health/ready",
                         self.logs / "keycloak.log", env, REPO, timeout=240)
 
+    def _policy_service(self) -> _Service:
+        s = self.settings
+        argv = [sys.executable, "-m", "policy_service", "--source", str(s.policy_dir), "--opa", str(self.tools.opa),
+                "--workdir", str(s.state / "policy-bundles"), "--host", s.host, "--port", str(s.ports.policy)]
+        return _Service("policy-service", argv, f"{self.policy_url}/status", self.logs / "policy-service.log", {},
+                        REPO, timeout=120)
+
     def _opa(self) -> _Service:
         s = self.settings
+        config = s.state / "opa-config.yaml"
+        config.write_text(yaml.safe_dump({
+            "services": {"policy": {"url": self.policy_url}},
+            "bundles": {"wms": {"service": "policy", "resource": "/bundles/wms.tar.gz",
+                                "polling": {"min_delay_seconds": 1, "max_delay_seconds": 2}}},
+        }), encoding="utf-8")
         argv = [str(self.tools.opa), "run", "--server", f"--addr={s.host}:{s.ports.opa}", "--log-level=error",
-                "--skip-version-check", "--watch", str(REPO / "rego"), str(s.state / "opa-meta")]
-        return _Service("opa", argv, f"{self.opa_url}/health", self.logs / "opa.log", {}, REPO, timeout=30)
+                "--skip-version-check", f"--config-file={config}"]
+        return _Service("opa", argv, f"{self.opa_url}/health?bundles", self.logs / "opa.log", {}, REPO, timeout=120)
 
     def _wms(self) -> _Service:
         s = self.settings
@@ -235,17 +242,13 @@ class LocalStack:
         return _Service("proxy", argv, f"{self.proxy_url}/_gateway/health", self.logs / "proxy.log",
                         {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60)
 
-    def _write_policy_meta(self) -> None:
-        meta = self.settings.state / "opa-meta" / "wms" / "meta"
-        meta.mkdir(parents=True, exist_ok=True)
-        (meta / "data.json").write_text(json.dumps({"revision": policy_revision(REPO / "rego")}), encoding="utf-8")
-
     def _write_gateway_config(self, extra: dict[str, object] | None = None) -> None:
         s = self.settings
         data = yaml.safe_load((REPO / "config" / "gateway.yaml").read_text(encoding="utf-8"))
         data["listen"] = {"host": s.host, "port": s.ports.proxy}
         data["oidc"]["issuer"] = self.issuer
         data["opa"]["url"] = self.opa_url
+        data["opa"]["policy_status_url"] = f"{self.policy_url}/status"
         data["upstream"]["url"] = self.wms_url
         data["audit"]["url"] = f"sqlite+aiosqlite:///{self.audit_db}"
         data["route_map"] = str(REPO / "config" / "routes.yaml")

@@ -71,4 +71,22 @@ if [ ! -x "$opa_bin" ]; then
 else
   say "OPA $OPA_VERSION present"
 fi
+# --- Regal (Rego linter) -------------------------------------------------------------
+# Built from a throw-away module pinning the exact version (the module proxy serves the
+# version but not its version list, which `go install pkg@version` would ask for).
+regal_dir="$cache/regal-$REGAL_VERSION"
+if [ ! -x "$regal_dir/bin/regal" ]; then
+  say "building Regal $REGAL_VERSION (first time only)"
+  rm -rf "$regal_dir/src" && mkdir -p "$regal_dir/src" "$regal_dir/bin"
+  (
+    cd "$regal_dir/src"
+    go mod init wmsgate-regal-build >/dev/null 2>&1
+    printf 'package main\n\nimport _ "github.com/open-policy-agent/regal"\n' > tools.go
+    GOFLAGS=-mod=mod go get "github.com/open-policy-agent/regal@$REGAL_VERSION" >"$regal_dir/build.log" 2>&1 \
+      || { tail -20 "$regal_dir/build.log" >&2; exit 1; }
+    GOFLAGS=-mod=mod go build -o "$regal_dir/bin/regal" github.com/open-policy-agent/regal
+  ) || die "building Regal $REGAL_VERSION failed"
+else
+  say "Regal $REGAL_VERSION present"
+fi
 say "ready (cache: $cache)"

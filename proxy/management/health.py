@@ -1,4 +1,4 @@
-"""``GET /_gateway/health``: 200 only when Keycloak's keys, OPA and the WMS all answer."""
+"""``GET /_gateway/health``: 200 only when Keycloak's keys, OPA (with its policy bundle) and the WMS answer."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from authorizer.config import OpaSettings
 from authorizer.identity import IssuerUnavailable, JwksCache
 
 _TIMEOUT = aiohttp.ClientTimeout(total=2.0)
@@ -30,22 +31,47 @@ async def _keys(jwks: JwksCache) -> dict[str, Any]:
         return {"ok": False, "error": str(exc) or type(exc).__name__}
 
 
-def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web.AppKey[JwksCache],
-                   opa_url: str, upstream_url: str) -> Any:
-    """Build the handler; it probes the three dependencies concurrently (2-3 s timeouts).
+async def _policy(session: aiohttp.ClientSession, url: str | None) -> dict[str, Any] | None:
+    """The bundle service's view: the revision served and any rejected edit (informational)."""
+    if url is None:
+        return None
+    try:
+        async with session.get(url, timeout=_TIMEOUT) as resp:
+            status = await resp.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        return {"reachable": False, "error": type(exc).__name__}
+    serving = (status.get("serving") or {}).get("revision")
+    rejected = status.get("rejected")
+    return {"reachable": True, "serving": serving,
+            "rejected_edit": None if not rejected else {"revision": rejected.get("revision"),
+                                                        "error": str(rejected.get("error", ""))[:2000]}}
 
-    Answers ``{"status": "ok"|"degraded", "checks": {"keycloak_keys", "opa", "wms"}}``
-    with 200 when all are ok, else 503.
+
+def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web.AppKey[JwksCache],
+                   opa: OpaSettings, upstream_url: str) -> Any:
+    """Build the handler; it probes the dependencies concurrently (2-3 s timeouts).
+
+    Answers ``{"status": "ok"|"degraded", "failing": [...], "checks": {"keycloak_keys", "opa", "wms"},
+    "policy": {...}, "warnings": [...]}`` with 200 when the three checks pass, else 503.
+    OPA counts as up only with its policy bundle activated. A rejected policy edit
+    is a warning (the last good policy keeps serving), not a failure.
     """
 
     async def handler(request: web.Request) -> web.Response:
         session = request.app[session_key]
-        keycloak, opa, wms = await asyncio.gather(
-            _keys(request.app[jwks_key]), _probe(session, f"{opa_url}/health"), _probe(session, f"{upstream_url}/healthz"))
-        checks = {"keycloak_keys": keycloak, "opa": opa, "wms": wms}
-        healthy = all(c["ok"] for c in checks.values())
+        keycloak, opa_check, wms, policy = await asyncio.gather(
+            _keys(request.app[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
+            _probe(session, f"{upstream_url}/healthz"), _policy(session, opa.policy_status_url))
+        checks = {"keycloak_keys": keycloak, "opa": opa_check, "wms": wms}
         failing = [name for name, c in checks.items() if not c["ok"]]
-        return web.json_response({"status": "ok" if healthy else "degraded", "failing": failing, "checks": checks},
-                                 status=200 if healthy else 503, headers={"Cache-Control": "no-store"})
+        warnings = []
+        if policy and policy.get("rejected_edit"):
+            warnings.append(f"policy edit {policy['rejected_edit']['revision']} was rejected; "
+                            f"still serving {policy['serving']}")
+        if policy and not policy.get("reachable"):
+            warnings.append("the policy bundle service is unreachable; OPA keeps its last bundle")
+        body = {"status": "ok" if not failing else "degraded", "failing": failing, "checks": checks,
+                "policy": policy, "warnings": warnings}
+        return web.json_response(body, status=200 if not failing else 503, headers={"Cache-Control": "no-store"})
 
     return handler

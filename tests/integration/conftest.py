@@ -175,7 +175,9 @@ def stack() -> Iterator[Stack]:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     (STATE / "service-token").write_text(SERVICE_TOKEN + "\n", encoding="utf-8")
+    shutil.copytree(REPO / "rego", STATE / "policy")  # a copy the hot-reload tests may edit
     settings = StackSettings(
+        policy_dir=STATE / "policy",
         state=STATE,
         ports=Ports.offset(10000),
         fresh=True,

@@ -59,3 +59,17 @@ def test_masking_applies_to_every_row_of_a_list() -> None:
     doc = {"items": [{"amount": 1}, {"amount": 2}], "total": 2}
     mask_document(doc, ("amount",), "items")
     assert [r["amount"] for r in doc["items"]] == [None, None] and doc["total"] == 2
+
+
+def test_csv_columns_are_masked_and_the_header_kept() -> None:
+    from authorizer.obligations import mask_csv
+
+    text = "channel,warehouse,revenue\r\namazon,HF,12.5\r\namazon,SH,\r\n"
+    assert mask_csv(text, ("rows[].revenue",)) == "channel,warehouse,revenue\r\namazon,HF,***\r\namazon,SH,\r\n"
+
+
+def test_csv_without_masked_columns_is_unchanged() -> None:
+    from authorizer.obligations import mask_csv
+
+    text = "a,b\r\n1,2\r\n"
+    assert mask_csv(text, ("revenue",)) == text

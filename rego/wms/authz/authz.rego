@@ -5,9 +5,11 @@
 #   the role matrix in data.wms.roles and ABAC over the data scope (warehouse,
 #   channel, order type) of data.wms.modules. The proxy (PEP) queries
 #   data.wms.authz.decision once per request. The input document is described in
-#   docs/policy.md; anything missing or malformed is denied.
+#   rego/README.md and rego/schemas/input.json; anything missing or malformed is denied.
 # authors:
 #   - WMS gateway security team
+# schemas:
+#   - input: schema.input
 package wms.authz
 
 # METADATA
@@ -28,6 +30,7 @@ decision := {
 # METADATA
 # title: Allow
 # description: Allowed only when every required permission is held and the resource is inside the data scope.
+# scope: document
 default allow := false
 
 allow if {
@@ -37,7 +40,10 @@ allow if {
 
 # METADATA
 # title: Refusal status
-# description: 403 by default; 404 when only the scope failed on an existence-sensitive module, or the resource does not exist.
+# description: >-
+#   403 by default; 404 when only the scope failed on an existence-sensitive
+#   module, or when the resource does not exist.
+# scope: document
 default status := 403
 
 status := 200 if allow
@@ -51,20 +57,16 @@ status := 404 if {
 status := 404 if {
 	not allow
 	permitted
-	not_found
+	not resource_found
 }
 
 # METADATA
-# title: Not found
-# description: A lookup showed the resource does not exist; nothing is forwarded and nothing leaks.
-not_found if input.resource.found == false
-
-# METADATA
 # title: Policy revision
-# description: Revision of the loaded policy (data.wms.meta.revision, written by the deployment).
+# description: Revision of the active policy bundle (its manifest), recorded in every audit entry.
+# scope: document
 default policy_revision := "unversioned"
 
-policy_revision := data.wms.meta.revision
+policy_revision := data.system.bundles.wms.manifest.revision
 
 # METADATA
 # title: Module definition
@@ -74,6 +76,7 @@ module_def := data.wms.modules[input.action.module]
 # METADATA
 # title: Required permissions
 # description: The primary module:verb plus any extra ones the route map derived (input.action.also).
+# scope: document
 required contains sprintf("%s:%s", [input.action.module, input.action.verb])
 
 required contains sprintf("%s:%s", [p.module, p.verb]) if some p in input.action.also
@@ -97,18 +100,29 @@ permitted if {
 }
 
 # METADATA
+# title: Resource found
+# description: False only when a lookup showed the resource does not exist (nothing is forwarded, nothing leaks).
+# scope: document
+default resource_found := true
+
+resource_found := false if input.resource.found == false
+
+# METADATA
 # title: Scope values
 # description: The person's scope on one dimension as a set; empty when absent (absent means nothing, never all).
 scope_values(dim) := {v | some v in input.subject.scope[dim]}
 
 # METADATA
 # title: Covers
-# description: True when the person's scope on dim includes value; "*" in the scope covers everything, "*" as a value (all) needs "*".
-covers(dim, _) if "*" in scope_values(dim)
+# description: >-
+#   True when the person's scope on dim includes value. A "*" scope covers
+#   everything; the value "*" (all, for reports) needs a "*" scope.
+# scope: document
+covers(dim, _) if "*" in input.subject.scope[dim]
 
 covers(dim, value) if {
 	value != "*"
-	value in scope_values(dim)
+	value in input.subject.scope[dim]
 }
 
 # METADATA
@@ -128,6 +142,7 @@ dimension_in_scope(dim) if {
 #   Single, bulk and aggregate resources must lie inside the scope on every
 #   dimension of the module; lists need some scope on every dimension and are
 #   narrowed by the row_filter obligation.
+# scope: document
 in_scope if {
 	input.resource.kind == "list"
 	every dim in module_def.dimensions {
@@ -137,7 +152,7 @@ in_scope if {
 
 in_scope if {
 	input.resource.kind != "list"
-	not not_found
+	resource_found
 	every dim in module_def.dimensions {
 		dimension_in_scope(dim)
 	}

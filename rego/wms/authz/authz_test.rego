@@ -177,13 +177,16 @@ test_policy_revision_defaults_to_unversioned if {
 	d.policy_revision == "unversioned"
 }
 
-test_policy_revision_comes_from_data if {
-	d := authz.decision with input as {} with data.wms.meta.revision as "sha256:abc"
+test_policy_revision_comes_from_the_bundle_manifest if {
+	d := authz.decision with input as {} with data.system.bundles.wms.manifest.revision as "sha256:abc"
 	d.policy_revision == "sha256:abc"
 }
 
 test_missing_resource_answers_404_for_a_permitted_person if {
-	res := {"kind": "item", "id": "SO404", "attributes": {"warehouse": [], "channel": [], "order_type": []}, "found": false}
+	res := {
+		"kind": "item", "id": "SO404", "found": false,
+		"attributes": {"warehouse": [], "channel": [], "order_type": []},
+	}
 	d := authz.decision with input as request(person(["picker"], hf_staff), "orders", "view", res)
 	not d.allow
 	d.status == 404

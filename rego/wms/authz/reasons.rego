@@ -7,6 +7,7 @@ package wms.authz
 # METADATA
 # title: Reasons
 # description: Every reason that applies; "allowed" alone when the request is allowed.
+# scope: document
 reasons contains message("allowed", [], []) if allow
 
 reasons contains message("no_roles", [], []) if {
@@ -38,14 +39,14 @@ reasons contains message("no_scope", [dim_name(dim, "zh-CN")], [dim_name(dim, "e
 reasons contains message("not_found", [input.resource.id], [input.resource.id]) if {
 	not allow
 	permitted
-	not_found
+	not resource_found
 }
 
 reasons contains message("scope_unresolved", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
 	not allow
 	permitted
 	input.resource.kind != "list"
-	not not_found
+	resource_found
 	some dim in module_def.dimensions
 	count(object.get(input.resource.attributes, dim, [])) == 0
 }

@@ -1,0 +1,32 @@
+"""Run the policy bundle service: ``python -m policy_service --source rego/ --opa PATH --workdir DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from policy_service.builder import BundleBuilder
+from policy_service.server import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and serve until interrupted."""
+    parser = argparse.ArgumentParser(prog="policy_service", description="OPA policy bundle service")
+    parser.add_argument("--source", type=Path, required=True, help="policy folder (rego/)")
+    parser.add_argument("--opa", type=Path, required=True, help="OPA binary")
+    parser.add_argument("--workdir", type=Path, required=True, help="where bundles are built")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8182)
+    parser.add_argument("--poll-seconds", type=float, default=1.0)
+    parser.add_argument("--no-tests", action="store_true", help="do not gate edits on opa test")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    builder = BundleBuilder(args.source.resolve(), args.opa, args.workdir, run_tests=not args.no_tests)
+    web.run_app(create_app(builder, args.poll_seconds), host=args.host, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Policy edits take effect without restarts; broken edits are rejected while the last good policy serves.
+
+The test stack serves a copy of rego/ (.state/test/policy), which these tests edit
+and restore.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Stack, assert_refused
+
+SALES_MASK = """
+reports.sales:
+  - permission: order_amounts:view
+    fields: ["rows[].revenue"]
+"""
+
+
+def _status(stack: Stack) -> dict[str, Any]:
+    return httpx.get(f"{stack.stack.policy_url}/status", timeout=10).json()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def policy_dir(stack: Stack) -> Iterator[Path]:
+    """The served policy folder; restored (and the restore served) after the test."""
+    folder = stack.stack.settings.policy_dir
+    backup = folder.parent / "policy.backup"
+    shutil.rmtree(backup, ignore_errors=True)
+    shutil.copytree(folder, backup)
+    original = _status(stack)["serving"]["revision"]
+    yield folder
+    shutil.rmtree(folder)
+    shutil.copytree(backup, folder)
+    _wait(lambda: _status(stack)["serving"]["revision"] == original and _status(stack)["rejected"] is None, 30,
+          "the original policy to be served again")
+    with stack.client("finance") as c:
+        _wait(lambda: c.get("/api/reports/finance").status_code == 200
+              and stack.audit_record(c.get("/api/reports/finance").headers["X-Decision-Id"])["policy_revision"]
+              == original, 15, "OPA to load the original bundle")
+
+
+def _sales(stack: Stack, path: str) -> httpx.Response:
+    with stack.client("ops.amazon") as c:
+        return c.get(path)
+
+
+def test_a_data_edit_changes_decisions_within_seconds_without_restarts(stack: Stack, policy_dir: Path) -> None:
+    before = _sales(stack, "/api/reports/sales?channel=amazon")
+    assert before.status_code == 200 and all(r["revenue"] is not None for r in before.json()["rows"])
+    old_revision = stack.audit_record(before.headers["X-Decision-Id"])["policy_revision"]
+    pids = {s.name: s.process.pid for s in stack.stack.services if s.process}
+
+    masks = policy_dir / "wms" / "masks" / "data.yaml"
+    masks.write_text(masks.read_text(encoding="utf-8") + SALES_MASK, encoding="utf-8")
+    waited = _wait(lambda: all(r["revenue"] is None for r in _sales(stack, "/api/reports/sales?channel=amazon")
+                               .json()["rows"]), 10, "the new mask to apply")
+    assert waited <= 5.0, f"the edit took {waited:.1f}s to apply"
+
+    after = _sales(stack, "/api/reports/sales?channel=amazon")
+    new_revision = stack.audit_record(after.headers["X-Decision-Id"])["policy_revision"]
+    assert new_revision != old_revision and new_revision == _status(stack)["serving"]["revision"]
+    csv_text = _sales(stack, "/api/reports/sales.csv?channel=amazon").text
+    lines = csv_text.strip().splitlines()
+    assert lines[0].split(",")[-1] == "revenue" and lines[1:]
+    assert all(line.split(",")[-1] == "***" for line in lines[1:])
+    with stack.client("finance") as c:
+        assert all(r["revenue"] is not None for r in c.get("/api/reports/sales").json()["rows"])
+    assert pids == {s.name: s.process.pid for s in stack.stack.services if s.process}, "something restarted"
+
+
+def test_a_broken_edit_is_rejected_and_the_last_good_policy_keeps_serving(stack: Stack, policy_dir: Path) -> None:
+    good = _status(stack)["serving"]["revision"]
+    (policy_dir / "wms" / "authz" / "typo.rego").write_text("package wms.authz\n\nallow if {\n", encoding="utf-8")
+    _wait(lambda: _status(stack)["rejected"] is not None, 30, "the broken edit to be rejected")
+    status = _status(stack)
+    assert status["serving"]["revision"] == good and status["status"] == "rejected_edit"
+    assert "typo.rego" in status["rejected"]["error"]
+    health = httpx.get(f"{stack.proxy}/_gateway/health", timeout=10)
+    assert health.status_code == 200
+    assert health.json()["policy"]["rejected_edit"]["revision"] == status["rejected"]["revision"]
+    assert any("rejected" in w for w in health.json()["warnings"])
+    with stack.client("picker.hf") as c:
+        tasks = c.get("/api/picking/tasks")
+        finance = c.get("/api/reports/finance")
+    assert tasks.status_code == 200
+    assert_refused(finance, 403, "missing_permission")
+    assert stack.audit_record(tasks.headers["X-Decision-Id"])["policy_revision"] == good
+
+
+def test_an_edit_that_fails_the_policy_tests_is_rejected(stack: Stack, policy_dir: Path) -> None:
+    good = _status(stack)["serving"]["revision"]
+    roles = policy_dir / "wms" / "roles" / "data.yaml"
+    roles.write_text(roles.read_text(encoding="utf-8").replace(
+        "permissions: [orders:view, orders:pick, orders:scan]\ntemp_picker",
+        "permissions: [orders:view, orders:pick, orders:scan, inventory:update]\ntemp_picker"), encoding="utf-8")
+    assert "inventory:update]\ntemp_picker" in roles.read_text(encoding="utf-8")
+    _wait(lambda: _status(stack)["rejected"] is not None, 30, "the edit to be rejected by opa test")
+    assert _status(stack)["serving"]["revision"] == good
+    assert "test_every_named_cell_of_the_role_matrix_holds" in _status(stack)["rejected"]["error"]
+    with stack.client("picker.hf") as c:
+        resp = c.post("/api/inventory/adjust", json={"warehouse": "HF", "location": "A01-01", "sku": "SKU00001",
+                                                      "delta": 1, "reason": "x"})
+    assert_refused(resp, 403, "missing_permission")
