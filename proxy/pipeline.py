@@ -28,6 +28,7 @@ from authorizer.config import GatewayConfig
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
 from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query
 from authorizer.pdp import Decision, OpaClient, PdpUnavailable
+from authorizer.policy_input import build_policy_input
 from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import responses
 from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
@@ -176,15 +177,8 @@ async def _resolve(resolver: AttributeResolver, match: RouteMatch, target: Clean
 
 async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any, resource: Resource,
                   request: web.Request, record: AuditRecord) -> Decision:
-    also = [{"module": m, "verb": v} for fld, (m, v) in route.also_when_body_has.items()
-            if isinstance(body, dict) and fld in body]
-    policy_input = {
-        "subject": principal.policy_subject(),
-        "action": {"module": route.module, "verb": route.verb, "also": also},
-        "resource": resource.policy_input(),
-        "request": {"method": request.method, "route": route.template, "client_ip": record.client_ip,
-                    "time_ms": record.ts_ms},
-    }
+    policy_input = build_policy_input(principal, route, body, resource, request.method, record.client_ip,
+                                      record.ts_ms)
     try:
         decision = await pdp.decide(policy_input)
     except PdpUnavailable:

@@ -217,6 +217,42 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_config(path: str) -> Any:
+    from authorizer.config import load_config
+
+    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
+    return load_config(Path(path))
+
+
+def cmd_policy_explain(args: argparse.Namespace) -> int:
+    """Explain the decision the gateway would make for a user's request (nothing is forwarded)."""
+    from wmsgate import policy_cli
+
+    config = _load_config(args.config)
+    try:
+        person = policy_cli.Directory(config).person(args.user)
+        body = json.loads(args.body) if args.body else None
+    except (LookupError, ValueError) as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    doc = policy_cli.run(policy_cli.explain(config, person, args.method.upper(), args.path, body))
+    print(json.dumps(doc, ensure_ascii=False, indent=2) if args.json else policy_cli.render_explanation(doc))
+    return 0
+
+
+def cmd_policy_who_can(args: argparse.Namespace) -> int:
+    """List the roles and realm users that may perform module:verb."""
+    from wmsgate import policy_cli
+
+    config = _load_config(args.config)
+    filters = {k: v for k, v in (("warehouse", args.warehouse), ("channel", args.channel),
+                                 ("order_type", args.order_type)) if v}
+    people = policy_cli.Directory(config).everyone()
+    doc = policy_cli.run(policy_cli.who_can(config, people, args.module, args.verb, filters))
+    print(json.dumps(doc, ensure_ascii=False, indent=2) if args.json else policy_cli.render_who_can(doc))
+    return 0
+
+
 def cmd_realm(args: argparse.Namespace) -> int:
     """Print the assembled realm JSON (production template, or with the demo overlay)."""
     from wmsgate.realm import build_realm
@@ -255,6 +291,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_audit_search)
+
+    policy = sub.add_parser("policy", help="ask the policy").add_subparsers(dest="policy_command", required=True)
+    p = policy.add_parser("explain", help="why would this request be allowed or denied?")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--user", required=True, help="username in the realm")
+    p.add_argument("--method", required=True)
+    p.add_argument("--path", required=True, help="path and query as the client sends it")
+    p.add_argument("--body", help="JSON body, for routes whose attributes come from it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_policy_explain)
+    p = policy.add_parser("who-can", help="which roles and people may do module:verb?")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--module", required=True)
+    p.add_argument("--verb", required=True)
+    p.add_argument("--warehouse")
+    p.add_argument("--channel")
+    p.add_argument("--order-type", dest="order_type")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_policy_who_can)
 
     p = sub.add_parser("token", help="print an access token for a demo user")
     p.add_argument("username")

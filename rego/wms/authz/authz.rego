@@ -92,6 +92,9 @@ granted contains perm if {
 # METADATA
 # title: Permitted
 # description: The module is known and every required permission is granted.
+# scope: document
+default permitted := false
+
 permitted if {
 	module_def
 	every perm in required {
@@ -143,6 +146,8 @@ dimension_in_scope(dim) if {
 #   dimension of the module; lists need some scope on every dimension and are
 #   narrowed by the row_filter obligation.
 # scope: document
+default in_scope := false
+
 in_scope if {
 	input.resource.kind == "list"
 	every dim in module_def.dimensions {

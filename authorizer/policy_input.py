@@ -1,0 +1,35 @@
+"""The ``input`` document the PDP decides on (schema: rego/schemas/input.json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authorizer.attributes import Resource
+from authorizer.identity import Principal
+from authorizer.routes import Route
+
+
+def build_policy_input(principal: Principal, route: Route, body: Any, resource: Resource, method: str,
+                       client_ip: str, time_ms: int) -> dict[str, Any]:
+    """Assemble ``input`` for one request.
+
+    Args:
+        principal: who asks.
+        route: the matched route (module, verb, extra permissions by body field).
+        body: the parsed JSON body, or None.
+        resource: the resolved resource (kind, id, attributes, found).
+        method: the HTTP method.
+        client_ip: the real client address.
+        time_ms: request time, milliseconds since the epoch (UTC).
+
+    Returns:
+        ``{"subject", "action", "resource", "request"}``.
+    """
+    also = [{"module": m, "verb": v} for fld, (m, v) in route.also_when_body_has.items()
+            if isinstance(body, dict) and fld in body]
+    return {
+        "subject": principal.policy_subject(),
+        "action": {"module": route.module, "verb": route.verb, "also": also},
+        "resource": resource.policy_input(),
+        "request": {"method": method, "route": route.template, "client_ip": client_ip, "time_ms": time_ms},
+    }
