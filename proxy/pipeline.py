@@ -103,7 +103,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
 def _refused(record: AuditRecord, refusal: Refusal) -> web.Response:
     """Record and render a refusal. A request the policy allowed keeps ``decision=allow``
     (the refusal then came after the decision, e.g. the WMS was unreachable)."""
-    record.reason_code, record.reason_zh, record.reason_en = refusal.code, refusal.zh, refusal.en
+    reason = refusal.audit_reason
+    if reason is not None:
+        record.reason_code, record.reason_zh, record.reason_en = reason.code, reason.zh, reason.en
+    else:
+        record.reason_code, record.reason_zh, record.reason_en = refusal.code, refusal.zh, refusal.en
     return refusal_response(refusal, record.decision_id)
 
 
@@ -127,8 +131,7 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
     decision = await _decide(gw.pdp, principal, route, body, resource, request, record)
     if not decision.allow:
-        main = decision.reason
-        raise Refusal(decision.status, main.code, main.zh, main.en, decision.reasons)
+        raise responses.policy_denied(decision.status, decision.reasons)
     record.decision = "allow"
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
 

@@ -24,6 +24,8 @@ class Refusal(Exception):
         zh, en: the main reason in zh-CN and English.
         reasons: every reason (for policy denies), the main one first.
         headers: extra response headers (``WWW-Authenticate``, ``Retry-After``).
+        audit_reason: the reason recorded in the audit trail when it differs from
+            what the client is told (a 404 that hides why).
     """
 
     status: int
@@ -32,6 +34,7 @@ class Refusal(Exception):
     en: str
     reasons: tuple[Reason, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
+    audit_reason: Reason | None = None
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.en)
@@ -50,6 +53,15 @@ def refusal_response(refusal: Refusal, decision_id: str) -> web.Response:
     headers = {"X-Decision-Id": decision_id, "Cache-Control": "no-store", **refusal.headers}
     return web.Response(status=refusal.status, text=json.dumps(body, ensure_ascii=False),
                         content_type="application/json", charset="utf-8", headers=headers)
+
+
+def policy_denied(status: int, reasons: tuple[Reason, ...]) -> Refusal:
+    """A policy deny. A 404 tells the client only that nothing is there (existence must
+    not leak); the real reason goes to the audit trail."""
+    main = reasons[0]
+    if status == 404:
+        return Refusal(404, "not_found", "資源不存在", "the resource does not exist", audit_reason=main)
+    return Refusal(status, main.code, main.zh, main.en, reasons)
 
 
 def not_mapped() -> Refusal:

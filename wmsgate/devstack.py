@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,6 +94,12 @@ def _get(url: str, timeout: float = 2.0) -> int:
         return 0
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
 class LocalStack:
     """Starts and stops the whole gateway stack.
 
@@ -126,6 +133,10 @@ class LocalStack:
             StackError: a service exited or did not become ready in time (its log tail is included).
         """
         s = self.settings
+        busy = [f"{name} {port}" for name, port in vars(s.ports).items() if _port_in_use(s.host, port)]
+        if busy:
+            raise StackError(f"port(s) already in use on {s.host}: {', '.join(busy)}; "
+                             "is another demo or test run still going?")
         s.state.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         if s.fresh:

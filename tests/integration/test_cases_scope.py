@@ -114,3 +114,22 @@ def test_case_scope_007_picker_sees_orders_without_amounts_or_contact_data(stack
         seen_by_finance = c.get(f"/api/orders/{order['order_no']}").json()
     assert seen_by_finance["amount"] == order["amount"]
     assert seen_by_finance["customer_phone"] == "***"
+
+
+def test_out_of_scope_customs_declaration_answers_404_so_its_existence_does_not_leak(stack: Stack) -> None:
+    """Existence-sensitive module (customs): keeper.hf asking for an SZ declaration gets 404, not 403."""
+    sz = stack.order(warehouse="SZ", order_type="cross_border")
+    hf = stack.order(warehouse="HF", order_type="cross_border")
+    with stack.client("keeper.hf") as c:
+        hidden = c.get(f"/api/customs/{sz['order_no']}")
+        own = c.get(f"/api/customs/{hf['order_no']}")
+        missing = c.get("/api/customs/SO2099010100001")
+    body = assert_refused(hidden, 404, "not_found")
+    assert "SZ" not in body["reason_en"] and "SZ" not in body["reason_zh"]
+    record = stack.audit_record(body["decision_id"])
+    assert record["http_status"] == 404 and record["reason_code"] == "out_of_scope" and "SZ" in record["reason_en"]
+    assert own.status_code == 200 and own.json()["warehouse"] == "HF"
+    assert own.json()["declared_value"] is None  # keepers do not see amounts
+    assert_refused(missing, 404, "not_found")
+    with stack.client("picker.hf") as c:
+        assert_refused(c.get(f"/api/customs/{hf['order_no']}"), 403, "missing_permission")

@@ -199,3 +199,23 @@ test_missing_resource_answers_403_without_permission if {
 	d.status == 403
 	"missing_permission" in reason_codes(d)
 }
+
+test_order_type_scope_is_enforced if {
+	scope := {"warehouse": ["*"], "channel": ["*"], "order_type": ["b2c"]}
+	cross := {
+		"kind": "item", "id": "SO9",
+		"attributes": {"warehouse": ["SZ"], "channel": ["amazon"], "order_type": ["cross_border"]},
+	}
+	d := authz.decision with input as request(person(["channel_ops"], scope), "orders", "view", cross)
+	not d.allow
+	some r in d.reasons
+	r.code == "out_of_scope"
+	contains(r.en, "order type cross_border")
+}
+
+test_order_type_scope_narrows_lists if {
+	scope := {"warehouse": ["*"], "channel": ["*"], "order_type": ["b2b", "b2c"]}
+	res := {"kind": "list", "attributes": {}}
+	d := authz.decision with input as request(person(["finance"], scope), "orders", "view", res)
+	d.obligations.row_filter.order_type == ["b2b", "b2c"]
+}
