@@ -29,28 +29,42 @@ decision := {
 
 # METADATA
 # title: Allow
-# description: Allowed only when every required permission is held and the resource is inside the data scope.
+# description: >-
+#   Allowed only when every required permission is held, the resource is inside the
+#   data scope, any step-up the operation needs is done, and (for approvals) the
+#   four-eyes rules hold. High-risk requests are allowed with an approval obligation.
 # scope: document
 default allow := false
 
 allow if {
 	permitted
 	in_scope
+	not needs_step_up
+	count(approval_violations) == 0
 }
 
 # METADATA
 # title: Refusal status
 # description: >-
 #   403 by default; 404 when only the scope failed on an existence-sensitive
-#   module, or when the resource does not exist.
+#   module, or when the resource does not exist; 401 when only a step-up is missing
+#   (RFC 9470).
 # scope: document
 default status := 403
 
 status := 200 if allow
 
+status := 401 if {
+	permitted
+	in_scope
+	needs_step_up
+	count(approval_violations) == 0
+}
+
 status := 404 if {
 	not allow
 	permitted
+	not in_scope
 	module_def.existence_sensitive == true
 }
 

@@ -1,16 +1,47 @@
 # Obligations
 #
-#   What the PEP must do to an allowed request: narrow lists to the person's
-#   scope (row_filter) and mask fields the person may not see (mask). The PEP
-#   refuses a decision that carries an obligation it does not know.
+#   What the PEP must do: narrow lists to the person's scope (row_filter), mask
+#   fields the person may not see (mask), hold a high-risk request for four-eyes
+#   approval (approval), or challenge for step-up MFA (step_up, with status 401).
+#   The PEP refuses a decision that carries an obligation it does not know.
 package wms.authz
 
 # METADATA
 # title: Obligations
-# description: "{row_filter: {dimension: [values] or [\"*\"]}, mask: [field paths]}"
+# description: >-
+#   row_filter (dimension to allowed values, "*" for all), mask (field paths),
+#   step_up (acr_values, max_age; or null), approval (operation, approvals, expires_seconds; or null)
 obligations := {
 	"row_filter": row_filter,
 	"mask": mask,
+	"step_up": step_up_obligation,
+	"approval": approval_obligation,
+}
+
+# METADATA
+# title: Step-up obligation
+# description: What to ask Keycloak for (RFC 9470 acr_values, max_age in seconds) when only MFA is missing.
+# scope: document
+default step_up_obligation := null
+
+step_up_obligation := challenge if {
+	status == 401
+	challenge := {"acr_values": step_up_requirement.acr, "max_age": step_up_requirement.max_age_seconds}
+}
+
+# METADATA
+# title: Approval obligation
+# description: The allowed request is high-risk; hold it for four-eyes approval.
+# scope: document
+default approval_obligation := null
+
+approval_obligation := held if {
+	allow
+	held := {
+		"operation": operation,
+		"approvals": approval_rule.approvals,
+		"expires_seconds": approval_rule.expires_hours * 3600,
+	}
 }
 
 # METADATA

@@ -6,21 +6,38 @@ package wms.authz
 
 # METADATA
 # title: Reasons
-# description: Every reason that applies; "allowed" alone when the request is allowed.
-# scope: document
-reasons contains message("allowed", [], []) if allow
+# description: Every reason that applies, most telling first ("allowed" alone when allowed).
+reasons := [r | some code in reason_order; some r in reason_set; r.code == code]
 
-reasons contains message("no_roles", [], []) if {
+# METADATA
+# title: Reason order
+# description: Which reason is the main one when several apply.
+reason_order := [
+	"self_approval", "already_decided", "no_roles", "unknown_module", "missing_permission", "not_found",
+	"scope_unresolved", "no_scope", "aggregate_needs_full_scope", "out_of_scope", "step_up_required", "allowed",
+]
+
+# METADATA
+# title: Reason set
+# description: Every reason that applies.
+# scope: document
+reason_set contains message("allowed", [], []) if allow
+
+reason_set contains violation if some violation in approval_violations
+
+reason_set contains message("step_up_required", step_up_args, step_up_args) if status == 401
+
+reason_set contains message("no_roles", [], []) if {
 	not allow
 	count(known_roles) == 0
 }
 
-reasons contains message("unknown_module", [input.action.module], [input.action.module]) if {
+reason_set contains message("unknown_module", [input.action.module], [input.action.module]) if {
 	not allow
 	not module_def
 }
 
-reasons contains message("missing_permission", [perm, holders], [perm, holders]) if {
+reason_set contains message("missing_permission", [perm, holders], [perm, holders]) if {
 	not allow
 	module_def
 	some perm in required
@@ -28,7 +45,7 @@ reasons contains message("missing_permission", [perm, holders], [perm, holders])
 	holders := concat(", ", sort([role | some role, def in data.wms.roles; perm in def.permissions]))
 }
 
-reasons contains message("no_scope", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
+reason_set contains message("no_scope", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
 	not allow
 	permitted
 	input.resource.kind == "list"
@@ -36,13 +53,13 @@ reasons contains message("no_scope", [dim_name(dim, "zh-CN")], [dim_name(dim, "e
 	count(scope_values(dim)) == 0
 }
 
-reasons contains message("not_found", [input.resource.id], [input.resource.id]) if {
+reason_set contains message("not_found", [input.resource.id], [input.resource.id]) if {
 	not allow
 	permitted
 	not resource_found
 }
 
-reasons contains message("scope_unresolved", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
+reason_set contains message("scope_unresolved", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
 	not allow
 	permitted
 	input.resource.kind != "list"
@@ -51,7 +68,7 @@ reasons contains message("scope_unresolved", [dim_name(dim, "zh-CN")], [dim_name
 	count(object.get(input.resource.attributes, dim, [])) == 0
 }
 
-reasons contains msg if {
+reason_set contains msg if {
 	not allow
 	permitted
 	input.resource.kind != "list"
@@ -63,7 +80,7 @@ reasons contains msg if {
 	msg := message("aggregate_needs_full_scope", [zh, zh, zh], [en, en, en])
 }
 
-reasons contains msg if {
+reason_set contains msg if {
 	not allow
 	permitted
 	input.resource.kind != "list"
@@ -101,3 +118,8 @@ dim_name(dim, lang) := data.wms.dimensions[dim][lang]
 # title: Scope text
 # description: The person's scope on a dimension as text, e.g. "[HF]" or "[]".
 scope_text(dim) := sprintf("[%s]", [concat(", ", sort(scope_values(dim)))])
+
+# METADATA
+# title: Step-up message arguments
+# description: Operation title, freshness in seconds and the ACR asked for.
+step_up_args := [operation_title, step_up_requirement.max_age_seconds, step_up_requirement.acr]

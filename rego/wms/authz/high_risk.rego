@@ -1,0 +1,88 @@
+# High-risk operations: step-up MFA (RFC 9470) and four-eyes approval, from
+# data.wms.high_risk (domain.md "High-risk operations").
+package wms.authz
+
+# METADATA
+# title: Matched operations
+# description: The high-risk operations (data.wms.high_risk.operations) the request is.
+matched_operations contains id if {
+	input.action.verb != "approve"
+	some id, op in data.wms.high_risk.operations
+	op.when.module == input.action.module
+	input.action.verb in op.when.verbs
+	kind_matches(op.when)
+}
+
+# METADATA
+# title: Kind matches
+# description: An operation without kinds matches every resource kind.
+# scope: document
+kind_matches(when) if not when.kinds
+
+kind_matches(when) if input.resource.kind in when.kinds
+
+# METADATA
+# title: Operation
+# description: The high-risk operation a request is (the first by name if several match).
+operation := sort(matched_operations)[0]
+
+# METADATA
+# title: Operation title
+# description: What the step-up message calls the operation (the one being approved, for approvals).
+# scope: document
+default operation_title := "high-risk operation"
+
+operation_title := data.wms.high_risk.operations[operation].title.en
+
+operation_title := data.wms.high_risk.operations[input.approval.operation].title.en if input.action.verb == "approve"
+
+# METADATA
+# title: Step-up requirement
+# description: The ACR and freshness (max_age_seconds) an operation or an approval needs.
+# scope: document
+step_up_requirement := data.wms.high_risk.operations[operation].step_up
+
+step_up_requirement := data.wms.high_risk.approver_step_up if input.action.verb == "approve"
+
+# METADATA
+# title: Step-up satisfied
+# description: >-
+#   The token's acr is at least the required level and its auth_time is no older
+#   than max_age_seconds at the request time. Only token claims count, never
+#   request parameters.
+step_up_satisfied if {
+	levels := data.wms.high_risk.acr_levels
+	levels[input.subject.acr] >= levels[step_up_requirement.acr]
+	age_seconds := (input.request.time_ms / 1000) - input.subject.auth_time
+	age_seconds <= step_up_requirement.max_age_seconds
+}
+
+# METADATA
+# title: Approval rule
+# description: How many approvals the operation needs and how long a request may wait (hours).
+approval_rule := data.wms.high_risk.operations[operation].approval
+
+# METADATA
+# title: Needs step-up
+# description: The operation needs a step-up the token does not show.
+# scope: document
+default needs_step_up := false
+
+needs_step_up if {
+	step_up_requirement
+	not step_up_satisfied
+}
+
+# METADATA
+# title: Approval violations
+# description: Four-eyes rules for an approver (input.approval describes the request being decided).
+# scope: document
+approval_violations contains message("self_approval", [], []) if {
+	input.action.verb == "approve"
+	input.approval.requester_id == input.subject.id
+}
+
+approval_violations contains message("already_decided", [], []) if {
+	input.action.verb == "approve"
+	input.subject.id in input.approval.deciders
+}

@@ -1,0 +1,138 @@
+package wms.authz_test
+
+import data.wms.authz
+
+now_ms := 1764400000000
+
+hf := {"warehouse": ["HF"], "channel": ["*"], "order_type": ["*"]}
+
+all_scope := {"warehouse": ["*"], "channel": ["*"], "order_type": ["*"]}
+
+person_at(id, roles, scope, acr, auth_age_seconds) := {
+	"id": id, "username": id, "roles": roles, "scope": scope,
+	"acr": acr, "auth_time": (now_ms / 1000) - auth_age_seconds,
+}
+
+hf_item := {"kind": "item", "id": "r", "attributes": {"warehouse": ["HF"], "channel": ["jd"], "order_type": ["b2c"]}}
+
+ask(subject, module, verb, resource) := {
+	"subject": subject, "action": {"module": module, "verb": verb},
+	"resource": resource, "request": {"time_ms": now_ms},
+}
+
+approve(subject, module, resource, op, requester, deciders) := object.union(
+	ask(subject, module, "approve", resource),
+	{"approval": {"id": "a1", "operation": op, "requester_id": requester, "deciders": deciders, "status": "pending"}},
+)
+
+codes(d) := [r.code | some r in d.reasons]
+
+keeper_pwd := person_at("k", ["warehouse_keeper"], hf, "pwd", 10)
+
+keeper_mfa := person_at("k", ["warehouse_keeper"], hf, "mfa", 10)
+
+supervisor_mfa := person_at("s", ["ops_supervisor"], all_scope, "mfa", 60)
+
+test_inventory_change_with_a_password_token_is_a_step_up_challenge if {
+	d := authz.decision with input as ask(keeper_pwd, "inventory", "update", hf_item)
+	not d.allow
+	d.status == 401
+	d.obligations.step_up == {"acr_values": "mfa", "max_age": 600}
+	codes(d) == ["step_up_required"]
+	contains(d.reasons[0].en, "change an inventory quantity")
+}
+
+test_inventory_change_after_fresh_mfa_is_held_for_approval if {
+	d := authz.decision with input as ask(keeper_mfa, "inventory", "update", hf_item)
+	d.allow
+	d.obligations.approval == {"operation": "inventory_change", "approvals": 1, "expires_seconds": 86400}
+	d.obligations.step_up == null
+}
+
+test_stale_mfa_is_not_enough if {
+	subject := person_at("k", ["warehouse_keeper"], hf, "mfa", 3600)
+	d := authz.decision with input as ask(subject, "inventory", "update", hf_item)
+	d.status == 401
+}
+
+test_acr_as_loa_number_counts if {
+	subject := person_at("k", ["warehouse_keeper"], hf, "2", 10)
+	d := authz.decision with input as ask(subject, "inventory", "update", hf_item)
+	d.allow
+}
+
+test_missing_auth_time_never_satisfies_step_up if {
+	subject := object.remove(person_at("k", ["warehouse_keeper"], hf, "mfa", 0), ["auth_time"])
+	d := authz.decision with input as ask(subject, "inventory", "update", hf_item)
+	d.status == 401
+}
+
+test_batch_change_needs_approval_but_no_step_up if {
+	d := authz.decision with input as ask(keeper_pwd, "batches", "update", hf_item)
+	d.allow
+	d.obligations.approval.operation == "batch_change"
+}
+
+test_step_up_is_not_offered_to_someone_who_would_be_denied_anyway if {
+	d := authz.decision with input as ask(person_at("p", ["picker"], hf, "pwd", 10), "orders", "delete", hf_item)
+	d.status == 403
+	d.obligations.step_up == null
+	codes(d) == ["missing_permission"]
+}
+
+test_out_of_scope_customs_change_is_404_not_a_step_up if {
+	sz := {"kind": "item", "id": "c", "attributes": {"warehouse": ["SZ"], "channel": ["amazon"]}}
+	d := authz.decision with input as ask(keeper_pwd, "customs", "update", sz)
+	d.status == 404
+}
+
+test_bulk_status_change_needs_approval_and_single_update_does_not if {
+	bulk := object.union(hf_item, {"kind": "bulk"})
+	d := authz.decision with input as ask(keeper_pwd, "orders", "update", bulk)
+	d.obligations.approval.operation == "bulk_status_change"
+	single := authz.decision with input as ask(keeper_pwd, "orders", "update", hf_item)
+	single.allow
+	single.obligations.approval == null
+}
+
+test_supervisor_approves_with_fresh_mfa if {
+	inp := approve(supervisor_mfa, "inventory", hf_item, "inventory_change", "k", [])
+	d := authz.decision with input as inp
+	d.allow
+	d.obligations.approval == null
+}
+
+test_approver_without_mfa_is_challenged if {
+	inp := approve(person_at("s", ["ops_supervisor"], all_scope, "pwd", 60), "batches", hf_item, "batch_change", "k", [])
+	d := authz.decision with input as inp
+	d.status == 401
+	d.obligations.step_up == {"acr_values": "mfa", "max_age": 900}
+	contains(d.reasons[0].en, "change a batch's lot or expiry")
+}
+
+test_requester_cannot_approve_own_request if {
+	inp := approve(person_at("k", ["warehouse_keeper"], hf, "mfa", 60), "batches", hf_item, "batch_change", "k", [])
+	d := authz.decision with input as inp
+	d.status == 403
+	codes(d)[0] == "self_approval"
+}
+
+test_nobody_decides_twice if {
+	inp := approve(supervisor_mfa, "orders", hf_item, "order_delete", "x", ["s"])
+	d := authz.decision with input as inp
+	codes(d) == ["already_decided"]
+}
+
+test_approver_must_cover_the_resource_scope if {
+	sh := {"warehouse": ["SH"], "channel": ["*"], "order_type": ["*"]}
+	inp := approve(person_at("ksh", ["warehouse_keeper"], sh, "mfa", 60), "orders", hf_item, "order_delete", "s", [])
+	d := authz.decision with input as inp
+	d.status == 403
+	codes(d) == ["out_of_scope"]
+}
+
+test_every_message_code_has_a_place_in_the_reason_order if {
+	every code, _ in data.wms.messages {
+		code in authz.reason_order
+	}
+}
