@@ -124,6 +124,7 @@ class GatewayConfig:
     trusted_proxies: tuple[str, ...] = ()
     strip_request_headers: tuple[str, ...] = ()
     refuse_request_headers: tuple[str, ...] = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+    approval_sweep_seconds: float = 5.0
 
 
 _DEFAULT_STRIP = (
@@ -224,6 +225,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             ),
             route_map=_path(base, data.get("route_map", "routes.yaml")),
             trusted_proxies=tuple(data.get("trusted_proxies", [])),
+            approval_sweep_seconds=float((data.get("approvals") or {}).get("sweep_seconds", 5.0)),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

@@ -16,7 +16,7 @@ import aiohttp
 
 from authorizer.config import OpaSettings
 
-KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask"})
+KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask", "step_up", "approval"})
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,16 @@ class Obligations:
     Attributes:
         row_filter: scope dimension -> allowed values (``("*",)`` = all) for list rows.
         mask: field paths to mask in the answer (``amount``, ``items[].price``).
+        step_up: with a 401 deny, what to ask the identity provider for:
+            ``{"acr_values": "mfa", "max_age": 300}`` (RFC 9470; max_age in seconds).
+        approval: with an allow, hold the request for four-eyes approval:
+            ``{"operation": "...", "approvals": 1, "expires_seconds": 86400}``.
     """
 
     row_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)
     mask: tuple[str, ...] = ()
+    step_up: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,36 +90,59 @@ def parse_decision(result: Any) -> Decision:
         ``unknown_obligation`` when the document itself is at fault.
     """
     if result is None:
-        return _deny("pdp_undefined", "策略未給出決定,按默認拒絕", "the policy gave no decision; denied by default")
+        return _deny("pdp_undefined", "策略未给出决定,按默认拒绝", "the policy gave no decision; denied by default")
     if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
-        return _deny("pdp_malformed", "策略決定格式錯誤,已拒絕", "the policy decision is malformed; denied")
+        return _deny("pdp_malformed", "策略决定格式错误,已拒绝", "the policy decision is malformed; denied")
     revision = str(result.get("policy_revision", "unknown"))
     reasons = []
     for r in result.get("reasons") or []:
         if isinstance(r, dict) and isinstance(r.get("code"), str):
             reasons.append(Reason(r["code"], str(r.get("zh-CN", r["code"])), str(r.get("en", r["code"]))))
     if not reasons:
-        reasons.append(Reason("allowed", "允許", "allowed") if result["allow"] else
-                       Reason("denied", "策略拒絕", "denied by policy"))
+        reasons.append(Reason("allowed", "允许", "allowed") if result["allow"] else
+                       Reason("denied", "策略拒绝", "denied by policy"))
     obligations_doc = result.get("obligations", {})
     if not isinstance(obligations_doc, dict):
-        return _deny("pdp_malformed", "策略義務(wù)格式錯誤,已拒絕", "the policy obligations are malformed; denied", revision)
+        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied", revision)
     unknown = sorted(k for k, v in obligations_doc.items() if k not in KNOWN_OBLIGATIONS and v not in (None, [], {}))
     if unknown:
         names = ", ".join(unknown)
-        return _deny("unknown_obligation", f"網(wǎng)關(guān)無法執(zhí)行策略義務(wù) {names},已拒絕",
+        return _deny("unknown_obligation", f"网关无法执行策略义务 {names},已拒绝",
                      f"the gateway cannot enforce obligation(s) {names}; denied", revision)
     try:
         row_filter = {str(dim): tuple(str(v) for v in values)
                       for dim, values in (obligations_doc.get("row_filter") or {}).items()}
         mask = tuple(str(f) for f in obligations_doc.get("mask") or [])
-    except (AttributeError, TypeError):
-        return _deny("pdp_malformed", "策略義務(wù)格式錯誤,已拒絕", "the policy obligations are malformed; denied", revision)
+        step_up = _step_up(obligations_doc.get("step_up"))
+        approval = _approval(obligations_doc.get("approval"))
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied", revision)
     if result["allow"]:
         status = 200
     else:
-        status = result.get("status") if result.get("status") in (403, 404) else 403
-    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask), revision)
+        status = result.get("status") if result.get("status") in (401, 403, 404) else 403
+        if status == 401 and step_up is None:
+            status = 403
+    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask, step_up, approval), revision)
+
+
+def _step_up(doc: Any) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    acr, max_age = doc["acr_values"], doc["max_age"]
+    if not isinstance(acr, str) or not acr.replace("-", "").replace("_", "").isalnum() or not isinstance(max_age, int):
+        raise ValueError("step_up needs acr_values (a word) and max_age (seconds)")
+    return {"acr_values": acr, "max_age": max_age}
+
+
+def _approval(doc: Any) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    approvals, expires = doc["approvals"], doc["expires_seconds"]
+    if not isinstance(doc["operation"], str) or not isinstance(approvals, int) or approvals < 1 \
+            or not isinstance(expires, int) or expires < 1:
+        raise ValueError("approval needs operation, approvals >= 1 and expires_seconds >= 1")
+    return {"operation": doc["operation"], "approvals": approvals, "expires_seconds": expires}
 
 
 class OpaClient:

@@ -33,13 +33,13 @@ N_INVENTORY = 10_000
 N_BATCHES = 3_000
 N_CUSTOMERS = 5_000
 
-_SURNAMES = "王李張劉陳楊趙黃周吳徐孫胡朱高林何郭馬羅"
-_GIVEN = "偉芳娜秀英敏靜麗強磊軍洋勇艷杰娟濤明超秀蘭霞平剛桂英"
+_SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+_GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英"
 _CITIES = {
-    "HF": "安徽省合肥市蜀山區(qū)",
-    "SH": "上海市浦東新區(qū)",
-    "GZ": "廣東省廣州市天河區(qū)",
-    "SZ": "廣東省深圳市南山區(qū)",
+    "HF": "安徽省合肥市蜀山区",
+    "SH": "上海市浦东新区",
+    "GZ": "广东省广州市天河区",
+    "SZ": "广东省深圳市南山区",
 }
 
 SCHEMA = """
@@ -134,7 +134,7 @@ def _fill(conn: sqlite3.Connection, rng: random.Random) -> None:
     for n in range(1, N_CUSTOMERS + 1):
         channel = CHANNELS[n % len(CHANNELS)]
         wh = WAREHOUSES[n % len(WAREHOUSES)]
-        row = (f"C{n:06d}", _name(rng), _phone(rng), f"{_CITIES[wh]}{rng.randrange(1, 999)}號", channel)
+        row = (f"C{n:06d}", _name(rng), _phone(rng), f"{_CITIES[wh]}{rng.randrange(1, 999)}号", channel)
         rows.append(row)
         customers[channel].append(row[:4])
     conn.executemany("INSERT INTO customers VALUES (?,?,?,?,?)", rows)

@@ -8,9 +8,9 @@ import sqlite3
 from aiohttp import web
 
 _PAGE = """<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>{title} - 舊版 WMS / Legacy WMS</title></head>
-<body><h1>{title}</h1><nav><a href="/">首頁 Home</a> | <a href="/ui/orders">訂單 Orders</a> |
-<a href="/ui/inventory">庫存 Inventory</a></nav>{body}</body></html>"""
+<html lang="zh-CN"><head><meta charset="utf-8"><title>{title} - 旧版 WMS / Legacy WMS</title></head>
+<body><h1>{title}</h1><nav><a href="/">首页 Home</a> | <a href="/ui/orders">订单 Orders</a> |
+<a href="/ui/inventory">库存 Inventory</a></nav>{body}</body></html>"""
 
 
 def _page(title: str, body: str) -> web.Response:
@@ -29,7 +29,7 @@ def add_routes(app: web.Application, db_key: web.AppKey[sqlite3.Connection]) -> 
     """Register the HTML pages on ``app``; ``db_key`` names its SQLite connection."""
 
     async def index(request: web.Request) -> web.Response:
-        return _page("倉庫管理系統(tǒng) Warehouse Management", "<p>請選擇功能 / Choose a page.</p>")
+        return _page("仓库管理系统 Warehouse Management", "<p>请选择功能 / Choose a page.</p>")
 
     async def orders(request: web.Request) -> web.Response:
         db = request.app[db_key]
@@ -37,14 +37,14 @@ def add_routes(app: web.Application, db_key: web.AppKey[sqlite3.Connection]) -> 
         where, args = (" WHERE warehouse = ?", [warehouse]) if warehouse else ("", [])
         rows = db.execute(f"SELECT * FROM orders{where} ORDER BY order_no LIMIT 50", args).fetchall()
         cols = ["order_no", "warehouse", "channel", "order_type", "status", "customer_name", "amount"]
-        return _page("訂單列表 Orders", _table(cols, rows))
+        return _page("订单列表 Orders", _table(cols, rows))
 
     async def inventory(request: web.Request) -> web.Response:
         db = request.app[db_key]
         warehouse = request.query.get("warehouse")
         where, args = (" WHERE warehouse = ?", [warehouse]) if warehouse else ("", [])
         rows = db.execute(f"SELECT * FROM inventory{where} ORDER BY warehouse, location LIMIT 50", args).fetchall()
-        return _page("庫存 Inventory", _table(["warehouse", "location", "sku", "qty", "batch_no"], rows))
+        return _page("库存 Inventory", _table(["warehouse", "location", "sku", "qty", "batch_no"], rows))
 
     app.router.add_get("/", index)
     app.router.add_get("/ui/orders", orders)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from pathlib import Path
@@ -9,19 +10,24 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from authorizer.approvals import ApprovalStore
 from authorizer.attributes import AttributeResolver
 from authorizer.audit import AuditStore, AuditWriter
 from authorizer.config import GatewayConfig
+from authorizer.db import create_schema, make_engine
 from authorizer.identity import JwksCache, TokenVerifier
 from authorizer.pdp import OpaClient
 from authorizer.routes import RouteMap
 from proxy.forward import Forwarder, UpstreamIdentity
+from proxy.management import approvals as approvals_api
 from proxy.management.health import health_handler
 from proxy.pipeline import GATEWAY, Gateway, handle
+from proxy.replay import ApprovalExecutor
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 JWKS = web.AppKey("jwks", JwksCache)
 STORE = web.AppKey("audit_store", AuditStore)
+SWEEPER = web.AppKey("approval_sweeper", asyncio.Task)
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +51,10 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     routes = RouteMap.load(config.route_map)
     identity = UpstreamIdentity(config.upstream)
     app = web.Application(client_max_size=config.upstream.max_body_bytes)
-    store = AuditStore(config.audit.url)
+    engine = make_engine(config.audit.url)
+    store = AuditStore(engine=engine)
     app[STORE] = store
+    approval_store = ApprovalStore(engine)
     spool = (spool_dir or Path.cwd()) / "audit-spool.jsonl"
 
     async def startup(app: web.Application) -> None:
@@ -55,7 +63,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         app[SESSION] = session
         jwks = JwksCache(session, config.oidc.issuer, config.oidc.jwks_min_refresh_seconds)
         app[JWKS] = jwks
-        await store.create_schema()
+        await create_schema(engine)
         writer = AuditWriter(store, config.audit.flush_interval_seconds, config.audit.batch_size,
                              config.audit.max_pending, spool)
         await writer.start()
@@ -71,17 +79,24 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             audit=writer,
             strip_headers=frozenset(h.lower() for h in config.strip_request_headers),
             trusted_proxies=tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies),
+            approvals=approval_store,
+            executor=ApprovalExecutor(approval_store, session, config.upstream, identity, writer),
         )
+        app[SWEEPER] = asyncio.get_running_loop().create_task(
+            app[GATEWAY].executor.run_forever(config.approval_sweep_seconds), name="approval-sweeper")
 
     async def cleanup(app: web.Application) -> None:
+        if SWEEPER in app:
+            app[SWEEPER].cancel()
         if GATEWAY in app:
             await app[GATEWAY].audit.close()
-        await store.close()
+        await engine.dispose()
         if SESSION in app:
             await app[SESSION].close()
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     app.router.add_get("/_gateway/health", health_handler(SESSION, JWKS, config.opa, config.upstream.url))
+    approvals_api.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

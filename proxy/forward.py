@@ -86,7 +86,7 @@ class UpstreamIdentity:
         out.update(self._static)
         for header, secrets in self._per_warehouse.items():
             if warehouse is None or warehouse not in secrets:
-                raise Refusal(403, "no_upstream_credential", "此請求無法確定唯一倉庫,無法選擇 WMS 憑據(jù)",
+                raise Refusal(403, "no_upstream_credential", "此请求无法确定唯一仓库,无法选择 WMS 凭据",
                               "the request does not name one warehouse with a WMS credential")
             out[header] = secrets[warehouse]
         return out
@@ -205,7 +205,7 @@ class Forwarder:
                 chunks.append(chunk)
             body, content_type, detail = transform(b"".join(chunks), upstream.content_type)
         except (ValueError, UnicodeDecodeError, csv.Error, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise Refusal(502, "response_not_enforceable", "無法對 WMS 的響應(yīng)執(zhí)行脫敏或過濾,已拒絕",
+            raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
                           f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
         ms = (time.perf_counter() - started) * 1000
         headers.pop("Content-Type", None)

@@ -53,22 +53,22 @@ def _refuse(code: str, zh: str, en: str) -> HygieneError:
 
 def _decode_segment(raw: str) -> str:
     if raw in (".", ".."):
-        raise _refuse("dot_segment", "路徑含有 . 或 .. 段", "the path has a '.' or '..' segment")
+        raise _refuse("dot_segment", "路径含有 . 或 .. 段", "the path has a '.' or '..' segment")
     decoded_bytes = unquote_to_bytes(raw)
     try:
         decoded = decoded_bytes.decode("utf-8")
     except UnicodeDecodeError:
-        raise _refuse("bad_encoding", "路徑不是有效的 UTF-8", "the path is not valid UTF-8") from None
+        raise _refuse("bad_encoding", "路径不是有效的 UTF-8", "the path is not valid UTF-8") from None
     if decoded in (".", ".."):
-        raise _refuse("dot_segment", "路徑含有編碼的 . 或 .. 段", "the path has an encoded '.' or '..' segment")
+        raise _refuse("dot_segment", "路径含有编码的 . 或 .. 段", "the path has an encoded '.' or '..' segment")
     if "/" in decoded or "\\" in decoded:
-        raise _refuse("encoded_slash", "路徑含有編碼的斜杠", "the path has an encoded slash or backslash")
+        raise _refuse("encoded_slash", "路径含有编码的斜杠", "the path has an encoded slash or backslash")
     if "%" in decoded:
-        raise _refuse("double_encoding", "路徑含有雙重編碼", "the path is percent-encoded twice")
+        raise _refuse("double_encoding", "路径含有双重编码", "the path is percent-encoded twice")
     if ";" in decoded:
-        raise _refuse("path_parameters", "路徑含有 ; 參數(shù)", "the path has ';' parameters")
+        raise _refuse("path_parameters", "路径含有 ; 参数", "the path has ';' parameters")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
-        raise _refuse("control_character", "路徑含有控制字符", "the path has a control character")
+        raise _refuse("control_character", "路径含有控制字符", "the path has a control character")
     return decoded
 
 
@@ -88,25 +88,25 @@ def check_target(method: str, raw_target: str) -> CleanTarget:
     if method not in ALLOWED_METHODS:
         raise HygieneError("method_not_allowed", f"不支持的方法 {method}", f"method {method} is not allowed", 405)
     if not raw_target.startswith("/"):
-        raise _refuse("bad_request_target", "請求目標必須是以 / 開頭的路徑", "the request target must be a path starting with /")
+        raise _refuse("bad_request_target", "请求目标必须是以 / 开头的路径", "the request target must be a path starting with /")
     if not raw_target.isascii() or _RAW_FORBIDDEN.search(raw_target):
-        raise _refuse("bad_character", "請求目標含有不允許的字符", "the request target has a forbidden character")
+        raise _refuse("bad_character", "请求目标含有不允许的字符", "the request target has a forbidden character")
     raw_path, _, raw_query = raw_target.partition("?")
     if _BAD_PERCENT.search(raw_target):
-        raise _refuse("bad_percent_encoding", "百分號編碼格式錯誤", "malformed percent-encoding")
+        raise _refuse("bad_percent_encoding", "百分号编码格式错误", "malformed percent-encoding")
     if ";" in raw_path:
-        raise _refuse("path_parameters", "路徑含有 ; 參數(shù)", "the path has ';' parameters")
+        raise _refuse("path_parameters", "路径含有 ; 参数", "the path has ';' parameters")
     segments = raw_path.split("/")[1:]
     if raw_path != "/" and any(s == "" for s in segments):
-        raise _refuse("empty_segment", "路徑含有空段(// 或結(jié)尾的 /)", "the path has an empty segment ('//' or a trailing '/')")
+        raise _refuse("empty_segment", "路径含有空段(// 或结尾的 /)", "the path has an empty segment ('//' or a trailing '/')")
     decoded = [_decode_segment(s) for s in segments] if raw_path != "/" else [""]
     try:
         query = URL.build(path="/", query_string=raw_query, encoded=True).query
         for value in query.values():
             if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-                raise _refuse("control_character", "查詢參數(shù)含有控制字符", "a query parameter has a control character")
+                raise _refuse("control_character", "查询参数含有控制字符", "a query parameter has a control character")
     except ValueError:
-        raise _refuse("bad_query", "查詢字符串無法解析", "the query string cannot be parsed") from None
+        raise _refuse("bad_query", "查询字符串无法解析", "the query string cannot be parsed") from None
     return CleanTarget(raw_path, decoded, raw_query, query)
 
 
@@ -118,12 +118,14 @@ def check_headers(headers: CIMultiDictProxy[str], refused: tuple[str, ...]) -> N
         refused: header names whose mere presence is refused (method overrides).
 
     Raises:
-        HygieneError: more than one ``Authorization`` or ``Host`` header, or a refused header.
+        HygieneError: more than one ``Authorization`` or ``Host`` header, a refused header,
+            or a ``Content-Encoding`` other than identity (415: the gateway would decide
+            on decoded bytes the WMS never sees).
     """
     if len(headers.getall("Authorization", [])) > 1:
-        raise _refuse("duplicate_authorization", "請求含有多個 Authorization 頭", "more than one Authorization header")
+        raise _refuse("duplicate_authorization", "请求含有多个 Authorization 头", "more than one Authorization header")
     if len(headers.getall("Host", [])) > 1:
-        raise _refuse("duplicate_host", "請求含有多個 Host 頭", "more than one Host header")
+        raise _refuse("duplicate_host", "请求含有多个 Host 头", "more than one Host header")
     for name in refused:
         if name in headers:
-            raise _refuse("method_override_refused", f"不接受 {name} 頭", f"the {name} header is not accepted")
+            raise _refuse("method_override_refused", f"不接受 {name} 头", f"the {name} header is not accepted")

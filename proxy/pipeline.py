@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from authorizer.approvals import ApprovalStore, HeldRequest
 from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditWriter
 from authorizer.config import GatewayConfig
@@ -33,6 +34,7 @@ from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import responses
 from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
+from proxy.replay import ApprovalExecutor
 from proxy.responses import Refusal, refusal_response
 
 
@@ -50,6 +52,8 @@ class Gateway:
     audit: AuditWriter
     strip_headers: frozenset[str]
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    approvals: ApprovalStore
+    executor: ApprovalExecutor
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -117,7 +121,7 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
         check_headers(request.headers, gw.config.refuse_request_headers)
     except HygieneError as exc:
         raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
-    principal = await _authenticate(request, gw)
+    principal = await authenticate(request, gw)
     record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
     match = gw.routes.match(request.method, target.segments)
     if match is None:
@@ -129,27 +133,52 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     record.resource_id = (resource.id or "")[:2048]
     record.warehouse, record.channel, record.order_type = (
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
-    decision = await _decide(gw.pdp, principal, route, body, resource, request, record)
+    decision, policy_input = await _decide(gw.pdp, principal, route, body, resource, request, record)
     if not decision.allow:
-        raise responses.policy_denied(decision.status, decision.reasons)
+        raise responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
     record.decision = "allow"
+    if decision.obligations.approval is not None:
+        return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
 
 
-async def _authenticate(request: web.Request, gw: Gateway) -> Principal:
+async def authenticate(request: web.Request, gw: Gateway) -> Principal:
+    """The caller's principal from their bearer token.
+
+    Raises:
+        Refusal: 401 with ``WWW-Authenticate`` (RFC 6750) for a missing or bad token;
+            503 when the issuer's keys cannot be fetched.
+    """
     try:
         token = bearer_token(request.headers.getall("Authorization", []))
         return await gw.verifier.verify(token)
     except AuthenticationError as exc:
-        zh = {"missing_token": "需要登錄:請?zhí)峁?Bearer 令牌", "token_expired": "訪問令牌已過期,請重新獲取"}.get(
-            exc.code, "訪問令牌無效")
+        zh = {"missing_token": "需要登录:请提供 Bearer 令牌", "token_expired": "访问令牌已过期,请重新获取"}.get(
+            exc.code, "访问令牌无效")
         raise Refusal(401, exc.code, zh, exc.detail,
                       headers={"WWW-Authenticate": exc.www_authenticate("wms")}) from None
     except IssuerUnavailable:
         raise responses.issuer_unavailable() from None
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate keys")
+    return dict(pairs)
+
+
 async def _read_body(request: web.Request, gw: Gateway) -> tuple[bytes, Any]:
+    """Read a JSON body the decision depends on, exactly as the WMS will read it.
+
+    Only ``application/json`` in UTF-8 is accepted (a declared charset such as UTF-7
+    would make the WMS decode other text than the gateway authorized); the bytes must
+    be strict UTF-8 without a BOM and the object must not repeat a key (parsers differ
+    on which copy wins).
+    """
+    if request.content_type != "application/json" or (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
+        raise Refusal(415, "unsupported_media_type", "请求体必须是 UTF-8 编码的 application/json",
+                      "the body must be application/json in UTF-8")
     limit = gw.config.upstream.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise responses.body_too_large(limit)
@@ -161,11 +190,11 @@ async def _read_body(request: web.Request, gw: Gateway) -> tuple[bytes, Any]:
         chunks.append(chunk)
     raw = b"".join(chunks)
     try:
-        body = json.loads(raw)
+        body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (ValueError, UnicodeDecodeError):
         raise responses.bad_body("not valid JSON / 不是有效的 JSON") from None
     if not isinstance(body, dict):
-        raise responses.bad_body("must be a JSON object / 必須是 JSON 對象")
+        raise responses.bad_body("must be a JSON object / 必须是 JSON 对象")
     return raw, body
 
 
@@ -175,11 +204,11 @@ async def _resolve(resolver: AttributeResolver, match: RouteMatch, target: Clean
     except BadResourceInput as exc:
         raise responses.bad_body(str(exc)) from None
     except LookupFailed:
-        raise Refusal(502, "attribute_lookup_failed", "無法從 WMS 查詢資源屬性", "could not look up the resource on the WMS") from None
+        raise Refusal(502, "attribute_lookup_failed", "无法从 WMS 查询资源属性", "could not look up the resource on the WMS") from None
 
 
 async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any, resource: Resource,
-                  request: web.Request, record: AuditRecord) -> Decision:
+                  request: web.Request, record: AuditRecord) -> tuple[Decision, dict[str, Any]]:
     policy_input = build_policy_input(principal, route, body, resource, request.method, record.client_ip,
                                       record.ts_ms)
     try:
@@ -189,7 +218,36 @@ async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any,
     record.policy_revision = decision.policy_revision
     main = decision.reason
     record.reason_code, record.reason_zh, record.reason_en = main.code, main.zh, main.en
-    return decision
+    return decision, policy_input
+
+
+async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,
+                decision: Decision, principal: Principal, body_bytes: bytes | None, policy_input: dict[str, Any],
+                record: AuditRecord) -> web.Response:
+    """Store a high-risk request for four-eyes approval and answer 202 with where to follow it."""
+    assert decision.obligations.approval is not None
+    rule = decision.obligations.approval
+    if body_bytes is None and request.body_exists:
+        body_bytes, _ = await _read_body(request, gw)
+    approval = await gw.approvals.create(HeldRequest(
+        operation=rule["operation"], required_approvals=rule["approvals"], expires_seconds=rule["expires_seconds"],
+        requester_id=principal.user_id, requester_username=principal.username, requester_roles=list(principal.roles),
+        method=request.method, path=target.raw_path, query=target.raw_query, body=body_bytes,
+        content_type=request.headers.get("Content-Type", "") if body_bytes is not None else "",
+        module=route.module, verb=route.verb, resource_id=resource.id or "", resource=resource.policy_input(),
+        decision_input=policy_input))
+    record.approval_id = approval.approval_id
+    record.reason_code = "approval_required"
+    record.reason_zh, record.reason_en = "高风险操作,已提交审批", "high-risk operation; held for approval"
+    location = f"/_gateway/approvals/{approval.approval_id}"
+    body = {"approval_id": approval.approval_id, "status": approval.status, "operation": rule["operation"],
+            "required_approvals": rule["approvals"], "expires_at": approval.document()["expires_at"],
+            "reason_zh": "此操作需要第二人审批,已提交;审批通过后由网关执行",
+            "reason_en": "this operation needs a second person's approval; it will run once approved",
+            "decision_id": record.decision_id}
+    return web.Response(status=202, text=json.dumps(body, ensure_ascii=False), content_type="application/json",
+                        charset="utf-8", headers={"Location": location, "X-Decision-Id": record.decision_id,
+                                                  "Cache-Control": "no-store"})
 
 
 def _credential_warehouse(resource: Resource, decision: Decision) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -55,51 +56,63 @@ def refusal_response(refusal: Refusal, decision_id: str) -> web.Response:
                         content_type="application/json", charset="utf-8", headers=headers)
 
 
-def policy_denied(status: int, reasons: tuple[Reason, ...]) -> Refusal:
-    """A policy deny. A 404 tells the client only that nothing is there (existence must
-    not leak); the real reason goes to the audit trail."""
+def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: dict[str, Any] | None = None) -> Refusal:
+    """A policy deny.
+
+    A 404 tells the client only that nothing is there (existence must not leak); the
+    real reason goes to the audit trail. A 401 with a step-up obligation is the RFC 9470
+    challenge: ``WWW-Authenticate: Bearer error="insufficient_user_authentication",
+    acr_values="...", max_age=N``, which a browser session turns into a redirect to the
+    identity provider with the same ``acr_values`` and ``max_age``.
+    """
     main = reasons[0]
     if status == 404:
-        return Refusal(404, "not_found", "資源不存在", "the resource does not exist", audit_reason=main)
-    return Refusal(status, main.code, main.zh, main.en, reasons)
+        return Refusal(404, "not_found", "资源不存在", "the resource does not exist", audit_reason=main)
+    headers = {}
+    if status == 401 and step_up is not None:
+        description = main.en.replace('"', "'").replace("\\", "/")
+        headers["WWW-Authenticate"] = (
+            f'Bearer realm="wms", error="insufficient_user_authentication", error_description="{description}", '
+            f'acr_values="{step_up["acr_values"]}", max_age={step_up["max_age"]}')
+    return Refusal(status, main.code, main.zh, main.en, reasons, headers=headers)
 
 
 def not_mapped() -> Refusal:
     """The route map has no entry for this method and path."""
-    return Refusal(403, "route_not_mapped", "此接口未在路由表中登記,默認拒絕",
+    return Refusal(403, "route_not_mapped", "此接口未在路由表中登记,默认拒绝",
                    "this endpoint is not in the route map; denied by default")
 
 
 def pdp_unavailable() -> Refusal:
     """OPA could not decide."""
-    return Refusal(503, "pdp_unavailable", "授權(quán)服務(wù)暫不可用,請稍后重試",
+    return Refusal(503, "pdp_unavailable", "授权服务暂不可用,请稍后重试",
                    "the authorization service is unavailable; try again later", headers={"Retry-After": "5"})
 
 
 def issuer_unavailable() -> Refusal:
     """Keycloak's keys could not be fetched."""
-    return Refusal(503, "issuer_unavailable", "身份服務(wù)暫不可用,請稍后重試",
+    return Refusal(503, "issuer_unavailable", "身份服务暂不可用,请稍后重试",
                    "the identity provider is unavailable; try again later", headers={"Retry-After": "5"})
 
 
 def audit_unavailable() -> Refusal:
     """The audit trail cannot take more records (fail closed)."""
-    return Refusal(503, "audit_unavailable", "審計日志暫不可寫,請求已拒絕",
+    return Refusal(503, "audit_unavailable", "审计日志暂不可写,请求已拒绝",
                    "the audit trail cannot record requests right now; refused", headers={"Retry-After": "5"})
 
 
 def upstream_failed(timeout: bool) -> Refusal:
     """The WMS did not answer (502) or not in time (504)."""
     if timeout:
-        return Refusal(504, "upstream_timeout", "WMS 響應(yīng)超時", "the WMS did not answer in time")
-    return Refusal(502, "upstream_unavailable", "WMS 暫不可用", "the WMS is unavailable")
+        return Refusal(504, "upstream_timeout", "WMS 响应超时", "the WMS did not answer in time")
+    return Refusal(502, "upstream_unavailable", "WMS 暂不可用", "the WMS is unavailable")
 
 
 def bad_body(detail: str) -> Refusal:
     """The request body the decision needs is missing or not the expected JSON."""
-    return Refusal(400, "bad_request_body", f"請求體無效:{detail}", f"invalid request body: {detail}")
+    return Refusal(400, "bad_request_body", f"请求体无效:{detail}", f"invalid request body: {detail}")
 
 
 def body_too_large(limit: int) -> Refusal:
     """The request body exceeds the limit the gateway reads."""
-    return Refusal(413, "body_too_large", f"請求體超過 {limit} 字節(jié)", f"the request body exceeds {limit} bytes")
+    return Refusal(413, "body_too_large", f"请求体超过 {limit} 字节", f"the request body exceeds {limit} bytes")

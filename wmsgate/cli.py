@@ -56,7 +56,7 @@ def _banner(stack: Any) -> str:
     p = stack.proxy_url
     kc = stack.keycloak_url
     return f"""
-================ WMS 訪問網(wǎng)關(guān) / WMS access gateway: running ================
+================ WMS 访问网关 / WMS access gateway: running ================
   proxy (PEP)      {p}            health: {p}/_gateway/health
   Keycloak         {kc}            admin console: {kc}/admin  ({stack.settings.kc_admin[0]} / {stack.settings.kc_admin[1]})
                    realm "wms", issuer {stack.issuer}
@@ -65,11 +65,11 @@ def _banner(stack: Any) -> str:
   audit trail      {stack.audit_db}
   logs             {stack.logs}
 
-  演示用戶 demo users (password wms-demo): {users}
+  演示用户 demo users (password wms-demo): {users}
   keeper.*, supervisor, admin1, admin2 also need a TOTP code
   (secret O5WXGLLEMVWW6LLUN52HALLTMVRXEZLU; `.venv/bin/wmsgate token keeper.hf` computes it).
 
-  Try it / 試一試:
+  Try it / 试一试:
     TOKEN=$(curl -s -d grant_type=password -d client_id=wms-cli -d username=picker.hf -d password=wms-demo \\
       {stack.issuer}/protocol/openid-connect/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
     curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/picking/tasks?page_size=3'
@@ -264,7 +264,7 @@ def cmd_realm(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``wmsgate``."""
     default_config = str(REPO / "config" / "gateway.yaml")
-    parser = argparse.ArgumentParser(prog="wmsgate", description="WMS access gateway / WMS 訪問網(wǎng)關(guān)")
+    parser = argparse.ArgumentParser(prog="wmsgate", description="WMS access gateway / WMS 访问网关")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("proxy", help="run the authorizing proxy (PEP)")

@@ -131,37 +131,37 @@ async def explain(config: GatewayConfig, person: Person, method: str, target: st
 def render_explanation(doc: dict[str, Any]) -> str:
     """Human-readable text of :func:`explain`'s document."""
     req = doc["request"]
-    lines = [f"請求 Request     {req['method']} {req['target']}  (user {req['user']})"]
+    lines = [f"请求 Request     {req['method']} {req['target']}  (user {req['user']})"]
     if doc.get("refused_at") == "hygiene":
         h = doc["hygiene"]
-        return "\n".join(lines + [f"衛(wèi)生 Hygiene     REFUSED {h['status']} {h['code']}: {h['zh']} / {h['en']}"])
-    lines.append(f"衛(wèi)生 Hygiene     ok, segments {' / '.join(doc['hygiene']['segments'])}")
+        return "\n".join(lines + [f"卫生 Hygiene     REFUSED {h['status']} {h['code']}: {h['zh']} / {h['en']}"])
+    lines.append(f"卫生 Hygiene     ok, segments {' / '.join(doc['hygiene']['segments'])}")
     if doc.get("refused_at") == "route":
         return "\n".join(lines + ["路由 Route       NOT MAPPED -> 403 route_not_mapped (denied by default)"])
     r = doc["route"]
     lines.append(f"路由 Route       {r['method']} {r['template']} -> {r['module']}:{r['verb']} kind={r['kind']}"
                  f"  ({r['line']})")
     if doc.get("refused_at") == "attributes":
-        return "\n".join(lines + [f"屬性 Attributes  FAILED: {doc['attributes_error']}"])
+        return "\n".join(lines + [f"属性 Attributes  FAILED: {doc['attributes_error']}"])
     res = doc["resource"]
     attrs = "  ".join(f"{k}={v}" for k, v in res["attributes"].items()) or "(narrowed by the row filter)"
-    lines.append(f"資源 Resource    id={res['id']}  {attrs}  found={res['found']}")
+    lines.append(f"资源 Resource    id={res['id']}  {attrs}  found={res['found']}")
     subj = doc["input"]["subject"]
     scope = "  ".join(f"{k}={v}" for k, v in subj["scope"].items())
-    lines.append(f"主體 Subject     roles={subj['roles']}  {scope}")
+    lines.append(f"主体 Subject     roles={subj['roles']}  {scope}")
     d = parse_decision(doc["decision"])
     verdict = "ALLOW" if d.allow else f"DENY {d.status}"
-    lines.append(f"決定 Decision    {verdict}  (policy {d.policy_revision})")
+    lines.append(f"决定 Decision    {verdict}  (policy {d.policy_revision})")
     rules = doc["rules"]
-    lines.append(f"規(guī)則 Rules       allow={rules['allow']} = permitted={rules['permitted']} and "
+    lines.append(f"规则 Rules       allow={rules['allow']} = permitted={rules['permitted']} and "
                  f"in_scope={rules['in_scope']}  (resource_found={rules['resource_found']})")
     lines.append(f"                 required={sorted(rules['required'] or [])}")
     lines.append(f"                 granted={sorted(rules['granted'] or [])}")
     for reason in d.reasons:
         lines.append(f"原因 Reason      {reason.code}: {reason.zh} / {reason.en}")
     ob = d.obligations
-    lines.append(f"義務(wù) Obligations row_filter={ob.row_filter or {}}  mask={list(ob.mask)}")
-    lines.append("發(fā)送給 OPA 的輸入 Input sent to OPA:")
+    lines.append(f"义务 Obligations row_filter={ob.row_filter or {}}  mask={list(ob.mask)}")
+    lines.append("发送给 OPA 的输入 Input sent to OPA:")
     lines.append(json.dumps(doc["input"], ensure_ascii=False, indent=2))
     return "\n".join(lines)
 
@@ -201,8 +201,8 @@ async def who_can(config: GatewayConfig, people: list[Person], module: str, verb
 def render_who_can(doc: dict[str, Any]) -> str:
     """Human-readable text of :func:`who_can`'s document."""
     where = ", ".join(f"{k}={v}" for k, v in doc["filters"].items())
-    lines = [f"誰可以 Who can {doc['permission']}" + (f" ({where})" if where else "") + ":",
-             f"  角色 roles: {', '.join(doc['roles']) or '(none)'}", "  用戶 users:"]
+    lines = [f"谁可以 Who can {doc['permission']}" + (f" ({where})" if where else "") + ":",
+             f"  角色 roles: {', '.join(doc['roles']) or '(none)'}", "  用户 users:"]
     for u in doc["users"]:
         scope = "  ".join(f"{k}={','.join(v) or '-'}" for k, v in u["scope"].items())
         wms_roles = [r for r in u["roles"] if not r.startswith(("default-roles-", "offline_access", "uma_"))]

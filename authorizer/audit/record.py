@@ -26,6 +26,7 @@ class AuditRecord:
             (None when nothing was forwarded).
         total_ms: time spent in the gateway for this request, milliseconds.
         detail: extra facts (JSON object), e.g. rows filtered by the safety net.
+        approval_id: the four-eyes approval this record belongs to, if any.
     """
 
     decision_id: str
@@ -55,6 +56,7 @@ class AuditRecord:
     upstream_ms: float | None = None
     total_ms: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
+    approval_id: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The record as a flat dict of column values (a shallow copy; ``detail`` is shared)."""

@@ -6,13 +6,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-from sqlalchemy import (JSON, BigInteger, Column, Float, Index, Integer, MetaData, String, Table, Text, event,
-                        insert, select)
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authorizer.audit.record import AuditRecord
-
-metadata = MetaData()
+from authorizer.db import create_schema, make_engine, metadata
 
 audit_records = Table(
     "audit_records",
@@ -45,10 +43,12 @@ audit_records = Table(
     Column("upstream_ms", Float, nullable=True),
     Column("total_ms", Float, nullable=False, default=0.0),
     Column("detail", JSON, nullable=False, default=dict),
+    Column("approval_id", String(64), nullable=True),
     Index("audit_ts", "ts_ms"),
     Index("audit_user_ts", "username", "ts_ms"),
     Index("audit_module_verb_ts", "module", "verb", "ts_ms"),
     Index("audit_resource", "resource_id"),
+    Index("audit_approval", "approval_id"),
 )
 
 
@@ -59,7 +59,7 @@ class AuditQuery:
     Attributes:
         since, until: time range (``until`` exclusive).
         user: username or user id.
-        module, verb, resource_id, warehouse, channel, decision, client_ip: exact matches.
+        module, verb, resource_id, warehouse, channel, decision, client_ip, approval_id: exact matches.
         limit, offset: page window.
     """
 
@@ -73,6 +73,7 @@ class AuditQuery:
     channel: str | None = None
     decision: str | None = None
     client_ip: str | None = None
+    approval_id: str | None = None
     limit: int = 100
     offset: int = 0
 
@@ -88,25 +89,17 @@ class AuditStore:
 
     Args:
         url: SQLAlchemy async URL, e.g. ``sqlite+aiosqlite:///path/audit.db`` or
-            ``postgresql+asyncpg://user:pw@host/db``.
+            ``postgresql+asyncpg://user:pw@host/db``; ignored when ``engine`` is given.
+        engine: an engine shared with the rest of the store.
     """
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.engine: AsyncEngine = create_async_engine(url, pool_pre_ping=True)
-        if self.engine.dialect.name == "sqlite":
-            @event.listens_for(self.engine.sync_engine, "connect")
-            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=5000")
-                cur.close()
+    def __init__(self, url: str = "", engine: AsyncEngine | None = None) -> None:
+        self.engine: AsyncEngine = engine or make_engine(url)
+        self._owns_engine = engine is None
 
     async def create_schema(self) -> None:
-        """Create missing tables and indexes (idempotent)."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        """Create missing tables, indexes and columns (idempotent)."""
+        await create_schema(self.engine)
 
     async def insert_many(self, records: list[AuditRecord]) -> None:
         """Insert records in one transaction (all or nothing).
@@ -133,7 +126,7 @@ class AuditStore:
             stmt = stmt.where(t.ts_ms < _ms(q.until))
         if q.user:
             stmt = stmt.where((t.username == q.user) | (t.user_id == q.user))
-        for name in ("module", "verb", "resource_id", "warehouse", "channel", "decision", "client_ip"):
+        for name in ("module", "verb", "resource_id", "warehouse", "channel", "decision", "client_ip", "approval_id"):
             value = getattr(q, name)
             if value:
                 stmt = stmt.where(getattr(t, name) == value)
@@ -144,5 +137,6 @@ class AuditStore:
                 yield dict(row)
 
     async def close(self) -> None:
-        """Release connections."""
-        await self.engine.dispose()
+        """Release connections (only when this store created its engine)."""
+        if self._owns_engine:
+            await self.engine.dispose()

@@ -30,7 +30,7 @@ from proxy.hygiene import HygieneError, check_headers, check_target
     ("/api/orders/%ff%fe", "bad_encoding"),
     ("http://evil/api/orders", "bad_request_target"),
     ("*", "bad_request_target"),
-    ("/api/orders/訂單", "bad_character"),
+    ("/api/orders/订单", "bad_character"),
     ("/api/orders#frag", "bad_character"),
     ("/api/orders?x=%00", "control_character"),
 ])

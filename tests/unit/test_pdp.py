@@ -18,8 +18,8 @@ def test_malformed_result_is_a_deny() -> None:
 
 
 def test_unknown_obligation_is_a_deny_even_when_allowed() -> None:
-    d = parse_decision({"allow": True, "obligations": {"step_up": {"acr": "2"}, "mask": []}})
-    assert not d.allow and d.reason.code == "unknown_obligation" and "step_up" in d.reason.en
+    d = parse_decision({"allow": True, "obligations": {"watermark": {"text": "x"}, "mask": []}})
+    assert not d.allow and d.reason.code == "unknown_obligation" and "watermark" in d.reason.en
 
 
 def test_empty_unknown_obligations_are_ignored() -> None:
@@ -28,7 +28,7 @@ def test_empty_unknown_obligations_are_ignored() -> None:
 
 def test_allowed_decision_carries_obligations_and_revision() -> None:
     d = parse_decision({"allow": True, "status": 200, "policy_revision": "sha256:1",
-                        "reasons": [{"code": "allowed", "zh-CN": "允許", "en": "allowed"}],
+                        "reasons": [{"code": "allowed", "zh-CN": "允许", "en": "allowed"}],
                         "obligations": {"row_filter": {"warehouse": ["HF"]}, "mask": ["amount"]}})
     assert d.allow and d.status == 200 and d.policy_revision == "sha256:1"
     assert d.obligations.row_filter == {"warehouse": ("HF",)} and d.obligations.mask == ("amount",)
@@ -38,3 +38,25 @@ def test_deny_status_is_limited_to_403_or_404() -> None:
     assert parse_decision({"allow": False, "status": 404}).status == 404
     assert parse_decision({"allow": False, "status": 200}).status == 403
     assert parse_decision({"allow": False, "status": 500}).status == 403
+
+
+def test_step_up_challenge_is_parsed_and_needed_for_a_401() -> None:
+    d = parse_decision({"allow": False, "status": 401,
+                        "obligations": {"step_up": {"acr_values": "mfa", "max_age": 300}, "approval": None}})
+    assert d.status == 401 and d.obligations.step_up == {"acr_values": "mfa", "max_age": 300}
+    assert parse_decision({"allow": False, "status": 401}).status == 403
+
+
+def test_malformed_step_up_or_approval_is_a_deny() -> None:
+    bad_acr = parse_decision({"allow": False, "status": 401,
+                              "obligations": {"step_up": {"acr_values": 'mfa" x="1', "max_age": 300}}})
+    assert bad_acr.reason.code == "pdp_malformed"
+    bad_approval = parse_decision({"allow": True, "obligations": {"approval": {"operation": "x", "approvals": 0,
+                                                                              "expires_seconds": 10}}})
+    assert not bad_approval.allow and bad_approval.reason.code == "pdp_malformed"
+
+
+def test_approval_obligation_is_parsed() -> None:
+    d = parse_decision({"allow": True, "obligations": {"approval": {"operation": "batch_change", "approvals": 1,
+                                                                    "expires_seconds": 86400}}})
+    assert d.allow and d.obligations.approval == {"operation": "batch_change", "approvals": 1, "expires_seconds": 86400}

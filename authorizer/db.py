@@ -1,0 +1,46 @@
+"""The gateway's store: one SQLAlchemy async engine (SQLite by default, PostgreSQL at scale)
+shared by the audit trail and the approvals, and the schema they share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import MetaData, event, inspect, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+metadata = MetaData()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """An async engine for ``url`` (``sqlite+aiosqlite:///path`` or ``postgresql+asyncpg://...``).
+
+    SQLite connections use WAL journaling, ``synchronous=NORMAL`` and a 5 s busy timeout.
+    """
+    engine = create_async_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+    return engine
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create missing tables and indexes, and add columns that later versions introduced
+    to tables an older version created (additive changes only; nothing is dropped)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.run_sync(_add_missing_columns)
+
+
+def _add_missing_columns(sync_conn: Any) -> None:
+    inspector = inspect(sync_conn)
+    for table in metadata.sorted_tables:
+        existing = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in existing and column.nullable:
+                kind = column.type.compile(dialect=sync_conn.dialect)
+                sync_conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))

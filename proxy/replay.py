@@ -1,0 +1,134 @@
+"""Running approved requests: replay each stored request to the WMS exactly once.
+
+A request runs only after :meth:`ApprovalStore.claim` (a compare-and-set) succeeds,
+so a double approval, two racing approvers or several proxy processes cannot run it
+twice. If the WMS could not be reached (nothing was sent) the claim is released and
+the request is retried by the background loop, also after a restart; if it may have
+reached the WMS without an answer, it is marked ``outcome_unknown`` and never replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+import aiohttp
+
+from authorizer.approvals import EXECUTED, OUTCOME_UNKNOWN, Approval, ApprovalStore, now_ms
+from authorizer.audit import AuditRecord, AuditWriter
+from authorizer.config import UpstreamSettings
+from authorizer.identity import Principal
+from proxy.forward import UpstreamIdentity
+from proxy.responses import Refusal
+
+log = logging.getLogger(__name__)
+
+FAILED = "failed"
+
+
+def approval_audit_record(approval: Approval, reason_code: str, http_status: int, **fields: object) -> AuditRecord:
+    """An audit record about ``approval`` (what it touches, linked by its id)."""
+    row = approval.row
+    attributes = (row["resource"] or {}).get("attributes", {})
+    record = AuditRecord(
+        decision_id=uuid.uuid4().hex, ts_ms=now_ms(), decision="allow", reason_code=reason_code,
+        http_status=http_status, method=row["method"], path=row["path"], query=row["query"],
+        module=row["module"], verb=row["verb"], resource_id=row["resource_id"],
+        warehouse=",".join(attributes.get("warehouse", [])), channel=",".join(attributes.get("channel", [])),
+        order_type=",".join(attributes.get("order_type", [])), approval_id=approval.approval_id,
+    )
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return record
+
+
+class ApprovalExecutor:
+    """Replays approved requests and keeps the approvals moving (expiry, retries, stale claims).
+
+    Args:
+        store: the approvals.
+        session: the app's shared aiohttp session.
+        upstream: the WMS settings (URL, timeout).
+        identity: identity headers and credentials for the WMS (the requester's identity is replayed).
+        audit: where every execution is recorded.
+    """
+
+    def __init__(self, store: ApprovalStore, session: aiohttp.ClientSession, upstream: UpstreamSettings,
+                 identity: UpstreamIdentity, audit: AuditWriter) -> None:
+        self._store = store
+        self._session = session
+        self._upstream = upstream
+        self._identity = identity
+        self._audit = audit
+        self._timeout = aiohttp.ClientTimeout(total=upstream.timeout_seconds)
+
+    async def execute(self, approval_id: str) -> Approval | None:
+        """Run an approved request if this caller wins the claim; return the approval afterwards."""
+        if await self._store.claim(approval_id):
+            approval = await self._store.get(approval_id)
+            if approval is not None:
+                await self._run(approval)
+        return await self._store.get(approval_id)
+
+    async def _run(self, approval: Approval) -> None:
+        row = approval.row
+        requester = Principal(user_id=row["requester_id"], username=row["requester_username"],
+                              roles=tuple(r for r in row["requester_roles"].split(",") if r))
+        warehouses = (row["resource"] or {}).get("attributes", {}).get("warehouse", [])
+        try:
+            headers = self._identity.headers(requester, warehouses[0] if len(warehouses) == 1 else None)
+        except Refusal as refusal:
+            await self._store.finish(approval.approval_id, FAILED, None, None, None, refusal.en)
+            self._audit.submit(approval_audit_record(approval, "approved_request_failed", 0, username=requester.username,
+                                                     user_id=requester.user_id, reason_en=refusal.en))
+            return
+        headers["Content-Type"] = row["content_type"] or "application/octet-stream"
+        headers["X-WMS-Approval-Id"] = approval.approval_id
+        url = self._upstream.url + row["path"] + (f"?{row['query']}" if row["query"] else "")
+        started = time.perf_counter()
+        try:
+            async with self._session.request(row["method"], url, data=row["body"], headers=headers,
+                                             timeout=self._timeout, allow_redirects=False) as resp:
+                body = await resp.read()
+                status, content_type = resp.status, resp.content_type
+        except aiohttp.ClientConnectorError as exc:
+            await self._store.release(approval.approval_id, f"WMS unreachable, will retry: {exc}")
+            log.warning("approval %s: WMS unreachable, will retry", approval.approval_id)
+            return
+        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            await self._store.finish(approval.approval_id, OUTCOME_UNKNOWN, None, None, None,
+                                     f"sent, but no answer from the WMS ({type(exc).__name__}); check before retrying")
+            self._audit.submit(approval_audit_record(approval, "approved_request_outcome_unknown", 0,
+                                                     username=requester.username, user_id=requester.user_id))
+            return
+        ms = (time.perf_counter() - started) * 1000
+        await self._store.finish(approval.approval_id, EXECUTED, status, body, content_type)
+        self._audit.submit(approval_audit_record(
+            approval, "approved_request_executed", status, username=requester.username, user_id=requester.user_id,
+            roles=row["requester_roles"], upstream_status=status, upstream_ms=round(ms, 3),
+            detail={"operation": row["operation"], "approved_by": approval.approvers()}))
+
+    async def sweep(self) -> None:
+        """One pass: expire overdue requests and run approved ones (e.g. after a WMS outage or a restart)."""
+        for approval_id in await self._store.expire_due():
+            approval = await self._store.get(approval_id)
+            if approval is not None:
+                self._audit.submit(approval_audit_record(approval, "approval_expired", 0, decision="deny",
+                                                         username=approval.row["requester_username"]))
+        for approval in await self._store.list(status="approved"):
+            await self.execute(approval.approval_id)
+
+    async def run_forever(self, interval_seconds: float) -> None:
+        """Sweep every ``interval_seconds`` until cancelled; first abandon claims older than the
+        upstream timeout plus a minute (their process died while the request was in flight)."""
+        stale_ms = int((self._upstream.timeout_seconds + 60) * 1000)
+        for approval_id in await self._store.abandon_stale_claims(stale_ms):
+            log.error("approval %s was interrupted while executing; outcome unknown", approval_id)
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # noqa: BLE001 - keep sweeping after a database hiccup
+                log.exception("approval sweep failed; retrying")
+            await asyncio.sleep(interval_seconds)
