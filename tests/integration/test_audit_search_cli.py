@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 from wmsgate.tools import REPO
 
 

@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 from keycloak import KeycloakAdmin
 
-from tests.integration.conftest import RawResponse, Stack, assert_refused, raw_request
+from tests.support.stack import RawResponse, Stack, assert_refused, raw_request
 
 
 def _b64(data: bytes) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.integration.conftest import Stack, assert_refused
+from tests.support.stack import Stack, assert_refused
 
 
 def test_case_scope_001_legacy_endpoint_query_string_resource(stack: Stack) -> None:

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.integration.conftest import Stack, assert_refused, raw_request
+from tests.support.stack import Stack, assert_refused, raw_request
 
 
 def test_picker_hf_lists_pick_tasks_of_hf_only(stack: Stack) -> None:

@@ -7,7 +7,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, assert_refused
+from tests.support.stack import Stack, assert_refused
 
 DEAD = "http://127.0.0.1:9"  # discard port: nothing listens there
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 from wmsgate.tools import REPO
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, assert_refused
+from tests.support.stack import Stack, assert_refused
 
 SALES_MASK = """
 reports.sales:

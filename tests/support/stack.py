@@ -1,28 +1,21 @@
-"""The real stack for integration tests: Keycloak, OPA, the demo WMS and the proxy on 127.0.0.1.
-
-The stack runs on the default ports + 10000 with its own state folder, so a demo
-running beside it is untouched. It starts once per test session. If a tool is
-missing the tests fail (they are never skipped): run ``make test``, which sets
-everything up first.
-"""
+"""Helpers for tests against the real stack: raw requests, the WMS access log, tokens, audit lookups."""
 
 from __future__ import annotations
 
 import base64
 import http.client
 import json
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pyotp
-import pytest
 
-from wmsgate.devstack import LocalStack, Ports, StackSettings
+from tests.support.form_login import code_flow_login
+from wmsgate.devstack import LocalStack
 from wmsgate.realm import demo_overlay
 from wmsgate.tools import REPO
 
@@ -98,20 +91,36 @@ class Tokens:
         self._cache: dict[tuple[str, str], tuple[str, float]] = {}
         self._last_code: dict[str, str] = {}
 
+    def next_code(self, username: str) -> str:
+        """A TOTP code for ``username`` that Keycloak has not seen yet (it refuses a code twice)."""
+        code = TOTP.now()
+        while code == self._last_code.get(username):
+            time.sleep(1)
+            code = TOTP.now()
+        self._last_code[username] = code
+        return code
+
     def login(self, username: str, client_id: str = "wms-cli", issuer: str | None = None,
               password: str = PASSWORD) -> dict[str, Any]:
         """A fresh token response (not cached)."""
         form = {"grant_type": "password", "client_id": client_id, "username": username, "password": password}
         if username in OTP_USERS and issuer is None:
-            code = TOTP.now()
-            while code == self._last_code.get(username):
-                time.sleep(1)
-                code = TOTP.now()
-            self._last_code[username] = code
-            form["totp"] = code
+            form["totp"] = self.next_code(username)
         resp = httpx.post(f"{issuer or self.issuer}/protocol/openid-connect/token", data=form, timeout=30)
         assert resp.status_code == 200, f"login of {username} failed: {resp.status_code} {resp.text}"
         return resp.json()
+
+    def mfa(self, username: str, max_age: int | None = None) -> str:
+        """An access token from the browser-style code flow with step-up (acr_values=mfa, RFC 9470),
+        the OTP entered on Keycloak's own form. Reused for up to 4 minutes."""
+        key = (username, "mfa")
+        cached = self._cache.get(key)
+        if cached and cached[1] - time.time() > 60 and max_age is None:
+            return cached[0]
+        data = code_flow_login(self.issuer, username, PASSWORD, otp=self.next_code(username), acr_values="mfa",
+                               max_age=max_age)
+        self._cache[key] = (data["access_token"], time.time() + min(data["expires_in"], 240))
+        return data["access_token"]
 
     def get(self, username: str, client_id: str = "wms-cli") -> str:
         """A valid access token for ``username``."""
@@ -135,9 +144,13 @@ class Stack:
     def proxy(self) -> str:
         return self.stack.proxy_url
 
-    def client(self, username: str | None = None) -> httpx.Client:
-        """An HTTP client for the proxy, authenticated as ``username`` when given."""
-        headers = {"Authorization": f"Bearer {self.tokens.get(username)}"} if username else {}
+    def client(self, username: str | None = None, mfa: bool = False) -> httpx.Client:
+        """An HTTP client for the proxy, authenticated as ``username`` when given
+        (with a stepped-up MFA token when ``mfa``)."""
+        headers = {}
+        if username:
+            token = self.tokens.mfa(username) if mfa else self.tokens.get(username)
+            headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.proxy, headers=headers, timeout=30)
 
     def wms(self) -> httpx.Client:
@@ -167,31 +180,6 @@ class Stack:
             rows = wms.get("/api/orders", params={**filters, "page_size": 1}).json()["items"]
         assert rows, f"no order with {filters}"
         return rows[0]
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    """Start the real stack once for the whole session; stop it at the end."""
-    shutil.rmtree(STATE, ignore_errors=True)
-    STATE.mkdir(parents=True)
-    (STATE / "service-token").write_text(SERVICE_TOKEN + "\n", encoding="utf-8")
-    shutil.copytree(REPO / "rego", STATE / "policy")  # a copy the hot-reload tests may edit
-    settings = StackSettings(
-        policy_dir=STATE / "policy",
-        state=STATE,
-        ports=Ports.offset(10000),
-        fresh=True,
-        proxy_overrides={
-            "oidc.leeway_seconds": 1,
-            "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
-        },
-    )
-    local = LocalStack(settings)
-    local.start()
-    try:
-        yield Stack(local, Tokens(local.issuer), AccessLog(local.wms_access_log))
-    finally:
-        local.stop()
 
 
 def assert_refused(resp: httpx.Response | RawResponse, status: int, code: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,38 @@
+"""Headless Chromium (Debian's ``chromium``) driven by Playwright, for browser tests.
+
+Playwright's own browser download is not used: the system Chromium is launched with
+``executable_path``; flags keep it from reaching the network beyond loopback.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+from playwright.sync_api import Browser, sync_playwright
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str:
+    """The system Chromium.
+
+    Raises:
+        AssertionError: it is not installed (``.ci/run`` installs Debian's ``chromium``).
+    """
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path and Path(path).exists(), "Debian package 'chromium' is not installed; run .ci/run or apt-get install chromium"
+    return path
+
+
+def launch() -> Iterator[Browser]:
+    """A headless Chromium for the duration of a ``with``-style generator (use with pytest fixtures)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
