@@ -120,10 +120,13 @@ class AttributeResolver:
         cache_seconds: how long a lookup answer is reused, seconds.
         timeout_seconds: timeout of one lookup, seconds.
         max_concurrency: lookups in flight at once for one bulk request.
+        max_keys: most resource ids one bulk request may name (checked before any lookup).
     """
 
     def __init__(self, session: aiohttp.ClientSession, upstream_url: str, lookup_headers: Mapping[str, str],
-                 cache_seconds: float, timeout_seconds: float = 10.0, max_concurrency: int = 16) -> None:
+                 cache_seconds: float, timeout_seconds: float = 10.0, max_concurrency: int = 16,
+                 max_keys: int = 200) -> None:
+        self._max_keys = max_keys
         self._session = session
         self._upstream = upstream_url
         self._headers = dict(lookup_headers)
@@ -152,6 +155,8 @@ class AttributeResolver:
             keys = source_values(key_source, parts)
             if not keys:
                 raise BadResourceInput(f"{key_source} is required")
+            if len(keys) > self._max_keys:
+                raise BadResourceInput(f"{key_source} names {len(keys)} resources; at most {self._max_keys} per request")
             results = await self._lookup_all(lookup, keys)
             if any(r is _NOT_FOUND for r in results):
                 resource.found = False

@@ -194,8 +194,9 @@ class TokenVerifier:
     """Verifies bearer tokens and turns their claims into a :class:`Principal`.
 
     Verified tokens are cached (bounded, until their ``exp``) so a client reusing
-    a token costs one signature check, not one per request. Revocation is checked
-    elsewhere, on every request.
+    a token costs one signature check, not one per request. A token stays valid
+    until its ``exp`` (at most 5 minutes in the realm); revoking it sooner (disabled
+    or offboarded people) is not implemented yet (issue "Dynamic access").
 
     Args:
         settings: issuer, audience, algorithms and claim names.

@@ -129,3 +129,7 @@ def check_headers(headers: CIMultiDictProxy[str], refused: tuple[str, ...]) -> N
     for name in refused:
         if name in headers:
             raise _refuse("method_override_refused", f"不接受 {name} 头", f"the {name} header is not accepted")
+    encodings = {e.strip().lower() for v in headers.getall("Content-Encoding", []) for e in v.split(",")}
+    if encodings - {"", "identity"}:
+        raise HygieneError("unsupported_content_encoding", "不接受压缩的请求体(Content-Encoding)",
+                           "compressed request bodies (Content-Encoding) are not accepted", 415)

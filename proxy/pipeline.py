@@ -261,6 +261,9 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
     obligations = decision.obligations
     query_string = target.raw_query
     spec = route.list_spec
+    if spec is not None:  # a list's audit record shows the scope it was narrowed to
+        for dim, values in obligations.row_filter.items():
+            setattr(record, dim, ",".join(values))
     restricted = spec is not None and any(ALL not in v for v in obligations.row_filter.values())
     if spec is not None and restricted:
         narrowing = narrow_query(target.query, spec, obligations)

@@ -60,7 +60,9 @@ def _banner(stack: Any) -> str:
   proxy (PEP)      {p}            health: {p}/_gateway/health
   Keycloak         {kc}            admin console: {kc}/admin  ({stack.settings.kc_admin[0]} / {stack.settings.kc_admin[1]})
                    realm "wms", issuer {stack.issuer}
-  OPA (PDP)        {stack.opa_url}            policies: rego/
+  Keycloak mgmt    http://127.0.0.1:{stack.settings.ports.keycloak_management}            health: /health/ready
+  OPA (PDP)        {stack.opa_url}            policy bundle from the bundle service
+  policy service   {stack.policy_url}            /status; edits to rego/ go live in seconds
   demo WMS         {stack.wms_url}            (unprotected; reach it through the proxy)
   audit trail      {stack.audit_db}
   logs             {stack.logs}
@@ -75,6 +77,7 @@ def _banner(stack: Any) -> str:
     curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/picking/tasks?page_size=3'
     curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/reports/finance'      # 403: pickers see no finance data
     .venv/bin/wmsgate audit search --user picker.hf --since 1h
+    .venv/bin/wmsgate policy explain --user ops.taobao --method GET --path /api/orders/SO2024110100009
 
   Ctrl-C stops everything. KEEP=1 make demo keeps the realm and WMS data of the last run.
 ===========================================================================

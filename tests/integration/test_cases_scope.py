@@ -14,7 +14,7 @@ def test_case_scope_001_legacy_endpoint_query_string_resource(stack: Stack) -> N
         denied = c.get("/legacy/order_detail.do", params={"order_no": douyin["order_no"]})
         allowed = c.get("/legacy/order_detail.do", params={"order_no": taobao["order_no"]})
     body = assert_refused(denied, 403, "out_of_scope")
-    assert "douyin" in body["reason_en"]
+    assert "[taobao]" in body["reason_en"] and "douyin" not in body["reason_en"]
     assert allowed.status_code == 200 and allowed.json()["channel"] == "taobao"
     reached = [e for e in stack.access_log.since(mark) if e["path"].startswith("/legacy/")]
     assert [douyin["order_no"] in e["path"] for e in reached] == [False]
@@ -30,7 +30,7 @@ def test_case_scope_002_batch_status_across_warehouses_is_refused_whole(stack: S
         resp = c.post("/api/orders/batch_status",
                       json={"order_nos": [hf["order_no"], sh["order_no"]], "status": "exception"})
     body = assert_refused(resp, 403, "out_of_scope")
-    assert "SH" in body["reason_en"]
+    assert "[HF]" in body["reason_en"]
     assert not [e for e in stack.access_log.since(mark) if e["path"] == "/api/orders/batch_status"]
     with stack.wms() as wms:
         assert wms.get(f"/api/orders/{hf['order_no']}").json()["status"] == "picked"
@@ -49,7 +49,7 @@ def test_case_scope_003_repeated_filter_cannot_widen_the_list(stack: Stack) -> N
     with stack.wms() as wms:
         assert body["total"] == wms.get("/api/inventory", params={"warehouse": "HF"}).json()["total"]
     record = stack.audit_record(resp.headers["X-Decision-Id"])
-    assert record["decision"] == "allow"
+    assert record["decision"] == "allow" and record["warehouse"] == "HF"
 
 
 def test_case_scope_004_rpc_body_warehouse(stack: Stack) -> None:
@@ -127,9 +127,61 @@ def test_out_of_scope_customs_declaration_answers_404_so_its_existence_does_not_
     body = assert_refused(hidden, 404, "not_found")
     assert "SZ" not in body["reason_en"] and "SZ" not in body["reason_zh"]
     record = stack.audit_record(body["decision_id"])
-    assert record["http_status"] == 404 and record["reason_code"] == "out_of_scope" and "SZ" in record["reason_en"]
+    assert record["http_status"] == 404 and record["reason_code"] == "out_of_scope" and record["warehouse"] == "SZ"
     assert own.status_code == 200 and own.json()["warehouse"] == "HF"
     assert own.json()["declared_value"] is None  # keepers do not see amounts
     assert_refused(missing, 404, "not_found")
     with stack.client("picker.hf") as c:
         assert_refused(c.get(f"/api/customs/{hf['order_no']}"), 403, "missing_permission")
+
+
+def test_review_answer_embedding_an_order_is_masked_like_the_order(stack: Stack) -> None:
+    """Review finding: POST /api/review/{no} answers the whole order; a reviewer must not see amounts
+    or customer contact data in it."""
+    order = stack.order(warehouse="HF", status="picked")
+    with stack.client("reviewer.hf") as c:
+        resp = c.post(f"/api/review/{order['order_no']}", json={"result": "pass"})
+    assert resp.status_code == 200
+    doc = resp.json()
+    assert doc["status"] == "reviewed" and doc["amount"] is None and doc["customer_phone"] == "***"
+    assert all(item["price"] is None for item in doc["items"])
+
+
+def test_warehouse_staff_cannot_read_customer_records_directly(stack: Stack) -> None:
+    """Review finding: customers belong to no warehouse, so a packer of HF cannot enumerate them;
+    the packer still sees the contact data on HF orders (labels)."""
+    order = stack.order(warehouse="HF", status="reviewed")
+    with stack.client("packer.hf") as c:
+        assert_refused(c.get(f"/api/customers/{order['customer_id']}"), 404, "not_found")
+        on_order = c.get(f"/api/orders/{order['order_no']}").json()
+    assert on_order["customer_phone"] == order["customer_phone"] and on_order["amount"] is None
+
+
+def test_bulk_requests_are_capped_before_any_lookup(stack: Stack) -> None:
+    """Review finding: a bulk body with thousands of ids must not cause thousands of WMS lookups."""
+    mark = stack.access_log.mark()
+    with stack.client("picker.hf") as c:
+        resp = c.post("/api/orders/batch_status", json={"order_nos": [f"SO{i}" for i in range(500)], "status": "x"})
+    body = assert_refused(resp, 400, "bad_request_body")
+    assert "200" in body["reason_en"]
+    assert len(stack.access_log.since(mark)) == 0
+
+
+def test_a_utf7_body_cannot_smuggle_another_warehouse(stack: Stack) -> None:
+    """Review finding: the WMS decodes bodies with the declared charset; the gateway must not authorize
+    one text while the WMS reads another."""
+    smuggled = b'{"warehouse":"HF","location":"A01-01","sku":"SKU00001","delta":1,"reason":"x+ACIALAAi-warehouse+ACIAOgAi-SH"}'
+    mark = stack.access_log.mark()
+    with stack.client("keeper.hf") as c:
+        utf7 = c.post("/api/inventory/adjust", content=smuggled,
+                      headers={"Content-Type": "application/json; charset=utf-7"})
+        text = c.post("/api/inventory/adjust", content=smuggled, headers={"Content-Type": "text/plain"})
+        dup = c.post("/api/inventory/adjust", headers={"Content-Type": "application/json"},
+                     content=b'{"warehouse":"HF","warehouse":"SH","location":"A01-01","sku":"SKU00001","delta":1,"reason":"x"}')
+        gz = c.post("/api/inventory/adjust", content=b"\x1f\x8b", headers={"Content-Type": "application/json",
+                                                                             "Content-Encoding": "gzip"})
+    assert_refused(utf7, 415, "unsupported_media_type")
+    assert_refused(text, 415, "unsupported_media_type")
+    assert_refused(dup, 400, "bad_request_body")
+    assert_refused(gz, 415, "unsupported_content_encoding")
+    assert not [e for e in stack.access_log.since(mark) if e["path"] == "/api/inventory/adjust"]

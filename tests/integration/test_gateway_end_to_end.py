@@ -31,7 +31,7 @@ def test_picker_hf_confirms_hf_pick_but_not_sh(stack: Stack) -> None:
     assert ok.status_code == 200, ok.text
     assert ok.json()["status"] == "picked"
     body = assert_refused(denied, 403, "out_of_scope")
-    assert "SH" in body["reason_en"]
+    assert "[HF]" in body["reason_en"] and "SH" not in body["reason_en"]
     with stack.wms() as wms:
         assert wms.get(f"/api/orders/{sh['order_no']}").json()["status"] == "pending_pick"
 
@@ -195,3 +195,13 @@ def test_every_decision_is_in_the_audit_trail_with_who_what_how_where_and_result
     deny = stack.audit_record(denied.json()["decision_id"])
     assert deny["decision"] == "deny" and deny["reason_code"] == "missing_permission"
     assert deny["upstream_status"] is None and deny["http_status"] == 403
+
+
+def test_every_demo_user_can_log_in(stack: Stack) -> None:
+    """The demo realm contract: every listed user logs in with wms-demo (temp.picker01 included)."""
+    for username in ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh", "keeper.sz", "supervisor",
+                     "ops.taobao", "ops.amazon", "finance", "admin1", "admin2", "temp.picker01"):
+        assert stack.tokens.get(username)
+    with stack.client("temp.picker01") as c:
+        tasks = c.get("/api/picking/tasks")
+    assert tasks.status_code == 200 and {r["warehouse"] for r in tasks.json()["items"]} == {"HF"}

@@ -80,3 +80,10 @@ def test_method_override_headers_are_refused() -> None:
 
 def test_ordinary_headers_pass() -> None:
     check_headers(_headers(("Authorization", "Bearer a"), ("Accept", "application/json")), ("X-HTTP-Method-Override",))
+
+
+def test_compressed_request_bodies_are_refused() -> None:
+    with pytest.raises(HygieneError) as err:
+        check_headers(_headers(("Content-Encoding", "gzip")), ())
+    assert err.value.status == 415 and err.value.code == "unsupported_content_encoding"
+    check_headers(_headers(("Content-Encoding", "identity")), ())

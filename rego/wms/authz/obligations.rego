@@ -61,9 +61,13 @@ filter_values(dim) := ["*"] if {
 
 # METADATA
 # title: Mask
-# description: Field paths of the module's records to mask because the person lacks the permission that reveals them.
+# description: >-
+#   Field paths to mask because the person lacks the permission that reveals them.
+#   Every rule applies to every answer, whatever the request's module: an answer
+#   that embeds an order (a review, a pick confirmation) is masked like the order.
 mask contains field if {
-	some rule in data.wms.masks[input.action.module]
+	some rules in data.wms.masks
+	some rule in rules
 	not rule.permission in granted
 	some field in rule.fields
 }

@@ -89,7 +89,7 @@ reason_set contains msg if {
 	value != "*"
 	not covers(dim, value)
 	scope := scope_text(dim)
-	msg := message("out_of_scope", [dim_name(dim, "zh-CN"), value, scope], [dim_name(dim, "en"), value, scope])
+	msg := message("out_of_scope", [dim_name(dim, "zh-CN"), scope], [dim_name(dim, "en"), scope])
 }
 
 # METADATA
