@@ -111,6 +111,21 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class KeycloakAdminConfig:
+    """The service account the gateway changes access with (client credentials grant).
+
+    Attributes:
+        client_id: the confidential client with a service account (``wms-access-admin``).
+        client_secret: its secret (from ``client_secret``, ``${ENV}`` or ``client_secret_file``).
+        events_interval_seconds: how often Keycloak's admin events are polled for revocations.
+    """
+
+    client_id: str
+    client_secret: str
+    events_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything the proxy needs. Build with :func:`load_config`."""
 
@@ -125,6 +140,8 @@ class GatewayConfig:
     strip_request_headers: tuple[str, ...] = ()
     refuse_request_headers: tuple[str, ...] = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
     approval_sweep_seconds: float = 5.0
+    keycloak_admin: KeycloakAdminConfig | None = None
+    revocation_refresh_seconds: float = 0.5
 
 
 _DEFAULT_STRIP = (
@@ -156,6 +173,19 @@ def _credentials(base: Path, items: list[dict[str, Any]]) -> tuple[CredentialSet
             per_warehouse={k: _path(base, v) for k, v in (item.get("per_warehouse") or {}).items()},
         ))
     return tuple(out)
+
+
+def _keycloak_admin(base: Path, section: Any) -> KeycloakAdminConfig | None:
+    if not section:
+        return None
+    if "client_secret_file" in section:
+        secret = _path(base, section["client_secret_file"]).read_text(encoding="utf-8").strip()
+    else:
+        secret = os.path.expandvars(str(section.get("client_secret", "")))
+    if not secret or secret.startswith("$"):
+        return None  # no secret given: access management is off (its API answers 503)
+    return KeycloakAdminConfig(client_id=section.get("client_id", "wms-access-admin"), client_secret=secret,
+                               events_interval_seconds=float(section.get("events_interval_seconds", 1.0)))
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayConfig:
@@ -226,6 +256,8 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             route_map=_path(base, data.get("route_map", "routes.yaml")),
             trusted_proxies=tuple(data.get("trusted_proxies", [])),
             approval_sweep_seconds=float((data.get("approvals") or {}).get("sweep_seconds", 5.0)),
+            keycloak_admin=_keycloak_admin(base, data.get("keycloak_admin")),
+            revocation_refresh_seconds=float((data.get("revocation") or {}).get("refresh_seconds", 0.5)),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

@@ -44,6 +44,7 @@ class Principal:
         session_id: Keycloak session id (``sid``), if present.
         expires_at: ``exp``, seconds since the epoch (UTC).
         token_id: ``jti``, if present.
+        issued_at: ``iat``, seconds since the epoch (UTC); compared with revocations.
     """
 
     user_id: str
@@ -56,6 +57,7 @@ class Principal:
     session_id: str | None = None
     expires_at: int = 0
     token_id: str | None = None
+    issued_at: int | None = None
 
     def policy_subject(self) -> dict[str, Any]:
         """The ``input.subject`` document sent to the PDP."""
@@ -281,6 +283,7 @@ class TokenVerifier:
             session_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
             expires_at=int(claims["exp"]),
             token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
+            issued_at=int(claims["iat"]) if isinstance(claims.get("iat"), (int, float)) else None,
         )
 
 

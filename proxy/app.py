@@ -10,6 +10,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from authorizer.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.approvals import ApprovalStore
 from authorizer.attributes import AttributeResolver
 from authorizer.audit import AuditStore, AuditWriter
@@ -17,8 +18,10 @@ from authorizer.config import GatewayConfig
 from authorizer.db import create_schema, make_engine
 from authorizer.identity import JwksCache, TokenVerifier
 from authorizer.pdp import OpaClient
+from authorizer.revocation import RevocationCache, RevocationStore
 from authorizer.routes import RouteMap
 from proxy.forward import Forwarder, UpstreamIdentity
+from proxy.management import access as access_api
 from proxy.management import approvals as approvals_api
 from proxy.management.health import health_handler
 from proxy.pipeline import GATEWAY, Gateway, handle
@@ -27,7 +30,7 @@ from proxy.replay import ApprovalExecutor
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 JWKS = web.AppKey("jwks", JwksCache)
 STORE = web.AppKey("audit_store", AuditStore)
-SWEEPER = web.AppKey("approval_sweeper", asyncio.Task)
+TASKS = web.AppKey("background_tasks", list)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,14 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     store = AuditStore(engine=engine)
     app[STORE] = store
     approval_store = ApprovalStore(engine)
+    revocation_store = RevocationStore(engine)
+    revocations = RevocationCache(revocation_store, config.revocation_refresh_seconds)
+    access: AccessService | None = None
+    if config.keycloak_admin is not None:
+        issuer_base, _, realm = config.oidc.issuer.rpartition("/realms/")
+        access = AccessService(KeycloakAdminSettings(issuer_base, realm, config.keycloak_admin.client_id,
+                                                     config.keycloak_admin.client_secret),
+                               revocation_store, revocations)
     spool = (spool_dir or Path.cwd()) / "audit-spool.jsonl"
 
     async def startup(app: web.Application) -> None:
@@ -64,6 +75,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         jwks = JwksCache(session, config.oidc.issuer, config.oidc.jwks_min_refresh_seconds)
         app[JWKS] = jwks
         await create_schema(engine)
+        await revocations.refresh()
         writer = AuditWriter(store, config.audit.flush_interval_seconds, config.audit.batch_size,
                              config.audit.max_pending, spool)
         await writer.start()
@@ -80,14 +92,26 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             strip_headers=frozenset(h.lower() for h in config.strip_request_headers),
             trusted_proxies=tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies),
             approvals=approval_store,
-            executor=ApprovalExecutor(approval_store, session, config.upstream, identity, writer),
+            executor=ApprovalExecutor(
+                approval_store, session, config.upstream, identity, writer,
+                internal=None if access is None else
+                (lambda method, path, body, actor: access_api.replay(access, method, path, body, actor))),
+            revocations=revocations,
+            access=access,
         )
-        app[SWEEPER] = asyncio.get_running_loop().create_task(
-            app[GATEWAY].executor.run_forever(config.approval_sweep_seconds), name="approval-sweeper")
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),
+                                  name="approval-sweeper"),
+                 loop.create_task(revocations.run_forever(), name="revocation-refresh")]
+        if access is not None and config.keycloak_admin is not None:
+            watcher = AdminEventWatcher(access, revocation_store, revocations,
+                                        config.keycloak_admin.events_interval_seconds)
+            tasks.append(loop.create_task(watcher.run_forever(), name="keycloak-admin-events"))
+        app[TASKS] = tasks
 
     async def cleanup(app: web.Application) -> None:
-        if SWEEPER in app:
-            app[SWEEPER].cancel()
+        for task in app.get(TASKS, []):
+            task.cancel()
         if GATEWAY in app:
             await app[GATEWAY].audit.close()
         await engine.dispose()

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from authorizer.access import AccessService
 from authorizer.approvals import ApprovalStore, HeldRequest
 from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditWriter
@@ -30,8 +31,10 @@ from authorizer.identity import AuthenticationError, IssuerUnavailable, Principa
 from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query
 from authorizer.pdp import Decision, OpaClient, PdpUnavailable
 from authorizer.policy_input import build_policy_input
+from authorizer.revocation import RevocationCache
 from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import responses
+from proxy.management import access as access_api
 from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.replay import ApprovalExecutor
@@ -54,6 +57,8 @@ class Gateway:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     approvals: ApprovalStore
     executor: ApprovalExecutor
+    revocations: RevocationCache
+    access: AccessService | None
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -124,6 +129,8 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     principal = await authenticate(request, gw)
     record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
     match = gw.routes.match(request.method, target.segments)
+    if match is None and request.method == "POST" and target.raw_path in access_api.ROUTES:
+        return await _access_change(request, gw, access_api.ROUTES[target.raw_path], target, principal, record)
     if match is None:
         raise responses.not_mapped()
     route = match.route
@@ -151,7 +158,7 @@ async def authenticate(request: web.Request, gw: Gateway) -> Principal:
     """
     try:
         token = bearer_token(request.headers.getall("Authorization", []))
-        return await gw.verifier.verify(token)
+        principal = await gw.verifier.verify(token)
     except AuthenticationError as exc:
         zh = {"missing_token": "需要登录:请提供 Bearer 令牌", "token_expired": "访问令牌已过期,请重新获取"}.get(
             exc.code, "访问令牌无效")
@@ -159,6 +166,15 @@ async def authenticate(request: web.Request, gw: Gateway) -> Principal:
                       headers={"WWW-Authenticate": exc.www_authenticate("wms")}) from None
     except IssuerUnavailable:
         raise responses.issuer_unavailable() from None
+    if not gw.revocations.fresh():
+        raise Refusal(503, "revocations_stale", "吊销记录暂时无法刷新,请稍后重试",
+                      "revocations could not be refreshed; try again later", headers={"Retry-After": "5"})
+    if gw.revocations.is_revoked(principal.user_id, principal.issued_at):
+        raise Refusal(401, "token_revoked", "您的访问权限已变更或被收回,请重新登录",
+                      "your access changed or was withdrawn; log in again",
+                      headers={"WWW-Authenticate": 'Bearer realm="wms", error="invalid_token", '
+                                                   'error_description="The token was revoked"'})
+    return principal
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -219,6 +235,27 @@ async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any,
     main = decision.reason
     record.reason_code, record.reason_zh, record.reason_en = main.code, main.zh, main.en
     return decision, policy_input
+
+
+async def _access_change(request: web.Request, gw: Gateway, route: Route, target: CleanTarget,
+                         principal: Principal, record: AuditRecord) -> web.StreamResponse:
+    """An access change (module iam): decided like any request; held for approval when widening."""
+    record.module, record.verb = route.module, route.verb
+    if gw.access is None:
+        raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
+                      "access management is not configured (keycloak_admin)")
+    body_bytes, body = await _read_body(request, gw)
+    resource = access_api.resource_for(body)
+    record.resource_id = resource.id or ""
+    decision, policy_input = await _decide(gw.pdp, principal, route, body, resource, request, record)
+    if not decision.allow:
+        raise responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
+    record.decision = "allow"
+    if decision.obligations.approval is not None:
+        return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
+    report = await access_api.apply_change(gw.access, route.template, body, principal.username)
+    record.detail = report.document()
+    return access_api.respond(report, record.decision_id)
 
 
 async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,

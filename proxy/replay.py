@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 import uuid
+from typing import Awaitable, Callable
 
 import aiohttp
 
@@ -26,6 +27,8 @@ from proxy.responses import Refusal
 log = logging.getLogger(__name__)
 
 FAILED = "failed"
+
+Internal = Callable[[str, str, "bytes | None", str], Awaitable[tuple[int, bytes, str]]]
 
 
 def approval_audit_record(approval: Approval, reason_code: str, http_status: int, **fields: object) -> AuditRecord:
@@ -53,10 +56,14 @@ class ApprovalExecutor:
         upstream: the WMS settings (URL, timeout).
         identity: identity headers and credentials for the WMS (the requester's identity is replayed).
         audit: where every execution is recorded.
+        internal: runs held requests addressed to the gateway itself (paths under
+            ``/_gateway/``, e.g. access changes): ``(method, path, body, requester) ->
+            (status, body, content type)``; None when there are none.
     """
 
     def __init__(self, store: ApprovalStore, session: aiohttp.ClientSession, upstream: UpstreamSettings,
-                 identity: UpstreamIdentity, audit: AuditWriter) -> None:
+                 identity: UpstreamIdentity, audit: AuditWriter, internal: Internal | None = None) -> None:
+        self._internal = internal
         self._store = store
         self._session = session
         self._upstream = upstream
@@ -76,6 +83,9 @@ class ApprovalExecutor:
         row = approval.row
         requester = Principal(user_id=row["requester_id"], username=row["requester_username"],
                               roles=tuple(r for r in row["requester_roles"].split(",") if r))
+        if row["path"].startswith("/_gateway/"):
+            await self._run_internal(approval, requester)
+            return
         warehouses = (row["resource"] or {}).get("attributes", {}).get("warehouse", [])
         try:
             headers = self._identity.headers(requester, warehouses[0] if len(warehouses) == 1 else None)
@@ -108,6 +118,24 @@ class ApprovalExecutor:
         self._audit.submit(approval_audit_record(
             approval, "approved_request_executed", status, username=requester.username, user_id=requester.user_id,
             roles=row["requester_roles"], upstream_status=status, upstream_ms=round(ms, 3),
+            detail={"operation": row["operation"], "approved_by": approval.approvers()}))
+
+    async def _run_internal(self, approval: Approval, requester: Principal) -> None:
+        row = approval.row
+        if self._internal is None:
+            await self._store.finish(approval.approval_id, FAILED, None, None, None, "no handler for gateway requests")
+            return
+        started = time.perf_counter()
+        try:
+            status, body, content_type = await self._internal(row["method"], row["path"], row["body"],
+                                                              requester.username)
+        except Exception as exc:  # noqa: BLE001 - record the failure; never retried blindly
+            await self._store.finish(approval.approval_id, OUTCOME_UNKNOWN, None, None, None, repr(exc))
+            raise
+        await self._store.finish(approval.approval_id, EXECUTED, status, body, content_type)
+        self._audit.submit(approval_audit_record(
+            approval, "approved_request_executed", status, username=requester.username, user_id=requester.user_id,
+            roles=row["requester_roles"], upstream_ms=round((time.perf_counter() - started) * 1000, 3),
             detail={"operation": row["operation"], "approved_by": approval.approvers()}))
 
     async def sweep(self) -> None:

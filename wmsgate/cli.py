@@ -256,6 +256,39 @@ def cmd_policy_who_can(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_login(args: argparse.Namespace) -> int:
+    """Log in through the browser (loopback redirect) and keep the token for `wmsgate access`."""
+    from wmsgate import access_cli
+
+    try:
+        tokens = access_cli.login(args.issuer.rstrip("/"), args.client_id, args.mfa, not args.no_browser)
+    except access_cli.CliError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 1
+    print(f"已登录 / logged in (token valid {tokens['expires_in']} s, stored in {access_cli.token_file()})")
+    return 0
+
+
+def cmd_access(args: argparse.Namespace) -> int:
+    """Offboard a person or replace their roles through the gateway's access API."""
+    from wmsgate import access_cli
+
+    gateway = access_cli.gateway_url(args.gateway)
+    try:
+        if args.access_command == "offboard":
+            resp = access_cli.call(gateway, "/_gateway/access/offboard", {"username": args.username, "reason": args.reason})
+        else:
+            body: dict[str, Any] = {"username": args.username, "roles": args.role}
+            scope = {dim: getattr(args, dim) for dim in ("warehouse", "channel", "order_type") if getattr(args, dim)}
+            if scope:
+                body["scope"] = {dim: scope.get(dim, []) for dim in ("warehouse", "channel", "order_type")}
+            resp = access_cli.call(gateway, "/_gateway/access/set-roles", body)
+        return access_cli.report(resp, gateway, args.wait, args.timeout)
+    except access_cli.CliError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 1
+
+
 def cmd_realm(args: argparse.Namespace) -> int:
     """Print the assembled realm JSON (production template, or with the demo overlay)."""
     from wmsgate.realm import build_realm
@@ -313,6 +346,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order-type", dest="order_type")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_policy_who_can)
+
+    p = sub.add_parser("login", help="log in through the browser; `wmsgate access` then acts as you")
+    p.add_argument("--issuer", default="http://127.0.0.1:8180/realms/wms")
+    p.add_argument("--client-id", default="wms-cli")
+    p.add_argument("--mfa", action="store_true", help="step up with your one-time code (needed to widen access)")
+    p.add_argument("--no-browser", action="store_true", help="only print the URL to open")
+    p.set_defaults(func=cmd_login)
+
+    access = sub.add_parser("access", help="change people's access (through the gateway)")
+    access_sub = access.add_subparsers(dest="access_command", required=True)
+    p = access_sub.add_parser("offboard", help="disable, remove roles and scope, end sessions, revoke tokens")
+    p.add_argument("username")
+    p.add_argument("--reason", required=True)
+    p = access_sub.add_parser("set-roles", help="replace a person's roles (and scope); needs a second admin")
+    p.add_argument("username")
+    p.add_argument("--role", action="append", required=True, help="repeat for several roles")
+    p.add_argument("--warehouse", action="append", help="scope values; repeat; * = all")
+    p.add_argument("--channel", action="append")
+    p.add_argument("--order-type", dest="order_type", action="append")
+    for p in access_sub.choices.values():
+        p.add_argument("--gateway", help="gateway URL (default $WMSGATE_URL or http://127.0.0.1:8080)")
+        p.add_argument("--wait", action="store_true", help="wait for the approval's outcome")
+        p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
+        p.set_defaults(func=cmd_access)
 
     p = sub.add_parser("token", help="print an access token for a demo user")
     p.add_argument("username")

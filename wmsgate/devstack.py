@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from wmsgate.realm import apply_realm, build_realm, keycloak_admin
+from wmsgate.realm import apply_realm, build_realm, demo_overlay, keycloak_admin
 from wmsgate.tools import REPO, Tools, locate_tools
 
 
@@ -263,6 +263,7 @@ class LocalStack:
         data["upstream"]["url"] = self.wms_url
         data["audit"]["url"] = f"sqlite+aiosqlite:///{self.audit_db}"
         data["route_map"] = str(REPO / "config" / "routes.yaml")
+        data["keycloak_admin"]["client_secret"] = demo_overlay()["access_admin_client_secret"]
         for key, value in {**s.proxy_overrides, **(extra or {})}.items():
             node = data
             *parents, leaf = key.split(".")

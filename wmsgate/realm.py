@@ -80,6 +80,8 @@ def build_realm(demo: bool, realm_dir: Path = REALM_DIR) -> dict[str, Any]:
     for client in rep["clients"]:
         if client["clientId"] == "wms-gateway":
             client["secret"] = overlay["gateway_client_secret"]
+        if client["clientId"] == "wms-access-admin":
+            client["secret"] = overlay["access_admin_client_secret"]
     for spec in overlay["clients"]:
         client = {k: v for k, v in spec.items() if k != "gateway_mappers"}
         client.setdefault("enabled", True)
@@ -87,7 +89,7 @@ def build_realm(demo: bool, realm_dir: Path = REALM_DIR) -> dict[str, Any]:
         client["protocolMappers"] = copy.deepcopy(
             [m for m in mappers if spec.get("gateway_mappers") or m["protocolMapper"] != "oidc-audience-mapper"])
         rep["clients"].append(client)
-    rep["users"] = [_user(u, overlay["password"], overlay["totp_secret"]) for u in overlay["users"]]
+    rep["users"] = rep.get("users", []) + [_user(u, overlay["password"], overlay["totp_secret"]) for u in overlay["users"]]
     return rep
 
 

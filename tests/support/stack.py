@@ -122,6 +122,13 @@ class Tokens:
         self._cache[key] = (data["access_token"], time.time() + min(data["expires_in"], 240))
         return data["access_token"]
 
+    def forget(self, username: str) -> None:
+        """Drop cached tokens of ``username`` (after their access changed) and wait past the
+        current second, since a revocation refuses every token issued in its second."""
+        for key in [k for k in self._cache if k[0] == username]:
+            del self._cache[key]
+        time.sleep(1.1 - (time.time() % 1))
+
     def get(self, username: str, client_id: str = "wms-cli") -> str:
         """A valid access token for ``username``."""
         cached = self._cache.get((username, client_id))
@@ -152,6 +159,13 @@ class Stack:
             token = self.tokens.mfa(username) if mfa else self.tokens.get(username)
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.proxy, headers=headers, timeout=30)
+
+    def keycloak_admin(self) -> Any:
+        """The master-realm admin API on realm wms (to arrange and restore people in tests)."""
+        from keycloak import KeycloakAdmin
+
+        return KeycloakAdmin(server_url=self.stack.keycloak_url + "/", username="kcadmin", password="kcadmin-demo",
+                             realm_name="wms", user_realm_name="master")
 
     def wms(self) -> httpx.Client:
         """A client straight to the (unprotected) demo WMS, to see the truth behind the gateway."""

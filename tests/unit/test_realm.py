@@ -15,10 +15,11 @@ def test_template_has_every_role_mappers_and_no_demo_parts() -> None:
     assert {r["name"] for r in rep["roles"]["realm"]} == ROLES
     assert rep["accessTokenLifespan"] <= 300
     assert rep["eventsEnabled"] and rep["adminEventsEnabled"] and rep["adminEventsDetailsEnabled"]
-    assert "users" not in rep
+    assert [u["username"] for u in rep["users"]] == ["service-account-wms-access-admin"]
     clients = {c["clientId"]: c for c in rep["clients"]}
-    assert set(clients) == {"wms-gateway"}
-    assert "secret" not in clients["wms-gateway"]
+    assert set(clients) == {"wms-gateway", "wms-access-admin"}
+    assert "secret" not in clients["wms-gateway"] and "secret" not in clients["wms-access-admin"]
+    assert clients["wms-access-admin"]["serviceAccountsEnabled"] and not clients["wms-access-admin"]["standardFlowEnabled"]
     mappers = {m["protocolMapper"] for m in clients["wms-gateway"]["protocolMappers"]}
     assert mappers == {"oidc-audience-mapper", "oidc-usermodel-attribute-mapper"}
 
@@ -36,7 +37,7 @@ def test_scope_attributes_are_admin_only_in_the_user_profile() -> None:
 
 def test_demo_overlay_has_the_contract_users_with_their_scopes() -> None:
     rep = build_realm(demo=True)
-    users = {u["username"]: u for u in rep["users"]}
+    users = {u["username"]: u for u in rep["users"] if not u["username"].startswith("service-account-")}
     for name in ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh", "keeper.sz", "supervisor",
                  "ops.taobao", "ops.amazon", "finance", "admin1", "admin2", "temp.picker01"):
         assert name in users

@@ -1,0 +1,278 @@
+"""Access changes in Keycloak (offboarding, role changes) and revocation of what they cut.
+
+The gateway holds a Keycloak service account (client ``wms-access-admin``) and uses
+python-keycloak's admin API. Every narrowing change first writes a revocation record,
+so the proxy refuses the person's existing tokens before Keycloak has even finished.
+Changes made directly in Keycloak reach the proxy through Keycloak's admin events
+(:class:`AdminEventWatcher`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import KeycloakError
+
+from authorizer.identity import SCOPE_DIMENSIONS
+from authorizer.revocation import RevocationCache, RevocationStore
+
+log = logging.getLogger(__name__)
+
+#: Realm roles Keycloak creates itself; never granted or removed by the gateway.
+BUILT_IN_ROLES = frozenset({"offline_access", "uma_authorization"})
+
+
+class AccessError(Exception):
+    """An access change cannot be made. ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, zh: str, en: str) -> None:
+        super().__init__(en)
+        self.status, self.code, self.zh, self.en = status, code, zh, en
+
+
+@dataclass
+class ChangeReport:
+    """What an access change did, step by step (printed by the CLI, stored in the audit trail)."""
+
+    username: str
+    user_id: str
+    steps: list[str] = field(default_factory=list)
+    revoked_not_before: int | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {"username": self.username, "user_id": self.user_id, "steps": self.steps,
+                "tokens_revoked_before": self.revoked_not_before}
+
+
+@dataclass(frozen=True)
+class KeycloakAdminSettings:
+    """How the gateway reaches Keycloak's admin API.
+
+    Attributes:
+        server_url: Keycloak base URL, e.g. ``http://127.0.0.1:8180``.
+        realm: the realm of the staff (``wms``).
+        client_id: the service-account client.
+        client_secret: its secret.
+    """
+
+    server_url: str
+    realm: str
+    client_id: str
+    client_secret: str
+
+
+def _is_wms_role(name: str, realm: str) -> bool:
+    return name not in BUILT_IN_ROLES and name != f"default-roles-{realm}"
+
+
+class AccessService:
+    """Offboarding and role changes through Keycloak's admin API.
+
+    Args:
+        settings: Keycloak admin connection.
+        revocations: where revocation records go.
+        cache: this process's revocation cache (updated at once).
+    """
+
+    def __init__(self, settings: KeycloakAdminSettings, revocations: RevocationStore, cache: RevocationCache) -> None:
+        self._s = settings
+        self._revocations = revocations
+        self._cache = cache
+        self._admin: KeycloakAdmin | None = None
+
+    def _kc(self) -> KeycloakAdmin:
+        if self._admin is None:
+            connection = KeycloakOpenIDConnection(
+                server_url=self._s.server_url.rstrip("/") + "/", realm_name=self._s.realm, client_id=self._s.client_id,
+                client_secret_key=self._s.client_secret, grant_type="client_credentials", timeout=20)
+            self._admin = KeycloakAdmin(connection=connection)
+        return self._admin
+
+    async def user(self, username: str) -> dict[str, Any]:
+        """The user representation (with attributes) of ``username``.
+
+        Raises:
+            AccessError: 404 when there is no such user; 502 when Keycloak fails.
+        """
+        try:
+            users = await self._kc().a_get_users({"username": username, "exact": True, "briefRepresentation": False})
+        except KeycloakError as exc:
+            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+        match = [u for u in users if u.get("username") == username]
+        if not match:
+            raise AccessError(404, "user_not_found", f"用户 {username} 不存在", f"no user {username!r}")
+        return match[0]
+
+    async def wms_roles_of(self, user_id: str) -> list[str]:
+        """The WMS realm roles mapped directly to the user."""
+        roles = await self._kc().a_get_realm_roles_of_user(user_id)
+        return sorted(r["name"] for r in roles if _is_wms_role(r["name"], self._s.realm))
+
+    async def _revoke(self, report: ChangeReport, reason: str, actor: str) -> None:
+        not_before = await self._revocations.revoke(report.user_id, reason, actor)
+        self._cache.note(report.user_id, not_before)
+        report.revoked_not_before = not_before
+        report.steps.append(f"tokens issued before {not_before} (epoch s) are refused by the gateway")
+
+    async def offboard(self, username: str, reason: str, actor: str) -> ChangeReport:
+        """Cut all access of ``username`` at once: revoke tokens, disable the account, remove
+        every WMS role and the data scope, end every session and offline token.
+        The audit trail of what they did is not touched.
+
+        Raises:
+            AccessError: unknown user or Keycloak failure.
+        """
+        user = await self.user(username)
+        report = ChangeReport(username, user["id"])
+        await self._revoke(report, f"offboarded: {reason}", actor)
+        kc = self._kc()
+        try:
+            await kc.a_update_user(user["id"], {"enabled": False})
+            report.steps.append("account disabled")
+            roles = await kc.a_get_realm_roles_of_user(user["id"])
+            wms_roles = [r for r in roles if _is_wms_role(r["name"], self._s.realm)]
+            if wms_roles:
+                await kc.a_delete_realm_roles_of_user(user["id"], wms_roles)
+            report.steps.append(f"roles removed: {', '.join(sorted(r['name'] for r in wms_roles)) or '(none)'}")
+            attributes = {k: v for k, v in (user.get("attributes") or {}).items() if not k.startswith("wms_")}
+            await kc.a_update_user(user["id"], {"attributes": attributes, "enabled": False})
+            report.steps.append("data scope and grants removed")
+            await kc.a_user_logout(user["id"])
+            report.steps.append("all sessions ended")
+            for consent in await kc.a_user_consents(user["id"]):
+                await kc.a_revoke_consent(user["id"], consent["clientId"])
+            report.steps.append("offline tokens revoked")
+        except KeycloakError as exc:
+            report.steps.append(f"Keycloak failed part-way: {exc}; tokens stay revoked")
+            raise AccessError(502, "identity_provider_error", "身份服务出错,部分操作未完成(令牌已吊销)",
+                              f"Keycloak failed part-way; tokens are revoked: {exc}") from exc
+        return report
+
+    async def set_roles(self, username: str, roles: list[str], scope: dict[str, list[str]] | None,
+                        actor: str) -> ChangeReport:
+        """Replace the person's WMS roles (and optionally their data scope) in one step and
+        refuse tokens issued before the change; the next token carries only the new roles.
+
+        Raises:
+            AccessError: unknown user or role, or Keycloak failure.
+        """
+        user = await self.user(username)
+        report = ChangeReport(username, user["id"])
+        kc = self._kc()
+        try:
+            wanted = [await kc.a_get_realm_role(name) for name in roles]
+        except KeycloakError as exc:
+            raise AccessError(400, "unknown_role", "角色不存在", f"unknown role in {roles}: {exc}") from exc
+        if any(not _is_wms_role(r["name"], self._s.realm) for r in wanted):
+            raise AccessError(400, "unknown_role", "不能授予内置角色", "built-in roles cannot be granted")
+        await self._revoke(report, f"roles set to {', '.join(roles)}", actor)
+        try:
+            current = [r for r in await kc.a_get_realm_roles_of_user(user["id"]) if _is_wms_role(r["name"], self._s.realm)]
+            removed = [r for r in current if r["name"] not in roles]
+            added = [r for r in wanted if r["name"] not in {c["name"] for c in current}]
+            if removed:
+                await kc.a_delete_realm_roles_of_user(user["id"], removed)
+            if added:
+                await kc.a_assign_realm_roles(user["id"], added)
+            report.steps.append(f"roles now: {', '.join(sorted(roles))} (removed: "
+                                f"{', '.join(sorted(r['name'] for r in removed)) or '-'}; added: "
+                                f"{', '.join(sorted(r['name'] for r in added)) or '-'})")
+            if scope is not None:
+                attributes = dict(user.get("attributes") or {})
+                for dim in SCOPE_DIMENSIONS:
+                    attributes[f"wms_{dim}"] = list(scope.get(dim, []))
+                await kc.a_update_user(user["id"], {"attributes": attributes})
+                report.steps.append("data scope set: " + "; ".join(f"{d}={','.join(scope.get(d, [])) or '-'}"
+                                                                    for d in SCOPE_DIMENSIONS))
+        except KeycloakError as exc:
+            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+        return report
+
+
+def _user_id(resource_path: str) -> str | None:
+    parts = resource_path.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == "users" else None
+
+
+def revoking_event(event: dict[str, Any]) -> str | None:
+    """The user id whose tokens an admin event should revoke, or None.
+
+    Revoking: a user disabled or deleted, a role mapping removed, a forced logout.
+    """
+    path = str(event.get("resourcePath", ""))
+    user_id = _user_id(path)
+    if user_id is None:
+        return None
+    kind, op = event.get("resourceType"), event.get("operationType")
+    if kind == "USER" and op == "DELETE" and path.count("/") == 1:
+        return user_id
+    if kind == "USER" and op == "UPDATE" and path.count("/") == 1:
+        try:
+            representation = json.loads(event.get("representation") or "{}")
+        except ValueError:
+            return user_id  # cannot tell what changed: revoke (fail closed)
+        return user_id if representation.get("enabled") is False else None
+    if kind in ("REALM_ROLE_MAPPING", "CLIENT_ROLE_MAPPING") and op == "DELETE":
+        return user_id
+    if op == "ACTION" and path.endswith("/logout"):
+        return user_id
+    return None
+
+
+class AdminEventWatcher:
+    """Turns Keycloak admin events (changes made in its console or API) into revocations.
+
+    Polls the realm's admin events every ``interval_seconds`` from a checkpoint (the newest
+    event time seen), so a change made directly in Keycloak reaches every proxy within a
+    few seconds.
+
+    Args:
+        service: the access service (its Keycloak connection is reused).
+        revocations: where revocation records go.
+        cache: this process's revocation cache.
+        interval_seconds: polling period, seconds.
+    """
+
+    def __init__(self, service: AccessService, revocations: RevocationStore, cache: RevocationCache,
+                 interval_seconds: float = 1.0) -> None:
+        self._service = service
+        self._revocations = revocations
+        self._cache = cache
+        self._interval = interval_seconds
+        self._checkpoint_ms = int(time.time() * 1000)
+
+    async def poll(self) -> int:
+        """One pass; returns how many revocations it made."""
+        events = await self._service._kc().a_get_admin_events({"first": 0, "max": 200})  # noqa: SLF001
+        made = 0
+        newest = self._checkpoint_ms
+        for event in events:
+            at = int(event.get("time", 0))
+            if at <= self._checkpoint_ms:
+                continue
+            newest = max(newest, at)
+            user_id = revoking_event(event)
+            if user_id is None:
+                continue
+            not_before = await self._revocations.revoke(
+                user_id, f"Keycloak admin event {event.get('operationType')} {event.get('resourcePath')}",
+                f"keycloak:{(event.get('authDetails') or {}).get('userId', '?')}", at=at / 1000)
+            self._cache.note(user_id, not_before)
+            made += 1
+        self._checkpoint_ms = newest
+        return made
+
+    async def run_forever(self) -> None:
+        """Poll until cancelled; failures are logged and retried."""
+        while True:
+            try:
+                await self.poll()
+            except Exception:  # noqa: BLE001 - Keycloak restarts must not stop the watcher
+                log.exception("admin event poll failed")
+            await asyncio.sleep(self._interval)

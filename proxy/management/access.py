@@ -1,0 +1,78 @@
+"""The access API under ``/_gateway/access`` (clients: ``wmsgate access ...``).
+
+``POST /_gateway/access/offboard``   ``{"username", "reason"}``: immediate (``iam:delete``)
+``POST /_gateway/access/set-roles``  ``{"username", "roles": [...], "scope"?: {...}}``: widening,
+                                     so step-up MFA and a second admin's approval (``iam:update``)
+
+Both are authorized by the policy like any request (module ``iam``), audited, and a
+held change runs through the approvals flow when approved.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from authorizer.access import AccessError, AccessService, ChangeReport
+from authorizer.attributes import Resource
+from authorizer.routes import Route
+from proxy.responses import Refusal
+
+OFFBOARD = Route("POST", "/_gateway/access/offboard", ("_gateway", "access", "offboard"), "iam", "delete",
+                 resource_id="{body.username}", needs_body=True)
+SET_ROLES = Route("POST", "/_gateway/access/set-roles", ("_gateway", "access", "set-roles"), "iam", "update",
+                  resource_id="{body.username}", needs_body=True)
+ROUTES = {route.template: route for route in (OFFBOARD, SET_ROLES)}
+
+
+def _text(value: Any, name: str, limit: int = 200) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise Refusal(400, "bad_request_body", f"{name} 必须是非空字符串", f"{name} must be a non-empty string")
+    return value.strip()
+
+
+def resource_for(body: dict[str, Any]) -> Resource:
+    """The policy's view of an access change: the person it is about (module iam has no scope)."""
+    return Resource(kind="item", id=_text(body.get("username"), "username"), attributes={})
+
+
+async def apply_change(service: AccessService, template: str, body: dict[str, Any], actor: str) -> ChangeReport:
+    """Carry out an authorized access change (directly, or when its approval lands).
+
+    Raises:
+        Refusal: the body is invalid or Keycloak refused (status from :class:`AccessError`).
+    """
+    username = _text(body.get("username"), "username")
+    try:
+        if template == OFFBOARD.template:
+            return await service.offboard(username, _text(body.get("reason"), "reason", 2000), actor)
+        roles = body.get("roles")
+        if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r for r in roles):
+            raise Refusal(400, "bad_request_body", "roles 必须是非空的角色列表", "roles must be a non-empty list")
+        scope = body.get("scope")
+        if scope is not None and (not isinstance(scope, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in scope.values())):
+            raise Refusal(400, "bad_request_body", "scope 格式错误", "scope must map dimensions to lists of values")
+        return await service.set_roles(username, roles, scope, actor)
+    except AccessError as exc:
+        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+
+
+async def replay(service: AccessService, method: str, path: str, body: bytes | None,
+                 actor: str) -> tuple[int, bytes, str]:
+    """Run a held access change after its approval: ``(status, body, content type)``."""
+    try:
+        document = json.loads(body or b"{}")
+        report = await apply_change(service, path, document, actor)
+    except Refusal as refusal:
+        return refusal.status, json.dumps({"error": refusal.code, "reason_en": refusal.en},
+                                          ensure_ascii=False).encode(), "application/json"
+    return 200, json.dumps(report.document(), ensure_ascii=False).encode(), "application/json"
+
+
+def respond(report: ChangeReport, decision_id: str) -> web.Response:
+    """The answer to an access change that ran."""
+    return web.Response(text=json.dumps(report.document(), ensure_ascii=False), content_type="application/json",
+                        charset="utf-8", headers={"X-Decision-Id": decision_id, "Cache-Control": "no-store"})

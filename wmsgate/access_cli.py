@@ -1,0 +1,181 @@
+"""``wmsgate login`` and ``wmsgate access ...``: clients of the gateway's management API.
+
+They act as the admin who runs them: with the bearer token in ``$WMSGATE_TOKEN``, or
+with the token ``wmsgate login`` stored after a browser login (authorization code flow
+with PKCE to a loopback redirect, RFC 8252 / RFC 7636).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+import webbrowser
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+
+LOOPBACK_PORT = 8765
+REDIRECT_URI = f"http://127.0.0.1:{LOOPBACK_PORT}/callback"
+FINAL_STATES = {"executed", "rejected", "expired", "failed", "outcome_unknown"}
+
+
+class CliError(Exception):
+    """A command failed; the message is printed and the exit code is 1."""
+
+
+def token_file() -> Path:
+    """Where ``wmsgate login`` keeps the token (``$WMSGATE_TOKEN_FILE`` or ``~/.config/wmsgate/token.json``)."""
+    return Path(os.environ.get("WMSGATE_TOKEN_FILE", Path.home() / ".config" / "wmsgate" / "token.json"))
+
+
+def gateway_url(explicit: str | None) -> str:
+    """The gateway base URL (``--gateway``, ``$WMSGATE_URL`` or the local demo's)."""
+    return (explicit or os.environ.get("WMSGATE_URL") or "http://127.0.0.1:8080").rstrip("/")
+
+
+def current_token() -> str:
+    """The admin's access token: ``$WMSGATE_TOKEN``, else the stored login (refreshed if needed).
+
+    Raises:
+        CliError: neither is available, or the stored login expired.
+    """
+    env = os.environ.get("WMSGATE_TOKEN")
+    if env:
+        return env.strip()
+    path = token_file()
+    if not path.exists():
+        raise CliError("not logged in: run `wmsgate login` or set WMSGATE_TOKEN / 未登录")
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if stored["expires_at"] - time.time() > 30:
+        return str(stored["access_token"])
+    resp = httpx.post(f"{stored['issuer']}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "refresh_token", "client_id": stored["client_id"], "refresh_token": stored["refresh_token"]})
+    if resp.status_code != 200:
+        raise CliError("the stored login expired: run `wmsgate login` again")
+    _store(stored["issuer"], stored["client_id"], resp.json())
+    return str(resp.json()["access_token"])
+
+
+def _store(issuer: str, client_id: str, tokens: dict[str, Any]) -> None:
+    path = token_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"issuer": issuer, "client_id": client_id, "access_token": tokens["access_token"],
+            "refresh_token": tokens.get("refresh_token", ""), "expires_at": time.time() + tokens["expires_in"]}
+    path.write_text(json.dumps(data), encoding="utf-8")
+    path.chmod(0o600)
+
+
+def login(issuer: str, client_id: str, mfa: bool, open_browser: bool, timeout: float = 300) -> dict[str, Any]:
+    """Log in through the browser and store the token.
+
+    Starts a one-shot HTTP server on the loopback redirect, prints (and optionally opens)
+    the authorization URL, waits for the redirect, checks ``state`` and exchanges the code
+    with the PKCE verifier.
+
+    Args:
+        mfa: ask for step-up (``acr_values=mfa``), needed for widening access changes.
+
+    Returns:
+        The token endpoint's answer.
+
+    Raises:
+        CliError: no redirect within ``timeout`` seconds, a state mismatch, or a failed exchange.
+    """
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    state = secrets.token_urlsafe(16)
+    params = {"client_id": client_id, "redirect_uri": REDIRECT_URI, "response_type": "code", "scope": "openid",
+              "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
+    if mfa:
+        params["acr_values"] = "mfa"
+    url = f"{issuer}/protocol/openid-connect/auth?{urlencode(params)}"
+    received: dict[str, list[str]] = {}
+
+    class Callback(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            query = parse_qs(urlsplit(self.path).query)
+            if urlsplit(self.path).path == "/callback" and not received:
+                received.update(query)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write("<p>登录完成,可以关闭此页面。/ Signed in; you can close this page.</p>".encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", LOOPBACK_PORT), Callback)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    print(f"在浏览器中打开 / Open in a browser:\n  {url}", flush=True)
+    if open_browser:
+        webbrowser.open(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.shutdown()
+        server.server_close()
+    if not received:
+        raise CliError("no login within the time limit / 登录超时")
+    if received.get("state") != [state] or "code" not in received:
+        raise CliError(f"login failed: {received.get('error_description') or received.get('error') or 'bad state'}")
+    resp = httpx.post(f"{issuer}/protocol/openid-connect/token", timeout=30, data={
+        "grant_type": "authorization_code", "client_id": client_id, "code": received["code"][0],
+        "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
+    if resp.status_code != 200:
+        raise CliError(f"code exchange failed: {resp.text}")
+    _store(issuer, client_id, resp.json())
+    return resp.json()
+
+
+def call(gateway: str, path: str, body: dict[str, Any]) -> httpx.Response:
+    """POST ``body`` to the gateway's management API as the current admin."""
+    return httpx.post(f"{gateway}{path}", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {current_token()}"})
+
+
+def wait_for(gateway: str, location: str, timeout: float) -> dict[str, Any]:
+    """Poll an approval until it reaches a final state (or ``timeout`` seconds pass)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = httpx.get(f"{gateway}{location}", timeout=30,
+                        headers={"Authorization": f"Bearer {current_token()}"}).json()
+        if doc.get("status") in FINAL_STATES or time.monotonic() > deadline:
+            return doc
+        time.sleep(1)
+
+
+def report(resp: httpx.Response, gateway: str, wait: bool, timeout: float) -> int:
+    """Print what happened; 0 when the change ran or is waiting for approval, 1 when refused."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"error": resp.text}
+    if resp.status_code == 202:
+        location = resp.headers["Location"]
+        print(f"等待第二位管理员审批 / waiting for a second admin's approval: {gateway}{location}")
+        if not wait:
+            return 0
+        doc = wait_for(gateway, location, timeout)
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return 0 if doc.get("status") == "executed" else 1
+    if resp.status_code == 200:
+        for step in body.get("steps", []):
+            print(f"  - {step}")
+        return 0
+    print(f"拒绝 / refused ({resp.status_code} {body.get('error')}): {body.get('reason_zh')} / {body.get('reason_en')}",
+          file=sys.stderr)
+    if "WWW-Authenticate" in resp.headers:
+        print(f"  {resp.headers['WWW-Authenticate']}\n  run `wmsgate login --mfa` first", file=sys.stderr)
+    return 1
