@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
 
+from authorizer.grants import GrantRow, GrantStore, shanghai
 from authorizer.identity import SCOPE_DIMENSIONS
 from authorizer.revocation import RevocationCache, RevocationStore
 
@@ -78,9 +80,12 @@ class AccessService:
         settings: Keycloak admin connection.
         revocations: where revocation records go.
         cache: this process's revocation cache (updated at once).
+        grants: the record of temporary grants (needed for bulk grants and the sweeper).
     """
 
-    def __init__(self, settings: KeycloakAdminSettings, revocations: RevocationStore, cache: RevocationCache) -> None:
+    def __init__(self, settings: KeycloakAdminSettings, revocations: RevocationStore, cache: RevocationCache,
+                 grants: GrantStore | None = None) -> None:
+        self._grants = grants
         self._s = settings
         self._revocations = revocations
         self._cache = cache
@@ -193,6 +198,118 @@ class AccessService:
         except KeycloakError as exc:
             raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
         return report
+
+
+    async def bulk_grant(self, rows: list[GrantRow], actor: str) -> list[dict[str, Any]]:
+        """Give each row's person the role and scope for the row's window, creating accounts
+        that do not exist (temporary password, to be changed at first login, marked as
+        existing only for the grant). Existing people keep their scope and gain the grant's.
+
+        Returns:
+            The sheet for the warehouse manager: one entry per person, times in Asia/Shanghai,
+            with the temporary password of new accounts.
+
+        Raises:
+            AccessError: an unknown role (checked before anything changes) or a Keycloak failure.
+        """
+        if self._grants is None:
+            raise AccessError(503, "grants_unavailable", "临时授权未配置", "temporary grants are not configured")
+        kc = self._kc()
+        roles: dict[str, dict[str, Any]] = {}
+        try:
+            for name in sorted({r.role for r in rows}):
+                role = await kc.a_get_realm_role(name)
+                if not _is_wms_role(role["name"], self._s.realm):
+                    raise KeycloakError("built-in role")
+                roles[name] = role
+        except KeycloakError as exc:
+            raise AccessError(400, "unknown_role", "角色不存在", f"unknown role in the grant: {exc}") from exc
+        sheet = []
+        try:
+            for row in rows:
+                sheet.append(await self._grant_one(row, roles[row.role], actor))
+        except KeycloakError as exc:
+            raise AccessError(502, "identity_provider_error", "身份服务出错,部分授权可能已完成",
+                              f"Keycloak failed after {len(sheet)} of {len(rows)} grants: {exc}") from exc
+        return sheet
+
+    async def _grant_one(self, row: GrantRow, role: dict[str, Any], actor: str) -> dict[str, Any]:
+        kc = self._kc()
+        assert self._grants is not None
+        found = await kc.a_get_users({"username": row.username, "exact": True, "briefRepresentation": False})
+        existing = next((u for u in found if u.get("username") == row.username), None)
+        password = None
+        if existing is None:
+            password = secrets.token_urlsafe(9)
+            attributes = {f"wms_{dim}": row.scope[dim] for dim in SCOPE_DIMENSIONS}
+            attributes.update({"wms_grant": [row.attribute()], "wms_temporary_account": ["true"]})
+            user_id = await kc.a_create_user({
+                "username": row.username, "enabled": True, "firstName": row.display_name or row.username,
+                "lastName": "-", "attributes": attributes, "requiredActions": ["UPDATE_PASSWORD"],
+                "credentials": [{"type": "password", "value": password, "temporary": True}]})
+        else:
+            user_id = existing["id"]
+            attributes = dict(existing.get("attributes") or {})
+            for dim in SCOPE_DIMENSIONS:
+                key = f"wms_{dim}"
+                attributes[key] = sorted(set(attributes.get(key, [])) | set(row.scope[dim]))
+            attributes["wms_grant"] = list(attributes.get("wms_grant", [])) + [row.attribute()]
+            await kc.a_update_user(user_id, {"attributes": attributes})
+        await kc.a_assign_realm_roles(user_id, [role])
+        await self._grants.add(row, user_id, existing is None, actor)
+        return {"username": row.username, "display_name": row.display_name, "role": row.role,
+                "warehouses": row.scope["warehouse"], "valid_from": shanghai(row.valid_from),
+                "valid_until": shanghai(row.valid_until), "new_account": existing is None,
+                "temporary_password": password}
+
+    async def sweep_grants(self, now_s: int | None = None, grace_seconds: int = 5) -> list[str]:
+        """Remove ended grants from Keycloak: the window from the person's attributes, the role
+        when no other live grant needs it, the account when it existed only for grants now all
+        ended; tokens issued before are refused. Returns the usernames handled.
+
+        Grants are swept ``grace_seconds`` after their end; until then (and at any time) the
+        policy already refuses the ended role with the reason ``grant_outside_window``.
+        """
+        if self._grants is None:
+            return []
+        now_s = int(time.time()) if now_s is None else now_s
+        kc = self._kc()
+        handled = []
+        for grant in await self._grants.due(now_s - grace_seconds):
+            user_id = grant["user_id"]
+            live = await self._grants.active_for(user_id, now_s)
+            try:
+                user = await kc.a_get_user(user_id)
+            except KeycloakError:
+                await self._grants.mark_swept(grant["grant_id"], "account no longer exists")
+                continue
+            report = ChangeReport(grant["username"], user_id)
+            await self._revoke(report, f"temporary grant of {grant['role']} ended", "grant-sweeper")
+            attributes = dict(user.get("attributes") or {})
+            ended = f"{grant['role']}|{grant['valid_from_s']}|{grant['valid_until_s']}"
+            attributes["wms_grant"] = [g for g in attributes.get("wms_grant", []) if g != ended]
+            update: dict[str, Any] = {"attributes": attributes}
+            if grant["temporary_account"] and not live:
+                update["enabled"] = False
+            await kc.a_update_user(user_id, update)
+            if not any(g["role"] == grant["role"] for g in live):
+                role = await kc.a_get_realm_role(grant["role"])
+                await kc.a_delete_realm_roles_of_user(user_id, [role])
+            if update.get("enabled") is False:
+                await kc.a_user_logout(user_id)
+            await self._grants.mark_swept(grant["grant_id"], "disabled" if update.get("enabled") is False else
+                                          "role and window removed")
+            handled.append(grant["username"])
+        return handled
+
+    async def run_grant_sweeper(self, interval_seconds: float) -> None:
+        """Sweep ended grants every ``interval_seconds`` until cancelled."""
+        while True:
+            try:
+                await self.sweep_grants()
+            except Exception:  # noqa: BLE001 - keep sweeping after a Keycloak or database hiccup
+                log.exception("grant sweep failed")
+            await asyncio.sleep(interval_seconds)
 
 
 def _user_id(resource_path: str) -> str | None:

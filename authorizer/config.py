@@ -31,6 +31,7 @@ class OidcSettings:
         username_claim: claim holding the login name (``preferred_username``).
         roles_claim: dotted path to the realm roles list (``realm_access.roles``).
         scope_claim: claim holding the data scope object ``{warehouse, channel, order_type}``.
+        grants_claim: claim listing temporary grants as ``role|valid_from|valid_until``.
     """
 
     issuer: str
@@ -41,6 +42,7 @@ class OidcSettings:
     username_claim: str = "preferred_username"
     roles_claim: str = "realm_access.roles"
     scope_claim: str = "wms_scope"
+    grants_claim: str = "wms_grants"
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ class GatewayConfig:
     approval_sweep_seconds: float = 5.0
     keycloak_admin: KeycloakAdminConfig | None = None
     revocation_refresh_seconds: float = 0.5
+    grant_sweep_seconds: float = 20.0
 
 
 _DEFAULT_STRIP = (
@@ -233,6 +236,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 username_claim=oidc.get("username_claim", "preferred_username"),
                 roles_claim=oidc.get("roles_claim", "realm_access.roles"),
                 scope_claim=oidc.get("scope_claim", "wms_scope"),
+                grants_claim=oidc.get("grants_claim", "wms_grants"),
             ),
             opa=OpaSettings(url=opa["url"].rstrip("/"), decision_path=opa.get("decision_path", "wms/authz/decision"),
                             timeout_seconds=float(opa.get("timeout_seconds", 2.0)),
@@ -258,6 +262,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             approval_sweep_seconds=float((data.get("approvals") or {}).get("sweep_seconds", 5.0)),
             keycloak_admin=_keycloak_admin(base, data.get("keycloak_admin")),
             revocation_refresh_seconds=float((data.get("revocation") or {}).get("refresh_seconds", 0.5)),
+            grant_sweep_seconds=float((data.get("grants") or {}).get("sweep_seconds", 20.0)),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

@@ -45,6 +45,9 @@ class Principal:
         expires_at: ``exp``, seconds since the epoch (UTC).
         token_id: ``jti``, if present.
         issued_at: ``iat``, seconds since the epoch (UTC); compared with revocations.
+        grants: temporary grants ``(role, valid_from, valid_until)``, seconds since the
+            epoch (UTC), from the ``wms_grants`` claim; outside its window the role does
+            not count (the policy decides). An unreadable grant gets an empty window.
     """
 
     user_id: str
@@ -58,6 +61,7 @@ class Principal:
     expires_at: int = 0
     token_id: str | None = None
     issued_at: int | None = None
+    grants: tuple[tuple[str, int, int], ...] = ()
 
     def policy_subject(self) -> dict[str, Any]:
         """The ``input.subject`` document sent to the PDP."""
@@ -69,6 +73,7 @@ class Principal:
             "client_id": self.client_id,
             "acr": self.acr,
             "auth_time": self.auth_time,
+            "grants": [{"role": r, "valid_from": f, "valid_until": u} for r, f, u in self.grants],
         }
 
 
@@ -284,7 +289,18 @@ class TokenVerifier:
             expires_at=int(claims["exp"]),
             token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
             issued_at=int(claims["iat"]) if isinstance(claims.get("iat"), (int, float)) else None,
+            grants=tuple(parse_grant(g) for g in _strings(claims.get(self._s.grants_claim))),
         )
+
+
+def parse_grant(text: str) -> tuple[str, int, int]:
+    """``"role|valid_from|valid_until"`` (epoch seconds) as a tuple; malformed -> an empty window."""
+    role, _, rest = text.partition("|")
+    start, _, end = rest.partition("|")
+    try:
+        return role, int(start), int(end)
+    except ValueError:
+        return role, 0, 0
 
 
 def bearer_token(authorization: list[str]) -> str:

@@ -16,6 +16,7 @@ from authorizer.attributes import AttributeResolver
 from authorizer.audit import AuditStore, AuditWriter
 from authorizer.config import GatewayConfig
 from authorizer.db import create_schema, make_engine
+from authorizer.grants import GrantStore
 from authorizer.identity import JwksCache, TokenVerifier
 from authorizer.pdp import OpaClient
 from authorizer.revocation import RevocationCache, RevocationStore
@@ -65,7 +66,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         issuer_base, _, realm = config.oidc.issuer.rpartition("/realms/")
         access = AccessService(KeycloakAdminSettings(issuer_base, realm, config.keycloak_admin.client_id,
                                                      config.keycloak_admin.client_secret),
-                               revocation_store, revocations)
+                               revocation_store, revocations, GrantStore(engine))
     spool = (spool_dir or Path.cwd()) / "audit-spool.jsonl"
 
     async def startup(app: web.Application) -> None:
@@ -107,6 +108,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             watcher = AdminEventWatcher(access, revocation_store, revocations,
                                         config.keycloak_admin.events_interval_seconds)
             tasks.append(loop.create_task(watcher.run_forever(), name="keycloak-admin-events"))
+            tasks.append(loop.create_task(access.run_grant_sweeper(config.grant_sweep_seconds), name="grant-sweeper"))
         app[TASKS] = tasks
 
     async def cleanup(app: web.Application) -> None:

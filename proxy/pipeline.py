@@ -245,7 +245,7 @@ async def _access_change(request: web.Request, gw: Gateway, route: Route, target
         raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
                       "access management is not configured (keycloak_admin)")
     body_bytes, body = await _read_body(request, gw)
-    resource = access_api.resource_for(body)
+    resource = access_api.resource_for(route.template, body)
     record.resource_id = resource.id or ""
     decision, policy_input = await _decide(gw.pdp, principal, route, body, resource, request, record)
     if not decision.allow:
@@ -254,7 +254,7 @@ async def _access_change(request: web.Request, gw: Gateway, route: Route, target
     if decision.obligations.approval is not None:
         return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     report = await access_api.apply_change(gw.access, route.template, body, principal.username)
-    record.detail = report.document()
+    record.detail = {"report": report} if isinstance(report, list) else report.document()
     return access_api.respond(report, record.decision_id)
 
 

@@ -33,6 +33,7 @@ def stack() -> Iterator[Stack]:
         fresh=True,
         proxy_overrides={
             "oidc.leeway_seconds": 1,
+            "grants.sweep_seconds": 2,
             "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
         },
     )

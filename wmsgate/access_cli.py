@@ -8,6 +8,7 @@ with PKCE to a loopback redirect, RFC 8252 / RFC 7636).
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import http.server
 import json
@@ -139,6 +140,36 @@ def login(issuer: str, client_id: str, mfa: bool, open_browser: bool, timeout: f
     return resp.json()
 
 
+GRANT_COLUMNS = ("username", "display_name", "role", "warehouses", "channels", "order_types", "valid_from",
+                 "valid_until")
+
+
+def read_grant_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a bulk-grant CSV (UTF-8, BOM allowed, header row with :data:`GRANT_COLUMNS`).
+
+    Raises:
+        CliError: unreadable file or missing columns.
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = set(GRANT_COLUMNS) - set(reader.fieldnames or [])
+            if missing:
+                raise CliError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            return [dict(row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CliError(f"{path}: {exc}") from exc
+
+
+def print_sheet(sheet: list[dict[str, Any]]) -> None:
+    """The sheet for the warehouse manager: who, role, warehouses, window (Asia/Shanghai), first password."""
+    print("用户名 username	姓名 name	角色 role	仓库 warehouses	生效 from	失效 until	初始密码 first password")
+    for row in sheet:
+        print("\t".join([row["username"], row["display_name"], row["role"], "|".join(row["warehouses"]),
+                         row["valid_from"], row["valid_until"],
+                         row["temporary_password"] or "(已有账号 existing account)"]))
+
+
 def call(gateway: str, path: str, body: dict[str, Any]) -> httpx.Response:
     """POST ``body`` to the gateway's management API as the current admin."""
     return httpx.post(f"{gateway}{path}", json=body, timeout=60,
@@ -168,8 +199,12 @@ def report(resp: httpx.Response, gateway: str, wait: bool, timeout: float) -> in
         if not wait:
             return 0
         doc = wait_for(gateway, location, timeout)
-        print(json.dumps(doc, ensure_ascii=False, indent=2))
-        return 0 if doc.get("status") == "executed" else 1
+        result = (doc.get("result") or {}).get("body")
+        if isinstance(result, dict) and "sheet" in result:
+            print_sheet(result["sheet"])
+        else:
+            print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return 0 if doc.get("status") == "executed" and doc["result"]["status"] == 200 else 1
     if resp.status_code == 200:
         for step in body.get("steps", []):
             print(f"  - {step}")

@@ -277,6 +277,8 @@ def cmd_access(args: argparse.Namespace) -> int:
     try:
         if args.access_command == "offboard":
             resp = access_cli.call(gateway, "/_gateway/access/offboard", {"username": args.username, "reason": args.reason})
+        elif args.access_command == "bulk-grant":
+            resp = access_cli.call(gateway, "/_gateway/access/bulk-grant", {"rows": access_cli.read_grant_csv(args.file)})
         else:
             body: dict[str, Any] = {"username": args.username, "roles": args.role}
             scope = {dim: getattr(args, dim) for dim in ("warehouse", "channel", "order_type") if getattr(args, dim)}
@@ -365,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warehouse", action="append", help="scope values; repeat; * = all")
     p.add_argument("--channel", action="append")
     p.add_argument("--order-type", dest="order_type", action="append")
+    p = access_sub.add_parser("bulk-grant", help="temporary grants from a CSV file; needs a second admin")
+    p.add_argument("file", type=Path, help="UTF-8 CSV: username,display_name,role,warehouses,channels,order_types,"
+                                           "valid_from,valid_until (several values with |, ISO 8601 times)")
     for p in access_sub.choices.values():
         p.add_argument("--gateway", help="gateway URL (default $WMSGATE_URL or http://127.0.0.1:8080)")
         p.add_argument("--wait", action="store_true", help="wait for the approval's outcome")

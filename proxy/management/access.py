@@ -3,6 +3,8 @@
 ``POST /_gateway/access/offboard``   ``{"username", "reason"}``: immediate (``iam:delete``)
 ``POST /_gateway/access/set-roles``  ``{"username", "roles": [...], "scope"?: {...}}``: widening,
                                      so step-up MFA and a second admin's approval (``iam:update``)
+``POST /_gateway/access/bulk-grant`` ``{"rows": [...]}`` temporary grants (CSV columns as keys):
+                                     widening (``iam:create``), one approval for the whole file
 
 Both are authorized by the policy like any request (module ``iam``), audited, and a
 held change runs through the approvals flow when approved.
@@ -17,6 +19,7 @@ from aiohttp import web
 
 from authorizer.access import AccessError, AccessService, ChangeReport
 from authorizer.attributes import Resource
+from authorizer.grants import GrantError, GrantRow, parse_rows
 from authorizer.routes import Route
 from proxy.responses import Refusal
 
@@ -24,7 +27,9 @@ OFFBOARD = Route("POST", "/_gateway/access/offboard", ("_gateway", "access", "of
                  resource_id="{body.username}", needs_body=True)
 SET_ROLES = Route("POST", "/_gateway/access/set-roles", ("_gateway", "access", "set-roles"), "iam", "update",
                   resource_id="{body.username}", needs_body=True)
-ROUTES = {route.template: route for route in (OFFBOARD, SET_ROLES)}
+BULK_GRANT = Route("POST", "/_gateway/access/bulk-grant", ("_gateway", "access", "bulk-grant"), "iam", "create",
+                   needs_body=True)
+ROUTES = {route.template: route for route in (OFFBOARD, SET_ROLES, BULK_GRANT)}
 
 
 def _text(value: Any, name: str, limit: int = 200) -> str:
@@ -33,17 +38,41 @@ def _text(value: Any, name: str, limit: int = 200) -> str:
     return value.strip()
 
 
-def resource_for(body: dict[str, Any]) -> Resource:
-    """The policy's view of an access change: the person it is about (module iam has no scope)."""
+def _grant_rows(body: dict[str, Any]) -> list[GrantRow]:
+    rows = body.get("rows")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise Refusal(400, "bad_request_body", "rows 必须是对象列表", "rows must be a list of objects")
+    try:
+        return parse_rows(rows)
+    except GrantError as exc:
+        raise Refusal(400, "bad_grant", f"授权文件有误:{exc}", f"invalid grant: {exc}") from None
+
+
+def resource_for(template: str, body: dict[str, Any]) -> Resource:
+    """The policy's view of an access change: the people it is about (module iam has no scope).
+
+    Raises:
+        Refusal: 400 when the body does not name them properly.
+    """
+    if template == BULK_GRANT.template:
+        names = [g.username for g in _grant_rows(body)]
+        return Resource(kind="bulk", id=",".join(names)[:2000], attributes={})
     return Resource(kind="item", id=_text(body.get("username"), "username"), attributes={})
 
 
-async def apply_change(service: AccessService, template: str, body: dict[str, Any], actor: str) -> ChangeReport:
+async def apply_change(service: AccessService, template: str, body: dict[str, Any],
+                       actor: str) -> ChangeReport | list[dict[str, Any]]:
     """Carry out an authorized access change (directly, or when its approval lands).
 
     Raises:
         Refusal: the body is invalid or Keycloak refused (status from :class:`AccessError`).
     """
+    if template == BULK_GRANT.template:
+        rows = _grant_rows(body)
+        try:
+            return await service.bulk_grant(rows, actor)
+        except AccessError as exc:
+            raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
     username = _text(body.get("username"), "username")
     try:
         if template == OFFBOARD.template:
@@ -69,10 +98,14 @@ async def replay(service: AccessService, method: str, path: str, body: bytes | N
     except Refusal as refusal:
         return refusal.status, json.dumps({"error": refusal.code, "reason_en": refusal.en},
                                           ensure_ascii=False).encode(), "application/json"
-    return 200, json.dumps(report.document(), ensure_ascii=False).encode(), "application/json"
+    return 200, json.dumps(_document(report), ensure_ascii=False).encode(), "application/json"
 
 
-def respond(report: ChangeReport, decision_id: str) -> web.Response:
+def _document(report: ChangeReport | list[dict[str, Any]]) -> Any:
+    return {"sheet": report} if isinstance(report, list) else report.document()
+
+
+def respond(report: ChangeReport | list[dict[str, Any]], decision_id: str) -> web.Response:
     """The answer to an access change that ran."""
-    return web.Response(text=json.dumps(report.document(), ensure_ascii=False), content_type="application/json",
+    return web.Response(text=json.dumps(_document(report), ensure_ascii=False), content_type="application/json",
                         charset="utf-8", headers={"X-Decision-Id": decision_id, "Cache-Control": "no-store"})

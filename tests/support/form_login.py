@@ -53,7 +53,7 @@ def _form(page: str) -> tuple[str, str]:
 
 def code_flow_login(issuer: str, username: str, password: str, otp: str | None = None,
                     client_id: str = "wms-cli", acr_values: str | None = None, max_age: int | None = None,
-                    client: httpx.Client | None = None) -> dict[str, Any]:
+                    client: httpx.Client | None = None, new_password: str | None = None) -> dict[str, Any]:
     """Run the authorization code flow with PKCE through Keycloak's login pages.
 
     Args:
@@ -64,6 +64,8 @@ def code_flow_login(issuer: str, username: str, password: str, otp: str | None =
         max_age: seconds; forces re-authentication when the last one is older.
         client: an ``httpx.Client`` whose cookies are the browser's (reuse it to
             step up within an existing Keycloak session); a new one when None.
+        new_password: answers Keycloak's "update password" form (first login with a
+            temporary password).
 
     Returns:
         The token endpoint's JSON answer (``access_token``, ``id_token``, ...).
@@ -84,14 +86,21 @@ def code_flow_login(issuer: str, username: str, password: str, otp: str | None =
         if max_age is not None:
             params["max_age"] = str(max_age)
         resp = browser.get(f"{issuer}/protocol/openid-connect/auth", params=params)
-        for _ in range(4):
+        for _ in range(8):
             if resp.status_code in (302, 303) and resp.headers["location"].startswith(REDIRECT_URI):
                 break
+            if resp.status_code in (302, 303):  # within Keycloak, e.g. to a required action
+                resp = browser.get(resp.headers["location"])
+                continue
             if resp.status_code != 200:
                 raise LoginFailed(f"unexpected {resp.status_code}: {resp.text[:300]}")
             form_id, action = _form(resp.text)
             if form_id == "kc-form-login":
                 data = {"username": username, "password": password, "credentialId": ""}
+            elif form_id == "kc-passwd-update-form":
+                if new_password is None:
+                    raise LoginFailed("Keycloak asks for a new password but none was given")
+                data = {"password-new": new_password, "password-confirm": new_password}
             elif form_id == "kc-otp-login-form":
                 if otp is None:
                     raise LoginFailed("Keycloak asks for an OTP code but none was given")

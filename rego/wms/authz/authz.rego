@@ -97,11 +97,44 @@ required contains sprintf("%s:%s", [p.module, p.verb]) if some p in input.action
 
 # METADATA
 # title: Granted permissions
-# description: Union of the permissions of every role the person holds.
+# description: Union of the permissions of every role that counts now (effective_roles).
 granted contains perm if {
-	some role in input.subject.roles
+	some role in effective_roles
 	some perm in data.wms.roles[role].permissions
 }
+
+# METADATA
+# title: Effective roles
+# description: >-
+#   The person's roles that count now. A role that came with temporary grants
+#   (input.subject.grants) counts only inside one of their windows; after the end
+#   it gives nothing, even before the sweeper removes it from Keycloak.
+# scope: document
+effective_roles contains role if {
+	some role in input.subject.roles
+	not role_has_grants(role)
+}
+
+effective_roles contains role if {
+	some role in input.subject.roles
+	some grant in input.subject.grants
+	grant.role == role
+	now_seconds >= grant.valid_from
+	now_seconds < grant.valid_until
+}
+
+# METADATA
+# title: Role has grants
+# description: The role came with a temporary grant (so its window applies).
+role_has_grants(role) if {
+	some grant in input.subject.grants
+	grant.role == role
+}
+
+# METADATA
+# title: Now
+# description: The request time in seconds since the epoch (UTC).
+now_seconds := input.request.time_ms / 1000
 
 # METADATA
 # title: Permitted

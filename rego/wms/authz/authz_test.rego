@@ -239,3 +239,36 @@ test_customer_records_need_an_all_warehouse_scope if {
 	ops := authz.decision with input as request(person(["packer"], everywhere), "customers", "view", customer)
 	ops.allow
 }
+
+temp_picker_at(now_s, valid_from, valid_until) := {
+	"subject": {
+		"id": "t", "username": "temp01", "roles": ["temp_picker"], "scope": hf_staff,
+		"grants": [{"role": "temp_picker", "valid_from": valid_from, "valid_until": valid_until}],
+	},
+	"action": {"module": "orders", "verb": "pick"},
+	"resource": order("HF", "jd"),
+	"request": {"time_ms": now_s * 1000},
+}
+
+test_temporary_grant_counts_inside_its_window if {
+	d := authz.decision with input as temp_picker_at(1500, 1000, 2000)
+	d.allow
+}
+
+test_temporary_grant_gives_nothing_after_its_end if {
+	d := authz.decision with input as temp_picker_at(2000, 1000, 2000)
+	not d.allow
+	d.reasons[0].code == "grant_outside_window"
+	contains(d.reasons[0].en, "temp_picker")
+}
+
+test_temporary_grant_gives_nothing_before_its_start if {
+	d := authz.decision with input as temp_picker_at(999, 1000, 2000)
+	not d.allow
+}
+
+test_a_permanent_role_is_not_limited_by_another_roles_window if {
+	inp := temp_picker_at(5000, 1000, 2000)
+	d := authz.decision with input as object.union(inp, {"subject": {"roles": ["temp_picker", "picker"]}})
+	d.allow
+}

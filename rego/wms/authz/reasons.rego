@@ -13,7 +13,8 @@ reasons := [r | some code in reason_order; some r in reason_set; r.code == code]
 # title: Reason order
 # description: Which reason is the main one when several apply.
 reason_order := [
-	"self_approval", "already_decided", "no_roles", "unknown_module", "missing_permission", "not_found",
+	"self_approval", "already_decided", "no_roles", "grant_outside_window", "unknown_module",
+	"missing_permission", "not_found",
 	"scope_unresolved", "no_scope", "aggregate_needs_full_scope", "out_of_scope", "step_up_required", "allowed",
 ]
 
@@ -30,6 +31,13 @@ reason_set contains message("step_up_required", step_up_args, step_up_args) if s
 reason_set contains message("no_roles", [], []) if {
 	not allow
 	count(known_roles) == 0
+}
+
+reason_set contains message("grant_outside_window", [role], [role]) if {
+	not allow
+	some role in input.subject.roles
+	role_has_grants(role)
+	not role in effective_roles
 }
 
 reason_set contains message("unknown_module", [input.action.module], [input.action.module]) if {
