@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test rego-test unit-test integration-test bench
+.PHONY: setup demo test rego-test unit-test integration-test bench bench-offboard
 
 setup:
 	@bash deploy/local/setup.sh
@@ -24,3 +24,6 @@ test: setup
 
 bench: setup
 	.venv/bin/python bench/proxy_overhead.py
+
+bench-offboard: setup
+	.venv/bin/python bench/offboard_latency.py
