@@ -9,6 +9,7 @@ run a request twice:
        |                               +---(WMS unreachable)---+--> outcome_unknown
        +--(a rejection)--> rejected       (nothing sent: retry)     (sent, no answer)
        +--(expires_at passed)--> expired
+       +--(requester takes it back, or its requester/policy changed)--> withdrawn
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authorizer.db import metadata
+from authorizer.obligations import mask_document
 
 PENDING, APPROVED, EXECUTING, EXECUTED = "pending", "approved", "executing", "executed"
-REJECTED, EXPIRED, OUTCOME_UNKNOWN = "rejected", "expired", "outcome_unknown"
+REJECTED, EXPIRED, OUTCOME_UNKNOWN, WITHDRAWN = "rejected", "expired", "outcome_unknown", "withdrawn"
 MAX_STORED_RESULT_BYTES = 256 * 1024
 
 approvals = Table(
@@ -74,6 +76,23 @@ approval_decisions = Table(
     Column("decided_ms", BigInteger, nullable=False),
     UniqueConstraint("approval_id", "decider_id", name="one_decision_per_person"),
 )
+
+
+def _masked_text(body: bytes | None, mask: tuple[str, ...]) -> str | None:
+    """A held body as text for the viewer; a JSON object has the viewer's masks applied."""
+    if body is None:
+        return None
+    text = body.decode("utf-8", errors="replace")
+    if not mask:
+        return text
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    before = json.dumps(document, ensure_ascii=False)
+    mask_document(document, mask, None)
+    after = json.dumps(document, ensure_ascii=False)
+    return text if after == before else after
 
 
 class _LostRace(Exception):
@@ -153,8 +172,9 @@ class Approval:
         """Pending past its expiry time."""
         return self.status == PENDING and at_ms >= int(self.row["expires_ms"])
 
-    def document(self, include_result: bool = True) -> dict[str, Any]:
-        """The JSON an API client sees (the stored body is not shown; results are, capped)."""
+    def document(self, include_result: bool = True, mask: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The JSON an API client sees: the whole held request (what will run) and, once run,
+        the WMS answer; ``mask`` (the viewer's field masks) applies to JSON bodies."""
         r = self.row
         doc: dict[str, Any] = {
             "approval_id": r["approval_id"], "status": r["status"], "operation": r["operation"],
@@ -163,7 +183,7 @@ class Approval:
             "requester": {"id": r["requester_id"], "username": r["requester_username"]},
             "request": {"method": r["method"], "path": r["path"], "query": r["query"],
                         "content_type": r["content_type"],
-                        "body": None if r["body"] is None else r["body"][:65536].decode("utf-8", errors="replace")},
+                        "body": _masked_text(r["body"], mask)},
             "module": r["module"], "verb": r["verb"], "resource_id": r["resource_id"],
             "resource": r["resource"],
             "decisions": [{"by": d["decider_username"], "decision": d["decision"], "comment": d["comment"],
@@ -176,7 +196,8 @@ class Approval:
                                       "finished_at": iso(r["finished_ms"])}
             try:
                 result["body"] = json.loads(text) if "json" in (r["result_content_type"] or "") else text
-            except ValueError:
+                mask_document(result["body"], mask, None)
+            except (ValueError, RecursionError):
                 result["body"] = text
             doc["result"] = result
         if r["result_detail"]:
@@ -223,15 +244,19 @@ class ApprovalStore:
                 .order_by(approval_decisions.c.decided_ms))).mappings().all()
         return Approval(dict(row), [dict(d) for d in decisions])
 
-    async def list(self, status: str | None = None, requester_id: str | None = None, limit: int = 200) -> list[Approval]:
-        """Approvals, newest first, optionally by status and requester."""
+    async def list(self, status: str | None = None, requester_id: str | None = None,
+                   limit: int | None = 200) -> list[Approval]:
+        """Approvals, newest first, optionally by status and requester (``limit=None``: all)."""
         stmt = select(approvals.c.approval_id)
         if status is not None:
             stmt = stmt.where(approvals.c.status == status)
         if requester_id is not None:
             stmt = stmt.where(approvals.c.requester_id == requester_id)
         async with self.engine.connect() as conn:
-            ids = (await conn.execute(stmt.order_by(approvals.c.created_ms.desc()).limit(limit))).scalars().all()
+            stmt = stmt.order_by(approvals.c.created_ms.desc())
+            if limit is not None:
+                stmt = stmt.limit(limit)
+            ids = (await conn.execute(stmt)).scalars().all()
         found = [await self.get(i) for i in ids]
         return [a for a in found if a is not None]
 
@@ -294,6 +319,17 @@ class ApprovalStore:
             if moved.rowcount != 1:
                 raise _LostRace  # another decision settled it first; roll this one back
         return target
+
+    async def pending_count(self, requester_id: str) -> int:
+        """How many requests of ``requester_id`` wait for approval."""
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(approvals).where(and_(
+                approvals.c.requester_id == requester_id, approvals.c.status == PENDING)))).scalar_one())
+
+    async def withdraw(self, approval_id: str, detail: str) -> bool:
+        """Take a pending request back (it can then never run); False when it was not pending."""
+        return await self._cas(approval_id, PENDING, {"status": WITHDRAWN, "finished_ms": now_ms(),
+                                                      "result_detail": detail})
 
     async def claim(self, approval_id: str) -> bool:
         """Take an ``approved`` request for execution (only one caller ever wins)."""

@@ -204,7 +204,8 @@ class Forwarder:
                     raise ValueError("answer too large to filter")
                 chunks.append(chunk)
             body, content_type, detail = transform(b"".join(chunks), upstream.content_type)
-        except (ValueError, UnicodeDecodeError, csv.Error, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError, csv.Error, aiohttp.ClientError,
+                asyncio.TimeoutError) as exc:
             raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
                           f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
         ms = (time.perf_counter() - started) * 1000

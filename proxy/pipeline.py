@@ -63,6 +63,11 @@ class Gateway:
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
+#: Largest body of a request held for approval (approvers are shown all of it), bytes.
+MAX_HELD_BODY = 64 * 1024
+#: Pending approvals one person may have at once (keeps inboxes usable).
+MAX_PENDING_PER_REQUESTER = 20
+
 
 def client_address(request: web.Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
     """The real client IP: the peer, or, when the peer is a trusted proxy, the last
@@ -205,13 +210,23 @@ async def _read_body(request: web.Request, gw: Gateway) -> tuple[bytes, Any]:
             raise responses.body_too_large(limit)
         chunks.append(chunk)
     raw = b"".join(chunks)
+    return raw, parse_json_object(raw)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body as the WMS will: strict UTF-8 (no BOM), one JSON object, no
+    repeated keys (parsers differ on which copy wins), bounded nesting.
+
+    Raises:
+        Refusal: 400 ``bad_request_body`` otherwise.
+    """
     try:
         body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise responses.bad_body("not valid JSON / 不是有效的 JSON") from None
     if not isinstance(body, dict):
         raise responses.bad_body("must be a JSON object / 必须是 JSON 对象")
-    return raw, body
+    return body
 
 
 async def _resolve(resolver: AttributeResolver, match: RouteMatch, target: CleanTarget, body: Any) -> Resource:
@@ -266,6 +281,14 @@ async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: R
     rule = decision.obligations.approval
     if body_bytes is None and request.body_exists:
         body_bytes, _ = await _read_body(request, gw)
+    if body_bytes is not None and len(body_bytes) > MAX_HELD_BODY:
+        raise Refusal(413, "held_body_too_large", f"需审批的请求体不能超过 {MAX_HELD_BODY} 字节(审批人须能看到全部内容)",
+                      f"a request held for approval may carry at most {MAX_HELD_BODY} bytes (approvers see all of it)")
+    if await gw.approvals.pending_count(principal.user_id) >= MAX_PENDING_PER_REQUESTER:
+        raise Refusal(429, "too_many_pending", f"您已有 {MAX_PENDING_PER_REQUESTER} 个待审批的申请,请等待处理或撤回",
+                      f"you already have {MAX_PENDING_PER_REQUESTER} requests waiting for approval; "
+                      "wait or withdraw some", headers={"Retry-After": "60"})
+    record.detail.update({"acr": principal.acr, "auth_time": principal.auth_time})
     approval = await gw.approvals.create(HeldRequest(
         operation=rule["operation"], required_approvals=rule["approvals"], expires_seconds=rule["expires_seconds"],
         requester_id=principal.user_id, requester_username=principal.username, requester_roles=list(principal.roles),

@@ -26,7 +26,7 @@ import httpx
 
 LOOPBACK_PORT = 8765
 REDIRECT_URI = f"http://127.0.0.1:{LOOPBACK_PORT}/callback"
-FINAL_STATES = {"executed", "rejected", "expired", "failed", "outcome_unknown"}
+FINAL_STATES = {"executed", "rejected", "expired", "failed", "outcome_unknown", "withdrawn"}
 
 
 class CliError(Exception):

@@ -172,7 +172,8 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
             print(f"wmsgate: {exc}", file=sys.stderr)
             return 2
     query = AuditQuery(since=args.since, until=args.until, user=args.user, module=args.module, verb=args.verb,
-                       resource_id=args.resource, warehouse=args.warehouse, decision=args.decision, limit=args.limit)
+                       resource_id=args.resource, warehouse=args.warehouse, decision=args.decision,
+                       approval_id=args.approval, limit=args.limit)
 
     async def run() -> list[dict[str, Any]]:
         store = AuditStore(url)
@@ -326,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resource", help="resource id")
     p.add_argument("--warehouse")
     p.add_argument("--decision", choices=("allow", "deny"))
+    p.add_argument("--approval", help="approval id: every step of one four-eyes approval")
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_audit_search)

@@ -1,20 +1,25 @@
 """The approvals API under ``/_gateway/approvals`` (four-eyes approval of held requests).
 
-``GET  /_gateway/approvals``               what the caller may decide, and what they asked for
-``GET  /_gateway/approvals/{id}``           one approval and, once run, the WMS answer
-``POST /_gateway/approvals/{id}/approve``   approve (JSON body ``{"comment": "..."}`` optional)
-``POST /_gateway/approvals/{id}/reject``    reject
+``GET  /_gateway/approvals``                what the caller may decide, and what they asked for
+``GET  /_gateway/approvals/{id}``            one approval (the whole held request) and, once run, the answer
+``POST /_gateway/approvals/{id}/approve``    approve (JSON body ``{"comment": "..."}`` optional)
+``POST /_gateway/approvals/{id}/reject``     reject
+``POST /_gateway/approvals/{id}/withdraw``   the requester takes a pending request back
 
 Who may decide is policy (``module:approve``, scope, step-up, not the requester, not
-twice). Every call is in the audit trail with the approval id.
+twice). Before an approval counts, the held request is checked again: the requester's
+access must not have been cut since, and the current policy must still allow it.
+People who may neither decide nor are involved get 404 for everything, so ids leak
+nothing. Every call is in the audit trail with the approval id.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
@@ -23,22 +28,26 @@ from authorizer.audit import AuditRecord
 from authorizer.identity import Principal
 from authorizer.pdp import Decision, PdpUnavailable
 from proxy import responses
-from proxy.pipeline import GATEWAY, Gateway, authenticate, client_address
+from proxy.pipeline import GATEWAY, Gateway, authenticate, client_address, parse_json_object
+from proxy.replay import approval_audit_record
 from proxy.responses import Refusal, refusal_response
 
 MAX_COMMENT = 2000
+APPROVAL_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _record(request: web.Request, gw: Gateway, principal: Principal | None, approval_id: str | None) -> AuditRecord:
+def _record(request: web.Request, gw: Gateway) -> AuditRecord:
     raw_path, _, raw_query = request.raw_path.partition("?")
-    record = AuditRecord(decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="deny",
-                         reason_code="", http_status=0, method=request.method, path=raw_path[:2048],
-                         query=raw_query[:2048], client_ip=client_address(request, gw.trusted_proxies),
-                         user_agent=request.headers.get("User-Agent", "")[:512],
-                         device_id=request.headers.get("X-Device-Id", "")[:128], approval_id=approval_id)
-    if principal is not None:
-        record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
-    return record
+    return AuditRecord(decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="deny",
+                       reason_code="", http_status=0, method=request.method, path=raw_path[:300],
+                       query=raw_query[:300], client_ip=client_address(request, gw.trusted_proxies),
+                       user_agent=request.headers.get("User-Agent", "")[:512],
+                       device_id=request.headers.get("X-Device-Id", "")[:128])
+
+
+def _who(record: AuditRecord, principal: Principal) -> None:
+    record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
+    record.detail["acr"], record.detail["auth_time"] = principal.acr, principal.auth_time
 
 
 async def _policy(gw: Gateway, principal: Principal, approval: Approval, client_ip: str) -> Decision:
@@ -59,15 +68,12 @@ async def _policy(gw: Gateway, principal: Principal, approval: Approval, client_
         raise responses.pdp_unavailable() from None
 
 
-def _json(data: Any, status: int = 200, record: AuditRecord | None = None) -> web.Response:
-    headers = {"Cache-Control": "no-store"}
-    if record is not None:
-        headers["X-Decision-Id"] = record.decision_id
+def _json(data: Any, record: AuditRecord, status: int = 200) -> web.Response:
     return web.Response(status=status, text=json.dumps(data, ensure_ascii=False), content_type="application/json",
-                        charset="utf-8", headers=headers)
+                        charset="utf-8", headers={"Cache-Control": "no-store", "X-Decision-Id": record.decision_id})
 
 
-async def _finish(gw: Gateway, record: AuditRecord, work: Any) -> web.Response:
+async def _finish(gw: Gateway, record: AuditRecord, work: Callable[[], Awaitable[web.Response]]) -> web.Response:
     """Run a handler body; audit the outcome whatever it is."""
     try:
         response = await work()
@@ -86,89 +92,137 @@ def _not_found() -> Refusal:
     return Refusal(404, "approval_not_found", "审批单不存在", "no such approval")
 
 
-async def _load(gw: Gateway, request: web.Request) -> Approval:
-    approval = await gw.approvals.get(request.match_info["approval_id"])
+async def _load(gw: Gateway, request: web.Request, record: AuditRecord) -> Approval:
+    """The approval named in the path (expired ones are marked so, and audited)."""
+    approval_id = request.match_info["approval_id"]
+    if not APPROVAL_ID.match(approval_id):
+        raise _not_found()
+    approval = await gw.approvals.get(approval_id)
     if approval is None:
         raise _not_found()
     if approval.is_expired(now_ms()):
-        await gw.approvals.expire_due()
-        approval = await gw.approvals.get(approval.approval_id) or approval
+        for expired_id in await gw.approvals.expire_due():
+            expired = await gw.approvals.get(expired_id)
+            if expired is not None:
+                gw.audit.submit(approval_audit_record(expired, "approval_expired", 0, decision="deny",
+                                                      username=expired.row["requester_username"]))
+        approval = await gw.approvals.get(approval_id) or approval
     return approval
+
+
+async def _visible(gw: Gateway, principal: Principal, approval: Approval, record: AuditRecord,
+                   deciding: bool = False) -> Decision:
+    """The viewer's approve-decision (its masks apply to what they see).
+
+    Reading needs to be the requester, a decider, or someone who may decide (possibly after
+    a step-up); everyone else gets 404. When ``deciding``, a person who holds the approving
+    permission but fails the scope is told so (403), and only people without it get 404.
+    """
+    decision = await _policy(gw, principal, approval, record.client_ip)
+    involved = principal.user_id == approval.row["requester_id"] or principal.user_id in approval.deciders()
+    if not (involved or decision.allow or decision.status == 401):
+        if deciding and not any(r.code in ("missing_permission", "no_roles") for r in decision.reasons):
+            record.approval_id = approval.approval_id
+            raise responses.policy_denied(403, decision.reasons)
+        raise _not_found()
+    row = approval.row
+    record.approval_id = approval.approval_id
+    record.module, record.resource_id = row["module"], row["resource_id"]
+    attributes = (row["resource"] or {}).get("attributes", {})
+    record.warehouse = ",".join(attributes.get("warehouse", []))
+    record.channel = ",".join(attributes.get("channel", []))
+    return decision
 
 
 async def list_approvals(request: web.Request) -> web.Response:
     """The caller's inbox (pending requests they may decide) and their own requests."""
     gw = request.app[GATEWAY]
-    record = _record(request, gw, None, None)
+    record = _record(request, gw)
 
     async def work() -> web.Response:
         principal = await authenticate(request, gw)
-        record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
+        _who(record, principal)
         record.module, record.verb = "approvals", "view"
         inbox = []
-        for approval in await gw.approvals.list(status=PENDING):
+        for approval in await gw.approvals.list(status=PENDING, limit=None):
             if approval.is_expired(now_ms()) or approval.row["requester_id"] == principal.user_id:
                 continue
             decision = await _policy(gw, principal, approval, record.client_ip)
             if decision.allow or decision.status == 401:
-                doc = approval.document(include_result=False)
+                doc = approval.document(mask=decision.obligations.mask, include_result=False)
                 doc["step_up_needed"] = decision.obligations.step_up
                 inbox.append(doc)
         mine = [a.document() for a in await gw.approvals.list(requester_id=principal.user_id)]
         record.decision, record.reason_code = "allow", "allowed"
-        return _json({"to_decide": inbox, "requested": mine}, record=record)
+        return _json({"to_decide": inbox, "requested": mine}, record)
 
     return await _finish(gw, record, work)
 
 
 async def get_approval(request: web.Request) -> web.Response:
-    """One approval: for its requester, its deciders, anyone eligible to decide, and auditors."""
+    """One approval: for its requester, its deciders and anyone eligible to decide."""
     gw = request.app[GATEWAY]
-    record = _record(request, gw, None, request.match_info["approval_id"])
+    record = _record(request, gw)
 
     async def work() -> web.Response:
         principal = await authenticate(request, gw)
-        record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
-        approval = await _load(gw, request)
-        record.module, record.verb, record.resource_id = approval.row["module"], "view", approval.row["resource_id"]
-        involved = principal.user_id == approval.row["requester_id"] or principal.user_id in approval.deciders()
-        if not involved:
-            decision = await _policy(gw, principal, approval, record.client_ip)
-            if not (decision.allow or decision.status == 401):
-                raise _not_found()
+        _who(record, principal)
+        approval = await _load(gw, request, record)
+        decision = await _visible(gw, principal, approval, record)
+        record.verb = "view"
         record.decision, record.reason_code = "allow", "allowed"
-        return _json(approval.document(), record=record)
+        return _json(approval.document(mask=decision.obligations.mask), record)
 
     return await _finish(gw, record, work)
 
 
-def decide_handler(verdict: str) -> Any:
+async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:
+    """Why the held request may no longer run, or None: the requester's access was cut after
+    they asked (a revocation), or the current policy no longer allows it as it was asked."""
+    row = approval.row
+    if gw.revocations.is_revoked(row["requester_id"], row["created_ms"] // 1000):
+        return "the requester's access changed after the request was made"
+    try:
+        decision = await gw.pdp.decide(row["decision_input"])
+    except PdpUnavailable:
+        raise responses.pdp_unavailable() from None
+    if not decision.allow or decision.obligations.approval is None:
+        return f"the current policy no longer allows the request ({decision.reason.code})"
+    return None
+
+
+def decide_handler(verdict: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler of ``POST .../approve`` (``verdict="approve"``) or ``POST .../reject``."""
 
     async def handler(request: web.Request) -> web.Response:
         gw = request.app[GATEWAY]
-        record = _record(request, gw, None, request.match_info["approval_id"])
+        record = _record(request, gw)
 
         async def work() -> web.Response:
             principal = await authenticate(request, gw)
-            record.user_id, record.username = principal.user_id, principal.username
-            record.roles = ",".join(principal.roles)
-            approval = await _load(gw, request)
+            _who(record, principal)
+            approval = await _load(gw, request, record)
+            decision = await _visible(gw, principal, approval, record, deciding=True)
             row = approval.row
-            record.module, record.verb, record.resource_id = row["module"], "approve", row["resource_id"]
-            attributes = (row["resource"] or {}).get("attributes", {})
-            record.warehouse = ",".join(attributes.get("warehouse", []))
-            record.channel = ",".join(attributes.get("channel", []))
-            record.detail = {"verdict": verdict, "operation": row["operation"], "requester": row["requester_username"]}
+            record.verb = "approve"
+            record.policy_revision = decision.policy_revision
+            record.detail.update({"verdict": verdict, "operation": row["operation"],
+                                  "requester": row["requester_username"]})
             if approval.status != PENDING:
                 raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能再决定",
                               f"the approval is {approval.status}; it can no longer be decided")
-            decision = await _policy(gw, principal, approval, record.client_ip)
-            record.policy_revision = decision.policy_revision
             if not decision.allow:
-                raise responses.policy_denied(decision.status if decision.status != 404 else 403, decision.reasons,
+                raise responses.policy_denied(403 if decision.status == 404 else decision.status, decision.reasons,
                                               decision.obligations.step_up)
             comment = await _comment(request)
+            record.detail["comment"] = comment
+            if verdict == "approve":
+                problem = await _recheck_request(gw, approval)
+                if problem is not None:
+                    await gw.approvals.withdraw(approval.approval_id, f"cancelled: {problem}")
+                    record.detail["cancelled"] = problem
+                    raise Refusal(409, "request_no_longer_allowed", "申请已失效:申请人的权限或策略已变更,已自动撤销",
+                                  f"the request was cancelled: {problem}")
             outcome = await gw.approvals.decide(approval.approval_id, principal.user_id, principal.username,
                                                 verdict, comment)
             if outcome == "duplicate":
@@ -178,25 +232,48 @@ def decide_handler(verdict: str) -> Any:
                 state = current.status if current else "gone"
                 raise Refusal(409, "approval_not_pending", f"审批单状态为 {state},不能再决定",
                               f"the approval is {state}; it can no longer be decided")
-            record.decision, record.reason_code = "allow", f"{verdict}d" if verdict == "approve" else "rejected"
+            record.decision, record.reason_code = "allow", "approved" if verdict == "approve" else "rejected"
             if outcome == "approved":
                 await gw.executor.execute(approval.approval_id)
             current = await gw.approvals.get(approval.approval_id)
-            return _json(current.document() if current else {}, record=record)
+            return _json(current.document(mask=decision.obligations.mask) if current else {}, record)
 
         return await _finish(gw, record, work)
 
     return handler
 
 
+async def withdraw(request: web.Request) -> web.Response:
+    """The requester takes back a pending request; it can then never run."""
+    gw = request.app[GATEWAY]
+    record = _record(request, gw)
+
+    async def work() -> web.Response:
+        principal = await authenticate(request, gw)
+        _who(record, principal)
+        approval = await _load(gw, request, record)
+        decision = await _visible(gw, principal, approval, record)
+        record.verb = "withdraw"
+        if principal.user_id != approval.row["requester_id"]:
+            raise Refusal(403, "not_the_requester", "只有申请人可以撤回申请", "only the requester can withdraw a request")
+        if not await gw.approvals.withdraw(approval.approval_id, f"withdrawn by {principal.username}"):
+            raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能撤回",
+                          f"the approval is {approval.status}; it can no longer be withdrawn")
+        record.decision, record.reason_code = "allow", "withdrawn"
+        current = await gw.approvals.get(approval.approval_id)
+        return _json(current.document(mask=decision.obligations.mask) if current else {}, record)
+
+    return await _finish(gw, record, work)
+
+
 async def _comment(request: web.Request) -> str:
     if not request.can_read_body:
         return ""
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise responses.bad_body("not valid JSON / 不是有效的 JSON") from None
-    comment = body.get("comment", "") if isinstance(body, dict) else None
+    raw = await request.read()
+    if len(raw) > 4 * MAX_COMMENT + 100:
+        raise responses.bad_body(f"comment must be at most {MAX_COMMENT} characters")
+    body = parse_json_object(raw)
+    comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
         raise responses.bad_body(f"comment must be a string of at most {MAX_COMMENT} characters")
     return comment
@@ -208,3 +285,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/_gateway/approvals/{approval_id}", get_approval)
     app.router.add_post("/_gateway/approvals/{approval_id}/approve", decide_handler("approve"))
     app.router.add_post("/_gateway/approvals/{approval_id}/reject", decide_handler("reject"))
+    app.router.add_post("/_gateway/approvals/{approval_id}/withdraw", withdraw)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -12,6 +14,7 @@ import httpx
 import pytest
 
 from tests.support.stack import Stack, assert_refused
+from wmsgate.tools import REPO
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -155,7 +158,8 @@ def test_case_6_double_and_concurrent_approvals_run_once(stack: Stack) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [200, 409, 409, 409], results
+    # exactly one wins; the others are told the person already decided (403) or it is settled (409)
+    assert results.count(200) == 1 and all(r in (403, 409) for r in results if r != 200), results
     with httpx.Client(base_url=stack.proxy, headers={"Authorization": f"Bearer {token}"}) as c:
         assert_refused(c.post(f"{location}/approve"), 409)
     assert len(_replays(stack, mark, path)) == 1
@@ -219,7 +223,98 @@ def test_a_stranger_cannot_read_someone_elses_approval(stack: Stack) -> None:
         location = _hold(keeper.patch(f"/api/batches/{batch['batch_no']}", json={"lot": "LOT-PRIVATE"}))
     with stack.client("picker.hf") as picker:
         assert_refused(picker.get(location), 404, "approval_not_found")
-        assert_refused(picker.post(f"{location}/approve"), 403, "missing_permission")
+        assert_refused(picker.post(f"{location}/approve"), 404, "approval_not_found")
+        assert_refused(picker.post(f"{location}/reject"), 404, "approval_not_found")
         assert picker.get("/_gateway/approvals").json()["to_decide"] == []
+        assert_refused(picker.get("/_gateway/approvals/" + "x" * 5000), 404, "approval_not_found")
     with stack.client("supervisor", mfa=True) as supervisor:
         supervisor.post(f"{location}/reject")
+
+
+def test_approvers_see_the_whole_held_body_and_big_ones_are_refused(stack: Stack) -> None:
+    """Review finding: an approver must see everything that will run; a long body could hide a field."""
+    filler = "x" * (70 * 1024)
+    with stack.client("keeper.hf", mfa=True) as keeper:
+        resp = keeper.post("/api/inventory/adjust", json={"warehouse": "HF", "location": "A01-01", "sku": "SKU00001",
+                                                          "reason": filler, "delta": -300})
+    assert_refused(resp, 413, "held_body_too_large")
+
+
+def test_a_request_whose_requester_lost_access_is_cancelled_not_run(stack: Stack) -> None:
+    """Review finding: approval must not run a request of someone whose access was cut since."""
+    batch = _batch(stack, "HF", skip=6)
+    with stack.client("keeper.hf") as keeper:
+        location = _hold(keeper.patch(f"/api/batches/{batch['batch_no']}", json={"lot": "LOT-FIRED"}))
+    admin = stack.keycloak_admin()
+    user_id = admin.get_user_id("keeper.hf")
+    admin.user_logout(user_id)  # a Keycloak admin ends keeper.hf's sessions: the watcher revokes their tokens
+    try:
+        threading.Event().wait(3)
+        with stack.client("supervisor", mfa=True) as supervisor:
+            resp = supervisor.post(f"{location}/approve")
+            assert_refused(resp, 409, "request_no_longer_allowed")
+            assert supervisor.get(location).json()["status"] == "withdrawn"
+        with stack.wms() as wms:
+            assert wms.get(f"/api/batches/{batch['batch_no']}").json()["lot"] != "LOT-FIRED"
+    finally:
+        stack.tokens.forget("keeper.hf")
+
+
+def test_the_requester_can_withdraw_a_pending_request(stack: Stack) -> None:
+    batch = _batch(stack, "HF", skip=7)
+    with stack.client("keeper.hf") as keeper:
+        location = _hold(keeper.patch(f"/api/batches/{batch['batch_no']}", json={"lot": "LOT-OOPS"}))
+        assert keeper.post(f"{location}/withdraw").json()["status"] == "withdrawn"
+        assert_refused(keeper.post(f"{location}/withdraw"), 409, "approval_not_pending")
+    with stack.client("supervisor", mfa=True) as supervisor:
+        assert_refused(supervisor.post(f"{location}/withdraw"), 403, "not_the_requester")
+        assert_refused(supervisor.post(f"{location}/approve"), 409, "approval_not_pending")
+
+
+def test_approval_views_apply_the_viewers_field_masks(stack: Stack) -> None:
+    """Review finding: a held customs change showed the declared value to a supervisor who may not see amounts."""
+    order = stack.order(warehouse="HF", order_type="cross_border", status="shipped")
+    change = {"hs_code": "8471300001", "declared_value": 12345.67, "currency": "USD", "origin_country": "CN"}
+    with stack.client("keeper.hf", mfa=True) as keeper:
+        location = _hold(keeper.put(f"/api/customs/{order['order_no']}", json=change))
+    with stack.client("supervisor", mfa=True) as supervisor:
+        shown = json.loads(supervisor.get(location).json()["request"]["body"])
+        assert shown["declared_value"] is None and shown["hs_code"] == "8471300001"
+        supervisor.post(f"{location}/reject")
+
+
+def test_too_many_pending_requests_are_refused_and_nesting_bombs_are_400(stack: Stack) -> None:
+    with stack.wms() as wms:
+        batches = wms.get("/api/batches", params={"warehouse": "SH", "page_size": 21}).json()["items"]
+    locations = []
+    with stack.client("keeper.sh") as keeper:
+        try:
+            for batch in batches[:20]:
+                locations.append(_hold(keeper.patch(f"/api/batches/{batch['batch_no']}", json={"lot": "SPAM"})))
+            assert_refused(keeper.patch(f"/api/batches/{batches[20]['batch_no']}", json={"lot": "SPAM"}), 429,
+                           "too_many_pending")
+        finally:
+            for location in locations:
+                keeper.post(f"{location}/withdraw")
+        bomb = b"{" + b'"a":' * 1 + b"[" * 100000 + b"]" * 100000 + b"}"
+        resp = keeper.post("/api/inventory/adjust", content=bomb, headers={"Content-Type": "application/json"})
+    assert_refused(resp, 400, "bad_request_body")
+
+
+def test_audit_search_by_approval_shows_every_step(stack: Stack) -> None:
+    batch = _batch(stack, "HF", skip=8)
+    with stack.client("keeper.hf") as keeper:
+        location = _hold(keeper.patch(f"/api/batches/{batch['batch_no']}", json={"lot": "LOT-TRAIL"}))
+    with stack.client("supervisor", mfa=True) as supervisor:
+        done = supervisor.post(f"{location}/approve", json={"comment": "ok"})
+    stack.audit_record(done.headers["X-Decision-Id"])
+    approval_id = location.rsplit("/", 1)[1]
+    url = f"sqlite+aiosqlite:///{stack.stack.audit_db}"
+    lines = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "search", "--db", url, "--approval",
+                            approval_id, "--json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    rows = [json.loads(line) for line in lines.splitlines()]
+    steps = {(r["username"], r["reason_code"]) for r in rows}
+    assert {("keeper.hf", "approval_required"), ("supervisor", "approved"),
+            ("keeper.hf", "approved_request_executed")} <= steps
+    approved = next(r for r in rows if r["reason_code"] == "approved")
+    assert approved["detail"]["acr"] == "mfa" and approved["detail"]["comment"] == "ok"

@@ -30,11 +30,11 @@ operation := sort(matched_operations)[0]
 # title: Operation title
 # description: What the step-up message calls the operation (the one being approved, for approvals).
 # scope: document
-default operation_title := "high-risk operation"
+default operation_title := {"zh-CN": "高风险操作", "en": "high-risk operation"}
 
-operation_title := data.wms.high_risk.operations[operation].title.en
+operation_title := data.wms.high_risk.operations[operation].title
 
-operation_title := data.wms.high_risk.operations[input.approval.operation].title.en if input.action.verb == "approve"
+operation_title := data.wms.high_risk.operations[input.approval.operation].title if input.action.verb == "approve"
 
 # METADATA
 # title: Step-up requirement

@@ -26,7 +26,7 @@ reason_set contains message("allowed", [], []) if allow
 
 reason_set contains violation if some violation in approval_violations
 
-reason_set contains message("step_up_required", step_up_args, step_up_args) if status == 401
+reason_set contains message("step_up_required", step_up_args["zh-CN"], step_up_args.en) if status == 401
 
 reason_set contains message("no_roles", [], []) if {
 	not allow
@@ -129,5 +129,7 @@ scope_text(dim) := sprintf("[%s]", [concat(", ", sort(scope_values(dim)))])
 
 # METADATA
 # title: Step-up message arguments
-# description: Operation title, freshness in seconds and the ACR asked for.
-step_up_args := [operation_title, step_up_requirement.max_age_seconds, step_up_requirement.acr]
+# description: Operation title (in the message's language), freshness in seconds and the ACR asked for.
+step_up_args[lang] := [operation_title[lang], step_up_requirement.max_age_seconds, step_up_requirement.acr] if {
+	some lang in ["zh-CN", "en"]
+}
