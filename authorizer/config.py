@@ -104,12 +104,20 @@ class UpstreamSettings:
 
 @dataclass(frozen=True)
 class AuditSettings:
-    """The audit trail store (SQLAlchemy async URL) and its writer's batching."""
+    """The audit trail store (SQLAlchemy async URL), its writer's batching and checkpoints.
+
+    Attributes:
+        signing_key_file: Ed25519 private key (PEM) that signs checkpoints; None = no checkpoints.
+        checkpoint_every_records, checkpoint_every_seconds: when checkpoints are signed.
+    """
 
     url: str
     flush_interval_seconds: float = 0.2
     batch_size: int = 1000
     max_pending: int = 200_000
+    signing_key_file: Path | None = None
+    checkpoint_every_records: int = 1000
+    checkpoint_every_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -256,6 +264,9 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 flush_interval_seconds=float(audit.get("flush_interval_seconds", 0.2)),
                 batch_size=int(audit.get("batch_size", 1000)),
                 max_pending=int(audit.get("max_pending", 200_000)),
+                signing_key_file=_path(base, audit["signing_key_file"]) if audit.get("signing_key_file") else None,
+                checkpoint_every_records=int(audit.get("checkpoint_every_records", 1000)),
+                checkpoint_every_seconds=float(audit.get("checkpoint_every_seconds", 60)),
             ),
             route_map=_path(base, data.get("route_map", "routes.yaml")),
             trusted_proxies=tuple(data.get("trusted_proxies", [])),

@@ -14,6 +14,7 @@ from authorizer.access import AccessService, AdminEventWatcher, KeycloakAdminSet
 from authorizer.approvals import ApprovalStore
 from authorizer.attributes import AttributeResolver
 from authorizer.audit import AuditStore, AuditWriter
+from authorizer.audit.chain import load_private_key
 from authorizer.config import GatewayConfig
 from authorizer.db import create_schema, make_engine
 from authorizer.grants import GrantStore
@@ -77,8 +78,10 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         app[JWKS] = jwks
         await create_schema(engine)
         await revocations.refresh()
+        signing_key = load_private_key(config.audit.signing_key_file) if config.audit.signing_key_file else None
         writer = AuditWriter(store, config.audit.flush_interval_seconds, config.audit.batch_size,
-                             config.audit.max_pending, spool)
+                             config.audit.max_pending, spool, signing_key, config.audit.checkpoint_every_records,
+                             config.audit.checkpoint_every_seconds)
         await writer.start()
         app[GATEWAY] = Gateway(
             config=config,

@@ -110,7 +110,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
         response = _refused(record, refusal)
     record.http_status = response.status
     record.total_ms = round((time.perf_counter() - started) * 1000, 3)
-    gw.audit.submit(record)
+    if record.approval_id is not None or record.module == "iam":
+        try:  # high-risk: the record is committed before the client sees the answer
+            await gw.audit.commit(record)
+        except Exception:  # noqa: BLE001 - any database failure: do not answer as if recorded
+            gw.audit.submit(record)
+            return _refused(record, responses.audit_unavailable())
+    else:
+        gw.audit.submit(record)
     return response
 
 

@@ -97,6 +97,9 @@ class ApprovalExecutor:
         headers["Content-Type"] = row["content_type"] or "application/octet-stream"
         headers["X-WMS-Approval-Id"] = approval.approval_id
         url = self._upstream.url + row["path"] + (f"?{row['query']}" if row["query"] else "")
+        await self._audit.commit(approval_audit_record(  # committed before anything is sent
+            approval, "approved_request_started", 0, username=requester.username, user_id=requester.user_id,
+            roles=row["requester_roles"], detail={"operation": row["operation"], "approved_by": approval.approvers()}))
         started = time.perf_counter()
         try:
             async with self._session.request(row["method"], url, data=row["body"], headers=headers,
@@ -115,7 +118,7 @@ class ApprovalExecutor:
             return
         ms = (time.perf_counter() - started) * 1000
         await self._store.finish(approval.approval_id, EXECUTED, status, body, content_type)
-        self._audit.submit(approval_audit_record(
+        await self._audit.commit(approval_audit_record(
             approval, "approved_request_executed", status, username=requester.username, user_id=requester.user_id,
             roles=row["requester_roles"], upstream_status=status, upstream_ms=round(ms, 3),
             detail={"operation": row["operation"], "approved_by": approval.approvers()}))

@@ -34,6 +34,7 @@ def stack() -> Iterator[Stack]:
         proxy_overrides={
             "oidc.leeway_seconds": 1,
             "grants.sweep_seconds": 2,
+            "audit.checkpoint_every_seconds": 1,
             "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
         },
     )

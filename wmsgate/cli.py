@@ -192,6 +192,46 @@ def cmd_audit_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Check the hash chain and the signed checkpoints; name the first problems; exit 1 if any."""
+    from authorizer.audit import AuditStore
+    from authorizer.audit.chain import load_public_key
+    from authorizer.config import ConfigError, load_config
+
+    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
+    url, key_path = args.db, Path(args.public_key) if args.public_key else None
+    if url is None or key_path is None:
+        try:
+            config = load_config(Path(args.config))
+        except ConfigError as exc:
+            print(f"wmsgate: {exc}", file=sys.stderr)
+            return 2
+        url = url or config.audit.url
+        if key_path is None and config.audit.signing_key_file is not None:
+            pub = config.audit.signing_key_file.with_suffix(".pub")
+            key_path = pub if pub.exists() else config.audit.signing_key_file
+    if key_path is None:
+        print("wmsgate: no public key: pass --public-key", file=sys.stderr)
+        return 2
+    public_key = load_public_key(key_path)
+
+    async def run() -> Any:
+        store = AuditStore(url)
+        try:
+            since_seq = await store.first_seq_since(args.since) if args.since else None
+            return await store.verify(public_key, since_seq)
+        finally:
+            await store.close()
+
+    result = asyncio.run(run())
+    for problem in result.problems:
+        print(f"{problem.kind.upper():14} seq={problem.seq} {problem.decision_id} {problem.message}")
+    verdict = "OK" if result.ok else "FAILED"
+    print(f"{verdict}: {result.records} records, {result.checkpoints} checkpoints, "
+          f"chain head seq={result.head_seq} hash={result.head_hash}")
+    return 0 if result.ok else 1
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -316,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     audit = sub.add_parser("audit", help="the audit trail").add_subparsers(dest="audit_command", required=True)
+    p = audit.add_parser("verify", help="check the hash chain and signed checkpoints (exit 1 on tampering)")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of --config)")
+    p.add_argument("--public-key", default=None, help="Ed25519 public key (PEM) of the checkpoints")
+    p.add_argument("--since", type=parse_time, help="verify from this time (30m, 1h, 2d or ISO)")
+    p.set_defaults(func=cmd_audit_verify)
+
     p = audit.add_parser("search", help="search audit records (newest first)")
     p.add_argument("--config", default=default_config)
     p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of --config)")

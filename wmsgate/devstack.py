@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from authorizer.audit.chain import generate_key
 from wmsgate.realm import apply_realm, build_realm, demo_overlay, keycloak_admin
 from wmsgate.tools import REPO, Tools, locate_tools
 
@@ -186,6 +187,13 @@ class LocalStack:
         """Names of services whose process has exited."""
         return [s.name for s in self.services if s.process is not None and s.process.poll() is not None]
 
+    def kill_proxy(self) -> None:
+        """SIGKILL the proxy (no shutdown handlers run), as a crash would."""
+        for service in self.services:
+            if service.name == "proxy" and service.process is not None and service.process.poll() is None:
+                os.killpg(service.process.pid, signal.SIGKILL)
+                service.process.wait(timeout=15)
+
     def restart_proxy(self, extra_overrides: dict[str, object] | None = None, require_healthy: bool = True) -> None:
         """Stop and start only the proxy (e.g. with other settings).
 
@@ -262,6 +270,10 @@ class LocalStack:
         data["opa"]["policy_status_url"] = f"{self.policy_url}/status"
         data["upstream"]["url"] = self.wms_url
         data["audit"]["url"] = f"sqlite+aiosqlite:///{self.audit_db}"
+        key = s.state / "audit-signing-key.pem"
+        if not key.exists():
+            generate_key(key)
+        data["audit"]["signing_key_file"] = str(key)
         data["route_map"] = str(REPO / "config" / "routes.yaml")
         data["keycloak_admin"]["client_secret"] = demo_overlay()["access_admin_client_secret"]
         for key, value in {**s.proxy_overrides, **(extra or {})}.items():

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, Table, Text, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, Table, Text, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from authorizer.audit.chain import (GENESIS, Problem, Verification, chain_hash, key_id, sign, signature_valid)
 from authorizer.audit.record import AuditRecord
 from authorizer.db import create_schema, make_engine, metadata
 
@@ -44,12 +46,26 @@ audit_records = Table(
     Column("total_ms", Float, nullable=False, default=0.0),
     Column("detail", JSON, nullable=False, default=dict),
     Column("approval_id", String(64), nullable=True),
+    Column("prev_hash", String(64), nullable=True),
+    Column("hash", String(64), nullable=True),
     Index("audit_ts", "ts_ms"),
     Index("audit_user_ts", "username", "ts_ms"),
     Index("audit_module_verb_ts", "module", "verb", "ts_ms"),
     Index("audit_resource", "resource_id"),
     Index("audit_approval", "approval_id"),
 )
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True),
+    Column("hash", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", Text, nullable=False),
+)
+
+_CHAIN_LOCK = 4_242_001  # PostgreSQL advisory lock id serializing chain appends
 
 
 @dataclass(frozen=True)
@@ -96,21 +112,115 @@ class AuditStore:
     def __init__(self, url: str = "", engine: AsyncEngine | None = None) -> None:
         self.engine: AsyncEngine = engine or make_engine(url)
         self._owns_engine = engine is None
+        self._append_lock = asyncio.Lock()  # one chain append at a time in this process
 
     async def create_schema(self) -> None:
         """Create missing tables, indexes and columns (idempotent)."""
         await create_schema(self.engine)
 
+    async def _lock_chain(self, conn: AsyncConnection) -> None:
+        if self.engine.dialect.name == "postgresql":
+            await conn.execute(text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
+
     async def insert_many(self, records: list[AuditRecord]) -> None:
-        """Insert records in one transaction (all or nothing).
+        """Append records to the chain in one transaction (all or nothing), in the given order.
+
+        Appends are serialized (PostgreSQL: an advisory lock; SQLite: one writer), so the
+        chain order is the ``seq`` order.
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database refused or is unreachable.
         """
         if not records:
             return
-        async with self.engine.begin() as conn:
-            await conn.execute(insert(audit_records), [r.as_row() for r in records])
+        async with self._append_lock, self.engine.begin() as conn:
+            await self._lock_chain(conn)
+            prev = (await conn.execute(select(audit_records.c.hash).where(audit_records.c.hash.is_not(None))
+                                       .order_by(audit_records.c.seq.desc()).limit(1))).scalar() or GENESIS
+            rows = []
+            for record in records:
+                row = record.as_row()
+                row["prev_hash"] = prev
+                row["hash"] = prev = chain_hash(row, prev)
+                rows.append(row)
+            await conn.execute(insert(audit_records), rows)
+
+    async def write_checkpoint(self, private_key: Any, at_ms: int) -> tuple[int, str] | None:
+        """Sign the newest record (its seq and hash) as a checkpoint; None when there is nothing new."""
+        async with self._append_lock, self.engine.begin() as conn:
+            await self._lock_chain(conn)
+            head = (await conn.execute(select(audit_records.c.seq, audit_records.c.hash)
+                                       .where(audit_records.c.hash.is_not(None))
+                                       .order_by(audit_records.c.seq.desc()).limit(1))).first()
+            if head is None:
+                return None
+            last = (await conn.execute(select(func.max(audit_checkpoints.c.seq)))).scalar()
+            if last is not None and last >= head.seq:
+                return None
+            await conn.execute(insert(audit_checkpoints), {
+                "seq": head.seq, "hash": head.hash, "at_ms": at_ms, "key_id": key_id(private_key.public_key()),
+                "signature": sign(private_key, head.seq, head.hash, at_ms)})
+        return int(head.seq), str(head.hash)
+
+    async def verify(self, public_key: Any, since_seq: int | None = None) -> Verification:
+        """Walk the chain (from ``since_seq``, trusting the link to the record before it) and
+        check every checkpoint.
+
+        Returns:
+            What was found; :attr:`Verification.ok` is False when anything was altered,
+            inserted, removed or forged.
+        """
+        t = audit_records.c
+        problems: list[Problem] = []
+        count = 0
+        head: tuple[int, str] | None = None
+        hashes: dict[int, str] = {}
+        async with self.engine.connect() as conn:
+            prev: str | None = None
+            if since_seq is not None:
+                prev = (await conn.execute(select(t.hash).where(t.seq < since_seq).order_by(t.seq.desc())
+                                           .limit(1))).scalar()
+            stmt = select(audit_records).order_by(t.seq)
+            if since_seq is not None:
+                stmt = stmt.where(t.seq >= since_seq)
+            unchained = 0
+            result = await conn.stream(stmt)
+            async for row in result.mappings():
+                row = dict(row)
+                count += 1
+                if row["hash"] is None:
+                    unchained += 1
+                    continue
+                expected_prev = prev if prev is not None else GENESIS
+                if row["prev_hash"] != expected_prev:
+                    problems.append(Problem("link_broken", row["seq"], row["decision_id"],
+                                            "records were removed or inserted just before this one"))
+                if chain_hash(row, row["prev_hash"]) != row["hash"]:
+                    problems.append(Problem("altered", row["seq"], row["decision_id"],
+                                            "this record's content does not match its hash"))
+                prev = row["hash"]
+                hashes[row["seq"]] = row["hash"]
+                head = (row["seq"], row["hash"])
+            if unchained:
+                problems.append(Problem("unchained", 0, "", f"{unchained} records predate the hash chain"))
+            checkpoints = (await conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq))).all()
+        first_seq = min(hashes) if hashes else None
+        for cp in checkpoints:
+            if not signature_valid(public_key, cp.seq, cp.hash, cp.at_ms, cp.signature):
+                problems.append(Problem("bad_checkpoint", cp.seq, "", "checkpoint signature is not valid"))
+                continue
+            if since_seq is not None and cp.seq < since_seq:
+                continue
+            if cp.seq in hashes:
+                if hashes[cp.seq] != cp.hash:
+                    problems.append(Problem("altered", cp.seq, "", "the record a checkpoint vouches for was changed"))
+            elif head is None or cp.seq > head[0]:
+                problems.append(Problem("truncated", cp.seq, "",
+                                        f"records up to seq {cp.seq} were signed but the trail ends at "
+                                        f"{head[0] if head else 'nothing'}"))
+            elif first_seq is None or cp.seq >= first_seq:
+                problems.append(Problem("link_broken", cp.seq, "", "a record a checkpoint vouches for was removed"))
+        return Verification(count, len(checkpoints), head[0] if head else None, head[1] if head else None, problems)
 
     async def search(self, q: AuditQuery) -> list[dict[str, Any]]:
         """Records matching ``q``, newest first, as column dicts."""
@@ -135,6 +245,12 @@ class AuditStore:
             result = await conn.stream(stmt)
             async for row in result.mappings():
                 yield dict(row)
+
+    async def first_seq_since(self, since: dt.datetime) -> int | None:
+        """The sequence number of the first record at or after ``since`` (UTC)."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(select(func.min(audit_records.c.seq))
+                                       .where(audit_records.c.ts_ms >= _ms(since)))).scalar()
 
     async def close(self) -> None:
         """Release connections (only when this store created its engine)."""

@@ -6,8 +6,10 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 from authorizer.audit.record import AuditRecord
 from authorizer.audit.store import AuditStore
@@ -33,10 +35,19 @@ class AuditWriter:
         max_pending: queue bound before refusing.
         spool_path: JSON-lines file that receives records the database could not take
             at shutdown; they are replayed into the store by :meth:`start`.
+        signing_key: Ed25519 private key that signs checkpoints (None: no checkpoints).
+        checkpoint_every_records, checkpoint_every_seconds: a checkpoint is signed after
+            this many new records or this many seconds with new records, whichever first.
     """
 
     def __init__(self, store: AuditStore, interval: float = 0.2, batch_size: int = 1000,
-                 max_pending: int = 200_000, spool_path: Path | None = None) -> None:
+                 max_pending: int = 200_000, spool_path: Path | None = None, signing_key: Any = None,
+                 checkpoint_every_records: int = 1000, checkpoint_every_seconds: float = 60.0) -> None:
+        self._signing_key = signing_key
+        self._cp_records = checkpoint_every_records
+        self._cp_seconds = checkpoint_every_seconds
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
         self._store = store
         self._spool = spool_path
         self._interval = interval
@@ -93,6 +104,16 @@ class AuditWriter:
             else:
                 backoff = min(backoff * 2, 5.0)
 
+    async def commit(self, record: AuditRecord) -> None:
+        """Write ``record`` now, before the caller answers (high-risk operations: an answer the
+        client saw must never lose its record, even if the process is killed right after).
+
+        Raises:
+            Exception: the database refused; the caller must not claim success.
+        """
+        await self._store.insert_many([record])
+        self._since_checkpoint += 1
+
     async def flush(self) -> bool:
         """Write every queued record now.
 
@@ -109,7 +130,23 @@ class AuditWriter:
                 return False
             for _ in batch:
                 self._queue.popleft()
+            self._since_checkpoint += len(batch)
+        await self._maybe_checkpoint()
         return True
+
+    async def _maybe_checkpoint(self, force: bool = False) -> None:
+        if self._signing_key is None or self._since_checkpoint == 0:
+            return
+        due = self._since_checkpoint >= self._cp_records or time.monotonic() - self._last_checkpoint >= self._cp_seconds
+        if not (due or force):
+            return
+        try:
+            await self._store.write_checkpoint(self._signing_key, int(time.time() * 1000))
+        except Exception:  # noqa: BLE001 - a missed checkpoint is retried with the next flush
+            log.exception("audit checkpoint failed; will retry")
+            return
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
 
     async def close(self, attempts: int = 10) -> None:
         """Stop the loop and flush the remainder, retrying a few times; what the
@@ -124,6 +161,7 @@ class AuditWriter:
             await self._task
         for _ in range(attempts):
             if await self.flush():
+                await self._maybe_checkpoint(force=True)
                 return
             await asyncio.sleep(0.5)
         if self._spool is None:

@@ -84,7 +84,14 @@ async def _finish(gw: Gateway, record: AuditRecord, work: Callable[[], Awaitable
         record.reason_zh = reason.zh if reason else refusal.zh
         response = refusal_response(refusal, record.decision_id)
     record.http_status = response.status
-    gw.audit.submit(record)
+    if record.approval_id is None:
+        gw.audit.submit(record)
+        return response
+    try:  # a decision on an approval is committed before it is answered
+        await gw.audit.commit(record)
+    except Exception:  # noqa: BLE001 - any database failure: the answer would claim an unrecorded step
+        gw.audit.submit(record)
+        return refusal_response(responses.audit_unavailable(), record.decision_id)
     return response
 
 
