@@ -158,22 +158,40 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _audit_url(args: argparse.Namespace) -> str:
+    """The audit store URL from ``--db`` or the config file.
+
+    Raises:
+        authorizer.config.ConfigError: the config cannot be read.
+    """
+    from authorizer.config import load_config
+
+    if args.db is not None:
+        return str(args.db)
+    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
+    return load_config(Path(args.config)).audit.url
+
+
+def _audit_query(args: argparse.Namespace, limit: int) -> Any:
+    from authorizer.audit import AuditQuery
+
+    return AuditQuery(since=args.since, until=args.until, user=args.user, module=args.module, verb=args.verb,
+                      resource_id=args.resource, warehouse=args.warehouse, decision=args.decision,
+                      approval_id=args.approval, client_ip=args.client_ip, device_id=args.device, role=args.role,
+                      limit=limit)
+
+
 def cmd_audit_search(args: argparse.Namespace) -> int:
     """Print matching audit records, newest first."""
-    from authorizer.audit import AuditQuery, AuditStore
-    from authorizer.config import ConfigError, load_config
+    from authorizer.audit import AuditStore
+    from authorizer.config import ConfigError
 
-    url = args.db
-    if url is None:
-        os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
-        try:
-            url = load_config(Path(args.config)).audit.url
-        except ConfigError as exc:
-            print(f"wmsgate: {exc}", file=sys.stderr)
-            return 2
-    query = AuditQuery(since=args.since, until=args.until, user=args.user, module=args.module, verb=args.verb,
-                       resource_id=args.resource, warehouse=args.warehouse, decision=args.decision,
-                       approval_id=args.approval, limit=args.limit)
+    try:
+        url = _audit_url(args)
+    except ConfigError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    query = _audit_query(args, args.limit)
 
     async def run() -> list[dict[str, Any]]:
         store = AuditStore(url)
@@ -230,6 +248,76 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     print(f"{verdict}: {result.records} records, {result.checkpoints} checkpoints, "
           f"chain head seq={result.head_seq} hash={result.head_hash}")
     return 0 if result.ok else 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Stream matching records to stdout as CSV (UTF-8 with BOM) or JSON lines, with the chain head."""
+    from authorizer.audit import AuditStore
+    from authorizer.audit.export import export_csv, export_jsonl
+    from authorizer.config import ConfigError
+
+    try:
+        url = _audit_url(args)
+    except ConfigError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    query = _audit_query(args, 0)
+
+    async def run() -> None:
+        store = AuditStore(url)
+        try:
+            chunks = export_csv(store, query) if args.format == "csv" else export_jsonl(store, query)
+            async for chunk in chunks:
+                sys.stdout.write(chunk)
+        finally:
+            await store.close()
+
+    sys.stdout.reconfigure(encoding="utf-8", newline="")  # type: ignore[attr-defined]
+    asyncio.run(run())
+    return 0
+
+
+def cmd_audit_verify_export(args: argparse.Namespace) -> int:
+    """Verify a JSONL export against its hashes and the signed chain head; exit 1 on problems."""
+    from authorizer.audit.chain import load_public_key
+    from authorizer.audit.export import verify_jsonl
+
+    with open(args.file, encoding="utf-8") as fh:
+        count, problems = verify_jsonl(fh, load_public_key(Path(args.public_key)))
+    for problem in problems:
+        print(f"{problem.kind.upper():14} seq={problem.seq} {problem.decision_id} {problem.message}")
+    print(f"{'OK' if not problems else 'FAILED'}: {count} records checked")
+    return 0 if not problems else 1
+
+
+def cmd_audit_anomalies(args: argparse.Namespace) -> int:
+    """Run the built-in anomaly queries and print the findings."""
+    from authorizer.audit import AuditStore
+    from authorizer.audit.anomalies import find_anomalies
+    from authorizer.config import ConfigError
+
+    try:
+        url = _audit_url(args)
+    except ConfigError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    since = args.since or parse_time("1d")
+
+    async def run() -> list[Any]:
+        store = AuditStore(url)
+        try:
+            return await find_anomalies(store, since, status_changes=args.status_changes, deletes=args.deletes,
+                                        delete_window_s=args.delete_window, denials=args.denials)
+        finally:
+            await store.close()
+
+    findings = asyncio.run(run())
+    for finding in findings:
+        print(json.dumps(finding.document(), ensure_ascii=False) if args.json else
+              f"{finding.kind:24} {finding.summary}  [{finding.document()['first']} .. {finding.document()['last']}]")
+    if not args.json:
+        print(f"({len(findings)} finding(s))")
+    return 0
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -363,21 +451,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=parse_time, help="verify from this time (30m, 1h, 2d or ISO)")
     p.set_defaults(func=cmd_audit_verify)
 
+    def filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default=default_config)
+        p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of --config)")
+        p.add_argument("--user", help="username or user id")
+        p.add_argument("--role", help="one of the person's roles at the time")
+        p.add_argument("--since", type=parse_time, help="30m, 1h, 2d or an ISO time (UTC if no offset)")
+        p.add_argument("--until", type=parse_time)
+        p.add_argument("--module")
+        p.add_argument("--verb")
+        p.add_argument("--resource", help="resource id")
+        p.add_argument("--warehouse")
+        p.add_argument("--decision", choices=("allow", "deny"))
+        p.add_argument("--client-ip", dest="client_ip")
+        p.add_argument("--device", help="device id (X-Device-Id)")
+        p.add_argument("--approval", help="approval id: every step of one four-eyes approval")
+
     p = audit.add_parser("search", help="search audit records (newest first)")
-    p.add_argument("--config", default=default_config)
-    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of --config)")
-    p.add_argument("--user", help="username or user id")
-    p.add_argument("--since", type=parse_time, help="30m, 1h, 2d or an ISO time (UTC if no offset)")
-    p.add_argument("--until", type=parse_time)
-    p.add_argument("--module")
-    p.add_argument("--verb")
-    p.add_argument("--resource", help="resource id")
-    p.add_argument("--warehouse")
-    p.add_argument("--decision", choices=("allow", "deny"))
-    p.add_argument("--approval", help="approval id: every step of one four-eyes approval")
+    filters(p)
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_audit_search)
+
+    p = audit.add_parser("export", help="export matching records to stdout (CSV with BOM, or JSON lines)")
+    filters(p)
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    p.set_defaults(func=cmd_audit_export)
+
+    p = audit.add_parser("verify-export", help="verify a JSONL export (hashes and the signed chain head)")
+    p.add_argument("file")
+    p.add_argument("--public-key", required=True, help="Ed25519 public key (PEM) of the checkpoints")
+    p.set_defaults(func=cmd_audit_verify_export)
+
+    p = audit.add_parser("anomalies", help="run the built-in anomaly queries")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--db", default=None)
+    p.add_argument("--since", type=parse_time, help="default 1d")
+    p.add_argument("--status-changes", type=int, default=5, help="an order changed this often (in a day)")
+    p.add_argument("--deletes", type=int, default=20, help="inventory records one person deleted ...")
+    p.add_argument("--delete-window", type=int, default=300, help="... within this many seconds")
+    p.add_argument("--denials", type=int, default=20, help="refusals of one person within 10 minutes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_anomalies)
 
     policy = sub.add_parser("policy", help="ask the policy").add_subparsers(dest="policy_command", required=True)
     p = policy.add_parser("explain", help="why would this request be allowed or denied?")

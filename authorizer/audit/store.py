@@ -75,7 +75,8 @@ class AuditQuery:
     Attributes:
         since, until: time range (``until`` exclusive).
         user: username or user id.
-        module, verb, resource_id, warehouse, channel, decision, client_ip, approval_id: exact matches.
+        module, verb, resource_id, warehouse, channel, decision, client_ip, approval_id, device_id: exact matches.
+        role: one of the person's roles at the time.
         limit, offset: page window.
     """
 
@@ -90,6 +91,8 @@ class AuditQuery:
     decision: str | None = None
     client_ip: str | None = None
     approval_id: str | None = None
+    device_id: str | None = None
+    role: str | None = None
     limit: int = 100
     offset: int = 0
 
@@ -226,8 +229,7 @@ class AuditStore:
         """Records matching ``q``, newest first, as column dicts."""
         return [row async for row in self.iter_search(q)]
 
-    async def iter_search(self, q: AuditQuery) -> AsyncIterator[dict[str, Any]]:
-        """Like :meth:`search` but yields rows one by one."""
+    def _filtered(self, q: AuditQuery) -> Any:
         t = audit_records.c
         stmt = select(audit_records)
         if q.since is not None:
@@ -236,15 +238,39 @@ class AuditStore:
             stmt = stmt.where(t.ts_ms < _ms(q.until))
         if q.user:
             stmt = stmt.where((t.username == q.user) | (t.user_id == q.user))
-        for name in ("module", "verb", "resource_id", "warehouse", "channel", "decision", "client_ip", "approval_id"):
+        for name in ("module", "verb", "resource_id", "warehouse", "channel", "decision", "client_ip", "approval_id",
+                     "device_id"):
             value = getattr(q, name)
             if value:
                 stmt = stmt.where(getattr(t, name) == value)
-        stmt = stmt.order_by(t.ts_ms.desc(), t.seq.desc()).limit(q.limit).offset(q.offset)
+        if q.role:
+            stmt = stmt.where((t.roles == q.role) | t.roles.like(f"{q.role},%") | t.roles.like(f"%,{q.role}")
+                              | t.roles.like(f"%,{q.role},%"))
+        return stmt
+
+    async def iter_search(self, q: AuditQuery) -> AsyncIterator[dict[str, Any]]:
+        """Like :meth:`search` but yields rows one by one."""
+        t = audit_records.c
+        stmt = self._filtered(q).order_by(t.ts_ms.desc(), t.seq.desc()).limit(q.limit).offset(q.offset)
         async with self.engine.connect() as conn:
             result = await conn.stream(stmt)
             async for row in result.mappings():
                 yield dict(row)
+
+    async def iter_chain(self, q: AuditQuery) -> AsyncIterator[dict[str, Any]]:
+        """Every record matching ``q`` (its limit ignored), in chain order (oldest first)."""
+        stmt = self._filtered(q).order_by(audit_records.c.seq)
+        async with self.engine.connect() as conn:
+            result = await conn.stream(stmt)
+            async for row in result.mappings():
+                yield dict(row)
+
+    async def latest_checkpoint(self) -> dict[str, Any] | None:
+        """The newest signed checkpoint (``seq, hash, at_ms, key_id, signature``), or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.seq.desc())
+                                      .limit(1))).mappings().first()
+        return dict(row) if row else None
 
     async def first_seq_since(self, since: dt.datetime) -> int | None:
         """The sequence number of the first record at or after ``since`` (UTC)."""

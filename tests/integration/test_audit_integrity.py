@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import sqlite3
 import subprocess
 import sys
@@ -93,3 +95,61 @@ def test_case_4_kill_9_right_after_a_high_risk_answer_loses_no_record(stack: Sta
     assert record["reason_code"] == "approval_required" and record["approval_id"] == held.json()["approval_id"]
     with stack.client("keeper.hf") as keeper:
         keeper.post(f"/_gateway/approvals/{held.json()['approval_id']}/withdraw")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_case_5_exports_open_as_csv_with_bom_and_the_jsonl_export_verifies(stack: Stack, tmp_path: Path) -> None:
+    _traffic(stack, 3)
+    time.sleep(1.5)
+    _traffic(stack, 1)
+    url = _snapshot(stack, tmp_path / "audit.db")
+    out = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "export", "--db", url, "--format", "csv",
+                          "--user", "picker.hf", "--module", "orders"], cwd=REPO, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    raw = out.stdout
+    assert raw.startswith("\ufeff".encode("utf-8"))
+    text = raw.decode("utf-8-sig")
+    lines = text.splitlines()
+    assert lines[-1].startswith("# chain head: {")
+    rows = list(csv.DictReader(lines[:-1]))
+    assert rows and all(r["username"] == "picker.hf" and r["module"] == "orders" for r in rows)
+    searched = _cli("search", "--db", url, "--user", "picker.hf", "--module", "orders", "--limit", "100000", "--json")
+    assert len(rows) == len(searched.stdout.splitlines())
+
+    export = tmp_path / "trail.jsonl"
+    out = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "export", "--db", url, "--format", "jsonl"],
+                         cwd=REPO, capture_output=True, timeout=120)
+    export.write_bytes(out.stdout)
+    public_key = str(stack.stack.settings.state / "audit-signing-key.pub")
+    ok = _cli("verify-export", str(export), "--public-key", public_key)
+    assert ok.returncode == 0 and ok.stdout.startswith("OK"), ok.stdout
+    tampered = export.read_text(encoding="utf-8").replace('"decision": "deny"', '"decision": "allow"', 1)
+    export.write_text(tampered, encoding="utf-8")
+    bad = _cli("verify-export", str(export), "--public-key", public_key)
+    assert bad.returncode == 1 and "ALTERED" in bad.stdout
+
+
+def test_case_6_anomaly_queries_find_seeded_patterns(stack: Stack) -> None:
+    order = stack.order(warehouse="HF", status="exception")
+    with stack.client("keeper.hf") as keeper:
+        for status in ("pending_pick", "exception", "pending_pick", "exception", "pending_pick"):
+            assert keeper.patch(f"/api/orders/{order['order_no']}", json={"status": status}).status_code == 200
+    with stack.wms() as wms:
+        rows = wms.get("/api/inventory", params={"warehouse": "HF", "page": 5, "page_size": 30}).json()["items"]
+    with stack.client("keeper.hf", mfa=True) as keeper, stack.client("supervisor", mfa=True) as supervisor:
+        for row in rows:
+            held = keeper.delete(f"/api/inventory/HF/{row['location']}/{row['sku']}")
+            assert held.status_code == 202, held.text
+            done = supervisor.post(f"{held.headers['Location']}/approve").json()
+            assert done["status"] == "executed" and done["result"]["status"] == 204
+    out = _cli("anomalies", "--db", f"sqlite+aiosqlite:///{stack.stack.audit_db}", "--since", "1h", "--json")
+    assert out.returncode == 0, out.stderr
+    findings = [json.loads(line) for line in out.stdout.splitlines()]
+    churn = [f for f in findings if f["kind"] == "order_status_churn" and f["subject"] == order["order_no"]]
+    assert churn and churn[0]["count"] >= 5
+    deletes = [f for f in findings if f["kind"] == "bulk_inventory_deletes" and f["subject"] == "keeper.hf"]
+    assert deletes and deletes[0]["count"] >= 30

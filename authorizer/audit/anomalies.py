@@ -1,0 +1,143 @@
+"""Built-in anomaly queries over the audit trail (what a security team looks for first).
+
+Each query reads only records of requests that reached the WMS and succeeded
+(``upstream_status`` 2xx) unless it is about refusals, and returns findings with the
+evidence (decision ids) an investigator opens next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, select
+
+from authorizer.audit.store import AuditStore, audit_records
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+STATUS_CHANGING_VERBS = ("update", "pick", "review", "pack", "ship")
+
+
+@dataclass
+class Finding:
+    """One anomaly.
+
+    Attributes:
+        kind: ``order_status_churn``, ``bulk_inventory_deletes``, ``high_risk_after_hours`` or ``denial_spike``.
+        subject: the order, person, or record concerned.
+        count: how many records make it up.
+        first_ms, last_ms: when it started and ended (ms since the epoch, UTC).
+        evidence: decision ids of the records.
+        summary: one line in English.
+    """
+
+    kind: str
+    subject: str
+    count: int
+    first_ms: int
+    last_ms: int
+    evidence: list[str] = field(default_factory=list)
+    summary: str = ""
+
+    def document(self) -> dict[str, Any]:
+        """A JSON-friendly dict (times as ISO 8601 UTC)."""
+        def iso(ms: int) -> str:
+            return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+        return {"kind": self.kind, "subject": self.subject, "count": self.count, "first": iso(self.first_ms),
+                "last": iso(self.last_ms), "summary": self.summary, "evidence": self.evidence[:50]}
+
+
+def _densest_window(rows: list[dict[str, Any]], window_ms: int) -> list[dict[str, Any]]:
+    """The largest run of ``rows`` (sorted by ts_ms) that fits in ``window_ms``."""
+    best: list[dict[str, Any]] = []
+    start = 0
+    for end in range(len(rows)):
+        while rows[end]["ts_ms"] - rows[start]["ts_ms"] > window_ms:
+            start += 1
+        if end - start + 1 > len(best):
+            best = rows[start:end + 1]
+    return best
+
+
+def _ok(row: dict[str, Any]) -> bool:
+    status = row.get("upstream_status")
+    return status is not None and 200 <= status < 300
+
+
+async def _rows(store: AuditStore, since: dt.datetime, *conditions: Any) -> list[dict[str, Any]]:
+    t = audit_records.c
+    stmt = select(t.decision_id, t.ts_ms, t.username, t.module, t.verb, t.resource_id, t.decision,
+                  t.upstream_status, t.approval_id, t.reason_code).where(
+        and_(t.ts_ms >= int(since.timestamp() * 1000), *conditions)).order_by(t.ts_ms)
+    async with store.engine.connect() as conn:
+        return [dict(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def find_anomalies(store: AuditStore, since: dt.datetime, status_changes: int = 5,
+                         status_window_s: int = 86_400, deletes: int = 20, delete_window_s: int = 300,
+                         denials: int = 20, denial_window_s: int = 600, working_hours: tuple[int, int] = (8, 20)
+                         ) -> list[Finding]:
+    """Run every built-in query over records since ``since`` (UTC).
+
+    Args:
+        status_changes, status_window_s: an order whose status changed this often within this window.
+        deletes, delete_window_s: one person deleting this many inventory records within this window.
+        denials, denial_window_s: one person refused this often within this window.
+        working_hours: local (Asia/Shanghai) hours [start, end) outside which a high-risk
+            operation (anything run through an approval, any access change) is reported.
+
+    Returns:
+        Findings, the most records first.
+    """
+    t = audit_records.c
+    findings: list[Finding] = []
+
+    orders = [r for r in await _rows(store, since, t.module == "orders", t.verb.in_(STATUS_CHANGING_VERBS))
+              if _ok(r)]
+    by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in orders:
+        for order_no in filter(None, row["resource_id"].split(",")):
+            by_order[order_no].append(row)
+    for order_no, rows in by_order.items():
+        run = _densest_window(rows, status_window_s * 1000)
+        if len(run) >= status_changes:
+            findings.append(Finding("order_status_churn", order_no, len(run), run[0]["ts_ms"], run[-1]["ts_ms"],
+                                    [r["decision_id"] for r in run],
+                                    f"order {order_no} changed {len(run)} times "
+                                    f"(by {', '.join(sorted({r['username'] for r in run}))})"))
+
+    deleted = [r for r in await _rows(store, since, t.module == "inventory", t.verb == "delete") if _ok(r)]
+    by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in deleted:
+        by_person[row["username"]].append(row)
+    for person, rows in by_person.items():
+        run = _densest_window(rows, delete_window_s * 1000)
+        if len(run) >= deletes:
+            findings.append(Finding("bulk_inventory_deletes", person, len(run), run[0]["ts_ms"], run[-1]["ts_ms"],
+                                    [r["decision_id"] for r in run],
+                                    f"{person} deleted {len(run)} inventory records within "
+                                    f"{(run[-1]['ts_ms'] - run[0]['ts_ms']) / 1000:.0f} s"))
+
+    start_hour, end_hour = working_hours
+    for row in await _rows(store, since, t.reason_code.in_(("approved_request_executed",))):
+        local = dt.datetime.fromtimestamp(row["ts_ms"] / 1000, SHANGHAI)
+        if not start_hour <= local.hour < end_hour:
+            findings.append(Finding("high_risk_after_hours", row["resource_id"], 1, row["ts_ms"], row["ts_ms"],
+                                    [row["decision_id"]],
+                                    f"{row['module']}:{row['verb']} on {row['resource_id']} ran at "
+                                    f"{local:%H:%M} Asia/Shanghai (approval {row['approval_id']})"))
+
+    denied: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in await _rows(store, since, t.decision == "deny", t.username != ""):
+        denied[row["username"]].append(row)
+    for person, rows in denied.items():
+        run = _densest_window(rows, denial_window_s * 1000)
+        if len(run) >= denials:
+            findings.append(Finding("denial_spike", person, len(run), run[0]["ts_ms"], run[-1]["ts_ms"],
+                                    [r["decision_id"] for r in run],
+                                    f"{person} was refused {len(run)} times within "
+                                    f"{(run[-1]['ts_ms'] - run[0]['ts_ms']) / 1000:.0f} s"))
+    return sorted(findings, key=lambda f: -f.count)
