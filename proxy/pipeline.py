@@ -153,9 +153,6 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     record.warehouse, record.channel, record.order_type = (
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
     decision, policy_input = await _decide(gw.pdp, principal, route, body, resource, request, record)
-    if not decision.allow:
-        raise responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
-    record.decision = "allow"
     if decision.obligations.approval is not None:
         return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
@@ -247,6 +244,11 @@ async def _resolve(resolver: AttributeResolver, match: RouteMatch, target: Clean
 
 async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any, resource: Resource,
                   request: web.Request, record: AuditRecord) -> tuple[Decision, dict[str, Any]]:
+    """Ask the PDP; record how it decided; refuse (401/403/404) unless it allowed.
+
+    Returns:
+        The allowing decision and the input it was made on.
+    """
     policy_input = build_policy_input(principal, route, body, resource, request.method, record.client_ip,
                                       record.ts_ms)
     try:
@@ -256,6 +258,9 @@ async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any,
     record.policy_revision = decision.policy_revision
     main = decision.reason
     record.reason_code, record.reason_zh, record.reason_en = main.code, main.zh, main.en
+    if not decision.allow:
+        raise responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
+    record.decision = "allow"
     return decision, policy_input
 
 
@@ -270,9 +275,6 @@ async def _access_change(request: web.Request, gw: Gateway, route: Route, target
     resource = access_api.resource_for(route.template, body)
     record.resource_id = resource.id or ""
     decision, policy_input = await _decide(gw.pdp, principal, route, body, resource, request, record)
-    if not decision.allow:
-        raise responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
-    record.decision = "allow"
     if decision.obligations.approval is not None:
         return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     report = await access_api.apply_change(gw.access, route.template, body, principal.username)
