@@ -71,7 +71,8 @@ def test_case_1_an_altered_field_is_named(tmp_path: Path) -> None:
 
 def test_a_recomputed_hash_still_breaks_the_next_link(tmp_path: Path) -> None:
     url, key = _build(tmp_path, [10], [])
-    _sql(url, "UPDATE audit_records SET hash = 'f' || substr(hash, 2) WHERE seq = 4")
+    _sql(url, "UPDATE audit_records SET hash = (CASE WHEN substr(hash, 1, 1) = '0' THEN '1' ELSE '0' END) "
+              "|| substr(hash, 2) WHERE seq = 4")
     kinds = {(p.kind, p.seq) for p in _verify(url, key).problems}
     assert ("altered", 4) in kinds and ("link_broken", 5) in kinds
 
