@@ -7,13 +7,10 @@ with PKCE to a loopback redirect, RFC 8252 / RFC 7636).
 
 from __future__ import annotations
 
-import base64
 import csv
-import hashlib
 import http.server
 import json
 import os
-import secrets
 import sys
 import threading
 import time
@@ -23,6 +20,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+
+from wmsgate.pkce import authorization_request
 
 LOOPBACK_PORT = 8765
 REDIRECT_URI = f"http://127.0.0.1:{LOOPBACK_PORT}/callback"
@@ -91,14 +90,9 @@ def login(issuer: str, client_id: str, mfa: bool, open_browser: bool, timeout: f
     Raises:
         CliError: no redirect within ``timeout`` seconds, a state mismatch, or a failed exchange.
     """
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    state = secrets.token_urlsafe(16)
-    params = {"client_id": client_id, "redirect_uri": REDIRECT_URI, "response_type": "code", "scope": "openid",
-              "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
-    if mfa:
-        params["acr_values"] = "mfa"
-    url = f"{issuer}/protocol/openid-connect/auth?{urlencode(params)}"
+    auth = authorization_request(client_id, REDIRECT_URI, acr_values="mfa" if mfa else None)
+    verifier, state = auth.verifier, auth.state
+    url = f"{issuer}/protocol/openid-connect/auth?{urlencode(auth.params)}"
     received: dict[str, list[str]] = {}
 
     class Callback(http.server.BaseHTTPRequestHandler):

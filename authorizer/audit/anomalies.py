@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
@@ -62,6 +62,29 @@ def _densest_window(rows: list[dict[str, Any]], window_ms: int) -> list[dict[str
     return best
 
 
+def _by_person(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row["username"]].append(row)
+    return grouped
+
+
+def _span(run: list[dict[str, Any]]) -> str:
+    return f"{(run[-1]['ts_ms'] - run[0]['ts_ms']) / 1000:.0f}"
+
+
+def _bursts(kind: str, groups: dict[str, list[dict[str, Any]]], window_s: int, threshold: int,
+            describe: Callable[[str, list[dict[str, Any]]], str]) -> list[Finding]:
+    """A finding for every group whose densest ``window_s`` holds at least ``threshold`` records."""
+    found = []
+    for subject, rows in groups.items():
+        run = _densest_window(rows, window_s * 1000)
+        if len(run) >= threshold:
+            found.append(Finding(kind, subject, len(run), run[0]["ts_ms"], run[-1]["ts_ms"],
+                                 [r["decision_id"] for r in run], describe(subject, run)))
+    return found
+
+
 def _ok(row: dict[str, Any]) -> bool:
     status = row.get("upstream_status")
     return status is not None and 200 <= status < 300
@@ -101,25 +124,13 @@ async def find_anomalies(store: AuditStore, since: dt.datetime, status_changes: 
     for row in orders:
         for order_no in filter(None, row["resource_id"].split(",")):
             by_order[order_no].append(row)
-    for order_no, rows in by_order.items():
-        run = _densest_window(rows, status_window_s * 1000)
-        if len(run) >= status_changes:
-            findings.append(Finding("order_status_churn", order_no, len(run), run[0]["ts_ms"], run[-1]["ts_ms"],
-                                    [r["decision_id"] for r in run],
-                                    f"order {order_no} changed {len(run)} times "
-                                    f"(by {', '.join(sorted({r['username'] for r in run}))})"))
+    findings += _bursts("order_status_churn", by_order, status_window_s, status_changes,
+                        lambda order_no, run: f"order {order_no} changed {len(run)} times "
+                                              f"(by {', '.join(sorted({r['username'] for r in run}))})")
 
     deleted = [r for r in await _rows(store, since, t.module == "inventory", t.verb == "delete") if _ok(r)]
-    by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in deleted:
-        by_person[row["username"]].append(row)
-    for person, rows in by_person.items():
-        run = _densest_window(rows, delete_window_s * 1000)
-        if len(run) >= deletes:
-            findings.append(Finding("bulk_inventory_deletes", person, len(run), run[0]["ts_ms"], run[-1]["ts_ms"],
-                                    [r["decision_id"] for r in run],
-                                    f"{person} deleted {len(run)} inventory records within "
-                                    f"{(run[-1]['ts_ms'] - run[0]['ts_ms']) / 1000:.0f} s"))
+    findings += _bursts("bulk_inventory_deletes", _by_person(deleted), delete_window_s, deletes,
+                        lambda person, run: f"{person} deleted {len(run)} inventory records within {_span(run)} s")
 
     start_hour, end_hour = working_hours
     for row in await _rows(store, since, t.reason_code.in_(("approved_request_executed",))):
@@ -130,14 +141,7 @@ async def find_anomalies(store: AuditStore, since: dt.datetime, status_changes: 
                                     f"{row['module']}:{row['verb']} on {row['resource_id']} ran at "
                                     f"{local:%H:%M} Asia/Shanghai (approval {row['approval_id']})"))
 
-    denied: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in await _rows(store, since, t.decision == "deny", t.username != ""):
-        denied[row["username"]].append(row)
-    for person, rows in denied.items():
-        run = _densest_window(rows, denial_window_s * 1000)
-        if len(run) >= denials:
-            findings.append(Finding("denial_spike", person, len(run), run[0]["ts_ms"], run[-1]["ts_ms"],
-                                    [r["decision_id"] for r in run],
-                                    f"{person} was refused {len(run)} times within "
-                                    f"{(run[-1]['ts_ms'] - run[0]['ts_ms']) / 1000:.0f} s"))
+    denied = await _rows(store, since, t.decision == "deny", t.username != "")
+    findings += _bursts("denial_spike", _by_person(denied), denial_window_s, denials,
+                        lambda person, run: f"{person} was refused {len(run)} times within {_span(run)} s")
     return sorted(findings, key=lambda f: -f.count)

@@ -95,6 +95,27 @@ async def _finish(gw: Gateway, record: AuditRecord, work: Callable[[], Awaitable
     return response
 
 
+Body = Callable[[web.Request, Gateway, AuditRecord, Principal], Awaitable[web.Response]]
+
+
+def _audited(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """Wrap a handler body: authenticate the caller, pass the audit record, audit the outcome."""
+
+    async def handler(request: web.Request) -> web.Response:
+        gw = request.app[GATEWAY]
+        record = _record(request, gw)
+
+        async def work() -> web.Response:
+            principal = await authenticate(request, gw)
+            _who(record, principal)
+            return await body(request, gw, record, principal)
+
+        return await _finish(gw, record, work)
+
+    handler.__doc__ = body.__doc__
+    return handler
+
+
 def _not_found() -> Refusal:
     return Refusal(404, "approval_not_found", "审批单不存在", "no such approval")
 
@@ -141,46 +162,34 @@ async def _visible(gw: Gateway, principal: Principal, approval: Approval, record
     return decision
 
 
-async def list_approvals(request: web.Request) -> web.Response:
+@_audited
+async def list_approvals(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
     """The caller's inbox (pending requests they may decide) and their own requests."""
-    gw = request.app[GATEWAY]
-    record = _record(request, gw)
-
-    async def work() -> web.Response:
-        principal = await authenticate(request, gw)
-        _who(record, principal)
-        record.module, record.verb = "approvals", "view"
-        inbox = []
-        for approval in await gw.approvals.list(status=PENDING, limit=None):
-            if approval.is_expired(now_ms()) or approval.row["requester_id"] == principal.user_id:
-                continue
-            decision = await _policy(gw, principal, approval, record.client_ip)
-            if decision.allow or decision.status == 401:
-                doc = approval.document(mask=decision.obligations.mask, include_result=False)
-                doc["step_up_needed"] = decision.obligations.step_up
-                inbox.append(doc)
-        mine = [a.document() for a in await gw.approvals.list(requester_id=principal.user_id)]
-        record.decision, record.reason_code = "allow", "allowed"
-        return _json({"to_decide": inbox, "requested": mine}, record)
-
-    return await _finish(gw, record, work)
+    record.module, record.verb = "approvals", "view"
+    inbox = []
+    for approval in await gw.approvals.list(status=PENDING, limit=None):
+        if approval.is_expired(now_ms()) or approval.row["requester_id"] == principal.user_id:
+            continue
+        decision = await _policy(gw, principal, approval, record.client_ip)
+        if decision.allow or decision.status == 401:
+            doc = approval.document(mask=decision.obligations.mask, include_result=False)
+            doc["step_up_needed"] = decision.obligations.step_up
+            inbox.append(doc)
+    mine = [a.document() for a in await gw.approvals.list(requester_id=principal.user_id)]
+    record.decision, record.reason_code = "allow", "allowed"
+    return _json({"to_decide": inbox, "requested": mine}, record)
 
 
-async def get_approval(request: web.Request) -> web.Response:
+
+@_audited
+async def get_approval(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
     """One approval: for its requester, its deciders and anyone eligible to decide."""
-    gw = request.app[GATEWAY]
-    record = _record(request, gw)
+    approval = await _load(gw, request, record)
+    decision = await _visible(gw, principal, approval, record)
+    record.verb = "view"
+    record.decision, record.reason_code = "allow", "allowed"
+    return _json(approval.document(mask=decision.obligations.mask), record)
 
-    async def work() -> web.Response:
-        principal = await authenticate(request, gw)
-        _who(record, principal)
-        approval = await _load(gw, request, record)
-        decision = await _visible(gw, principal, approval, record)
-        record.verb = "view"
-        record.decision, record.reason_code = "allow", "allowed"
-        return _json(approval.document(mask=decision.obligations.mask), record)
-
-    return await _finish(gw, record, work)
 
 
 async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:
@@ -201,76 +210,63 @@ async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:
 def decide_handler(verdict: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler of ``POST .../approve`` (``verdict="approve"``) or ``POST .../reject``."""
 
-    async def handler(request: web.Request) -> web.Response:
-        gw = request.app[GATEWAY]
-        record = _record(request, gw)
-
-        async def work() -> web.Response:
-            principal = await authenticate(request, gw)
-            _who(record, principal)
-            approval = await _load(gw, request, record)
-            decision = await _visible(gw, principal, approval, record, deciding=True)
-            row = approval.row
-            record.verb = "approve"
-            record.policy_revision = decision.policy_revision
-            record.detail.update({"verdict": verdict, "operation": row["operation"],
-                                  "requester": row["requester_username"]})
-            if approval.status != PENDING:
-                raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能再决定",
-                              f"the approval is {approval.status}; it can no longer be decided")
-            if not decision.allow:
-                raise responses.policy_denied(403 if decision.status == 404 else decision.status, decision.reasons,
-                                              decision.obligations.step_up)
-            comment = await _comment(request)
-            record.detail["comment"] = comment
-            if verdict == "approve":
-                problem = await _recheck_request(gw, approval)
-                if problem is not None:
-                    await gw.approvals.withdraw(approval.approval_id, f"cancelled: {problem}")
-                    record.detail["cancelled"] = problem
-                    raise Refusal(409, "request_no_longer_allowed", "申请已失效:申请人的权限或策略已变更,已自动撤销",
-                                  f"the request was cancelled: {problem}")
-            outcome = await gw.approvals.decide(approval.approval_id, principal.user_id, principal.username,
-                                                verdict, comment)
-            if outcome == "duplicate":
-                raise Refusal(409, "already_decided", "您已对此申请做出过决定", "you have already decided on this request")
-            if outcome == "not_pending":
-                current = await gw.approvals.get(approval.approval_id)
-                state = current.status if current else "gone"
-                raise Refusal(409, "approval_not_pending", f"审批单状态为 {state},不能再决定",
-                              f"the approval is {state}; it can no longer be decided")
-            record.decision, record.reason_code = "allow", "approved" if verdict == "approve" else "rejected"
-            if outcome == "approved":
-                await gw.executor.execute(approval.approval_id)
-            current = await gw.approvals.get(approval.approval_id)
-            return _json(current.document(mask=decision.obligations.mask) if current else {}, record)
-
-        return await _finish(gw, record, work)
-
-    return handler
-
-
-async def withdraw(request: web.Request) -> web.Response:
-    """The requester takes back a pending request; it can then never run."""
-    gw = request.app[GATEWAY]
-    record = _record(request, gw)
-
-    async def work() -> web.Response:
-        principal = await authenticate(request, gw)
-        _who(record, principal)
+    async def decide(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
         approval = await _load(gw, request, record)
-        decision = await _visible(gw, principal, approval, record)
-        record.verb = "withdraw"
-        if principal.user_id != approval.row["requester_id"]:
-            raise Refusal(403, "not_the_requester", "只有申请人可以撤回申请", "only the requester can withdraw a request")
-        if not await gw.approvals.withdraw(approval.approval_id, f"withdrawn by {principal.username}"):
-            raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能撤回",
-                          f"the approval is {approval.status}; it can no longer be withdrawn")
-        record.decision, record.reason_code = "allow", "withdrawn"
+        decision = await _visible(gw, principal, approval, record, deciding=True)
+        row = approval.row
+        record.verb = "approve"
+        record.policy_revision = decision.policy_revision
+        record.detail.update({"verdict": verdict, "operation": row["operation"],
+                              "requester": row["requester_username"]})
+        if approval.status != PENDING:
+            raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能再决定",
+                          f"the approval is {approval.status}; it can no longer be decided")
+        if not decision.allow:
+            raise responses.policy_denied(403 if decision.status == 404 else decision.status, decision.reasons,
+                                          decision.obligations.step_up)
+        comment = await _comment(request)
+        record.detail["comment"] = comment
+        if verdict == "approve":
+            problem = await _recheck_request(gw, approval)
+            if problem is not None:
+                await gw.approvals.withdraw(approval.approval_id, f"cancelled: {problem}")
+                record.detail["cancelled"] = problem
+                raise Refusal(409, "request_no_longer_allowed", "申请已失效:申请人的权限或策略已变更,已自动撤销",
+                              f"the request was cancelled: {problem}")
+        outcome = await gw.approvals.decide(approval.approval_id, principal.user_id, principal.username,
+                                            verdict, comment)
+        if outcome == "duplicate":
+            raise Refusal(409, "already_decided", "您已对此申请做出过决定", "you have already decided on this request")
+        if outcome == "not_pending":
+            current = await gw.approvals.get(approval.approval_id)
+            state = current.status if current else "gone"
+            raise Refusal(409, "approval_not_pending", f"审批单状态为 {state},不能再决定",
+                          f"the approval is {state}; it can no longer be decided")
+        record.decision, record.reason_code = "allow", "approved" if verdict == "approve" else "rejected"
+        if outcome == "approved":
+            await gw.executor.execute(approval.approval_id)
         current = await gw.approvals.get(approval.approval_id)
         return _json(current.document(mask=decision.obligations.mask) if current else {}, record)
 
-    return await _finish(gw, record, work)
+
+    return _audited(decide)
+
+
+@_audited
+async def withdraw(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
+    """The requester takes back a pending request; it can then never run."""
+    approval = await _load(gw, request, record)
+    decision = await _visible(gw, principal, approval, record)
+    record.verb = "withdraw"
+    if principal.user_id != approval.row["requester_id"]:
+        raise Refusal(403, "not_the_requester", "只有申请人可以撤回申请", "only the requester can withdraw a request")
+    if not await gw.approvals.withdraw(approval.approval_id, f"withdrawn by {principal.username}"):
+        raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能撤回",
+                      f"the approval is {approval.status}; it can no longer be withdrawn")
+    record.decision, record.reason_code = "allow", "withdrawn"
+    current = await gw.approvals.get(approval.approval_id)
+    return _json(current.document(mask=decision.obligations.mask) if current else {}, record)
+
 
 
 async def _comment(request: web.Request) -> str:

@@ -4,9 +4,7 @@ for the OTP code when a client requests MFA, and the token then carries acr=mfa.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 from typing import Any, Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -17,6 +15,7 @@ from playwright.sync_api import Browser, Page, Route
 from tests.support.browser import launch
 from tests.support.form_login import REDIRECT_URI
 from tests.support.stack import PASSWORD, Stack
+from wmsgate.pkce import authorization_request
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +42,9 @@ class LoopbackClient:
         route.fulfill(status=200, content_type="text/html", body="<p id=done>signed in</p>")
 
     def start(self, acr_values: str | None = None) -> tuple[str, str]:
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        state = secrets.token_urlsafe(12)
-        params = {"client_id": "wms-cli", "redirect_uri": REDIRECT_URI, "response_type": "code", "scope": "openid",
-                  "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
-        if acr_values:
-            params["acr_values"] = acr_values
-        self.page.goto(f"{self.issuer}/protocol/openid-connect/auth?{urlencode(params)}")
-        return verifier, state
+        auth = authorization_request("wms-cli", REDIRECT_URI, acr_values)
+        self.page.goto(f"{self.issuer}/protocol/openid-connect/auth?{urlencode(auth.params)}")
+        return auth.verifier, auth.state
 
     def finish(self, verifier: str, state: str) -> dict[str, Any]:
         self.page.wait_for_selector("#done")

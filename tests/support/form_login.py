@@ -7,15 +7,14 @@ there, the code is read from the ``Location`` header instead.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import re
-import secrets
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from wmsgate.pkce import authorization_request
 
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
 _FORM_ACTION = re.compile(r'<form[^>]*id="(kc-[a-z-]+)"[^>]*action="([^"]+)"', re.S)
@@ -76,16 +75,9 @@ def code_flow_login(issuer: str, username: str, password: str, otp: str | None =
     own = client is None
     browser = client or browser_client()
     try:
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        state = secrets.token_urlsafe(16)
-        params = {"client_id": client_id, "redirect_uri": REDIRECT_URI, "response_type": "code", "scope": "openid",
-                  "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
-        if acr_values:
-            params["acr_values"] = acr_values
-        if max_age is not None:
-            params["max_age"] = str(max_age)
-        resp = browser.get(f"{issuer}/protocol/openid-connect/auth", params=params)
+        auth = authorization_request(client_id, REDIRECT_URI, acr_values, max_age)
+        verifier, state = auth.verifier, auth.state
+        resp = browser.get(f"{issuer}/protocol/openid-connect/auth", params=auth.params)
         for _ in range(8):
             if resp.status_code in (302, 303) and resp.headers["location"].startswith(REDIRECT_URI):
                 break
