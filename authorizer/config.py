@@ -109,6 +109,12 @@ class AuditSettings:
     Attributes:
         signing_key_file: Ed25519 private key (PEM) that signs checkpoints; None = no checkpoints.
         checkpoint_every_records, checkpoint_every_seconds: when checkpoints are signed.
+        spool_file: where records wait while the database is down (one file per proxy
+            process; None = ``audit-spool.jsonl`` in the state folder).
+        spool_max_bytes: the spool's size bound; beyond it the proxy refuses requests.
+        retention_days: records older than this are archived and removed (None = keep all).
+        archive_dir: where archived segments go (required with ``retention_days``).
+        archive_every_seconds: how often the proxy looks for a segment to archive.
     """
 
     url: str
@@ -118,6 +124,21 @@ class AuditSettings:
     signing_key_file: Path | None = None
     checkpoint_every_records: int = 1000
     checkpoint_every_seconds: float = 60.0
+    spool_file: Path | None = None
+    spool_max_bytes: int = 256 << 20
+    retention_days: float | None = None
+    archive_dir: Path | None = None
+    archive_every_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.retention_days is not None:
+            if self.retention_days <= 0:
+                raise ConfigError("config: audit.retention_days must be positive")
+            if self.archive_dir is None or self.signing_key_file is None:
+                raise ConfigError("config: audit.retention_days needs audit.archive_dir and audit.signing_key_file "
+                                  "(records are removed only behind a signed, archived segment)")
+        if self.spool_max_bytes <= 0:
+            raise ConfigError("config: audit.spool_max_bytes must be positive")
 
 
 @dataclass(frozen=True)
@@ -267,6 +288,13 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 signing_key_file=_path(base, audit["signing_key_file"]) if audit.get("signing_key_file") else None,
                 checkpoint_every_records=int(audit.get("checkpoint_every_records", 1000)),
                 checkpoint_every_seconds=float(audit.get("checkpoint_every_seconds", 60)),
+                spool_file=_path(base, str(audit["spool_file"])) if audit.get("spool_file")
+                else None,
+                spool_max_bytes=int(audit.get("spool_max_bytes", 256 << 20)),
+                retention_days=float(audit["retention_days"]) if audit.get("retention_days") is not None else None,
+                archive_dir=_path(base, str(audit["archive_dir"])) if audit.get("archive_dir")
+                else None,
+                archive_every_seconds=float(audit.get("archive_every_seconds", 3600)),
             ),
             route_map=_path(base, data.get("route_map", "routes.yaml")),
             trusted_proxies=tuple(data.get("trusted_proxies", [])),

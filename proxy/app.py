@@ -15,6 +15,7 @@ from authorizer.approvals import ApprovalStore
 from authorizer.attributes import AttributeResolver
 from authorizer.audit import AuditStore, AuditWriter
 from authorizer.audit.chain import load_private_key
+from authorizer.audit.spool import Spool
 from authorizer.config import GatewayConfig
 from authorizer.db import create_schema, make_engine
 from authorizer.grants import GrantStore
@@ -46,8 +47,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
 
     Args:
         config: the loaded configuration.
-        spool_dir: directory for the audit spool file (records the database could
-            not take at shutdown); defaults to the route map's directory's ``.spool``.
+        spool_dir: directory for the audit spool file (records wait there while the
+            database is down) when ``audit.spool_file`` is not set; defaults to the working directory.
 
     Raises:
         authorizer.routes.RouteMapError: the route map is invalid.
@@ -68,7 +69,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         access = AccessService(KeycloakAdminSettings(issuer_base, realm, config.keycloak_admin.client_id,
                                                      config.keycloak_admin.client_secret),
                                revocation_store, revocations, GrantStore(engine))
-    spool = (spool_dir or Path.cwd()) / "audit-spool.jsonl"
+    spool = Spool(config.audit.spool_file or (spool_dir or Path.cwd()) / "audit-spool.jsonl",
+                  config.audit.spool_max_bytes)
 
     async def startup(app: web.Application) -> None:
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=300, keepalive_timeout=30)
@@ -125,7 +127,9 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
-    app.router.add_get("/_gateway/health", health_handler(SESSION, JWKS, config.opa, config.upstream.url))
+    app.router.add_get("/_gateway/health", health_handler(
+        SESSION, JWKS, config.opa, config.upstream.url,
+        audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None))
     approvals_api.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

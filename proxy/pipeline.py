@@ -25,7 +25,7 @@ from aiohttp import web
 from authorizer.access import AccessService
 from authorizer.approvals import ApprovalStore, HeldRequest
 from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource
-from authorizer.audit import AuditBackpressure, AuditRecord, AuditWriter
+from authorizer.audit import AuditBackpressure, AuditRecord, AuditUnavailable, AuditWriter
 from authorizer.config import GatewayConfig
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
 from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query
@@ -111,11 +111,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     record.http_status = response.status
     record.total_ms = round((time.perf_counter() - started) * 1000, 3)
     if record.approval_id is not None or record.module == "iam":
-        try:  # high-risk: the record is committed before the client sees the answer
+        try:  # high-risk: the record is durable (database or spool) before the client sees the answer
             await gw.audit.commit(record)
-        except Exception:  # noqa: BLE001 - any database failure: do not answer as if recorded
-            gw.audit.submit(record)
-            return _refused(record, responses.audit_unavailable())
+        except AuditUnavailable:  # the writer keeps the record queued; do not answer as if recorded
+            return refusal_response(responses.audit_unavailable(), record.decision_id)
     else:
         gw.audit.submit(record)
     return response

@@ -1,7 +1,9 @@
-"""The audit trail: records, their store, the batching writer."""
+"""The audit trail: records, their store, the batching writer and its spool."""
 
 from authorizer.audit.record import AuditRecord
+from authorizer.audit.spool import Spool, SpoolFull
 from authorizer.audit.store import AuditQuery, AuditStore
-from authorizer.audit.writer import AuditBackpressure, AuditWriter
+from authorizer.audit.writer import AuditBackpressure, AuditUnavailable, AuditWriter
 
-__all__ = ["AuditBackpressure", "AuditQuery", "AuditRecord", "AuditStore", "AuditWriter"]
+__all__ = ["AuditBackpressure", "AuditQuery", "AuditRecord", "AuditStore", "AuditUnavailable", "AuditWriter", "Spool",
+           "SpoolFull"]

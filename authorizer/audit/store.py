@@ -129,7 +129,9 @@ class AuditStore:
         """Append records to the chain in one transaction (all or nothing), in the given order.
 
         Appends are serialized (PostgreSQL: an advisory lock; SQLite: one writer), so the
-        chain order is the ``seq`` order.
+        chain order is the ``seq`` order. Idempotent: records whose ``decision_id`` is
+        already stored are skipped, so retrying a write whose acknowledgement was lost
+        (or replaying a spool) never doubles a record.
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database refused or is unreachable.
@@ -138,6 +140,13 @@ class AuditStore:
             return
         async with self._append_lock, self.engine.begin() as conn:
             await self._lock_chain(conn)
+            ids = [r.decision_id for r in records]
+            stored = set((await conn.execute(select(audit_records.c.decision_id)
+                                             .where(audit_records.c.decision_id.in_(ids)))).scalars())
+            if stored:
+                records = [r for r in records if r.decision_id not in stored]
+                if not records:
+                    return
             prev = (await conn.execute(select(audit_records.c.hash).where(audit_records.c.hash.is_not(None))
                                        .order_by(audit_records.c.seq.desc()).limit(1))).scalar() or GENESIS
             rows = []

@@ -3,57 +3,70 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 from authorizer.audit.record import AuditRecord
+from authorizer.audit.spool import Spool, SpoolFull
 from authorizer.audit.store import AuditStore
 
 log = logging.getLogger(__name__)
 
 
 class AuditBackpressure(Exception):
-    """Too many records are waiting for the database; the proxy refuses new requests (fail closed)."""
+    """No more records can be kept safely (the spool is full or unwritable and the memory
+    queue is at its bound); the proxy refuses new requests (fail closed)."""
+
+
+class AuditUnavailable(Exception):
+    """A record that must be durable before the answer could be neither committed to the
+    database nor written to the spool. It stays queued (it is not lost unless the process
+    dies); the caller must not answer as if it were recorded."""
 
 
 class AuditWriter:
-    """Queues records and flushes them to the store every ``interval`` seconds or ``batch_size`` records.
+    """Queues records and writes them to the store every ``interval`` seconds or ``batch_size`` records.
 
-    A failed flush keeps the batch at the head of the queue and retries with
-    backoff; :meth:`close` flushes whatever is left. When more than
-    ``max_pending`` records wait, :meth:`submit` raises :class:`AuditBackpressure`.
+    When the database fails, the queued records go to the spool (an fsync'd local file)
+    and everything later is appended behind them; once the database answers again the
+    spool is replayed in order, then the queue. Replays are idempotent (records already
+    in the store, found by ``decision_id``, are skipped), so a write whose
+    acknowledgement was lost is not doubled. When the spool is full or cannot be
+    written, records stay in memory and :meth:`check_capacity` makes the proxy refuse
+    new requests.
 
     Args:
         store: where records go.
         interval: seconds between flushes (the upper bound on a record's wait when the DB is healthy).
         batch_size: records per insert transaction.
-        max_pending: queue bound before refusing.
-        spool_path: JSON-lines file that receives records the database could not take
-            at shutdown; they are replayed into the store by :meth:`start`.
+        max_pending: memory queue bound (records) before refusing.
+        spool: where records wait while the database is down (None: memory only, for tests and tools).
         signing_key: Ed25519 private key that signs checkpoints (None: no checkpoints).
         checkpoint_every_records, checkpoint_every_seconds: a checkpoint is signed after
             this many new records or this many seconds with new records, whichever first.
+        max_backoff: seconds between retries while the database stays down.
     """
 
     def __init__(self, store: AuditStore, interval: float = 0.2, batch_size: int = 1000,
-                 max_pending: int = 200_000, spool_path: Path | None = None, signing_key: Any = None,
-                 checkpoint_every_records: int = 1000, checkpoint_every_seconds: float = 60.0) -> None:
+                 max_pending: int = 200_000, spool: Spool | None = None, signing_key: Any = None,
+                 checkpoint_every_records: int = 1000, checkpoint_every_seconds: float = 60.0,
+                 max_backoff: float = 2.0) -> None:
         self._signing_key = signing_key
         self._cp_records = checkpoint_every_records
         self._cp_seconds = checkpoint_every_seconds
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._store = store
-        self._spool = spool_path
+        self._spool = spool
         self._interval = interval
         self._batch_size = batch_size
         self._max_pending = max_pending
+        self._max_backoff = max_backoff
         self._queue: deque[AuditRecord] = deque()
+        self._spool_refused = False  # the last move of the queue to the spool failed
+        self._io = asyncio.Lock()  # one drain at a time keeps the chain in submission order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -61,13 +74,20 @@ class AuditWriter:
 
     @property
     def pending(self) -> int:
-        """Records not yet committed."""
-        return len(self._queue)
+        """Records not yet committed to the store (in memory or in the spool)."""
+        return len(self._queue) + (self._spool.pending if self._spool is not None else 0)
+
+    @property
+    def spooled(self) -> int:
+        """Records waiting in the spool file."""
+        return self._spool.pending if self._spool is not None else 0
 
     def check_capacity(self) -> None:
-        """Raise :class:`AuditBackpressure` when no more records can be accepted."""
+        """Raise :class:`AuditBackpressure` when no more records can be kept safely."""
         if len(self._queue) >= self._max_pending:
-            raise AuditBackpressure(f"{len(self._queue)} audit records are waiting for the database")
+            raise AuditBackpressure(f"{len(self._queue)} audit records are waiting in memory")
+        if self._spool is not None and (self._spool.full or (self._spool_refused and self._queue)):
+            raise AuditBackpressure(f"the audit spool {self._spool.path} is full or cannot be written")
 
     def submit(self, record: AuditRecord) -> None:
         """Queue ``record`` (never blocks). Records are accepted even past the bound so none is lost;
@@ -77,18 +97,9 @@ class AuditWriter:
             self._wake.set()
 
     async def start(self) -> None:
-        """Replay spooled records into the store (the spool file is removed only once
-        they are committed), then start the background flush loop."""
-        if self._spool is not None and self._spool.exists():
-            with self._spool.open(encoding="utf-8") as fh:
-                spooled = [AuditRecord(**json.loads(line)) for line in fh if line.strip()]
-            try:
-                await self._store.insert_many(spooled)
-            except Exception:  # noqa: BLE001 - keep the spool for the next start
-                log.exception("could not replay %d spooled audit records; kept in %s", len(spooled), self._spool)
-            else:
-                self._spool.unlink()
-                log.warning("replayed %d spooled audit records", len(spooled))
+        """Start the background loop; it first replays whatever a previous run left in the spool."""
+        if self._spool is not None and self._spool.pending:
+            log.warning("%d audit records in the spool %s will be replayed", self._spool.pending, self._spool.path)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
 
     async def _run(self) -> None:
@@ -102,37 +113,84 @@ class AuditWriter:
             if await self.flush():
                 backoff = self._interval
             else:
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, self._max_backoff)
 
     async def commit(self, record: AuditRecord) -> None:
-        """Write ``record`` now, before the caller answers (high-risk operations: an answer the
-        client saw must never lose its record, even if the process is killed right after).
+        """Make ``record`` durable now, behind everything submitted before it, before the caller
+        answers (high-risk operations: an answer the client saw must never lose its record,
+        even if the process is killed right after). Durable means committed to the store or,
+        while the database is down, fsync'd to the spool.
 
         Raises:
-            Exception: the database refused; the caller must not claim success.
+            AuditUnavailable: neither worked; the record stays queued (do not submit it again).
         """
-        await self._store.insert_many([record])
-        self._since_checkpoint += 1
+        async with self._io:
+            self._queue.append(record)
+            await self._drain()
+            if self._queue:  # the spool could not take the queue: ``record`` is only in memory
+                raise AuditUnavailable("the audit record could not be made durable")
+        await self._maybe_checkpoint()
 
     async def flush(self) -> bool:
-        """Write every queued record now.
+        """Write the spool, then every queued record, to the store now.
 
         Returns:
-            True when the queue was emptied, False when the database failed (records kept).
+            True when everything reached the store, False when the database failed
+            (records are then in the spool, or kept in memory when the spool cannot take them).
         """
-        while self._queue:
-            batch = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+        async with self._io:
+            ok = await self._drain()
+        if ok:
+            await self._maybe_checkpoint()
+        return ok
+
+    async def _drain(self) -> bool:
+        """Replay the spool, then write the queue. Must hold ``_io``."""
+        spool = self._spool
+        while spool is not None and spool.pending:
             try:
-                await self._store.insert_many(batch)
-            except Exception:  # noqa: BLE001 - any DB failure keeps the records for retry
-                self.failures += 1
-                log.exception("audit flush failed; %d records kept for retry", len(self._queue))
+                batch = spool.read_batch(self._batch_size)
+            except (OSError, ValueError):
+                log.exception("the audit spool %s cannot be read; records stay in it", spool.path)
+                self._to_spool()
                 return False
-            for _ in batch:
+            try:
+                await self._store.insert_many(batch.records)
+            except Exception:  # noqa: BLE001 - any DB failure: keep the spool, queue behind it
+                self.failures += 1
+                log.warning("audit database unavailable; %d records spooled", spool.pending)
+                self._to_spool()
+                return False
+            spool.consume(batch)
+            self._since_checkpoint += len(batch.records)
+            if not spool.pending:
+                log.warning("audit spool replayed into the database")
+        while self._queue:
+            records = [self._queue[i] for i in range(min(self._batch_size, len(self._queue)))]
+            try:
+                await self._store.insert_many(records)
+            except Exception:  # noqa: BLE001 - any DB failure keeps the records
+                self.failures += 1
+                log.exception("audit write failed; %d records go to the spool", len(self._queue))
+                self._to_spool()
+                return False
+            for _ in records:
                 self._queue.popleft()
-            self._since_checkpoint += len(batch)
-        await self._maybe_checkpoint()
+            self._since_checkpoint += len(records)
         return True
+
+    def _to_spool(self, force: bool = False) -> None:
+        """Move the memory queue to the spool (in order); keep it in memory if that fails."""
+        if self._spool is None or not self._queue:
+            return
+        try:
+            self._spool.append(list(self._queue), force=force)
+        except (SpoolFull, OSError) as exc:
+            self._spool_refused = True
+            log.error("audit spool cannot take %d records (%s); they stay in memory", len(self._queue), exc)
+            return
+        self._spool_refused = False
+        self._queue.clear()
 
     async def _maybe_checkpoint(self, force: bool = False) -> None:
         if self._signing_key is None or self._since_checkpoint == 0:
@@ -150,7 +208,7 @@ class AuditWriter:
 
     async def close(self, attempts: int = 10) -> None:
         """Stop the loop and flush the remainder, retrying a few times; what the
-        database still refuses goes to the spool file for the next start.
+        database still refuses goes to the spool (past its bound if need be) for the next start.
 
         Raises:
             RuntimeError: records could be neither written nor spooled.
@@ -159,17 +217,18 @@ class AuditWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
-        for _ in range(attempts):
+        for attempt in range(attempts):
             if await self.flush():
                 await self._maybe_checkpoint(force=True)
                 return
-            await asyncio.sleep(0.5)
-        if self._spool is None:
-            raise RuntimeError(f"{len(self._queue)} audit records could not be written at shutdown")
-        with self._spool.open("a", encoding="utf-8") as fh:
-            for record in self._queue:
-                fh.write(json.dumps(record.as_row(), ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        log.error("database unavailable at shutdown: %d audit records spooled to %s", len(self._queue), self._spool)
-        self._queue.clear()
+            if self._spool is not None and not self._queue:
+                break  # everything is safe in the spool; the next start replays it
+            if attempt + 1 < attempts:
+                await asyncio.sleep(0.5)
+        async with self._io:
+            self._to_spool(force=True)
+        if self._queue:
+            raise RuntimeError(f"{len(self._queue)} audit records could be neither written nor spooled at shutdown")
+        if self._spool is not None and self._spool.pending:
+            log.error("database unavailable at shutdown: %d audit records wait in %s", self._spool.pending,
+                      self._spool.path)

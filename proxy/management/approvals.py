@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from authorizer.approvals import PENDING, Approval, now_ms
-from authorizer.audit import AuditRecord
+from authorizer.audit import AuditRecord, AuditUnavailable
 from authorizer.identity import Principal
 from authorizer.pdp import Decision, PdpUnavailable
 from proxy import responses
@@ -89,8 +89,7 @@ async def _finish(gw: Gateway, record: AuditRecord, work: Callable[[], Awaitable
         return response
     try:  # a decision on an approval is committed before it is answered
         await gw.audit.commit(record)
-    except Exception:  # noqa: BLE001 - any database failure: the answer would claim an unrecorded step
-        gw.audit.submit(record)
+    except AuditUnavailable:  # the writer keeps the record queued; the answer would claim an unrecorded step
         return refusal_response(responses.audit_unavailable(), record.decision_id)
     return response
 

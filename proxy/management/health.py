@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
 
+from authorizer.audit.writer import AuditBackpressure, AuditWriter
 from authorizer.config import OpaSettings
 from authorizer.identity import IssuerUnavailable, JwksCache
 
@@ -47,14 +48,29 @@ async def _policy(session: aiohttp.ClientSession, url: str | None) -> dict[str, 
                                                         "error": str(rejected.get("error", ""))[:2000]}}
 
 
+def audit_check(writer: AuditWriter) -> dict[str, Any]:
+    """The audit writer's state: ``{"ok", "pending", "spooled"}``; not ok when it refuses new records."""
+    try:
+        writer.check_capacity()
+        ok = True
+    except AuditBackpressure:
+        ok = False
+    return {"ok": ok, "pending": writer.pending, "spooled": writer.spooled}
+
+
 def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web.AppKey[JwksCache],
-                   opa: OpaSettings, upstream_url: str) -> Any:
+                   opa: OpaSettings, upstream_url: str,
+                   audit: Callable[[web.Application], AuditWriter | None] | None = None) -> Any:
     """Build the handler; it probes the dependencies concurrently (2-3 s timeouts).
 
-    Answers ``{"status": "ok"|"degraded", "failing": [...], "checks": {"keycloak_keys", "opa", "wms"},
-    "policy": {...}, "warnings": [...]}`` with 200 when the three checks pass, else 503.
+    Answers ``{"status": "ok"|"degraded", "failing": [...], "checks": {"keycloak_keys", "opa", "wms",
+    "audit"}, "policy": {...}, "warnings": [...]}`` with 200 when every check passes, else 503.
     OPA counts as up only with its policy bundle activated. A rejected policy edit
-    is a warning (the last good policy keeps serving), not a failure.
+    is a warning (the last good policy keeps serving), not a failure; so are audit
+    records waiting in the spool while the database is down (a full spool fails).
+
+    Args:
+        audit: gives the application's audit writer (None: no audit check).
     """
 
     async def handler(request: web.Request) -> web.Response:
@@ -63,8 +79,14 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
             _keys(request.app[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
             _probe(session, f"{upstream_url}/healthz"), _policy(session, opa.policy_status_url))
         checks = {"keycloak_keys": keycloak, "opa": opa_check, "wms": wms}
-        failing = [name for name, c in checks.items() if not c["ok"]]
+        writer = audit(request.app) if audit is not None else None
         warnings = []
+        if writer is not None:
+            checks["audit"] = audit_check(writer)
+            if checks["audit"]["spooled"]:
+                warnings.append(f"{checks['audit']['spooled']} audit records wait in the spool "
+                                "(the audit database is unavailable)")
+        failing = [name for name, c in checks.items() if not c["ok"]]
         if policy and policy.get("rejected_edit"):
             warnings.append(f"policy edit {policy['rejected_edit']['revision']} was rejected; "
                             f"still serving {policy['serving']}")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from authorizer.audit import AuditBackpressure, AuditQuery, AuditRecord, AuditStore, AuditWriter
+from authorizer.audit import (AuditBackpressure, AuditQuery, AuditRecord, AuditStore, AuditUnavailable, AuditWriter,
+                              Spool)
 
 
 def record(n: int, user: str = "picker.hf", module: str = "orders") -> AuditRecord:
@@ -75,13 +76,13 @@ def test_records_the_database_refuses_at_shutdown_are_spooled_and_replayed(tmp_p
     async def run() -> int:
         store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
         await store.create_schema()
-        writer = AuditWriter(FlakyStore(store, failures=10_000), interval=10, spool_path=spool)  # type: ignore[arg-type]
+        writer = AuditWriter(FlakyStore(store, failures=10_000), interval=10, spool=Spool(spool))  # type: ignore[arg-type]
         await writer.start()
         for n in range(3):
             writer.submit(record(n))
         await writer.close(attempts=1)
         assert spool.exists()
-        again = AuditWriter(store, interval=10, spool_path=spool)
+        again = AuditWriter(store, interval=10, spool=Spool(spool))
         await again.start()
         await again.close()
         rows = await store.search(AuditQuery(limit=100))
@@ -92,6 +93,57 @@ def test_records_the_database_refuses_at_shutdown_are_spooled_and_replayed(tmp_p
     assert not spool.exists()
 
 
+class SwitchableStore:
+    """A store whose database can be switched off and on."""
+
+    def __init__(self, inner: AuditStore) -> None:
+        self.inner, self.down, self.attempts = inner, False, 0
+
+    async def insert_many(self, records: list[AuditRecord]) -> None:
+        self.attempts += 1
+        if self.down:
+            raise ConnectionError("database down")
+        await self.inner.insert_many(records)
+
+
+def test_an_outage_while_running_spools_records_and_replays_them_in_order(tmp_path: Path) -> None:
+    spool_file = tmp_path / "spool.jsonl"
+
+    async def run() -> tuple[list[str], bool, int, bool]:
+        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        await store.create_schema()
+        db = SwitchableStore(store)
+        writer = AuditWriter(db, interval=0.02, spool=Spool(spool_file), max_backoff=0.05)  # type: ignore[arg-type]
+        await writer.start()
+        for n in range(0, 10):
+            writer.submit(record(n))
+        await asyncio.sleep(0.1)
+        db.down = True
+        for n in range(10, 30):
+            writer.submit(record(n))
+            if n == 20:
+                await writer.commit(record(1000 + n))  # high-risk during the outage: durable in the spool
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.1)
+        spooled_lines = spool_file.read_text(encoding="utf-8").count("\n")
+        assert writer.spooled == spooled_lines == 21
+        writer.check_capacity()  # a spool with room keeps the proxy serving
+        db.down = False
+        for n in range(30, 35):
+            writer.submit(record(n))
+        await asyncio.sleep(0.3)
+        await writer.close()
+        chain = [r["decision_id"] async for r in store.iter_chain(AuditQuery())]
+        intact = (await store.verify(None)).ok  # no checkpoints were written: the key is not needed
+        await store.close()
+        return chain, spool_file.exists(), writer.pending, intact
+
+    chain, spool_left, pending, intact = asyncio.run(run())
+    expected = [f"d{n}" for n in range(0, 21)] + ["d1020"] + [f"d{n}" for n in range(21, 35)]
+    assert chain == expected
+    assert not spool_left and pending == 0 and intact
+
+
 def test_capacity_bound_signals_backpressure(tmp_path: Path) -> None:
     writer = AuditWriter(AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"), max_pending=2)
     writer.submit(record(1))
@@ -100,3 +152,71 @@ def test_capacity_bound_signals_backpressure(tmp_path: Path) -> None:
     with pytest.raises(AuditBackpressure):
         writer.check_capacity()
     assert writer.pending == 2
+
+
+def test_a_full_spool_refuses_new_requests_and_high_risk_answers(tmp_path: Path) -> None:
+    async def run() -> None:
+        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        await store.create_schema()
+        db = SwitchableStore(store)
+        db.down = True
+        writer = AuditWriter(db, interval=10, spool=Spool(tmp_path / "spool.jsonl", max_bytes=600))  # type: ignore[arg-type]
+        writer.submit(record(1))
+        assert not await writer.flush()
+        assert writer.spooled == 1
+        writer.check_capacity()  # the spool still has room
+        with pytest.raises(AuditUnavailable):
+            await writer.commit(record(2))  # does not fit: it stays in memory, the caller must not answer
+        assert writer.pending == 2 and writer.spooled == 1
+        with pytest.raises(AuditBackpressure):  # a record only in memory: refuse new requests
+            writer.check_capacity()
+        writer.submit(record(3))
+        assert not await writer.flush()
+        with pytest.raises(AuditBackpressure):
+            writer.check_capacity()
+        db.down = False
+        assert await writer.flush()
+        chain = [r["decision_id"] async for r in store.iter_chain(AuditQuery())]
+        assert chain == ["d1", "d2", "d3"]
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_record_committed_during_an_outage_survives_a_crash(tmp_path: Path) -> None:
+    """kill -9 right after the answer: no close(), the next process replays the spool."""
+    spool_file = tmp_path / "spool.jsonl"
+
+    async def run() -> list[str]:
+        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        await store.create_schema()
+        db = SwitchableStore(store)
+        db.down = True
+        crashed = AuditWriter(db, interval=10, spool=Spool(spool_file))  # type: ignore[arg-type]
+        await crashed.commit(record(7))
+        with spool_file.open("ab") as fh:  # a later append cut short by the crash
+            fh.write(b'{"decision_id": "torn')
+        again = AuditWriter(store, interval=10, spool=Spool(spool_file))
+        assert again.spooled == 1
+        assert await again.flush()
+        chain = [r["decision_id"] async for r in store.iter_chain(AuditQuery())]
+        await store.close()
+        return chain
+
+    assert asyncio.run(run()) == ["d7"]
+    assert not spool_file.exists()
+    assert (tmp_path / "spool.jsonl.torn").read_text(encoding="utf-8").startswith('{"decision_id": "torn')
+
+
+def test_retried_writes_whose_acknowledgement_was_lost_are_not_doubled(tmp_path: Path) -> None:
+    async def run() -> list[str]:
+        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        await store.create_schema()
+        await store.insert_many([record(1), record(2)])
+        await store.insert_many([record(2), record(3)])  # d2 committed before, its ack lost
+        chain = [r["decision_id"] async for r in store.iter_chain(AuditQuery())]
+        assert (await store.verify(None)).ok
+        await store.close()
+        return chain
+
+    assert asyncio.run(run()) == ["d1", "d2", "d3"]
