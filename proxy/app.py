@@ -15,6 +15,7 @@ from authorizer.approvals import ApprovalStore
 from authorizer.attributes import AttributeResolver
 from authorizer.audit import AuditStore, AuditWriter
 from authorizer.audit.chain import load_private_key
+from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
 from authorizer.config import GatewayConfig
 from authorizer.db import create_schema, make_engine
@@ -114,6 +115,10 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
                                         config.keycloak_admin.events_interval_seconds)
             tasks.append(loop.create_task(watcher.run_forever(), name="keycloak-admin-events"))
             tasks.append(loop.create_task(access.run_grant_sweeper(config.grant_sweep_seconds), name="grant-sweeper"))
+        if config.audit.retention_days is not None and config.audit.archive_dir is not None and signing_key:
+            tasks.append(loop.create_task(run_retention_forever(
+                store, signing_key, config.audit.archive_dir, config.audit.retention_days,
+                config.audit.archive_every_seconds), name="audit-retention"))
         app[TASKS] = tasks
 
     async def cleanup(app: web.Application) -> None:

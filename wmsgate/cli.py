@@ -218,6 +218,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     url, key_path = args.db, Path(args.public_key) if args.public_key else None
+    archive_dir = Path(args.archive_dir) if args.archive_dir else None
     if url is None or key_path is None:
         try:
             config = load_config(Path(args.config))
@@ -225,6 +226,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             print(f"wmsgate: {exc}", file=sys.stderr)
             return 2
         url = url or config.audit.url
+        archive_dir = archive_dir or config.audit.archive_dir
         if key_path is None and config.audit.signing_key_file is not None:
             pub = config.audit.signing_key_file.with_suffix(".pub")
             key_path = pub if pub.exists() else config.audit.signing_key_file
@@ -237,7 +239,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         store = AuditStore(url)
         try:
             since_seq = await store.first_seq_since(args.since) if args.since else None
-            return await store.verify(public_key, since_seq)
+            return await store.verify(public_key, since_seq, archive_dir)
         finally:
             await store.close()
 
@@ -248,6 +250,51 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     print(f"{verdict}: {result.records} records, {result.checkpoints} checkpoints, "
           f"chain head seq={result.head_seq} hash={result.head_hash}")
     return 0 if result.ok else 1
+
+
+def cmd_audit_archive(args: argparse.Namespace) -> int:
+    """Archive records older than ``--older-than`` (default: the configured retention) to verified
+    segment files and remove them behind signed archive markers; print each segment."""
+    from authorizer.audit import AuditStore
+    from authorizer.audit.chain import load_private_key
+    from authorizer.audit.retention import ArchiveError, archive_older_than
+    from authorizer.audit.store import ArchiveConflict
+    from authorizer.config import ConfigError, load_config
+
+    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
+    try:
+        audit = load_config(Path(args.config)).audit
+    except ConfigError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    url = args.db or audit.url
+    archive_dir = Path(args.archive_dir) if args.archive_dir else audit.archive_dir
+    key_file = Path(args.private_key) if args.private_key else audit.signing_key_file
+    cutoff = args.older_than
+    if cutoff is None and audit.retention_days is not None:
+        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=audit.retention_days)
+    if archive_dir is None or key_file is None or cutoff is None:
+        print("wmsgate: archiving needs an archive folder, the signing key and a cutoff "
+              "(--archive-dir, --private-key, --older-than, or audit.* in the config)", file=sys.stderr)
+        return 2
+    key = load_private_key(key_file)
+
+    async def run() -> list[Any]:
+        store = AuditStore(url)
+        try:
+            return await archive_older_than(store, key, archive_dir, cutoff)
+        finally:
+            await store.close()
+
+    try:
+        segments = asyncio.run(run())
+    except (ArchiveError, ArchiveConflict, OSError) as exc:
+        print(f"wmsgate: archive failed, nothing was removed for this segment: {exc}", file=sys.stderr)
+        return 1
+    for seg in segments:
+        print(f"archived seq {seg.first_seq}-{seg.last_seq} ({seg.records} records) -> {seg.file} sha256={seg.sha256}")
+    print(f"{len(segments)} segment(s) archived (records before {cutoff.isoformat()})")
+    return 0
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
@@ -449,7 +496,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of --config)")
     p.add_argument("--public-key", default=None, help="Ed25519 public key (PEM) of the checkpoints")
     p.add_argument("--since", type=parse_time, help="verify from this time (30m, 1h, 2d or ISO)")
+    p.add_argument("--archive-dir", default=None, help="also check the archived segment files in this folder")
     p.set_defaults(func=cmd_audit_verify)
+
+    p = audit.add_parser("archive", help="archive old records to verified files, remove them behind signed markers")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of the config's)")
+    p.add_argument("--older-than", type=parse_time, help="cutoff (90d or ISO); default: audit.retention_days")
+    p.add_argument("--archive-dir", default=None, help="default: audit.archive_dir")
+    p.add_argument("--private-key", default=None, help="checkpoint signing key; default: audit.signing_key_file")
+    p.set_defaults(func=cmd_audit_archive)
 
     def filters(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", default=default_config)

@@ -87,13 +87,29 @@ def key_id(public_key: Ed25519PublicKey) -> str:
 
 def sign(key: Ed25519PrivateKey, seq: int, record_hash: str, at_ms: int) -> str:
     """Base64 signature of a checkpoint."""
-    return base64.b64encode(key.sign(checkpoint_message(seq, record_hash, at_ms))).decode("ascii")
+    return sign_message(key, checkpoint_message(seq, record_hash, at_ms))
 
 
 def signature_valid(public_key: Ed25519PublicKey, seq: int, record_hash: str, at_ms: int, signature: str) -> bool:
     """Whether a checkpoint's signature is genuine."""
+    return message_signature_valid(public_key, checkpoint_message(seq, record_hash, at_ms), signature)
+
+
+def archive_message(first_seq: int, last_seq: int, first_prev_hash: str, last_hash: str, file_sha256: str,
+                    at_ms: int) -> bytes:
+    """What an archive marker signs: the removed segment's bounds, its edge hashes and its file's SHA-256."""
+    return f"archive:{first_seq}:{last_seq}:{first_prev_hash}:{last_hash}:{file_sha256}:{at_ms}".encode("ascii")
+
+
+def sign_message(key: Ed25519PrivateKey, message: bytes) -> str:
+    """Base64 Ed25519 signature of ``message``."""
+    return base64.b64encode(key.sign(message)).decode("ascii")
+
+
+def message_signature_valid(public_key: Ed25519PublicKey, message: bytes, signature: str) -> bool:
+    """Whether ``signature`` (base64) is a genuine signature of ``message``."""
     try:
-        public_key.verify(base64.b64decode(signature), checkpoint_message(seq, record_hash, at_ms))
+        public_key.verify(base64.b64decode(signature), message)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -107,7 +123,10 @@ class Problem:
         kind: ``altered`` (a record's content no longer matches its hash), ``link_broken``
             (records were inserted or removed before this one), ``truncated`` (records a
             checkpoint vouches for are gone), ``bad_checkpoint`` (a forged or altered
-            checkpoint), ``unchained`` (records from before the chain existed).
+            checkpoint), ``bad_archive`` (a forged archive marker, or archived segments
+            that do not join), ``archive_missing`` / ``archive_altered`` (an archive file
+            is gone or differs from what its marker signed), ``unchained`` (records from
+            before the chain existed).
         seq: the record or checkpoint sequence number concerned.
         decision_id: the record's decision id, when there is one.
         message: what it means, in English.

@@ -48,10 +48,16 @@ async def export_csv(store: AuditStore, query: AuditQuery) -> AsyncIterator[str]
     yield buffer.getvalue()
 
 
-def verify_jsonl(lines: Iterable[str], public_key: Any) -> tuple[int, list[Problem]]:
+def verify_jsonl(lines: Iterable[str], public_key: Any, contiguous: bool = False) -> tuple[int, list[Problem]]:
     """Check a JSONL export: every record matches its hash; consecutive records link (gaps are
     expected in a filtered export and are not problems); the chain head's signature holds and,
     when the head record is in the export, its hash matches.
+
+    Args:
+        lines: the export's lines.
+        public_key: the Ed25519 public key of the checkpoints.
+        contiguous: the export is a whole segment (an archive): every record must link to
+            the one before it and the signed head must be its last record.
 
     Returns:
         (records checked, problems).
@@ -74,7 +80,7 @@ def verify_jsonl(lines: Iterable[str], public_key: Any) -> tuple[int, list[Probl
         if chain_hash(doc, doc.get("prev_hash") or GENESIS) != doc.get("hash"):
             problems.append(Problem("altered", doc.get("seq", 0), doc.get("decision_id", ""),
                                     "this record does not match its hash"))
-        if previous is not None and doc.get("seq") == previous.get("seq", 0) + 1 and \
+        if previous is not None and (contiguous or doc.get("seq") == previous.get("seq", 0) + 1) and \
                 doc.get("prev_hash") != previous.get("hash"):
             problems.append(Problem("link_broken", doc["seq"], doc.get("decision_id", ""),
                                     "does not link to the record before it"))
@@ -86,4 +92,6 @@ def verify_jsonl(lines: Iterable[str], public_key: Any) -> tuple[int, list[Probl
         problems.append(Problem("bad_checkpoint", head["seq"], "", "the chain head's signature is not valid"))
     elif head["seq"] in records and records[head["seq"]]["hash"] != head["hash"]:
         problems.append(Problem("altered", head["seq"], "", "the signed head record was changed"))
+    elif contiguous and (previous is None or previous.get("seq") != head["seq"]):
+        problems.append(Problem("truncated", head["seq"], "", "the segment does not end at its signed head"))
     return len(records), problems

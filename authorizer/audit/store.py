@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator
 
-from sqlalchemy import JSON, BigInteger, Column, Float, Index, Integer, String, Table, Text, func, insert, select, text
+from sqlalchemy import (JSON, BigInteger, Column, Float, Index, Integer, String, Table, Text, delete, func, insert, select,
+                        text)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authorizer.audit.chain import (GENESIS, Problem, Verification, chain_hash, key_id, sign, signature_valid)
+from authorizer.audit.chain import (GENESIS, Problem, Verification, archive_message, chain_hash, key_id,
+                                    message_signature_valid, sign, sign_message, signature_valid)
 from authorizer.audit.record import AuditRecord
 from authorizer.db import create_schema, make_engine, metadata
 
@@ -64,6 +67,26 @@ audit_checkpoints = Table(
     Column("key_id", String(32), nullable=False),
     Column("signature", Text, nullable=False),
 )
+
+audit_archives = Table(
+    "audit_archives",
+    metadata,
+    Column("first_seq", Integer().with_variant(BigInteger(), "postgresql"), primary_key=True, autoincrement=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("first_prev_hash", String(64), nullable=False),
+    Column("last_hash", String(64), nullable=False),
+    Column("records", BigInteger, nullable=False),
+    Column("file", Text, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("signature", Text, nullable=False),
+)
+
+
+class ArchiveConflict(Exception):
+    """The segment changed under an archive run (another process archived it, or records differ)."""
+
 
 _CHAIN_LOCK = 4_242_001  # PostgreSQL advisory lock id serializing chain appends
 
@@ -174,9 +197,12 @@ class AuditStore:
                 "signature": sign(private_key, head.seq, head.hash, at_ms)})
         return int(head.seq), str(head.hash)
 
-    async def verify(self, public_key: Any, since_seq: int | None = None) -> Verification:
+    async def verify(self, public_key: Any, since_seq: int | None = None,
+                     archive_dir: Path | None = None) -> Verification:
         """Walk the chain (from ``since_seq``, trusting the link to the record before it) and
-        check every checkpoint.
+        check every checkpoint and archive marker. Archived segments must be signed and
+        join each other and the first remaining record; with ``archive_dir`` their files
+        must also be present and unchanged.
 
         Returns:
             What was found; :attr:`Verification.ok` is False when anything was altered,
@@ -188,10 +214,14 @@ class AuditStore:
         head: tuple[int, str] | None = None
         hashes: dict[int, str] = {}
         async with self.engine.connect() as conn:
-            prev: str | None = None
+            archives = [dict(r) for r in (await conn.execute(select(audit_archives).order_by(
+                audit_archives.c.first_seq))).mappings()]
+            problems.extend(_archive_problems(archives, public_key, archive_dir))
+            archived_to = archives[-1]["last_seq"] if archives else 0
+            prev: str | None = archives[-1]["last_hash"] if archives else None
             if since_seq is not None:
                 prev = (await conn.execute(select(t.hash).where(t.seq < since_seq).order_by(t.seq.desc())
-                                           .limit(1))).scalar()
+                                           .limit(1))).scalar() or prev
             stmt = select(audit_records).order_by(t.seq)
             if since_seq is not None:
                 stmt = stmt.where(t.seq >= since_seq)
@@ -221,7 +251,7 @@ class AuditStore:
             if not signature_valid(public_key, cp.seq, cp.hash, cp.at_ms, cp.signature):
                 problems.append(Problem("bad_checkpoint", cp.seq, "", "checkpoint signature is not valid"))
                 continue
-            if since_seq is not None and cp.seq < since_seq:
+            if (since_seq is not None and cp.seq < since_seq) or cp.seq <= archived_to:
                 continue
             if cp.seq in hashes:
                 if hashes[cp.seq] != cp.hash:
@@ -287,7 +317,101 @@ class AuditStore:
             return (await conn.execute(select(func.min(audit_records.c.seq))
                                        .where(audit_records.c.ts_ms >= _ms(since)))).scalar()
 
+    # -- retention ----------------------------------------------------------------------
+    async def archive_candidate(self, cutoff_ms: int) -> tuple[int, dict[str, Any]] | None:
+        """The oldest segment that may be archived: from the first unarchived record to the
+        newest signed checkpoint whose records all predate ``cutoff_ms`` (UTC epoch ms).
+        The newest record is never part of it.
+
+        Returns:
+            ``(first_seq, checkpoint)`` (checkpoint: ``seq, hash, at_ms, key_id, signature``) or None.
+        """
+        t, cp = audit_records.c, audit_checkpoints.c
+        async with self.engine.connect() as conn:
+            first, newest = (await conn.execute(select(func.min(t.seq), func.max(t.seq)))).one()
+            if first is None:
+                return None
+            boundary = (await conn.execute(select(func.min(t.seq)).where(t.ts_ms >= cutoff_ms))).scalar()
+            # the newest record always stays: the chain (and SQLite's rowids) continue from it
+            stmt = select(audit_checkpoints).where(cp.seq >= first, cp.seq < min(newest, boundary or newest))
+            checkpoint = (await conn.execute(stmt.order_by(cp.seq.desc()).limit(1))).mappings().first()
+        return (int(first), dict(checkpoint)) if checkpoint else None
+
+    async def iter_range(self, first_seq: int, last_seq: int) -> AsyncIterator[dict[str, Any]]:
+        """Every record with ``first_seq <= seq <= last_seq``, in chain order."""
+        t = audit_records.c
+        stmt = select(audit_records).where(t.seq >= first_seq, t.seq <= last_seq).order_by(t.seq)
+        async with self.engine.connect() as conn:
+            result = await conn.stream(stmt)
+            async for row in result.mappings():
+                yield dict(row)
+
+    async def remove_archived(self, private_key: Any, first_seq: int, last_seq: int, first_prev_hash: str,
+                              last_hash: str, records: int, file: str, file_sha256: str, at_ms: int) -> None:
+        """Record a signed archive marker and delete the archived records, in one transaction.
+
+        Raises:
+            ArchiveConflict: the records in range are not exactly the archived ones (count or
+                edge hashes differ), or the segment does not follow the previous archive.
+        """
+        t = audit_records.c
+        async with self._append_lock, self.engine.begin() as conn:
+            await self._lock_chain(conn)
+            last = (await conn.execute(select(audit_archives).order_by(audit_archives.c.first_seq.desc())
+                                       .limit(1))).mappings().first()
+            if last is not None and (last["last_seq"] >= first_seq or last["last_hash"] != first_prev_hash):
+                raise ArchiveConflict(f"segment {first_seq}-{last_seq} does not follow the archive ending at "
+                                      f"{last['last_seq']}")
+            stored = (await conn.execute(select(func.count()).where(t.seq >= first_seq, t.seq <= last_seq))).scalar()
+            edge = (await conn.execute(select(t.hash).where(t.seq == last_seq))).scalar()
+            if stored != records or edge != last_hash:
+                raise ArchiveConflict(f"segment {first_seq}-{last_seq} changed while it was archived")
+            await conn.execute(insert(audit_archives), {
+                "first_seq": first_seq, "last_seq": last_seq, "first_prev_hash": first_prev_hash,
+                "last_hash": last_hash, "records": records, "file": file, "file_sha256": file_sha256, "at_ms": at_ms,
+                "key_id": key_id(private_key.public_key()),
+                "signature": sign_message(private_key, archive_message(first_seq, last_seq, first_prev_hash,
+                                                                       last_hash, file_sha256, at_ms))})
+            await conn.execute(delete(audit_records).where(t.seq >= first_seq, t.seq <= last_seq))
+
+    async def latest_archive(self) -> dict[str, Any] | None:
+        """The newest archive marker, or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(audit_archives).order_by(audit_archives.c.first_seq.desc())
+                                      .limit(1))).mappings().first()
+        return dict(row) if row else None
+
     async def close(self) -> None:
         """Release connections (only when this store created its engine)."""
         if self._owns_engine:
             await self.engine.dispose()
+
+
+def _archive_problems(archives: list[dict[str, Any]], public_key: Any, archive_dir: Path | None) -> list[Problem]:
+    """Check archive markers: signed, joined end to end from the genesis, files intact (when a folder is given)."""
+    import hashlib
+
+    problems: list[Problem] = []
+    prev_hash, next_seq = GENESIS, None
+    for a in archives:
+        message = archive_message(a["first_seq"], a["last_seq"], a["first_prev_hash"], a["last_hash"],
+                                  a["file_sha256"], a["at_ms"])
+        if public_key is None or not message_signature_valid(public_key, message, a["signature"]):
+            problems.append(Problem("bad_archive", a["first_seq"], "", "archive marker signature is not valid"))
+        if a["first_prev_hash"] != prev_hash or (next_seq is not None and a["first_seq"] != next_seq):
+            problems.append(Problem("bad_archive", a["first_seq"], "",
+                                    "this archived segment does not join the one before it"))
+        prev_hash, next_seq = a["last_hash"], a["last_seq"] + 1
+        if archive_dir is not None:
+            path = archive_dir / a["file"]
+            if not path.is_file():
+                problems.append(Problem("archive_missing", a["first_seq"], "", f"archive file {path} is missing"))
+            else:
+                digest = hashlib.sha256()
+                with path.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+                if digest.hexdigest() != a["file_sha256"]:
+                    problems.append(Problem("archive_altered", a["first_seq"], "",
+                                            f"archive file {path} differs from what was signed"))
+    return problems
