@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test rego-test unit-test integration-test bench bench-offboard
+.PHONY: setup demo test rego-test unit-test integration-test bench bench-offboard bench-audit
 
 setup:
 	@bash deploy/local/setup.sh
@@ -13,17 +13,23 @@ rego-test: setup
 	@bash deploy/local/rego-check.sh
 
 unit-test: setup
-	.venv/bin/pytest -q tests/unit
+	.venv/bin/pytest -q tests/unit tests/store
 
 integration-test: setup
 	.venv/bin/pytest -q tests/integration
 
+# Every test on SQLite (the default store), then the store and integration tests again
+# on PostgreSQL (a throwaway cluster from the Debian package).
 test: setup
 	@bash deploy/local/rego-check.sh
 	.venv/bin/pytest -q -p no:cacheprovider tests
+	WMSGATE_TEST_DB=postgresql .venv/bin/pytest -q -p no:cacheprovider tests/store tests/integration
 
 bench: setup
 	.venv/bin/python bench/proxy_overhead.py
 
 bench-offboard: setup
 	.venv/bin/python bench/offboard_latency.py
+
+bench-audit: setup
+	.venv/bin/python bench/audit_store.py

@@ -1,5 +1,6 @@
 """The real stack for integration and browser tests: Keycloak, OPA, the policy bundle service,
-the demo WMS and the proxy on 127.0.0.1.
+the demo WMS and the proxy on 127.0.0.1; and the store backend the tests run on
+(``WMSGATE_TEST_DB=sqlite`` by default, or ``postgresql``: a throwaway cluster).
 
 The stack runs on the default ports + 10000 with its own state folder, so a demo
 running beside it is untouched. It starts once per test session, for whichever
@@ -9,18 +10,50 @@ skipped): run ``make test``, which sets everything up first.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import shutil
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from tests.support.auditdb import AuditDb, backend
 from tests.support.stack import SERVICE_TOKEN, STATE, AccessLog, Stack, Tokens
 from wmsgate.devstack import LocalStack, Ports, StackSettings
+from wmsgate.pgcluster import LocalPostgres
 from wmsgate.tools import REPO
 
 
+PG_PORT = 15432  # PostgreSQL's default port + 10000, like the stack's
+_DATABASES = itertools.count(1)
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def pg_cluster() -> Iterator[LocalPostgres | None]:
+    """A throwaway PostgreSQL cluster when ``WMSGATE_TEST_DB=postgresql``, else None."""
+    if backend() != "postgresql":
+        yield None
+        return
+    pg = LocalPostgres(PG_PORT)
+    pg.init()
+    pg.start()
+    try:
+        yield pg
+    finally:
+        pg.destroy()
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, pg_cluster: LocalPostgres | None) -> str:
+    """A fresh, empty store for one test: a SQLite file, or a new PostgreSQL database."""
+    if pg_cluster is not None:
+        return pg_cluster.create_database(f"store_test_{next(_DATABASES)}")
+    return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture(scope="session")
+def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
     """Start the real stack once for the whole session; stop it at the end."""
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
@@ -38,9 +71,12 @@ def stack() -> Iterator[Stack]:
             "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
         },
     )
+    if pg_cluster is not None:
+        settings = dataclasses.replace(settings, audit_url=pg_cluster.create_database("wmsgate"))
     local = LocalStack(settings)
-    local.start()
     try:
-        yield Stack(local, Tokens(local.issuer), AccessLog(local.wms_access_log))
+        local.start()
+        yield Stack(local, Tokens(local.issuer), AccessLog(local.wms_access_log),
+                    AuditDb(local.audit_url, STATE, pg_cluster))
     finally:
         local.stop()

@@ -57,6 +57,7 @@ class StackSettings:
         kc_admin: Keycloak bootstrap admin (username, password) for the master realm.
         proxy_overrides: extra gateway config values (dotted keys), e.g. credentials for tests.
         policy_dir: the policy folder the bundle service serves (edits there are live).
+        audit_url: the proxy's audit store (SQLAlchemy async URL); None = SQLite in ``state``.
     """
 
     state: Path
@@ -66,6 +67,7 @@ class StackSettings:
     kc_admin: tuple[str, str] = ("kcadmin", "kcadmin-demo")
     proxy_overrides: dict[str, object] = field(default_factory=dict)
     policy_dir: Path = REPO / "rego"
+    audit_url: str | None = None
 
 
 class StackError(RuntimeError):
@@ -123,6 +125,7 @@ class LocalStack:
         self.wms_db = s.state / "wms.db"
         self.wms_access_log = s.state / "wms-access.log"
         self.audit_db = s.state / "audit.db"
+        self.audit_url = s.audit_url or f"sqlite+aiosqlite:///{self.audit_db}"
         self.gateway_config = s.state / "gateway.yaml"
         self.logs = s.state / "logs"
 
@@ -269,7 +272,7 @@ class LocalStack:
         data["opa"]["url"] = self.opa_url
         data["opa"]["policy_status_url"] = f"{self.policy_url}/status"
         data["upstream"]["url"] = self.wms_url
-        data["audit"]["url"] = f"sqlite+aiosqlite:///{self.audit_db}"
+        data["audit"]["url"] = self.audit_url
         key = s.state / "audit-signing-key.pem"
         if not key.exists():
             generate_key(key)

@@ -53,6 +53,7 @@ audit_records = Table(
     Column("hash", String(64), nullable=True),
     Index("audit_ts", "ts_ms"),
     Index("audit_user_ts", "username", "ts_ms"),
+    Index("audit_userid_ts", "user_id", "ts_ms"),
     Index("audit_module_verb_ts", "module", "verb", "ts_ms"),
     Index("audit_resource", "resource_id"),
     Index("audit_approval", "approval_id"),
@@ -145,8 +146,17 @@ class AuditStore:
         await create_schema(self.engine)
 
     async def _lock_chain(self, conn: AsyncConnection) -> None:
+        """Serialize chain appends across processes for the rest of the transaction.
+
+        PostgreSQL: a transaction-scoped advisory lock. SQLite: a write statement that
+        matches nothing, so the transaction holds the database's write lock before it
+        reads the chain head (the driver would otherwise start it only at the INSERT,
+        after another process could have appended).
+        """
         if self.engine.dialect.name == "postgresql":
             await conn.execute(text(f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})"))
+        elif self.engine.dialect.name == "sqlite":
+            await conn.execute(text("DELETE FROM audit_checkpoints WHERE 1 = 0"))
 
     async def insert_many(self, records: list[AuditRecord]) -> None:
         """Append records to the chain in one transaction (all or nothing), in the given order.

@@ -104,7 +104,7 @@ def test_case_4_offboarding_refuses_a_valid_token_within_a_second(stack: Stack, 
         stack.tokens.login("keeper.sz")
     record = stack.audit_record(offboard.headers["X-Decision-Id"])
     assert record["module"] == "iam" and record["verb"] == "delete" and record["resource_id"] == "keeper.sz"
-    url = f"sqlite+aiosqlite:///{stack.stack.audit_db}"
+    url = stack.audit.url
     lines = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "search", "--db", url, "--user", "keeper.sz",
                             "--since", "1h", "--json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     past = [json.loads(line) for line in lines.splitlines()]

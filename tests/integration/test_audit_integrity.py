@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -12,17 +11,6 @@ from pathlib import Path
 
 from tests.support.stack import Stack
 from wmsgate.tools import REPO
-
-
-def _snapshot(stack: Stack, target: Path) -> str:
-    """A consistent copy of the live audit database (SQLite backup API)."""
-    source = sqlite3.connect(stack.stack.audit_db)
-    copy = sqlite3.connect(target)
-    with copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
-    return f"sqlite+aiosqlite:///{target}"
 
 
 def _verify(stack: Stack, url: str) -> subprocess.CompletedProcess[str]:
@@ -39,41 +27,36 @@ def _traffic(stack: Stack, n: int) -> None:
     stack.audit_record(last.json()["decision_id"])
 
 
-def test_the_proxys_trail_verifies_with_signed_checkpoints(stack: Stack, tmp_path: Path) -> None:
+def test_the_proxys_trail_verifies_with_signed_checkpoints(stack: Stack) -> None:
     _traffic(stack, 5)
     time.sleep(1.5)  # the test stack signs a checkpoint every second
     _traffic(stack, 1)
-    out = _verify(stack, _snapshot(stack, tmp_path / "audit.db"))
+    out = _verify(stack, stack.audit.snapshot())
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("OK:") and "checkpoints" in out.stdout
 
 
-def test_case_1_a_record_altered_by_hand_is_named(stack: Stack, tmp_path: Path) -> None:
+def test_case_1_a_record_altered_by_hand_is_named(stack: Stack) -> None:
     _traffic(stack, 3)
-    url = _snapshot(stack, tmp_path / "audit.db")
-    conn = sqlite3.connect(tmp_path / "audit.db")
-    with conn:
-        seq, decision_id = conn.execute("SELECT seq, decision_id FROM audit_records WHERE decision = 'deny' "
-                                        "ORDER BY seq DESC LIMIT 1").fetchone()
-        conn.execute("UPDATE audit_records SET decision = 'allow' WHERE seq = ?", (seq,))
-    conn.close()
+    url = stack.audit.snapshot()
+    [row] = stack.audit.sql("SELECT seq, decision_id FROM audit_records WHERE decision = 'deny' "
+                            "ORDER BY seq DESC LIMIT 1", url=url)
+    seq, decision_id = row["seq"], row["decision_id"]
+    stack.audit.sql("UPDATE audit_records SET decision = 'allow' WHERE seq = :s", {"s": seq}, url=url)
     out = _verify(stack, url)
     assert out.returncode == 1
     assert f"ALTERED        seq={seq} {decision_id}" in out.stdout
 
 
-def test_case_2_removed_records_in_the_middle_and_at_the_end_are_reported(stack: Stack, tmp_path: Path) -> None:
+def test_case_2_removed_records_in_the_middle_and_at_the_end_are_reported(stack: Stack) -> None:
     _traffic(stack, 15)
     time.sleep(1.5)
     _traffic(stack, 1)
-    url = _snapshot(stack, tmp_path / "audit.db")
-    conn = sqlite3.connect(tmp_path / "audit.db")
-    with conn:
-        head = conn.execute("SELECT MAX(seq) FROM audit_checkpoints").fetchone()[0]
-        middle = head - 12
-        conn.execute("DELETE FROM audit_records WHERE seq = ?", (middle,))
-        conn.execute("DELETE FROM audit_records WHERE seq > ?", (head - 10,))
-    conn.close()
+    url = stack.audit.snapshot()
+    head = stack.audit.sql("SELECT MAX(seq) AS head FROM audit_checkpoints", url=url)[0]["head"]
+    middle = head - 12
+    stack.audit.sql("DELETE FROM audit_records WHERE seq = :s", {"s": middle}, url=url)
+    stack.audit.sql("DELETE FROM audit_records WHERE seq > :s", {"s": head - 10}, url=url)
     out = _verify(stack, url)
     assert out.returncode == 1
     assert f"LINK_BROKEN    seq={middle + 1}" in out.stdout
@@ -106,7 +89,7 @@ def test_case_5_exports_open_as_csv_with_bom_and_the_jsonl_export_verifies(stack
     _traffic(stack, 3)
     time.sleep(1.5)
     _traffic(stack, 1)
-    url = _snapshot(stack, tmp_path / "audit.db")
+    url = stack.audit.snapshot()
     out = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "export", "--db", url, "--format", "csv",
                           "--user", "picker.hf", "--module", "orders"], cwd=REPO, capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -146,7 +129,7 @@ def test_case_6_anomaly_queries_find_seeded_patterns(stack: Stack) -> None:
             assert held.status_code == 202, held.text
             done = supervisor.post(f"{held.headers['Location']}/approve").json()
             assert done["status"] == "executed" and done["result"]["status"] == 204
-    out = _cli("anomalies", "--db", f"sqlite+aiosqlite:///{stack.stack.audit_db}", "--since", "1h", "--json")
+    out = _cli("anomalies", "--db", stack.audit.url, "--since", "1h", "--json")
     assert out.returncode == 0, out.stderr
     findings = [json.loads(line) for line in out.stdout.splitlines()]
     churn = [f for f in findings if f["kind"] == "order_status_churn" and f["subject"] == order["order_no"]]

@@ -11,7 +11,7 @@ from wmsgate.tools import REPO
 
 
 def _search(stack: Stack, *args: str) -> str:
-    url = f"sqlite+aiosqlite:///{stack.stack.audit_db}"
+    url = stack.audit.url
     out = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "search", "--db", url, *args],
                          cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     return out.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,12 +35,8 @@ def _hold(resp: httpx.Response) -> str:
 
 
 def _audit_users(stack: Stack, approval_id: str) -> set[str]:
-    conn = sqlite3.connect(stack.stack.audit_db)
-    try:
-        rows = conn.execute("SELECT username, reason_code FROM audit_records WHERE approval_id = ?", (approval_id,))
-        return {f"{u}:{r}" for u, r in rows}
-    finally:
-        conn.close()
+    rows = stack.audit.sql("SELECT username, reason_code FROM audit_records WHERE approval_id = :a", {"a": approval_id})
+    return {f"{r['username']}:{r['reason_code']}" for r in rows}
 
 
 def _replays(stack: Stack, mark: int, path: str) -> list[dict[str, Any]]:
@@ -204,10 +199,8 @@ def test_case_7_an_expired_request_cannot_be_approved(stack: Stack) -> None:
     with stack.client("keeper.hf") as keeper:
         location = _hold(keeper.patch(f"/api/batches/{batch['batch_no']}", json={"lot": "LOT-LATE"}))
     approval_id = location.rsplit("/", 1)[1]
-    conn = sqlite3.connect(stack.stack.audit_db)  # let 24 hours pass
-    with conn:
-        conn.execute("UPDATE approvals SET expires_ms = expires_ms - 86400001 WHERE approval_id = ?", (approval_id,))
-    conn.close()
+    stack.audit.sql("UPDATE approvals SET expires_ms = expires_ms - 86400001 WHERE approval_id = :a",  # 24 h pass
+                    {"a": approval_id})
     with stack.client("supervisor", mfa=True) as supervisor:
         resp = supervisor.post(f"{location}/approve")
         body = assert_refused(resp, 409, "approval_not_pending")
@@ -309,7 +302,7 @@ def test_audit_search_by_approval_shows_every_step(stack: Stack) -> None:
         done = supervisor.post(f"{location}/approve", json={"comment": "ok"})
     stack.audit_record(done.headers["X-Decision-Id"])
     approval_id = location.rsplit("/", 1)[1]
-    url = f"sqlite+aiosqlite:///{stack.stack.audit_db}"
+    url = stack.audit.url
     lines = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "search", "--db", url, "--approval",
                             approval_id, "--json"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     rows = [json.loads(line) for line in lines.splitlines()]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 import pyotp
 
+from tests.support.auditdb import AuditDb
 from tests.support.form_login import code_flow_login
 from wmsgate.devstack import LocalStack
 from wmsgate.realm import demo_overlay
@@ -146,6 +146,7 @@ class Stack:
     stack: LocalStack
     tokens: Tokens
     access_log: AccessLog
+    audit: AuditDb
 
     @property
     def proxy(self) -> str:
@@ -175,16 +176,9 @@ class Stack:
         """The audit record of ``decision_id``, waiting for the writer's flush."""
         deadline = time.monotonic() + timeout
         while True:
-            conn = sqlite3.connect(self.stack.audit_db)
-            conn.row_factory = sqlite3.Row
-            try:
-                row = conn.execute("SELECT * FROM audit_records WHERE decision_id = ?", (decision_id,)).fetchone()
-            except sqlite3.OperationalError:
-                row = None
-            finally:
-                conn.close()
-            if row is not None:
-                return dict(row)
+            rows = self.audit.sql("SELECT * FROM audit_records WHERE decision_id = :d", {"d": decision_id})
+            if rows:
+                return rows[0]
             assert time.monotonic() < deadline, f"no audit record for decision {decision_id}"
             time.sleep(0.1)
 

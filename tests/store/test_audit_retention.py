@@ -36,12 +36,12 @@ async def _trail(store: AuditStore, key: Ed25519PrivateKey) -> int:
     return now
 
 
-def test_archiving_removes_whole_signed_segments_and_verify_still_passes(tmp_path: Path) -> None:
+def test_archiving_removes_whole_signed_segments_and_verify_still_passes(tmp_path: Path, store_url: str) -> None:
     key = Ed25519PrivateKey.generate()
     archive = tmp_path / "archive"
 
     async def run() -> None:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         await _trail(store, key)
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
@@ -63,12 +63,12 @@ def test_archiving_removes_whole_signed_segments_and_verify_still_passes(tmp_pat
     asyncio.run(run())
 
 
-def test_tampering_with_archives_is_reported(tmp_path: Path) -> None:
+def test_tampering_with_archives_is_reported(tmp_path: Path, store_url: str) -> None:
     key = Ed25519PrivateKey.generate()
     archive = tmp_path / "archive"
 
     async def run() -> None:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         await _trail(store, key)
         [segment] = await archive_older_than(store, key, archive, dt.datetime.now(dt.timezone.utc)

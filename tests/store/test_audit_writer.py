@@ -32,9 +32,9 @@ class FlakyStore:
         await self.inner.insert_many(records)
 
 
-def test_records_are_flushed_and_searchable(tmp_path: Path) -> None:
+def test_records_are_flushed_and_searchable(tmp_path: Path, store_url: str) -> None:
     async def run() -> list[dict]:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         writer = AuditWriter(store, interval=0.05, batch_size=10)
         await writer.start()
@@ -53,9 +53,9 @@ def test_records_are_flushed_and_searchable(tmp_path: Path) -> None:
     assert rows[0]["detail"] == {"n": 20}
 
 
-def test_failed_flushes_keep_records_until_the_database_returns(tmp_path: Path) -> None:
+def test_failed_flushes_keep_records_until_the_database_returns(tmp_path: Path, store_url: str) -> None:
     async def run() -> int:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         writer = AuditWriter(FlakyStore(store, failures=2), interval=0.02)  # type: ignore[arg-type]
         await writer.start()
@@ -70,11 +70,11 @@ def test_failed_flushes_keep_records_until_the_database_returns(tmp_path: Path) 
     assert asyncio.run(run()) == 5
 
 
-def test_records_the_database_refuses_at_shutdown_are_spooled_and_replayed(tmp_path: Path) -> None:
+def test_records_the_database_refuses_at_shutdown_are_spooled_and_replayed(tmp_path: Path, store_url: str) -> None:
     spool = tmp_path / "spool.jsonl"
 
     async def run() -> int:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         writer = AuditWriter(FlakyStore(store, failures=10_000), interval=10, spool=Spool(spool))  # type: ignore[arg-type]
         await writer.start()
@@ -106,11 +106,11 @@ class SwitchableStore:
         await self.inner.insert_many(records)
 
 
-def test_an_outage_while_running_spools_records_and_replays_them_in_order(tmp_path: Path) -> None:
+def test_an_outage_while_running_spools_records_and_replays_them_in_order(tmp_path: Path, store_url: str) -> None:
     spool_file = tmp_path / "spool.jsonl"
 
     async def run() -> tuple[list[str], bool, int, bool]:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         db = SwitchableStore(store)
         writer = AuditWriter(db, interval=0.02, spool=Spool(spool_file), max_backoff=0.05)  # type: ignore[arg-type]
@@ -144,8 +144,8 @@ def test_an_outage_while_running_spools_records_and_replays_them_in_order(tmp_pa
     assert not spool_left and pending == 0 and intact
 
 
-def test_capacity_bound_signals_backpressure(tmp_path: Path) -> None:
-    writer = AuditWriter(AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"), max_pending=2)
+def test_capacity_bound_signals_backpressure(tmp_path: Path, store_url: str) -> None:
+    writer = AuditWriter(AuditStore(store_url), max_pending=2)
     writer.submit(record(1))
     writer.check_capacity()
     writer.submit(record(2))
@@ -154,9 +154,9 @@ def test_capacity_bound_signals_backpressure(tmp_path: Path) -> None:
     assert writer.pending == 2
 
 
-def test_a_full_spool_refuses_new_requests_and_high_risk_answers(tmp_path: Path) -> None:
+def test_a_full_spool_refuses_new_requests_and_high_risk_answers(tmp_path: Path, store_url: str) -> None:
     async def run() -> None:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         db = SwitchableStore(store)
         db.down = True
@@ -183,12 +183,12 @@ def test_a_full_spool_refuses_new_requests_and_high_risk_answers(tmp_path: Path)
     asyncio.run(run())
 
 
-def test_a_record_committed_during_an_outage_survives_a_crash(tmp_path: Path) -> None:
+def test_a_record_committed_during_an_outage_survives_a_crash(tmp_path: Path, store_url: str) -> None:
     """kill -9 right after the answer: no close(), the next process replays the spool."""
     spool_file = tmp_path / "spool.jsonl"
 
     async def run() -> list[str]:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         db = SwitchableStore(store)
         db.down = True
@@ -208,9 +208,9 @@ def test_a_record_committed_during_an_outage_survives_a_crash(tmp_path: Path) ->
     assert (tmp_path / "spool.jsonl.torn").read_text(encoding="utf-8").startswith('{"decision_id": "torn')
 
 
-def test_retried_writes_whose_acknowledgement_was_lost_are_not_doubled(tmp_path: Path) -> None:
+def test_retried_writes_whose_acknowledgement_was_lost_are_not_doubled(tmp_path: Path, store_url: str) -> None:
     async def run() -> list[str]:
-        store = AuditStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+        store = AuditStore(store_url)
         await store.create_schema()
         await store.insert_many([record(1), record(2)])
         await store.insert_many([record(2), record(3)])  # d2 committed before, its ack lost

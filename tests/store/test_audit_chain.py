@@ -1,14 +1,14 @@
-"""The audit hash chain and signed checkpoints, on a real SQLite store."""
+"""The audit hash chain and signed checkpoints, on a real store (SQLite, or PostgreSQL with WMSGATE_TEST_DB)."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 
 from authorizer.audit import AuditRecord, AuditStore
 from authorizer.audit.chain import generate_key, load_private_key, load_public_key
+from tests.support.auditdb import run_sql
 
 
 def _record(n: int) -> AuditRecord:
@@ -18,10 +18,9 @@ def _record(n: int) -> AuditRecord:
                        upstream_ms=1.25 * n, total_ms=0.5, detail={"n": n, "note": "拣货"})
 
 
-def _build(tmp_path: Path, batches: list[int], checkpoint_after: list[int]) -> tuple[str, Path]:
+def _build(tmp_path: Path, url: str, batches: list[int], checkpoint_after: list[int]) -> tuple[str, Path]:
     key = tmp_path / "key.pem"
     generate_key(key)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
 
     async def run() -> None:
         store = AuditStore(url)
@@ -49,36 +48,33 @@ def _verify(url: str, key: Path):  # type: ignore[no-untyped-def]
 
 
 def _sql(url: str, statement: str) -> None:
-    conn = sqlite3.connect(url.split("///", 1)[1])
-    with conn:
-        conn.execute(statement)
-    conn.close()
+    run_sql(url, statement)
 
 
-def test_an_untouched_trail_verifies(tmp_path: Path) -> None:
-    url, key = _build(tmp_path, [10, 5], [1])
+def test_an_untouched_trail_verifies(tmp_path: Path, store_url: str) -> None:
+    url, key = _build(tmp_path, store_url, [10, 5], [1])
     result = _verify(url, key)
     assert result.ok and result.records == 15 and result.checkpoints == 1 and result.head_seq == 15
 
 
-def test_case_1_an_altered_field_is_named(tmp_path: Path) -> None:
-    url, key = _build(tmp_path, [20], [0])
+def test_case_1_an_altered_field_is_named(tmp_path: Path, store_url: str) -> None:
+    url, key = _build(tmp_path, store_url, [20], [0])
     _sql(url, "UPDATE audit_records SET username = 'someone.else' WHERE seq = 7")
     result = _verify(url, key)
     assert not result.ok
     assert [(p.kind, p.seq, p.decision_id) for p in result.problems] == [("altered", 7, "d0006")]
 
 
-def test_a_recomputed_hash_still_breaks_the_next_link(tmp_path: Path) -> None:
-    url, key = _build(tmp_path, [10], [])
+def test_a_recomputed_hash_still_breaks_the_next_link(tmp_path: Path, store_url: str) -> None:
+    url, key = _build(tmp_path, store_url, [10], [])
     _sql(url, "UPDATE audit_records SET hash = (CASE WHEN substr(hash, 1, 1) = '0' THEN '1' ELSE '0' END) "
               "|| substr(hash, 2) WHERE seq = 4")
     kinds = {(p.kind, p.seq) for p in _verify(url, key).problems}
     assert ("altered", 4) in kinds and ("link_broken", 5) in kinds
 
 
-def test_case_2_a_removed_middle_record_and_removed_last_records_are_reported(tmp_path: Path) -> None:
-    url, key = _build(tmp_path, [30, 10], [1])
+def test_case_2_a_removed_middle_record_and_removed_last_records_are_reported(tmp_path: Path, store_url: str) -> None:
+    url, key = _build(tmp_path, store_url, [30, 10], [1])
     _sql(url, "DELETE FROM audit_records WHERE seq = 12")
     _sql(url, "DELETE FROM audit_records WHERE seq > 30")
     problems = {(p.kind, p.seq) for p in _verify(url, key).problems}
@@ -86,7 +82,7 @@ def test_case_2_a_removed_middle_record_and_removed_last_records_are_reported(tm
     assert ("truncated", 40) in problems
 
 
-def test_a_forged_checkpoint_is_caught(tmp_path: Path) -> None:
-    url, key = _build(tmp_path, [5], [0])
+def test_a_forged_checkpoint_is_caught(tmp_path: Path, store_url: str) -> None:
+    url, key = _build(tmp_path, store_url, [5], [0])
     _sql(url, "UPDATE audit_checkpoints SET at_ms = at_ms + 1")
     assert [p.kind for p in _verify(url, key).problems] == ["bad_checkpoint"]
