@@ -96,6 +96,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             forwarder=Forwarder(session, config.upstream),
             identity=identity,
             audit=writer,
+            audit_store=store,
             strip_headers=frozenset(h.lower() for h in config.strip_request_headers),
             trusted_proxies=tuple(ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies),
             approvals=approval_store,

@@ -21,11 +21,12 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from authorizer.access import AccessService
 from authorizer.approvals import ApprovalStore, HeldRequest
 from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource
-from authorizer.audit import AuditBackpressure, AuditRecord, AuditUnavailable, AuditWriter
+from authorizer.audit import AuditBackpressure, AuditRecord, AuditStore, AuditUnavailable, AuditWriter
 from authorizer.config import GatewayConfig
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
 from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query
@@ -35,6 +36,7 @@ from authorizer.revocation import RevocationCache
 from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import responses
 from proxy.management import access as access_api
+from proxy.management import audit as audit_api
 from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.replay import ApprovalExecutor
@@ -53,6 +55,7 @@ class Gateway:
     forwarder: Forwarder
     identity: UpstreamIdentity
     audit: AuditWriter
+    audit_store: AuditStore
     strip_headers: frozenset[str]
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     approvals: ApprovalStore
@@ -142,6 +145,8 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     match = gw.routes.match(request.method, target.segments)
     if match is None and request.method == "POST" and target.raw_path in access_api.ROUTES:
         return await _access_change(request, gw, access_api.ROUTES[target.raw_path], target, principal, record)
+    if match is None and request.method == "GET" and target.raw_path in audit_api.ROUTES:
+        return await _audit_read(request, gw, audit_api.ROUTES[target.raw_path], principal, record)
     if match is None:
         raise responses.not_mapped()
     route = match.route
@@ -279,6 +284,30 @@ async def _access_change(request: web.Request, gw: Gateway, route: Route, target
     report = await access_api.apply_change(gw.access, route.template, body, principal.username)
     record.detail = {"report": report} if isinstance(report, list) else report.document()
     return access_api.respond(report, record.decision_id)
+
+
+async def _audit_read(request: web.Request, gw: Gateway, route: Route, principal: Principal,
+                      record: AuditRecord) -> web.StreamResponse:
+    """A search or export of the audit trail (module audit): decided like any request."""
+    record.module, record.verb = route.module, route.verb
+    paged = route is audit_api.RECORDS
+    query = audit_api.parse_query(request.query, paged)
+    fmt = None if paged else audit_api.export_format(request.query)
+    record.resource_id = ""
+    decision, _ = await _decide(gw.pdp, principal, route, None, Resource(kind="list"), request, record)
+    if decision.obligations.approval is not None:
+        raise Refusal(403, "approval_not_supported", "审计日志的读取不支持审批流程,请联系安全团队",
+                      "reading the audit trail cannot go through an approval; ask the security team")
+    if fmt is None:
+        try:
+            return await audit_api.records_response(gw.audit_store, query, record.decision_id)
+        except SQLAlchemyError:
+            raise Refusal(503, "audit_store_unavailable", "审计日志库暂不可用,请稍后重试",
+                          "the audit store is unavailable; try again later", headers={"Retry-After": "5"}) from None
+    response, error = await audit_api.export_response(request, gw.audit_store, query, fmt, record.decision_id)
+    if error is not None:
+        record.detail["export_error"] = error
+    return response
 
 
 async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,

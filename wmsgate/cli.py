@@ -8,13 +8,13 @@ import datetime as dt
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from authorizer import timeparse
 from wmsgate.tools import REPO
 
 DEMO_USERS = ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh", "keeper.sz", "supervisor",
@@ -122,25 +122,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- audit ----------------------------------------------------------------------------------
 
-_SINCE = re.compile(r"^(\d+)([smhd])$")
-
-
 def parse_time(value: str, now: dt.datetime | None = None) -> dt.datetime:
     """Parse ``30m``/``1h``/``2d`` (ago) or an ISO 8601 time (naive = UTC) into an aware UTC datetime.
 
     Raises:
         argparse.ArgumentTypeError: neither form.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
-    m = _SINCE.match(value.strip())
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return now - dt.timedelta(**{unit: int(m.group(1))})
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration (30m, 1h, 2d) or ISO time: {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return timeparse.parse_time(value, now)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 _COLUMNS = ("time_utc", "username", "decision", "http_status", "module", "verb", "resource_id", "warehouse",
@@ -176,7 +167,7 @@ def _audit_query(args: argparse.Namespace, limit: int) -> Any:
     from authorizer.audit import AuditQuery
 
     return AuditQuery(since=args.since, until=args.until, user=args.user, module=args.module, verb=args.verb,
-                      resource_id=args.resource, warehouse=args.warehouse, decision=args.decision,
+                      resource_id=args.resource, warehouse=args.warehouse, channel=args.channel, decision=args.decision,
                       approval_id=args.approval, client_ip=args.client_ip, device_id=args.device, role=args.role,
                       limit=limit)
 
@@ -518,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--verb")
         p.add_argument("--resource", help="resource id")
         p.add_argument("--warehouse")
+        p.add_argument("--channel")
         p.add_argument("--decision", choices=("allow", "deny"))
         p.add_argument("--client-ip", dest="client_ip")
         p.add_argument("--device", help="device id (X-Device-Id)")
