@@ -253,17 +253,18 @@ def cmd_audit_archive(args: argparse.Namespace) -> int:
     from authorizer.config import ConfigError, load_config
 
     os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
-    try:
-        audit = load_config(Path(args.config)).audit
-    except ConfigError as exc:
-        print(f"wmsgate: {exc}", file=sys.stderr)
-        return 2
-    url = args.db or audit.url
-    archive_dir = Path(args.archive_dir) if args.archive_dir else audit.archive_dir
-    key_file = Path(args.private_key) if args.private_key else audit.signing_key_file
-    cutoff = args.older_than
-    if cutoff is None and audit.retention_days is not None:
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=audit.retention_days)
+    url, cutoff = args.db, args.older_than
+    archive_dir = Path(args.archive_dir) if args.archive_dir else None
+    key_file = Path(args.private_key) if args.private_key else None
+    if None in (url, cutoff, archive_dir, key_file):
+        try:
+            audit = load_config(Path(args.config)).audit
+        except ConfigError as exc:
+            print(f"wmsgate: {exc}", file=sys.stderr)
+            return 2
+        url, archive_dir, key_file = url or audit.url, archive_dir or audit.archive_dir, key_file or audit.signing_key_file
+        if cutoff is None and audit.retention_days is not None:
+            cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=audit.retention_days)
     if archive_dir is None or key_file is None or cutoff is None:
         print("wmsgate: archiving needs an archive folder, the signing key and a cutoff "
               "(--archive-dir, --private-key, --older-than, or audit.* in the config)", file=sys.stderr)

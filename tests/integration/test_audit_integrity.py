@@ -136,3 +136,30 @@ def test_case_6_anomaly_queries_find_seeded_patterns(stack: Stack) -> None:
     assert churn and churn[0]["count"] >= 5
     deletes = [f for f in findings if f["kind"] == "bulk_inventory_deletes" and f["subject"] == "keeper.hf"]
     assert deletes and deletes[0]["count"] >= 30
+
+
+def test_archiving_the_proxys_trail_keeps_it_verifiable(stack: Stack, tmp_path: Path) -> None:
+    _traffic(stack, 5)
+    time.sleep(1.5)  # a checkpoint covers these
+    _traffic(stack, 2)
+    url = stack.audit.snapshot()
+    state = stack.stack.settings.state
+    archive = tmp_path / "archive"
+    out = _cli("archive", "--db", url, "--older-than", "0s", "--archive-dir", str(archive),
+               "--private-key", str(state / "audit-signing-key.pem"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "segment(s) archived" in out.stdout and not out.stdout.startswith("0 segment")
+    files = sorted(archive.glob("audit-*.jsonl"))
+    assert files
+    left = stack.audit.sql("SELECT COUNT(*) AS n FROM audit_records", url=url)[0]["n"]
+    assert left >= 1
+    verified = _cli("verify", "--db", url, "--public-key", str(state / "audit-signing-key.pub"),
+                    "--archive-dir", str(archive))
+    assert verified.returncode == 0 and verified.stdout.startswith("OK:"), verified.stdout
+    for file in files:
+        alone = _cli("verify-export", str(file), "--public-key", str(state / "audit-signing-key.pub"))
+        assert alone.returncode == 0, alone.stdout
+    first = stack.audit.sql("SELECT MIN(seq) AS s FROM audit_records", url=url)[0]["s"]
+    stack.audit.sql("DELETE FROM audit_archives", url=url)  # hiding the archive is caught
+    hidden = _cli("verify", "--db", url, "--public-key", str(state / "audit-signing-key.pub"))
+    assert hidden.returncode == 1 and f"LINK_BROKEN    seq={first}" in hidden.stdout
