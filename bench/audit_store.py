@@ -13,7 +13,7 @@ PostgreSQL is a throwaway cluster (Debian package binaries) on 127.0.0.1:35432.
 Every load stays on 127.0.0.1 and is bounded in time.
 
 Usage: .venv/bin/python bench/audit_store.py [--backends sqlite,postgresql] [--records 1000000]
-       [--queries 50] [--seconds 15] [--concurrency 32] [--skip-proxy]
+       [--queries 50] [--seconds 15] [--concurrency 32] [--skip-proxy] [--skip-store]
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--skip-proxy", action="store_true")
+    parser.add_argument("--skip-store", action="store_true")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"{platform.platform()}\n")
@@ -172,7 +173,8 @@ def main() -> None:
                 store_url = pg.create_database("bench_store")
             else:
                 store_url = f"sqlite+aiosqlite:///{scratch / 'bench.db'}"
-            asyncio.run(store_bench(store_url, args.records, args.queries))
+            if not args.skip_store:
+                asyncio.run(store_bench(store_url, args.records, args.queries))
             if not args.skip_proxy:
                 proxy_bench(pg.create_database("bench_proxy") if pg else None, args.seconds, args.concurrency)
         finally:
