@@ -35,3 +35,22 @@ def test_missing_section_is_a_clear_error(tmp_path: Path) -> None:
 def test_credential_entries_need_exactly_one_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="credentials"):
         load_config(REPO / "config" / "gateway.yaml", {"upstream.credentials": [{"header": "X-T"}]})
+
+
+def test_audit_spool_and_retention_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WMSGATE_STATE", "/tmp/wmsgate-state")
+    cfg = load_config(REPO / "config" / "gateway.yaml", {"audit.retention_days": 400,
+                                                          "audit.archive_dir": "${WMSGATE_STATE}/archive"})
+    assert cfg.audit.spool_file == Path("/tmp/wmsgate-state/audit-spool.jsonl")
+    assert cfg.audit.retention_days == 400 and cfg.audit.archive_dir == Path("/tmp/wmsgate-state/archive")
+
+
+def test_retention_without_an_archive_folder_or_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WMSGATE_STATE", "/tmp/wmsgate-state")
+    with pytest.raises(ConfigError, match="archive_dir"):
+        load_config(REPO / "config" / "gateway.yaml", {"audit.retention_days": 30})
+    with pytest.raises(ConfigError, match="signing_key_file"):
+        load_config(REPO / "config" / "gateway.yaml", {"audit.retention_days": 30, "audit.archive_dir": "/tmp/a",
+                                                        "audit.signing_key_file": None})
+    with pytest.raises(ConfigError, match="spool_max_bytes"):
+        load_config(REPO / "config" / "gateway.yaml", {"audit.spool_max_bytes": 0})
