@@ -114,6 +114,25 @@ class AccessService:
             raise AccessError(404, "user_not_found", f"用户 {username} 不存在", f"no user {username!r}")
         return match[0]
 
+    async def person(self, username: str) -> dict[str, Any]:
+        """What the console shows about a person: ``username, user_id, enabled, name, roles,
+        scope`` (dimension -> values) and ``grants`` (active temporary grants, times in epoch s).
+
+        Raises:
+            AccessError: 404 when there is no such user; 502 when Keycloak fails.
+        """
+        user = await self.user(username)
+        try:
+            roles = await self.wms_roles_of(user["id"])
+        except KeycloakError as exc:
+            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+        attributes = user.get("attributes") or {}
+        scope = {dim: list(attributes.get(f"wms_{dim}", [])) for dim in ("warehouse", "channel", "order_type")}
+        grants = await self._grants.active_for(user["id"], int(time.time())) if self._grants is not None else []
+        return {"username": user["username"], "user_id": user["id"], "enabled": bool(user.get("enabled")),
+                "name": " ".join(p for p in (user.get("lastName"), user.get("firstName")) if p),
+                "roles": roles, "scope": scope, "grants": grants}
+
     async def wms_roles_of(self, user_id: str) -> list[str]:
         """The WMS realm roles mapped directly to the user."""
         roles = await self._kc().a_get_realm_roles_of_user(user_id)

@@ -157,6 +157,33 @@ class KeycloakAdminConfig:
 
 
 @dataclass(frozen=True)
+class SsoSettings:
+    """Browser single sign-on: the gateway as an OIDC relying party (client ``wms-gateway``).
+
+    Attributes:
+        client_id, client_secret: the confidential client (secret from ``client_secret``,
+            ``${ENV}`` or ``client_secret_file``).
+        public_url: the gateway's address as browsers see it (scheme, host, port); the
+            callback is ``<public_url>/_gateway/auth/callback``. ``https`` makes cookies Secure.
+        session_idle_seconds: a browser session unused this long ends.
+        session_max_seconds: a browser session ends this long after login, whatever happens.
+        refresh_before_seconds: tokens are refreshed this long before they expire.
+    """
+
+    client_id: str
+    client_secret: str
+    public_url: str
+    session_idle_seconds: int = 1800
+    session_max_seconds: int = 12 * 3600
+    refresh_before_seconds: int = 30
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies carry ``Secure`` when browsers reach the gateway over TLS."""
+        return self.public_url.startswith("https://")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything the proxy needs. Build with :func:`load_config`."""
 
@@ -172,6 +199,7 @@ class GatewayConfig:
     refuse_request_headers: tuple[str, ...] = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
     approval_sweep_seconds: float = 5.0
     keycloak_admin: KeycloakAdminConfig | None = None
+    sso: SsoSettings | None = None
     revocation_refresh_seconds: float = 0.5
     grant_sweep_seconds: float = 20.0
 
@@ -210,14 +238,36 @@ def _credentials(base: Path, items: list[dict[str, Any]]) -> tuple[CredentialSet
 def _keycloak_admin(base: Path, section: Any) -> KeycloakAdminConfig | None:
     if not section:
         return None
-    if "client_secret_file" in section:
-        secret = _path(base, section["client_secret_file"]).read_text(encoding="utf-8").strip()
-    else:
-        secret = os.path.expandvars(str(section.get("client_secret", "")))
-    if not secret or secret.startswith("$"):
+    secret = _secret(base, section)
+    if secret is None:
         return None  # no secret given: access management is off (its API answers 503)
     return KeycloakAdminConfig(client_id=section.get("client_id", "wms-access-admin"), client_secret=secret,
                                events_interval_seconds=float(section.get("events_interval_seconds", 1.0)))
+
+
+def _secret(base: Path, section: dict[str, Any]) -> str | None:
+    """``client_secret_file`` contents or ``client_secret`` (``${ENV}`` expanded); None when unset."""
+    if section.get("client_secret_file"):
+        secret = _path(base, section["client_secret_file"]).read_text(encoding="utf-8").strip()
+    else:
+        secret = os.path.expandvars(str(section.get("client_secret", "")))
+    return None if not secret or secret.startswith("$") else secret
+
+
+def _sso(base: Path, section: Any, host: str, port: int) -> SsoSettings | None:
+    if not section:
+        return None
+    secret = _secret(base, section)
+    if secret is None:
+        return None  # no secret given: browser SSO is off (browsers get the API's 401)
+    public_url = str(section.get("public_url") or f"http://{host}:{port}").rstrip("/")
+    if not public_url.startswith(("http://", "https://")):
+        raise ConfigError("config: sso.public_url must be an http(s) URL")
+    return SsoSettings(client_id=str(section.get("client_id", "wms-gateway")), client_secret=secret,
+                       public_url=public_url,
+                       session_idle_seconds=int(section.get("session_idle_minutes", 30)) * 60,
+                       session_max_seconds=int(section.get("session_max_hours", 12)) * 3600,
+                       refresh_before_seconds=int(section.get("refresh_before_seconds", 30)))
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayConfig:
@@ -300,6 +350,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             trusted_proxies=tuple(data.get("trusted_proxies", [])),
             approval_sweep_seconds=float((data.get("approvals") or {}).get("sweep_seconds", 5.0)),
             keycloak_admin=_keycloak_admin(base, data.get("keycloak_admin")),
+            sso=_sso(base, data.get("sso"), str(listen.get("host", "127.0.0.1")), int(listen.get("port", 8080))),
             revocation_refresh_seconds=float((data.get("revocation") or {}).get("refresh_seconds", 0.5)),
             grant_sweep_seconds=float((data.get("grants") or {}).get("sweep_seconds", 20.0)),
             strip_request_headers=tuple(dict.fromkeys(

@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import aiohttp
 from cachetools import TLRUCache
@@ -24,6 +24,8 @@ from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from authorizer.config import OidcSettings
+
+T = TypeVar("T")
 
 SCOPE_DIMENSIONS: tuple[str, ...] = ("warehouse", "channel", "order_type")
 
@@ -232,17 +234,7 @@ class TokenVerifier:
         cached = self._cache.get(cache_key)
         if cached is not None:
             return cached
-        keys = await self._jwks.get()
-        try:
-            decoded = self._decode(token, keys)
-        except InvalidKeyIdError:
-            refreshed = await self._jwks.refresh_for_unknown_kid()
-            if refreshed is None:
-                raise AuthenticationError("invalid_token", "The token is signed by an unknown key") from None
-            try:
-                decoded = self._decode(token, refreshed)
-            except InvalidKeyIdError:
-                raise AuthenticationError("invalid_token", "The token is signed by an unknown key") from None
+        decoded = await with_issuer_keys(self._jwks, lambda keys: self._decode(token, keys))
         principal = self._principal(decoded)
         self._cache[cache_key] = principal
         return principal
@@ -291,6 +283,26 @@ class TokenVerifier:
             issued_at=int(claims["iat"]) if isinstance(claims.get("iat"), (int, float)) else None,
             grants=tuple(parse_grant(g) for g in _strings(claims.get(self._s.grants_claim))),
         )
+
+
+async def with_issuer_keys(jwks: JwksCache, decode: Callable[[KeySet], T]) -> T:
+    """Run ``decode`` with the issuer's keys, refetching them once (rate-limited) when the
+    token names an unknown key id (key rotation at the issuer).
+
+    Raises:
+        AuthenticationError: ``invalid_token`` when the key stays unknown.
+        IssuerUnavailable: the keys could not be fetched.
+    """
+    try:
+        return decode(await jwks.get())
+    except InvalidKeyIdError:
+        refreshed = await jwks.refresh_for_unknown_kid()
+        if refreshed is None:
+            raise AuthenticationError("invalid_token", "The token is signed by an unknown key") from None
+        try:
+            return decode(refreshed)
+        except InvalidKeyIdError:
+            raise AuthenticationError("invalid_token", "The token is signed by an unknown key") from None
 
 
 def parse_grant(text: str) -> tuple[str, int, int]:

@@ -26,6 +26,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 VERBS = frozenset({"view", "create", "update", "delete", "pick", "scan", "review", "pack", "ship", "count",
                    "move", "approve", "export"})
 KINDS = frozenset({"item", "list", "bulk", "aggregate"})
+HTML_KINDS = frozenset({"tables", "none"})
 _SOURCE_RE = re.compile(r"^(path|query|body|const)\.([A-Za-z0-9_*.\-]+)$")
 _PARAM_RE = re.compile(r"^\{([a-z_][a-z0-9_]*)\}$")
 _LITERAL_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -98,6 +99,9 @@ class Route:
         also_when_body_has: body field -> extra ``module:verb`` required when present.
         needs_body: the JSON body must be read before deciding.
         line: line of the route in the map file.
+        html: for a legacy web page, how its HTML carries records: ``tables`` (rows of
+            tables whose header cells name the fields: filtered and masked like JSON),
+            ``none`` (no record data at all, e.g. a menu); None = not an HTML page.
     """
 
     method: str
@@ -113,6 +117,7 @@ class Route:
     also_when_body_has: dict[str, tuple[str, str]] = field(default_factory=dict)
     needs_body: bool = False
     line: int = 0
+    html: str | None = None
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -262,7 +267,10 @@ class _Parser:
             raise self.fail(None, "each route must be a mapping")
         line = item.get("__line__")
         self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
-                         "also_when_body_has", "note"}, "route")
+                         "also_when_body_has", "note", "html"}, "route")
+        html = item.get("html")
+        if html is not None and html not in HTML_KINDS:
+            raise self.fail(item.get("__line__"), f"html {html!r} is not one of {', '.join(sorted(HTML_KINDS))}")
         method, _, template = str(item.get("route", "")).partition(" ")
         if method not in METHODS:
             raise self.fail(line, f"route must be 'METHOD /path' with METHOD in {', '.join(sorted(METHODS))}")
@@ -289,7 +297,7 @@ class _Parser:
                 raise self.fail(line, f"attribute {dim!r} is not a scope dimension")
             attributes[dim] = self.source(src, line, params)
         lookup = self.route_lookup(item.get("lookup"), lookups, line, params, kind)
-        list_spec = self.list_spec(item.get("list"), line) if kind == "list" else None
+        list_spec = self.list_spec(item.get("list"), line, html == "tables") if kind == "list" else None
         if kind == "list" and list_spec is None:
             raise self.fail(line, "a list route needs 'list: {rows: ...}'")
         if kind != "list" and item.get("list") is not None:
@@ -315,7 +323,7 @@ class _Parser:
                 raise self.fail(line, "an item/bulk route needs 'attributes' or 'lookup' "
                                       "(or a 'note' saying why the resource carries no scope)")
         return Route(method, template, segments, module, verb, kind, None if resource_id is None else str(resource_id),
-                     attributes, lookup, list_spec, also, needs_body, line or 0)
+                     attributes, lookup, list_spec, also, needs_body, line or 0, html)
 
     def route_lookup(self, spec: Any, lookups: dict[str, Lookup], line: int | None, params: tuple[str, ...],
                      kind: str) -> tuple[Lookup, Source] | None:
@@ -331,16 +339,16 @@ class _Parser:
             raise self.fail(line, f"a {kind} route's lookup needs '{want}'")
         return lookups[spec["name"]], self.source(spec[want], line, params)
 
-    def list_spec(self, spec: Any, line: int | None) -> ListSpec | None:
+    def list_spec(self, spec: Any, line: int | None, html_tables: bool = False) -> ListSpec | None:
         if spec is None:
             return None
-        if not isinstance(spec, dict) or not isinstance(spec.get("rows"), str):
-            raise self.fail(line, "list must be a mapping with 'rows'")
+        if not isinstance(spec, dict) or not (isinstance(spec.get("rows"), str) or html_tables):
+            raise self.fail(line, "list must be a mapping with 'rows' (the JSON key of the rows)")
         self.keys(spec, {"rows", "total", "narrow", "row_fields"}, "list")
         narrow = {k: v for k, v in (spec.get("narrow") or {}).items() if k != "__line__"}
         row_fields = {k: v for k, v in (spec.get("row_fields") or {}).items() if k != "__line__"}
         for dim in [*narrow, *row_fields]:
             if dim not in SCOPE_DIMENSIONS:
                 raise self.fail(line, f"list: {dim!r} is not a scope dimension")
-        return ListSpec(spec["rows"], spec.get("total"), narrow,
+        return ListSpec(str(spec.get("rows", "")), spec.get("total"), narrow,
                         {dim: row_fields.get(dim, dim) for dim in SCOPE_DIMENSIONS})

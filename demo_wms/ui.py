@@ -25,6 +25,17 @@ def _table(columns: list[str], rows: list[sqlite3.Row]) -> str:
     return f"<table border=1><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _filters(request: web.Request, columns: tuple[str, ...]) -> tuple[str, list[str]]:
+    """``WHERE`` clause of the page's filters; a parameter may repeat (any of its values)."""
+    clauses, args = [], []
+    for column in columns:
+        values = request.query.getall(column, [])
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            args.extend(values)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
 def add_routes(app: web.Application, db_key: web.AppKey[sqlite3.Connection]) -> None:
     """Register the HTML pages on ``app``; ``db_key`` names its SQLite connection."""
 
@@ -33,16 +44,14 @@ def add_routes(app: web.Application, db_key: web.AppKey[sqlite3.Connection]) -> 
 
     async def orders(request: web.Request) -> web.Response:
         db = request.app[db_key]
-        warehouse = request.query.get("warehouse")
-        where, args = (" WHERE warehouse = ?", [warehouse]) if warehouse else ("", [])
+        where, args = _filters(request, ("warehouse", "channel", "order_type", "status"))
         rows = db.execute(f"SELECT * FROM orders{where} ORDER BY order_no LIMIT 50", args).fetchall()
         cols = ["order_no", "warehouse", "channel", "order_type", "status", "customer_name", "amount"]
         return _page("订单列表 Orders", _table(cols, rows))
 
     async def inventory(request: web.Request) -> web.Response:
         db = request.app[db_key]
-        warehouse = request.query.get("warehouse")
-        where, args = (" WHERE warehouse = ?", [warehouse]) if warehouse else ("", [])
+        where, args = _filters(request, ("warehouse",))
         rows = db.execute(f"SELECT * FROM inventory{where} ORDER BY warehouse, location LIMIT 50", args).fetchall()
         return _page("库存 Inventory", _table(["warehouse", "location", "sku", "qty", "batch_no"], rows))
 

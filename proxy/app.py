@@ -17,6 +17,8 @@ from authorizer.audit import AuditStore, AuditWriter
 from authorizer.audit.chain import load_private_key
 from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
+from authorizer.oidc_rp import RelyingParty, RpSettings
+from authorizer.sessions import SessionStore
 from authorizer.config import GatewayConfig
 from authorizer.db import create_schema, make_engine
 from authorizer.grants import GrantStore
@@ -26,8 +28,11 @@ from authorizer.revocation import RevocationCache, RevocationStore
 from authorizer.routes import RouteMap
 from proxy.forward import Forwarder, UpstreamIdentity
 from proxy.management import access as access_api
+from proxy.management import auth as auth_api
+from proxy.management import console
 from proxy.management import approvals as approvals_api
 from proxy.management.health import health_handler
+from proxy.sso import SSO, SsoService, apply_session_cookie
 from proxy.pipeline import GATEWAY, Gateway, handle
 from proxy.replay import ApprovalExecutor
 
@@ -86,10 +91,19 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
                              config.audit.max_pending, spool, signing_key, config.audit.checkpoint_every_records,
                              config.audit.checkpoint_every_seconds)
         await writer.start()
+        verifier = TokenVerifier(config.oidc, jwks)
+        sso = None
+        if config.sso is not None:
+            rp = RelyingParty(RpSettings(config.oidc.issuer, config.sso.client_id, config.sso.client_secret,
+                                         config.sso.public_url + auth_api.CALLBACK, config.oidc.algorithms,
+                                         config.oidc.leeway_seconds), jwks)
+            sso = SsoService(config.sso, SessionStore(engine, config.sso.session_idle_seconds,
+                                                      config.sso.session_max_seconds), rp, verifier)
+            app[SSO] = sso
         app[GATEWAY] = Gateway(
             config=config,
             routes=routes,
-            verifier=TokenVerifier(config.oidc, jwks),
+            verifier=verifier,
             resolver=AttributeResolver(session, config.upstream.url, config.upstream.lookup_headers,
                                        config.upstream.lookup_cache_seconds),
             pdp=OpaClient(session, config.opa),
@@ -106,6 +120,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
                 (lambda method, path, body, actor: access_api.replay(access, method, path, body, actor))),
             revocations=revocations,
             access=access,
+            sso=sso,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),
@@ -133,6 +148,10 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
+    app.on_response_prepare.append(apply_session_cookie)
+    if config.sso is not None:
+        auth_api.add_routes(app)
+        console.add_routes(app)
     app.router.add_get("/_gateway/health", health_handler(
         SESSION, JWKS, config.opa, config.upstream.url,
         audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None))

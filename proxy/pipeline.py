@@ -29,14 +29,17 @@ from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFai
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditStore, AuditUnavailable, AuditWriter
 from authorizer.config import GatewayConfig
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
-from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query
+from authorizer.html_tables import rewrite_tables
+from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
 from authorizer.pdp import Decision, OpaClient, PdpUnavailable
 from authorizer.policy_input import build_policy_input
 from authorizer.revocation import RevocationCache
 from authorizer.routes import Route, RouteMap, RouteMatch
-from proxy import responses
+from proxy import browser, responses
+from proxy.browser_pages import nothing_in_scope_page
 from proxy.management import access as access_api
 from proxy.management import audit as audit_api
+from proxy.sso import SESSION_COOKIE, SsoService
 from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.replay import ApprovalExecutor
@@ -62,6 +65,7 @@ class Gateway:
     executor: ApprovalExecutor
     revocations: RevocationCache
     access: AccessService | None
+    sso: SsoService | None = None
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -93,24 +97,29 @@ def client_address(request: web.Request, trusted: tuple[ipaddress.IPv4Network | 
     return peer
 
 
+def new_record(request: web.Request, gw: Gateway, path_limit: int = 2048) -> AuditRecord:
+    """A fresh audit record of ``request`` (denied until decided): time, request line, from where."""
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    return AuditRecord(
+        decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="deny", reason_code="",
+        http_status=0, method=request.method, path=raw_path[:path_limit], query=raw_query[:path_limit],
+        client_ip=client_address(request, gw.trusted_proxies),
+        user_agent=request.headers.get("User-Agent", "")[:512], device_id=request.headers.get("X-Device-Id", "")[:128],
+    )
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     """Authorize one request and forward it, or refuse it; audit either way."""
     gw = request.app[GATEWAY]
     started = time.perf_counter()
-    raw_path, _, raw_query = request.raw_path.partition("?")
-    record = AuditRecord(
-        decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="deny", reason_code="",
-        http_status=0, method=request.method, path=raw_path[:2048], query=raw_query[:2048],
-        client_ip=client_address(request, gw.trusted_proxies),
-        user_agent=request.headers.get("User-Agent", "")[:512], device_id=request.headers.get("X-Device-Id", "")[:128],
-    )
+    record = new_record(request, gw)
     try:
         gw.audit.check_capacity()
         response = await _authorize_and_forward(request, gw, record)
     except AuditBackpressure:
-        response = _refused(record, responses.audit_unavailable())
+        response = _refused(record, responses.audit_unavailable(), request, gw)
     except Refusal as refusal:
-        response = _refused(record, refusal)
+        response = _refused(record, refusal, request, gw)
     record.http_status = response.status
     record.total_ms = round((time.perf_counter() - started) * 1000, 3)
     if record.approval_id is not None or record.module == "iam":
@@ -123,14 +132,18 @@ async def handle(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _refused(record: AuditRecord, refusal: Refusal) -> web.Response:
-    """Record and render a refusal. A request the policy allowed keeps ``decision=allow``
-    (the refusal then came after the decision, e.g. the WMS was unreachable)."""
+def _refused(record: AuditRecord, refusal: Refusal, request: web.Request, gw: Gateway) -> web.Response:
+    """Record and render a refusal (JSON for API clients; for browsers a login redirect or a
+    friendly page). A request the policy allowed keeps ``decision=allow`` (the refusal then
+    came after the decision, e.g. the WMS was unreachable)."""
     reason = refusal.audit_reason
     if reason is not None:
         record.reason_code, record.reason_zh, record.reason_en = reason.code, reason.zh, reason.en
     else:
         record.reason_code, record.reason_zh, record.reason_en = refusal.code, refusal.zh, refusal.en
+    if browser.wants_page(request):
+        return browser.refusal_answer(request, refusal, record.decision_id, record.username or None,
+                                      gw.sso.origin if gw.sso is not None else None)
     return refusal_response(refusal, record.decision_id)
 
 
@@ -156,22 +169,27 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     record.resource_id = (resource.id or "")[:2048]
     record.warehouse, record.channel, record.order_type = (
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
-    decision, policy_input = await _decide(gw.pdp, principal, route, body, resource, request, record)
+    decision, policy_input = await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
     if decision.obligations.approval is not None:
         return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
 
 
 async def authenticate(request: web.Request, gw: Gateway) -> Principal:
-    """The caller's principal from their bearer token.
+    """The caller's principal from their bearer token, or (no ``Authorization`` header, SSO on)
+    from their browser session cookie.
 
     Raises:
         Refusal: 401 with ``WWW-Authenticate`` (RFC 6750) for a missing or bad token;
             503 when the issuer's keys cannot be fetched.
     """
+    authorization = request.headers.getall("Authorization", [])
+    cookie = request.cookies.get(SESSION_COOKIE) if gw.sso is not None and not authorization else None
     try:
-        token = bearer_token(request.headers.getall("Authorization", []))
-        principal = await gw.verifier.verify(token)
+        if cookie and gw.sso is not None:
+            principal = await gw.sso.principal(request, cookie)
+        else:
+            principal = await gw.verifier.verify(bearer_token(authorization))
     except AuthenticationError as exc:
         zh = {"missing_token": "需要登录:请提供 Bearer 令牌", "token_expired": "访问令牌已过期,请重新获取"}.get(
             exc.code, "访问令牌无效")
@@ -183,6 +201,8 @@ async def authenticate(request: web.Request, gw: Gateway) -> Principal:
         raise Refusal(503, "revocations_stale", "吊销记录暂时无法刷新,请稍后重试",
                       "revocations could not be refreshed; try again later", headers={"Retry-After": "5"})
     if gw.revocations.is_revoked(principal.user_id, principal.issued_at):
+        if cookie and gw.sso is not None:
+            await gw.sso.end_for_revocation(request, principal.user_id)
         raise Refusal(401, "token_revoked", "您的访问权限已变更或被收回,请重新登录",
                       "your access changed or was withdrawn; log in again",
                       headers={"WWW-Authenticate": 'Bearer realm="wms", error="invalid_token", '
@@ -246,7 +266,7 @@ async def _resolve(resolver: AttributeResolver, match: RouteMatch, target: Clean
         raise Refusal(502, "attribute_lookup_failed", "无法从 WMS 查询资源属性", "could not look up the resource on the WMS") from None
 
 
-async def _decide(pdp: OpaClient, principal: Principal, route: Route, body: Any, resource: Resource,
+async def decide_or_refuse(pdp: OpaClient, principal: Principal, route: Route, body: Any, resource: Resource,
                   request: web.Request, record: AuditRecord) -> tuple[Decision, dict[str, Any]]:
     """Ask the PDP; record how it decided; refuse (401/403/404) unless it allowed.
 
@@ -278,7 +298,7 @@ async def _access_change(request: web.Request, gw: Gateway, route: Route, target
     body_bytes, body = await _read_body(request, gw)
     resource = access_api.resource_for(route.template, body)
     record.resource_id = resource.id or ""
-    decision, policy_input = await _decide(gw.pdp, principal, route, body, resource, request, record)
+    decision, policy_input = await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
     if decision.obligations.approval is not None:
         return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     report = await access_api.apply_change(gw.access, route.template, body, principal.username)
@@ -294,7 +314,7 @@ async def _audit_read(request: web.Request, gw: Gateway, route: Route, principal
     query = audit_api.parse_query(request.query, paged)
     fmt = None if paged else audit_api.export_format(request.query)
     record.resource_id = ""
-    decision, _ = await _decide(gw.pdp, principal, route, None, Resource(kind="list"), request, record)
+    decision, _ = await decide_or_refuse(gw.pdp, principal, route, None, Resource(kind="list"), request, record)
     if decision.obligations.approval is not None:
         raise Refusal(403, "approval_not_supported", "审计日志的读取不支持审批流程,请联系安全团队",
                       "reading the audit trail cannot go through an approval; ask the security team")
@@ -366,6 +386,8 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
         narrowing = narrow_query(target.query, spec, obligations)
         if narrowing.empty:
             record.detail = {"narrowed": "empty"}
+            if route.html is not None:
+                return nothing_in_scope_page(record.decision_id)
             return web.json_response({spec.rows: [], **({spec.total: 0} if spec.total else {})},
                                      headers={"X-Decision-Id": record.decision_id})
         if narrowing.query is not None:
@@ -388,6 +410,7 @@ def _transform(route: Route, decision: Decision, restricted: bool) -> Transform 
     spec = route.list_spec
     if not mask and not restricted:
         return None
+    row_filter = decision.obligations.row_filter
 
     def apply_json(document: Any) -> dict[str, Any]:
         detail: dict[str, Any] = {}
@@ -400,7 +423,23 @@ def _transform(route: Route, decision: Decision, restricted: bool) -> Transform 
         mask_document(document, mask, spec.rows if spec is not None else None)
         return detail
 
+    def apply_html(body: bytes) -> tuple[bytes, str, dict[str, Any]]:
+        if route.html == "none":
+            return body, "text/html", {}
+        keep = None
+        needed: frozenset[str] = frozenset()
+        if spec is not None and restricted:
+            keep = lambda cells: row_in_scope(cells, spec, decision.obligations)  # noqa: E731
+            needed = frozenset(spec.row_fields[d] for d, values in row_filter.items() if ALL not in values)
+        result = rewrite_tables(body.decode("utf-8"), keep, needed, frozenset(p for p in mask if "." not in p))
+        detail: dict[str, Any] = {"rows_dropped": result.rows_dropped} if result.rows_dropped else {}
+        if mask:
+            detail["masked"] = list(mask)
+        return result.html.encode("utf-8"), "text/html", detail
+
     def apply(body: bytes, content_type: str) -> tuple[bytes, str, dict[str, Any]]:
+        if content_type == "text/html" and route.html is not None:
+            return apply_html(body)
         if content_type == "text/csv" and spec is None:
             text = mask_csv(body.decode("utf-8-sig"), mask)
             return text.encode("utf-8"), "text/csv", {"masked": list(mask)} if mask else {}

@@ -27,6 +27,7 @@ class Refusal(Exception):
         headers: extra response headers (``WWW-Authenticate``, ``Retry-After``).
         audit_reason: the reason recorded in the audit trail when it differs from
             what the client is told (a 404 that hides why).
+        step_up: the RFC 9470 step-up asked for (``acr_values``, ``max_age``), if that is what is missing.
     """
 
     status: int
@@ -36,6 +37,7 @@ class Refusal(Exception):
     reasons: tuple[Reason, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     audit_reason: Reason | None = None
+    step_up: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.en)
@@ -74,7 +76,8 @@ def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: dict[str, A
         headers["WWW-Authenticate"] = (
             f'Bearer realm="wms", error="insufficient_user_authentication", error_description="{description}", '
             f'acr_values="{step_up["acr_values"]}", max_age={step_up["max_age"]}')
-    return Refusal(status, main.code, main.zh, main.en, reasons, headers=headers)
+    return Refusal(status, main.code, main.zh, main.en, reasons, headers=headers,
+                   step_up=step_up if status == 401 else None)
 
 
 def not_mapped() -> Refusal:

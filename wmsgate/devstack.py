@@ -279,6 +279,8 @@ class LocalStack:
         data["audit"]["signing_key_file"] = str(key)
         data["route_map"] = str(REPO / "config" / "routes.yaml")
         data["keycloak_admin"]["client_secret"] = demo_overlay()["access_admin_client_secret"]
+        data["sso"]["client_secret"] = demo_overlay()["gateway_client_secret"]
+        data["sso"]["public_url"] = self.proxy_url
         for key, value in {**s.proxy_overrides, **(extra or {})}.items():
             node = data
             *parents, leaf = key.split(".")
@@ -289,7 +291,7 @@ class LocalStack:
 
     def _apply_realm(self) -> None:
         admin = keycloak_admin(self.keycloak_url, *self.settings.kc_admin)
-        apply_realm(admin, build_realm(demo=True), replace=self.settings.fresh)
+        apply_realm(admin, build_realm(demo=True, gateway_url=self.proxy_url), replace=self.settings.fresh)
 
     def _spawn(self, service: _Service) -> None:
         log = service.log.open("ab")

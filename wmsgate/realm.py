@@ -56,12 +56,15 @@ def _user(spec: dict[str, Any], password: str, totp_secret: str) -> dict[str, An
     }
 
 
-def build_realm(demo: bool, realm_dir: Path = REALM_DIR) -> dict[str, Any]:
+def build_realm(demo: bool, realm_dir: Path = REALM_DIR, gateway_url: str | None = None) -> dict[str, Any]:
     """Assemble the realm representation.
 
     Args:
         demo: add the demo overlay (users, demo clients, known client secret).
         realm_dir: folder of the realm files.
+        gateway_url: the gateway's public URL (scheme, host, port) when it is not the
+            template's ``http://127.0.0.1:8080``: the ``wms-gateway`` client's login
+            callback, logout return and back-channel logout addresses follow it.
 
     Returns:
         A Keycloak ``RealmRepresentation`` ready for ``POST /admin/realms``.
@@ -72,6 +75,8 @@ def build_realm(demo: bool, realm_dir: Path = REALM_DIR) -> dict[str, Any]:
     for client in rep["clients"]:
         if client.get("protocolMappers") == "@gateway-mappers":
             client["protocolMappers"] = copy.deepcopy(mappers)
+        if client["clientId"] == "wms-gateway" and gateway_url:
+            _point_gateway_client(client, gateway_url.rstrip("/"))
     for component in rep["components"]["org.keycloak.userprofile.UserProfileProvider"]:
         component["config"]["kc.user.profile.config"] = [json.dumps(profile, ensure_ascii=False)]
     if not demo:
@@ -91,6 +96,15 @@ def build_realm(demo: bool, realm_dir: Path = REALM_DIR) -> dict[str, Any]:
         rep["clients"].append(client)
     rep["users"] = rep.get("users", []) + [_user(u, overlay["password"], overlay["totp_secret"]) for u in overlay["users"]]
     return rep
+
+
+def _point_gateway_client(client: dict[str, Any], gateway_url: str) -> None:
+    template = "http://127.0.0.1:8080"
+    client["redirectUris"] = [u.replace(template, gateway_url) for u in client.get("redirectUris", [])]
+    attributes = client.setdefault("attributes", {})
+    for key in ("post.logout.redirect.uris", "backchannel.logout.url"):
+        if key in attributes:
+            attributes[key] = attributes[key].replace(template, gateway_url)
 
 
 def keycloak_admin(base_url: str, username: str, password: str) -> KeycloakAdmin:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-import uuid
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -28,7 +26,7 @@ from authorizer.audit import AuditRecord, AuditUnavailable
 from authorizer.identity import Principal
 from authorizer.pdp import Decision, PdpUnavailable
 from proxy import responses
-from proxy.pipeline import GATEWAY, Gateway, authenticate, client_address, parse_json_object
+from proxy.pipeline import GATEWAY, Gateway, authenticate, new_record, parse_json_object
 from proxy.replay import approval_audit_record
 from proxy.responses import Refusal, refusal_response
 
@@ -37,12 +35,7 @@ APPROVAL_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _record(request: web.Request, gw: Gateway) -> AuditRecord:
-    raw_path, _, raw_query = request.raw_path.partition("?")
-    return AuditRecord(decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="deny",
-                       reason_code="", http_status=0, method=request.method, path=raw_path[:300],
-                       query=raw_query[:300], client_ip=client_address(request, gw.trusted_proxies),
-                       user_agent=request.headers.get("User-Agent", "")[:512],
-                       device_id=request.headers.get("X-Device-Id", "")[:128])
+    return new_record(request, gw, path_limit=300)
 
 
 def _who(record: AuditRecord, principal: Principal) -> None:
@@ -119,9 +112,12 @@ def _not_found() -> Refusal:
     return Refusal(404, "approval_not_found", "审批单不存在", "no such approval")
 
 
-async def _load(gw: Gateway, request: web.Request, record: AuditRecord) -> Approval:
-    """The approval named in the path (expired ones are marked so, and audited)."""
-    approval_id = request.match_info["approval_id"]
+async def load(gw: Gateway, approval_id: str) -> Approval:
+    """An approval by id (expired ones are marked so, and audited).
+
+    Raises:
+        Refusal: 404 ``approval_not_found``.
+    """
     if not APPROVAL_ID.match(approval_id):
         raise _not_found()
     approval = await gw.approvals.get(approval_id)
@@ -161,11 +157,11 @@ async def _visible(gw: Gateway, principal: Principal, approval: Approval, record
     return decision
 
 
-@_audited
-async def list_approvals(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
-    """The caller's inbox (pending requests they may decide) and their own requests."""
+async def inbox(gw: Gateway, record: AuditRecord, principal: Principal) -> dict[str, list[dict[str, Any]]]:
+    """``{"to_decide": [...], "requested": [...]}``: pending requests the person may decide
+    (possibly after a step-up: ``step_up_needed``) and their own requests, as documents."""
     record.module, record.verb = "approvals", "view"
-    inbox = []
+    to_decide = []
     for approval in await gw.approvals.list(status=PENDING, limit=None):
         if approval.is_expired(now_ms()) or approval.row["requester_id"] == principal.user_id:
             continue
@@ -173,17 +169,23 @@ async def list_approvals(request: web.Request, gw: Gateway, record: AuditRecord,
         if decision.allow or decision.status == 401:
             doc = approval.document(mask=decision.obligations.mask, include_result=False)
             doc["step_up_needed"] = decision.obligations.step_up
-            inbox.append(doc)
+            to_decide.append(doc)
     mine = [a.document() for a in await gw.approvals.list(requester_id=principal.user_id)]
     record.decision, record.reason_code = "allow", "allowed"
-    return _json({"to_decide": inbox, "requested": mine}, record)
+    return {"to_decide": to_decide, "requested": mine}
+
+
+@_audited
+async def list_approvals(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
+    """The caller's inbox (pending requests they may decide) and their own requests."""
+    return _json(await inbox(gw, record, principal), record)
 
 
 
 @_audited
 async def get_approval(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
     """One approval: for its requester, its deciders and anyone eligible to decide."""
-    approval = await _load(gw, request, record)
+    approval = await load(gw, request.match_info["approval_id"])
     decision = await _visible(gw, principal, approval, record)
     record.verb = "view"
     record.decision, record.reason_code = "allow", "allowed"
@@ -206,55 +208,67 @@ async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:
     return None
 
 
+async def decide(gw: Gateway, approval_id: str, record: AuditRecord, principal: Principal, verdict: str,
+                 comment: str) -> dict[str, Any]:
+    """Approve (``verdict="approve"``) or reject an approval as ``principal``; an approval that
+    reaches its count runs at once. Returns the approval's document as the decider may see it.
+
+    Raises:
+        Refusal: 404 unknown/invisible, 401 step-up needed (RFC 9470), 403 not allowed,
+            409 not pending, already decided, or the request is no longer allowed.
+    """
+    approval = await load(gw, approval_id)
+    decision = await _visible(gw, principal, approval, record, deciding=True)
+    row = approval.row
+    record.verb = "approve"
+    record.policy_revision = decision.policy_revision
+    record.detail.update({"verdict": verdict, "operation": row["operation"],
+                          "requester": row["requester_username"]})
+    if approval.status != PENDING:
+        raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能再决定",
+                      f"the approval is {approval.status}; it can no longer be decided")
+    if not decision.allow:
+        raise responses.policy_denied(403 if decision.status == 404 else decision.status, decision.reasons,
+                                      decision.obligations.step_up)
+    record.detail["comment"] = comment
+    if verdict == "approve":
+        problem = await _recheck_request(gw, approval)
+        if problem is not None:
+            await gw.approvals.withdraw(approval.approval_id, f"cancelled: {problem}")
+            record.detail["cancelled"] = problem
+            raise Refusal(409, "request_no_longer_allowed", "申请已失效:申请人的权限或策略已变更,已自动撤销",
+                          f"the request was cancelled: {problem}")
+    outcome = await gw.approvals.decide(approval.approval_id, principal.user_id, principal.username,
+                                        verdict, comment)
+    if outcome == "duplicate":
+        raise Refusal(409, "already_decided", "您已对此申请做出过决定", "you have already decided on this request")
+    if outcome == "not_pending":
+        current = await gw.approvals.get(approval.approval_id)
+        state = current.status if current else "gone"
+        raise Refusal(409, "approval_not_pending", f"审批单状态为 {state},不能再决定",
+                      f"the approval is {state}; it can no longer be decided")
+    record.decision, record.reason_code = "allow", "approved" if verdict == "approve" else "rejected"
+    if outcome == "approved":
+        await gw.executor.execute(approval.approval_id)
+    current = await gw.approvals.get(approval.approval_id)
+    return current.document(mask=decision.obligations.mask) if current else {}
+
+
 def decide_handler(verdict: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """The handler of ``POST .../approve`` (``verdict="approve"``) or ``POST .../reject``."""
 
-    async def decide(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
-        approval = await _load(gw, request, record)
-        decision = await _visible(gw, principal, approval, record, deciding=True)
-        row = approval.row
-        record.verb = "approve"
-        record.policy_revision = decision.policy_revision
-        record.detail.update({"verdict": verdict, "operation": row["operation"],
-                              "requester": row["requester_username"]})
-        if approval.status != PENDING:
-            raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能再决定",
-                          f"the approval is {approval.status}; it can no longer be decided")
-        if not decision.allow:
-            raise responses.policy_denied(403 if decision.status == 404 else decision.status, decision.reasons,
-                                          decision.obligations.step_up)
+    async def handler(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
         comment = await _comment(request)
-        record.detail["comment"] = comment
-        if verdict == "approve":
-            problem = await _recheck_request(gw, approval)
-            if problem is not None:
-                await gw.approvals.withdraw(approval.approval_id, f"cancelled: {problem}")
-                record.detail["cancelled"] = problem
-                raise Refusal(409, "request_no_longer_allowed", "申请已失效:申请人的权限或策略已变更,已自动撤销",
-                              f"the request was cancelled: {problem}")
-        outcome = await gw.approvals.decide(approval.approval_id, principal.user_id, principal.username,
-                                            verdict, comment)
-        if outcome == "duplicate":
-            raise Refusal(409, "already_decided", "您已对此申请做出过决定", "you have already decided on this request")
-        if outcome == "not_pending":
-            current = await gw.approvals.get(approval.approval_id)
-            state = current.status if current else "gone"
-            raise Refusal(409, "approval_not_pending", f"审批单状态为 {state},不能再决定",
-                          f"the approval is {state}; it can no longer be decided")
-        record.decision, record.reason_code = "allow", "approved" if verdict == "approve" else "rejected"
-        if outcome == "approved":
-            await gw.executor.execute(approval.approval_id)
-        current = await gw.approvals.get(approval.approval_id)
-        return _json(current.document(mask=decision.obligations.mask) if current else {}, record)
+        return _json(await decide(gw, request.match_info["approval_id"], record, principal, verdict, comment),
+                     record)
 
-
-    return _audited(decide)
+    return _audited(handler)
 
 
 @_audited
 async def withdraw(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal) -> web.Response:
     """The requester takes back a pending request; it can then never run."""
-    approval = await _load(gw, request, record)
+    approval = await load(gw, request.match_info["approval_id"])
     decision = await _visible(gw, principal, approval, record)
     record.verb = "withdraw"
     if principal.user_id != approval.row["requester_id"]:

@@ -28,15 +28,7 @@ def _roles(stack: Stack, username: str) -> set[str]:
 
 
 def _restore(stack: Stack, username: str, roles: list[str], attributes: dict[str, list[str]]) -> None:
-    admin = stack.keycloak_admin()
-    user_id = admin.get_user_id(username)
-    current = [r for r in admin.get_realm_roles_of_user(user_id) if r["name"] not in
-               ("offline_access", "uma_authorization", "default-roles-wms")]
-    if current:
-        admin.delete_realm_roles_of_user(user_id, current)
-    admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
-    admin.update_user(user_id, {"enabled": True, "attributes": attributes})
-    stack.tokens.forget(username)
+    stack.restore_person(username, roles, attributes)
 
 
 def _approve(stack: Stack, location: str, approver: str) -> dict[str, Any]:

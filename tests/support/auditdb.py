@@ -13,7 +13,8 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Coroutine, TypeVar
 
 from sqlalchemy import insert, select, text
 
@@ -22,6 +23,7 @@ from authorizer.db import create_schema, make_engine
 from wmsgate.pgcluster import LocalPostgres
 
 _COPIES = itertools.count(1)
+T = TypeVar("T")
 
 
 def backend() -> str:
@@ -57,13 +59,23 @@ class AuditDb:
             target = self.pg.create_database(f"audit_copy_{n}")
         else:
             target = f"sqlite+aiosqlite:///{self.scratch / f'audit-copy-{n}.db'}"
-        asyncio.run(_copy(self.url, target))
+        _run(_copy(self.url, target))
         return target
 
 
 def run_sql(url: str, statement: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run one SQL statement (committed) on the database at ``url`` and return its rows as dicts."""
-    return asyncio.run(_execute(url, statement, params or {}))
+    return _run(_execute(url, statement, params or {}))
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` that also works under Playwright's sync API (which keeps a loop running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 async def _execute(url: str, statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ package wms.authz_test
 import data.wms.authz
 
 may := {
-	"picker": ["orders:view", "orders:pick", "orders:scan"],
+	"picker": ["portal:view", "orders:view", "orders:pick", "orders:scan"],
 	"temp_picker": ["orders:view", "orders:pick", "orders:scan"],
 	"reviewer": ["orders:view", "reviews:review", "reviews:view"],
 	"packer": ["orders:pack", "orders:view", "orders:ship", "customers:view"],
@@ -19,7 +19,10 @@ may := {
 	],
 	"channel_ops": ["orders:view", "reports.fulfillment:view", "reports.sales:view"],
 	"finance": ["reports.finance:view", "order_amounts:view", "reports.sales:view", "reports.sales:export"],
-	"sysadmin": ["iam:view", "iam:create", "iam:update", "iam:delete", "iam:approve", "audit:view", "audit:export"],
+	"sysadmin": [
+		"portal:view", "iam:view", "iam:create", "iam:update", "iam:delete", "iam:approve", "audit:view",
+		"audit:export",
+	],
 }
 
 must_not := {
