@@ -58,6 +58,8 @@ def _banner(stack: Any) -> str:
     return f"""
 ================ WMS 访问网关 / WMS access gateway: running ================
   proxy (PEP)      {p}            health: {p}/_gateway/health
+  WMS in a browser {p}/            log in at Keycloak (SSO), e.g. as picker.hf
+  admin console    {p}/_gateway/ui/            approvals, people, audit trail
   Keycloak         {kc}            admin console: {kc}/admin  ({stack.settings.kc_admin[0]} / {stack.settings.kc_admin[1]})
                    realm "wms", issuer {stack.issuer}
   Keycloak mgmt    http://127.0.0.1:{stack.settings.ports.keycloak_management}            health: /health/ready
@@ -169,7 +171,7 @@ def _audit_query(args: argparse.Namespace, limit: int) -> Any:
     return AuditQuery(since=args.since, until=args.until, user=args.user, module=args.module, verb=args.verb,
                       resource_id=args.resource, warehouse=args.warehouse, channel=args.channel, decision=args.decision,
                       approval_id=args.approval, client_ip=args.client_ip, device_id=args.device, role=args.role,
-                      limit=limit)
+                      limit=limit, offset=max(0, getattr(args, "offset", 0)))
 
 
 def cmd_audit_search(args: argparse.Namespace) -> int:
@@ -518,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = audit.add_parser("search", help="search audit records (newest first)")
     filters(p)
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--limit", type=int, default=100, help="page size")
+    p.add_argument("--offset", type=int, default=0, help="skip this many newer records (the next page)")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     p.set_defaults(func=cmd_audit_search)
 

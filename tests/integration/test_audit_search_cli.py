@@ -33,3 +33,18 @@ def test_audit_search_finds_a_pick_confirmation_by_user_time_module_and_verb(sta
     assert order["order_no"] in table and "picker.hf" in table and "record(s)" in table
     none = _search(stack, "--user", "nobody", "--since", "1h", "--json")
     assert none.strip() == ""
+
+
+def test_audit_search_pages_with_limit_and_offset(stack: Stack) -> None:
+    with stack.client("picker.hf") as c:
+        last = None
+        for _ in range(5):
+            last = c.get("/api/picking/tasks", params={"page_size": 1})
+    assert last is not None
+    stack.audit_record(last.headers["X-Decision-Id"])
+    first = [json.loads(x) for x in _search(stack, "--user", "picker.hf", "--limit", "2", "--json").splitlines()]
+    second = [json.loads(x) for x in _search(stack, "--user", "picker.hf", "--limit", "2", "--offset", "2",
+                                             "--json").splitlines()]
+    assert len(first) == 2 and len(second) == 2
+    assert {r["decision_id"] for r in first}.isdisjoint({r["decision_id"] for r in second})
+    assert first[-1]["ts_ms"] >= second[0]["ts_ms"]  # newest first across pages

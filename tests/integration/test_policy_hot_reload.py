@@ -106,8 +106,9 @@ def test_an_edit_that_fails_the_policy_tests_is_rejected(stack: Stack, policy_di
     good = _status(stack)["serving"]["revision"]
     roles = policy_dir / "wms" / "roles" / "data.yaml"
     roles.write_text(roles.read_text(encoding="utf-8").replace(
-        "permissions: [orders:view, orders:pick, orders:scan]\ntemp_picker",
-        "permissions: [orders:view, orders:pick, orders:scan, inventory:update]\ntemp_picker"), encoding="utf-8")
+        "permissions: [portal:view, orders:view, orders:pick, orders:scan]\ntemp_picker",
+        "permissions: [portal:view, orders:view, orders:pick, orders:scan, inventory:update]\ntemp_picker"),
+        encoding="utf-8")
     assert "inventory:update]\ntemp_picker" in roles.read_text(encoding="utf-8")
     _wait(lambda: _status(stack)["rejected"] is not None, 30, "the edit to be rejected by opa test")
     assert _status(stack)["serving"]["revision"] == good
