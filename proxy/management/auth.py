@@ -21,7 +21,7 @@ from aiohttp import web
 from authorizer.audit import AuditRecord
 from authorizer.identity import AuthenticationError, IssuerUnavailable
 from authorizer.oidc_rp import LoginFailed, new_code_verifier
-from authorizer.sessions import Tokens
+from authorizer.sessions import BrowserSession, Tokens
 from proxy.browser_pages import Text, logged_out_page, login_problem_page, logout_confirm_page, refusal_page
 from proxy.pipeline import GATEWAY, new_record
 from proxy.redirects import safe_return_to
@@ -121,11 +121,15 @@ async def _end_current(request: web.Request, sso: SsoService) -> None:
             await sso.sessions.end(previous)
 
 
-async def logout_page(request: web.Request) -> web.Response:
-    """Ask to confirm the logout (a form, so a link elsewhere cannot log people out)."""
+async def _current(request: web.Request) -> tuple[SsoService, BrowserSession | None]:
     sso = request.app[SSO]
     cookie = request.cookies.get(SESSION_COOKIE)
-    session = await sso.sessions.get(cookie) if cookie else None
+    return sso, (await sso.sessions.get(cookie) if cookie else None)
+
+
+async def logout_page(request: web.Request) -> web.Response:
+    """Ask to confirm the logout (a form, so a link elsewhere cannot log people out)."""
+    sso, session = await _current(request)
     if session is None:
         return _redirect(LOGGED_OUT, 303)
     return logout_confirm_page(session.username, session.csrf, origin_of(sso.rp.settings.issuer))
@@ -133,9 +137,7 @@ async def logout_page(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     """End the session (CSRF token and origin checked), then log out at Keycloak too."""
-    sso = request.app[SSO]
-    cookie = request.cookies.get(SESSION_COOKIE)
-    session = await sso.sessions.get(cookie) if cookie else None
+    sso, session = await _current(request)
     if session is None:
         return _redirect(LOGGED_OUT, 303)
     form = await request.post()

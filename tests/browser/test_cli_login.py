@@ -8,19 +8,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 from playwright.sync_api import Browser
 
-from tests.support.browser import launch
 from tests.support.stack import PASSWORD, Stack
 from wmsgate.tools import REPO
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch()
 
 
 def test_wmsgate_login_with_mfa_then_access_command_acts_as_that_admin(stack: Stack, browser: Browser,

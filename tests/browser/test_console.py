@@ -7,31 +7,12 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.support.browser import launch, screenshot
+from tests.support.browser import login_through_gateway, screenshot
 from tests.support.stack import PASSWORD, Stack
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(locale="zh-CN")
-    try:
-        yield ctx
-    finally:
-        ctx.close()
-
-
 def _login(page: Page, stack: Stack, path: str, username: str) -> None:
-    page.goto(stack.proxy + path)
-    page.wait_for_selector("#username")
-    page.fill("#username", username)
-    page.fill("#password", PASSWORD)
-    page.click("#kc-login")
-    page.wait_for_url(stack.proxy + path)
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, path, username, PASSWORD)
 
 
 def test_cases_2_and_3_supervisor_steps_up_and_approves_in_the_console(stack: Stack, context: BrowserContext) -> None:

@@ -1,4 +1,4 @@
-"""Browser SSO through the proxy in headless Chromium (issue "Browser SSO", cases 1, 5, 6 and 4 via the API).
+"""Browser SSO through the proxy in headless Chromium (issue "Browser SSO and the admin console", cases 1, 5, 6).
 
 Staff open the WMS's pages through the gateway, are sent to Keycloak's login page,
 come back logged in (a server-side session behind an HttpOnly, SameSite=Lax cookie),
@@ -7,30 +7,14 @@ and get friendly pages instead of JSON when something is refused.
 
 from __future__ import annotations
 
-from typing import Iterator
 from urllib.parse import quote
 
-import pytest
-from playwright.sync_api import Browser, BrowserContext, Page
+from playwright.sync_api import BrowserContext, Page
 
-from tests.support.browser import launch, screenshot
+from tests.support.browser import login_through_gateway, screenshot
 from tests.support.stack import PASSWORD, Stack
 
 SESSION_COOKIE = "wmsgate_session"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(locale="zh-CN")
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 def _login_at_keycloak(page: Page, stack: Stack, username: str) -> None:
@@ -94,9 +78,7 @@ def test_case_6_open_redirect_attempts_after_login_land_on_the_home_page(stack: 
 
 def test_case_5_logout_at_keycloak_ends_the_proxy_session(stack: Stack, context: BrowserContext) -> None:
     page = context.new_page()
-    page.goto(stack.proxy + "/")
-    _login_at_keycloak(page, stack, "reviewer.hf")
-    page.wait_for_url(stack.proxy + "/")
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/", "reviewer.hf", PASSWORD)
     admin = stack.keycloak_admin()
     user_id = admin.get_user_id("reviewer.hf")
     admin.user_logout(user_id)  # an admin ends the person's Keycloak sessions: back-channel logout
@@ -111,9 +93,7 @@ def test_case_5_logout_at_keycloak_ends_the_proxy_session(stack: Stack, context:
 
 def test_logging_out_at_the_gateway_ends_both_sessions(stack: Stack, context: BrowserContext) -> None:
     page = context.new_page()
-    page.goto(stack.proxy + "/")
-    _login_at_keycloak(page, stack, "packer.hf")
-    page.wait_for_url(stack.proxy + "/")
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/", "packer.hf", PASSWORD)
     page.goto(stack.proxy + "/_gateway/auth/logout")
     screenshot(page, "sso-07-logout-confirm")
     page.click("button[type=submit]")
@@ -129,9 +109,7 @@ def test_logging_out_at_the_gateway_ends_both_sessions(stack: Stack, context: Br
 
 def test_a_cross_site_form_post_with_the_session_cookie_is_refused(stack: Stack, context: BrowserContext) -> None:
     page = context.new_page()
-    page.goto(stack.proxy + "/")
-    _login_at_keycloak(page, stack, "picker.hf")
-    page.wait_for_url(stack.proxy + "/")
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/", "picker.hf", PASSWORD)
     cookie = _session_cookie(context)
     assert cookie is not None
     order = stack.order(warehouse="HF", status="pending_pick")
@@ -148,9 +126,7 @@ def test_a_cross_site_form_post_with_the_session_cookie_is_refused(stack: Stack,
 
 def test_tokens_are_refreshed_silently_and_the_session_id_rotates(stack: Stack, context: BrowserContext) -> None:
     page = context.new_page()
-    page.goto(stack.proxy + "/")
-    _login_at_keycloak(page, stack, "ops.taobao")
-    page.wait_for_url(stack.proxy + "/")
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/", "ops.taobao", PASSWORD)
     before = _session_cookie(context)
     assert before is not None
     stack.audit.sql("UPDATE browser_sessions SET access_expires_ms = 0 WHERE username = 'ops.taobao'")

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-import pytest
 from playwright.sync_api import Browser, Page, Route
 
-from tests.support.browser import launch
 from tests.support.form_login import REDIRECT_URI
 from tests.support.stack import PASSWORD, Stack
 from wmsgate.pkce import authorization_request
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    yield from launch()
 
 
 def _claims(token: str) -> dict[str, Any]:

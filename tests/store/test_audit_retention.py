@@ -23,7 +23,9 @@ def record(n: int, ts_ms: int) -> AuditRecord:
 
 
 async def _trail(store: AuditStore, key: Ed25519PrivateKey) -> int:
-    """40 records 100 days old (checkpoints after 10, 20, 30), then 10 from today (checkpoint after 45)."""
+    """A new store with 40 records 100 days old (checkpoints after 10, 20, 30), then 10 from
+    today (checkpoint after 45)."""
+    await store.create_schema()
     now = int(time.time() * 1000)
     old = now - 100 * DAY_MS
     for start in (0, 10, 20):
@@ -42,7 +44,6 @@ def test_archiving_removes_whole_signed_segments_and_verify_still_passes(tmp_pat
 
     async def run() -> None:
         store = AuditStore(store_url)
-        await store.create_schema()
         await _trail(store, key)
         cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
         segments = await archive_older_than(store, key, archive, cutoff)
@@ -69,7 +70,6 @@ def test_tampering_with_archives_is_reported(tmp_path: Path, store_url: str) -> 
 
     async def run() -> None:
         store = AuditStore(store_url)
-        await store.create_schema()
         await _trail(store, key)
         [segment] = await archive_older_than(store, key, archive, dt.datetime.now(dt.timezone.utc)
                                              - dt.timedelta(days=90))

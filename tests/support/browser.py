@@ -47,3 +47,14 @@ def screenshot(page: Page, name: str) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def login_through_gateway(page: Page, gateway: str, keycloak: str, path: str, username: str, password: str) -> None:
+    """Open ``gateway + path``, log in on Keycloak's form and wait to be back on that page."""
+    page.goto(gateway + path)
+    page.wait_for_selector("#username")
+    assert page.url.startswith(keycloak), page.url
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#kc-login")
+    page.wait_for_url(gateway + path)
