@@ -133,6 +133,26 @@ class AccessService:
                 "name": " ".join(p for p in (user.get("lastName"), user.get("firstName")) if p),
                 "roles": roles, "scope": scope, "grants": grants}
 
+    async def directory(self, limit: int = 2000) -> list[dict[str, Any]]:
+        """Up to ``limit`` people of the realm for "who can" answers: ``user_id, username, enabled,
+        roles, scope`` each (one roles call per person: meant for admin pages, not the request path).
+
+        Raises:
+            AccessError: 502 when Keycloak fails.
+        """
+        try:
+            users = await self._kc().a_get_users({"briefRepresentation": False, "max": limit})
+            people = []
+            for user in users:
+                attributes = user.get("attributes") or {}
+                people.append({"user_id": user["id"], "username": user["username"],
+                               "enabled": bool(user.get("enabled")), "roles": await self.wms_roles_of(user["id"]),
+                               "scope": {dim: list(attributes.get(f"wms_{dim}", []))
+                                         for dim in ("warehouse", "channel", "order_type")}})
+        except KeycloakError as exc:
+            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+        return sorted(people, key=lambda p: p["username"])
+
     async def wms_roles_of(self, user_id: str) -> list[str]:
         """The WMS realm roles mapped directly to the user."""
         roles = await self._kc().a_get_realm_roles_of_user(user_id)

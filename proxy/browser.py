@@ -6,7 +6,7 @@ A request is a browser's when it carries no ``Authorization`` header and accepts
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
@@ -65,8 +65,9 @@ def refusal_answer(request: web.Request, refusal: Refusal, decision_id: str, use
     step_up_href = login_href(_referer_path(request, origin), acr, max_age) if step_up and origin else None
     again = login_href(here if request.method == "GET" else "/") if origin and (
         refusal.code in LOGIN_FIXES or refusal.code == "token_revoked") else None
+    why = f"/_gateway/ui/why?{urlencode({'decision_id': decision_id})}" if origin and username else None
     response = refusal_page(refusal.status, refusal.code, Text(refusal.zh, refusal.en), decision_id, username,
-                            step_up_href, again)
+                            step_up_href, again, why)
     for name, value in refusal.headers.items():
         response.headers.setdefault(name, value)
     return response

@@ -73,7 +73,8 @@ ASK = Text("如需此权限,请联系您的主管或系统管理员,并提供下
 
 
 def refusal_page(status: int, code: str, reason: Text, decision_id: str, username: str | None,
-                 step_up_href: str | None = None, login_again_href: str | None = None) -> web.Response:
+                 step_up_href: str | None = None, login_again_href: str | None = None,
+                 why_href: str | None = None) -> web.Response:
     """A friendly refusal: what happened, what is missing, whom to ask, the decision id.
 
     Args:
@@ -84,6 +85,7 @@ def refusal_page(status: int, code: str, reason: Text, decision_id: str, usernam
         username: who is logged in, if anyone.
         step_up_href: where to confirm identity with a second factor, when that is what is missing.
         login_again_href: where to log in again, when the session ended.
+        why_href: the console's explanation of this decision, for a logged-in person.
     """
     parts = [f'<div class="box" role="alert">{_both(reason)}</div>']
     if step_up_href:
@@ -94,6 +96,8 @@ def refusal_page(status: int, code: str, reason: Text, decision_id: str, usernam
         parts.append(link(login_again_href, Text("重新登录", "Log in again")))
     elif status == 403:
         parts.append(_both(ASK))
+        if why_href:
+            parts.append(link(why_href, Text("查看详细原因", "See why in detail")))
     parts.append(link("/", Text("返回首页", "Back to the home page")))
     who = f" · {html.escape(username)}" if username else ""
     parts.append(f'<p class="meta">{html.escape(code)} · 决策编号 / decision id: '

@@ -31,7 +31,8 @@ button{padding:.3rem .9rem;cursor:pointer}a:focus,button:focus,input:focus,texta
 outline:3px solid #f0b429}pre{white-space:pre-wrap;word-break:break-all;font-size:.85rem;margin:0}"""
 
 NAV = (("/_gateway/ui/approvals", Text("审批", "Approvals")), ("/_gateway/ui/audit", Text("审计日志", "Audit trail")),
-       ("/_gateway/ui/people", Text("人员与权限", "People")))
+       ("/_gateway/ui/people", Text("人员与权限", "People")), ("/_gateway/ui/why", Text("为何被拒绝", "Why denied")),
+       ("/_gateway/ui/who-can", Text("谁可以", "Who can")))
 
 
 class Lang:

@@ -24,7 +24,7 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from authorizer.access import AccessService
-from authorizer.approvals import ApprovalStore, HeldRequest
+from authorizer.approvals import Approval, ApprovalStore, HeldRequest
 from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditStore, AuditUnavailable, AuditWriter
 from authorizer.config import GatewayConfig
@@ -338,6 +338,36 @@ async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: R
     rule = decision.obligations.approval
     if body_bytes is None and request.body_exists:
         body_bytes, _ = await _read_body(request, gw)
+    content_type = request.headers.get("Content-Type", "") if body_bytes is not None else ""
+    approval = await hold_request(gw, principal, route, resource, decision, policy_input, record, request.method,
+                                  target.raw_path, target.raw_query, body_bytes, content_type)
+    location = f"/_gateway/approvals/{approval.approval_id}"
+    body = {"approval_id": approval.approval_id, "status": approval.status, "operation": rule["operation"],
+            "required_approvals": rule["approvals"], "expires_at": approval.document()["expires_at"],
+            "reason_zh": "此操作需要第二人审批,已提交;审批通过后由网关执行",
+            "reason_en": "this operation needs a second person's approval; it will run once approved",
+            "decision_id": record.decision_id}
+    return web.Response(status=202, text=json.dumps(body, ensure_ascii=False), content_type="application/json",
+                        charset="utf-8", headers={"Location": location, "X-Decision-Id": record.decision_id,
+                                                  "Cache-Control": "no-store"})
+
+
+async def hold_request(gw: Gateway, principal: Principal, route: Route, resource: Resource, decision: Decision,
+                       policy_input: dict[str, Any], record: AuditRecord, method: str, path: str, query: str,
+                       body_bytes: bytes | None, content_type: str) -> Approval:
+    """Store a request the policy holds for four-eyes approval (the decision carries the rule).
+
+    Args:
+        method, path, query, body_bytes, content_type: the request as it will run once approved.
+
+    Returns:
+        The pending approval (``record`` now names it).
+
+    Raises:
+        Refusal: 413 the body is too large for approvers to see; 429 too many pending requests.
+    """
+    rule = decision.obligations.approval
+    assert rule is not None
     if body_bytes is not None and len(body_bytes) > MAX_HELD_BODY:
         raise Refusal(413, "held_body_too_large", f"需审批的请求体不能超过 {MAX_HELD_BODY} 字节(审批人须能看到全部内容)",
                       f"a request held for approval may carry at most {MAX_HELD_BODY} bytes (approvers see all of it)")
@@ -349,22 +379,13 @@ async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: R
     approval = await gw.approvals.create(HeldRequest(
         operation=rule["operation"], required_approvals=rule["approvals"], expires_seconds=rule["expires_seconds"],
         requester_id=principal.user_id, requester_username=principal.username, requester_roles=list(principal.roles),
-        method=request.method, path=target.raw_path, query=target.raw_query, body=body_bytes,
-        content_type=request.headers.get("Content-Type", "") if body_bytes is not None else "",
+        method=method, path=path, query=query, body=body_bytes, content_type=content_type,
         module=route.module, verb=route.verb, resource_id=resource.id or "", resource=resource.policy_input(),
         decision_input=policy_input))
     record.approval_id = approval.approval_id
     record.reason_code = "approval_required"
     record.reason_zh, record.reason_en = "高风险操作,已提交审批", "high-risk operation; held for approval"
-    location = f"/_gateway/approvals/{approval.approval_id}"
-    body = {"approval_id": approval.approval_id, "status": approval.status, "operation": rule["operation"],
-            "required_approvals": rule["approvals"], "expires_at": approval.document()["expires_at"],
-            "reason_zh": "此操作需要第二人审批,已提交;审批通过后由网关执行",
-            "reason_en": "this operation needs a second person's approval; it will run once approved",
-            "decision_id": record.decision_id}
-    return web.Response(status=202, text=json.dumps(body, ensure_ascii=False), content_type="application/json",
-                        charset="utf-8", headers={"Location": location, "X-Decision-Id": record.decision_id,
-                                                  "Cache-Control": "no-store"})
+    return approval
 
 
 def _credential_warehouse(resource: Resource, decision: Decision) -> str | None:

@@ -314,6 +314,13 @@ class AuditStore:
             async for row in result.mappings():
                 yield dict(row)
 
+    async def record(self, decision_id: str) -> dict[str, Any] | None:
+        """The record of one decision (by the id clients are given), or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(audit_records).where(audit_records.c.decision_id == decision_id)
+                                      )).mappings().first()
+        return dict(row) if row else None
+
     async def latest_checkpoint(self) -> dict[str, Any] | None:
         """The newest signed checkpoint (``seq, hash, at_ms, key_id, signature``), or None."""
         async with self.engine.connect() as conn:

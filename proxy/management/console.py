@@ -4,6 +4,7 @@
 ``POST /_gateway/ui/approvals/{id}/approve|reject``  decide (step-up when the policy asks for it)
 ``GET  /_gateway/ui/people[?username=]``             a person's roles, scope and grants (``iam:view``)
 ``POST /_gateway/ui/people/{username}/offboard``     offboard, after a confirmation (``iam:delete``)
+``POST /_gateway/ui/people/{username}/roles|grant``  role change / temporary grant, held for a second admin
 ``GET  /_gateway/ui/audit?...``                      audit search with CSV export (``audit:view``)
 
 Each page is decided by the policy like any request and audited; forms carry the
@@ -14,24 +15,28 @@ by the same functions as the JSON APIs (approvals, access, audit).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from authorizer.access import AccessError
+from authorizer.access import AccessError, AccessService
+from authorizer.approvals import Approval
 from authorizer.attributes import Resource
 from authorizer.audit import AuditRecord, AuditUnavailable
 from authorizer.identity import Principal
+from authorizer.pdp import parse_decision
 from authorizer.routes import Route
 from proxy import browser, responses
 from proxy.browser_pages import Text, login_href
 from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, pretty_body, table
+from proxy.explain import Person, explain, who_can
 from proxy.management import access as access_api
 from proxy.management import approvals as approvals_api
 from proxy.management import audit as audit_api
-from proxy.pipeline import GATEWAY, Gateway, authenticate, decide_or_refuse, new_record
+from proxy.pipeline import GATEWAY, Gateway, authenticate, decide_or_refuse, hold_request, new_record
 from proxy.redirects import safe_return_to
 from proxy.responses import Refusal
 from proxy.sso import CONTEXT, origin_of
@@ -40,6 +45,8 @@ UI = "/_gateway/ui"
 APPROVALS = f"{UI}/approvals"
 PEOPLE = f"{UI}/people"
 AUDIT = f"{UI}/audit"
+WHY = f"{UI}/why"
+WHO_CAN = f"{UI}/who-can"
 PEOPLE_VIEW = Route("GET", PEOPLE, ("_gateway", "ui", "people"), "iam", "view")
 Form = dict[str, str]
 Body = Callable[[web.Request, Gateway, AuditRecord, Principal, Form, str], Awaitable[web.Response]]
@@ -187,6 +194,22 @@ def _decide(verdict: str) -> Body:
 
 
 # -- people ----------------------------------------------------------------------------------
+def _service(gw: Gateway) -> AccessService:
+    """The access service, or 503 when access management is not configured."""
+    if gw.access is None:
+        raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
+                      "access management is not configured (keycloak_admin)")
+    return gw.access
+
+
+async def _person(gw: Gateway, username: str) -> dict[str, Any]:
+    """What the access service knows about ``username`` (404/502 as refusals)."""
+    try:
+        return await _service(gw).person(username)
+    except AccessError as exc:
+        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+
+
 async def _people_decision(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord,
                            username: str) -> None:
     record.module, record.verb, record.resource_id = "iam", "view", username
@@ -206,6 +229,33 @@ def _person_card(person: dict[str, Any], lang: Lang) -> str:
             f'<h3>{lang.t(Text("临时授权", "Temporary grants"))}</h3>'
             + table([Text("角色", "Role"), Text("范围", "Scope"), Text("开始 (UTC)", "From (UTC)"),
                      Text("结束 (UTC)", "Until (UTC)")], grants, lang) + "</div>")
+
+
+def _change_forms(person: dict[str, Any], csrf: str, lang: Lang) -> str:
+    """Role change and temporary grant forms (both are held for a second admin's approval)."""
+    name = esc(person["username"])
+    back = esc(urlencode({"back": f"{PEOPLE}?{urlencode({'username': person['username']})}"}))
+    held = lang.t(Text("提交后需另一位管理员批准,并需再次验证身份。",
+                       "Needs another admin's approval and a fresh identity check."))
+    scope = person["scope"]
+    roles_form = (f'<h3>{lang.t(Text("变更角色", "Change roles"))}</h3><p class="second">{held}</p>'
+                  f'<form method="post" action="{PEOPLE}/{name}/roles?{back}">{csrf_field(csrf)}'
+                  f'<label>{lang.t(Text("角色(逗号分隔)", "Roles (comma-separated)"))} '
+                  f'<input name="roles" value="{esc(", ".join(person["roles"]))}" required></label>'
+                  + "".join(f'<label>{dim} <input name="{dim}" value="{esc(", ".join(scope.get(dim, [])))}"></label>'
+                            for dim in ("warehouse", "channel", "order_type"))
+                  + f' <button type="submit">{esc(lang.plain(Text("提交变更", "Request change")))}</button></form>')
+    grant_form = (f'<h3>{lang.t(Text("临时授权", "Temporary grant"))}</h3>'
+                  f'<form method="post" action="{PEOPLE}/{name}/grant?{back}">{csrf_field(csrf)}'
+                  f'<label>{lang.t(Text("角色", "Role"))} <input name="role" required></label>'
+                  f'<label>{lang.t(Text("仓库", "Warehouses"))} <input name="warehouses" required></label>'
+                  f'<label>{lang.t(Text("渠道", "Channels"))} <input name="channels" value="*"></label>'
+                  f'<label>{lang.t(Text("开始(北京时间)", "From (Beijing time)"))} '
+                  f'<input type="datetime-local" name="valid_from" required></label>'
+                  f'<label>{lang.t(Text("结束(北京时间)", "Until (Beijing time)"))} '
+                  f'<input type="datetime-local" name="valid_until" required></label> '
+                  f'<button type="submit">{esc(lang.plain(Text("提交授权", "Request grant")))}</button></form>')
+    return roles_form + grant_form
 
 
 def _offboard_form(username: str, csrf: str, lang: Lang) -> str:
@@ -230,43 +280,97 @@ async def people_page(request: web.Request, gw: Gateway, record: AuditRecord, pr
               f'<button type="submit">{esc(lang.plain(Text("查询", "Look up")))}</button></form>')
     body = search
     if username:
-        if gw.access is None:
-            raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
-                          "access management is not configured (keycloak_admin)")
-        try:
-            person = await gw.access.person(username)
-        except AccessError as exc:
-            raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
-        body += _person_card(person, lang) + (_offboard_form(username, csrf, lang) if person["enabled"] else "")
+        person = await _person(gw, username)
+        if person["enabled"]:
+            body += _person_card(person, lang) + _change_forms(person, csrf, lang) + _offboard_form(username, csrf, lang)
+        else:
+            body += _person_card(person, lang)
     return console_page(request, Text("人员与权限", "People"), body, principal.username,
                         _idp(gw), decision_id=record.decision_id)
+
+
+async def _access_change(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord,
+                         route: Route, body: dict[str, Any]) -> Approval | None:
+    """An access change decided exactly like the access API's: held for four-eyes approval
+    (returns the approval) or carried out at once (returns None; the report is in the record)."""
+    record.module, record.verb = route.module, route.verb
+    service = _service(gw)
+    resource = access_api.resource_for(route.template, body)
+    record.resource_id = resource.id or ""
+    decision, policy_input = await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
+    if decision.obligations.approval is not None:
+        raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return await hold_request(gw, principal, route, resource, decision, policy_input, record, route.method,
+                                  route.template, "", raw, "application/json")
+    report = await access_api.apply_change(service, route.template, body, principal.username)
+    record.detail = {"report": report} if isinstance(report, list) else report.document()
+    return None
+
+
+def _outcome_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal, username: str,
+                  approval: Approval | None, done: Text) -> web.Response:
+    lang = lang_of(request)
+    if approval is not None:
+        text = Text(f"已提交审批(审批单 {approval.approval_id}),另一位管理员批准后生效。",
+                    f"Sent for approval ({approval.approval_id}); it takes effect once another admin approves.")
+    else:
+        text = done
+    steps = "".join(f"<li>{esc(step)}</li>" for step in (record.detail.get("steps") or []))
+    return console_page(request, Text("权限变更", "Access change"),
+                        f'<p class="ok" role="status">{lang.t(text)}</p><ul>{steps}</ul>'
+                        f'<p><a href="{PEOPLE}?{urlencode({"username": username})}">'
+                        f'{lang.t(Text("查看此人", "See this person"))}</a> · <a href="{APPROVALS}">'
+                        f'{lang.t(Text("审批", "Approvals"))}</a></p>',
+                        principal.username, _idp(gw), decision_id=record.decision_id)
 
 
 @_console
 async def offboard(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                    form: Form, csrf: str) -> web.Response:
     """Offboard a person (the same decision and change as ``POST /_gateway/access/offboard``)."""
-    lang = lang_of(request)
     username = request.match_info["username"]
     if form.get("confirm") != "yes" or not form.get("reason", "").strip():
         raise Refusal(400, "confirmation_missing", "请填写原因并勾选确认", "give a reason and tick the confirmation")
     body = {"username": username, "reason": form["reason"].strip()}
-    route = access_api.OFFBOARD
-    record.module, record.verb, record.resource_id = route.module, route.verb, username
-    if gw.access is None:
-        raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
-                      "access management is not configured (keycloak_admin)")
-    resource = access_api.resource_for(route.template, body)
-    await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
-    report = await access_api.apply_change(gw.access, route.template, body, principal.username)
-    record.detail = {"report": report} if isinstance(report, list) else report.document()
-    steps = "".join(f"<li>{esc(step)}</li>" for step in (record.detail.get("steps") or []))
-    text = Text(f"{username} 已离职处理,全部权限已收回。", f"{username} was offboarded; all access is withdrawn.")
-    return console_page(request, Text("离职处理完成", "Offboarded"),
-                        f'<p class="ok" role="status">{lang.t(text)}</p><ul>{steps}</ul>'
-                        f'<p><a href="{PEOPLE}?{urlencode({"username": username})}">'
-                        f'{lang.t(Text("查看此人", "See this person"))}</a></p>',
-                        principal.username, _idp(gw), decision_id=record.decision_id)
+    approval = await _access_change(gw, request, principal, record, access_api.OFFBOARD, body)
+    done = Text(f"{username} 已离职处理,全部权限已收回。", f"{username} was offboarded; all access is withdrawn.")
+    return _outcome_page(request, gw, record, principal, username, approval, done)
+
+
+def _values(text: str) -> list[str]:
+    return [v.strip() for v in text.replace("|", ",").split(",") if v.strip()]
+
+
+@_console
+async def change_roles(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
+                       form: Form, csrf: str) -> web.Response:
+    """Replace a person's roles (and optionally scope): widening, so held for a second admin (``iam:update``)."""
+    username = request.match_info["username"]
+    roles = _values(form.get("roles", ""))
+    if not roles:
+        raise Refusal(400, "bad_request_body", "请至少填写一个角色", "give at least one role")
+    body: dict[str, Any] = {"username": username, "roles": roles}
+    scope = {dim: _values(form.get(dim, "")) for dim in ("warehouse", "channel", "order_type")}
+    if any(scope.values()):
+        body["scope"] = {dim: values for dim, values in scope.items() if values}
+    approval = await _access_change(gw, request, principal, record, access_api.SET_ROLES, body)
+    return _outcome_page(request, gw, record, principal, username, approval,
+                         Text("角色已更新。", "The roles were changed."))
+
+
+@_console
+async def grant(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
+                form: Form, csrf: str) -> web.Response:
+    """A temporary grant for a person (a one-row bulk grant: ``iam:create``, held for a second admin)."""
+    username = request.match_info["username"]
+    row = {"username": username, "display_name": "", "role": form.get("role", "").strip(),
+           "warehouses": "|".join(_values(form.get("warehouses", ""))),
+           "channels": "|".join(_values(form.get("channels", ""))) or "*",
+           "order_types": "*", "valid_from": form.get("valid_from", "").strip(),
+           "valid_until": form.get("valid_until", "").strip()}
+    approval = await _access_change(gw, request, principal, record, access_api.BULK_GRANT, {"rows": [row]})
+    return _outcome_page(request, gw, record, principal, username, approval,
+                         Text("临时授权已生效。", "The temporary grant is in effect."))
 
 
 # -- audit -----------------------------------------------------------------------------------
@@ -309,6 +413,115 @@ async def audit_page(request: web.Request, gw: Gateway, record: AuditRecord, pri
                         _idp(gw), decision_id=record.decision_id)
 
 
+# -- why denied / who can ---------------------------------------------------------------------
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def _person_for(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord,
+                      username: str) -> Person:
+    """The person to explain: oneself (as the current token says), or anyone with ``iam:view``."""
+    if username == principal.username:
+        record.module, record.verb = "portal", "view"
+        return Person(principal.user_id, principal.username, principal.roles, principal.scope, True)
+    await _people_decision(gw, request, principal, record, username)
+    who = await _person(gw, username)
+    return Person(who["user_id"], who["username"], tuple(who["roles"]),
+                  {dim: tuple(v) for dim, v in who["scope"].items()}, who["enabled"])
+
+
+def _explanation(doc: dict[str, Any], lang: Lang) -> str:
+    """The explain document as a table of steps."""
+    req = doc["request"]
+    steps = [[lang.t(Text("请求", "Request")), f"<code>{esc(req['method'])} {esc(req['target'])}</code> · "
+              f"{esc(req['user'])}"]]
+    if doc.get("refused_at") == "hygiene":
+        h = doc["hygiene"]
+        steps.append([lang.t(Text("请求检查", "Request check")), lang.t(Text(h["zh"], h["en"]))])
+    elif doc.get("refused_at") == "route":
+        steps.append([lang.t(Text("路由", "Route")), lang.t(Text("不在路由表中,默认拒绝",
+                                                               "not in the route map: denied by default"))])
+    elif doc.get("refused_at") == "attributes":
+        steps.append([lang.t(Text("资源属性", "Resource attributes")), esc(doc["attributes_error"])])
+    else:
+        route, resource, subject = doc["route"], doc["resource"], doc["input"]["subject"]
+        decision = parse_decision(doc["decision"])
+        verdict = Text("允许", "allowed") if decision.allow else Text(f"拒绝 ({decision.status})",
+                                                                    f"denied ({decision.status})")
+        attrs = "; ".join(f"{k}: {', '.join(v)}" for k, v in resource["attributes"].items())
+        scope = "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in subject["scope"].items())
+        reasons = "".join(f"<li>{lang.t(Text(r.zh, r.en))} <code>{esc(r.code)}</code></li>"
+                          for r in decision.reasons)
+        steps += [[lang.t(Text("路由", "Route")), f"<code>{esc(route['template'])}</code> → "
+                   f"<code>{esc(route['module'])}:{esc(route['verb'])}</code> ({esc(route['kind'])})"],
+                  [lang.t(Text("资源", "Resource")), f"{esc(resource['id'] or '')} {esc(attrs)}" if
+                   (resource["id"] or attrs) else lang.t(Text("列表:按数据范围筛选", "a list: narrowed to the data scope"))],
+                  [lang.t(Text("角色与范围", "Roles and scope")), f"{esc(', '.join(subject['roles']))}; {esc(scope)}"],
+                  [lang.t(Text("决定", "Decision")), f"<strong>{lang.t(verdict)}</strong><ul>{reasons}</ul>"
+                   f"<span class='second'>policy {esc(decision.policy_revision)}</span>"]]
+    return table([Text("步骤", "Step"), Text("结果", "Result")], steps, lang)
+
+
+@_console
+async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
+                   form: Form, csrf: str) -> web.Response:
+    """Why would a request be allowed or denied (for oneself, or anyone with ``iam:view``);
+    ``?decision_id=`` explains a past decision again under today's policy."""
+    lang = lang_of(request)
+    q = request.query
+    username, method, path = q.get("user", "").strip(), q.get("method", "GET").upper(), q.get("path", "").strip()
+    looked_up = await gw.audit_store.record(q["decision_id"]) if q.get("decision_id") else None
+    if looked_up is not None and not path:
+        username = username or looked_up["username"]
+        method = looked_up["method"]
+        path = looked_up["path"] + (f"?{looked_up['query']}" if looked_up["query"] else "")
+    username = username or principal.username
+    person = await _person_for(gw, request, principal, record, username)
+    record.resource_id = username
+    options = "".join(f'<option{" selected" if m == method else ""}>{m}</option>' for m in _METHODS)
+    body = (f'<form method="get" action="{WHY}"><label>{lang.t(Text("人员", "Person"))} '
+            f'<input name="user" value="{esc(username)}"></label><label>{lang.t(Text("方法", "Method"))} '
+            f'<select name="method">{options}</select></label><label>{lang.t(Text("路径", "Path"))} '
+            f'<input name="path" value="{esc(path)}" size="48" required></label> '
+            f'<button type="submit">{esc(lang.plain(Text("解释", "Explain")))}</button></form>')
+    if path and method in _METHODS:
+        doc = await explain(gw.config, person, method, path, None)
+        body += _explanation(doc, lang)
+    record.decision, record.reason_code = "allow", "allowed"
+    return console_page(request, Text("为何被拒绝?", "Why denied?"), body, principal.username, _idp(gw),
+                        decision_id=record.decision_id)
+
+
+@_console
+async def who_can_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
+                       form: Form, csrf: str) -> web.Response:
+    """Who may do ``module:verb`` (optionally in one warehouse / channel): roles and people (``iam:view``)."""
+    lang = lang_of(request)
+    q = request.query
+    module, verb = q.get("module", "").strip(), q.get("verb", "").strip()
+    filters = {dim: q[dim].strip() for dim in ("warehouse", "channel") if q.get(dim, "").strip()}
+    await _people_decision(gw, request, principal, record, "*")
+    fields = "".join(f'<label>{lang.t(text)} <input name="{name}" value="{esc(q.get(name, ""))}" size="12"></label>'
+                     for name, text in (("module", Text("模块", "Module")), ("verb", Text("动作", "Verb")),
+                                        ("warehouse", Text("仓库", "Warehouse")), ("channel", Text("渠道", "Channel"))))
+    body = (f'<form method="get" action="{WHO_CAN}">{fields} '
+            f'<button type="submit">{esc(lang.plain(Text("查询", "Look up")))}</button></form>')
+    if module and verb:
+        try:
+            people = [Person(p["user_id"], p["username"], tuple(p["roles"]),
+                             {d: tuple(v) for d, v in p["scope"].items()}, p["enabled"])
+                      for p in await _service(gw).directory()]
+        except AccessError as exc:
+            raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+        doc = await who_can(gw.config, people, module, verb, filters)
+        rows = [[esc(u["username"]), esc(", ".join(u["roles"])),
+                 esc("; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in u["scope"].items()))] for u in doc["users"]]
+        body += (f'<p>{lang.t(Text("拥有此权限的角色", "Roles with this permission"))}: '
+                 f'{esc(", ".join(doc["roles"]) or "-")}</p>'
+                 + table([Text("人员", "Person"), Text("角色", "Roles"), Text("数据范围", "Data scope")], rows, lang))
+    return console_page(request, Text("谁可以?", "Who can?"), body, principal.username, _idp(gw),
+                        decision_id=record.decision_id)
+
+
 async def home(request: web.Request) -> web.Response:
     """``/_gateway/ui/`` opens the approvals inbox."""
     return web.Response(status=302, headers={"Location": APPROVALS, "Cache-Control": "no-store"})
@@ -323,4 +536,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(APPROVALS + "/{approval_id}/reject", _console(_decide("reject")))
     app.router.add_get(PEOPLE, people_page)
     app.router.add_post(PEOPLE + "/{username}/offboard", offboard)
+    app.router.add_post(PEOPLE + "/{username}/roles", change_roles)
+    app.router.add_post(PEOPLE + "/{username}/grant", grant)
     app.router.add_get(AUDIT, audit_page)
+    app.router.add_get(WHY, why_page)
+    app.router.add_get(WHO_CAN, who_can_page)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 import pytest
@@ -121,3 +122,63 @@ def test_people_without_the_permission_see_a_friendly_denial(stack: Stack, conte
     page.click("#kc-login")
     page.wait_for_selector("main")
     assert "没有权限" in page.inner_text("main") and "iam:view" in page.inner_text("main")
+
+
+def test_a_denied_person_follows_the_denial_page_to_a_detailed_why(stack: Stack, context: BrowserContext) -> None:
+    page = context.new_page()
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/", "picker.hf", PASSWORD)
+    denied = page.goto(stack.proxy + "/ui/inventory?warehouse=HF")
+    assert denied is not None and denied.status == 403
+    page.click("a[href^='/_gateway/ui/why']")
+    page.wait_for_selector("table")
+    text = page.inner_text("main")
+    assert "/ui/inventory" in text and "inventory:view" in text and "拒绝" in text and "missing_permission" in text
+    screenshot(page, "console-08-why-denied")
+
+
+def test_who_can_lists_the_people_the_policy_lets_do_something(stack: Stack, context: BrowserContext) -> None:
+    page = context.new_page()
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url,
+                          "/_gateway/ui/who-can?module=inventory&verb=view&warehouse=HF", "admin1", PASSWORD)
+    people = set(page.locator("tbody tr td:first-child").all_inner_texts())
+    assert {"keeper.hf", "supervisor"} <= people
+    assert not people & {"picker.hf", "keeper.sh", "finance"}
+    assert "warehouse_keeper" in page.inner_text("main")
+    screenshot(page, "console-09-who-can")
+    other = page.goto(stack.proxy + "/_gateway/ui/why?user=keeper.sh&method=GET&path=/ui/inventory%3Fwarehouse%3DSH")
+    assert other is not None and other.status == 200 and "允许" in page.inner_text("main")
+
+
+@pytest.fixture
+def reviewer_hf_restored(stack: Stack) -> Iterator[None]:
+    yield
+    stack.restore_person("reviewer.hf", ["reviewer"],
+                         {"wms_warehouse": ["HF"], "wms_channel": ["*"], "wms_order_type": ["*"]})
+
+
+def test_a_role_change_in_the_console_is_held_until_a_second_admin_approves(
+        stack: Stack, context: BrowserContext, reviewer_hf_restored: None) -> None:
+    page = context.new_page()
+    login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/_gateway/ui/people?username=reviewer.hf",
+                          "admin1", PASSWORD)
+    page.fill("form[action*='/roles'] input[name=roles]", "reviewer, packer")
+    page.click("form[action*='/roles'] button[type=submit]")
+    page.wait_for_selector("#otp")  # widening access needs a fresh MFA
+    page.fill("#otp", stack.tokens.next_code("admin1"))
+    page.click("#kc-login")
+    page.wait_for_url(f"{stack.proxy}/_gateway/ui/people?username=reviewer.hf")
+    page.fill("form[action*='/roles'] input[name=roles]", "reviewer, packer")
+    page.click("form[action*='/roles'] button[type=submit]")
+    page.wait_for_selector(".ok")
+    text = page.inner_text(".ok")
+    assert "审批" in text
+    screenshot(page, "console-10-role-change-held")
+    admin = stack.keycloak_admin()
+    user_id = admin.get_user_id("reviewer.hf")
+    roles = {r["name"] for r in admin.get_realm_roles_of_user(user_id)}
+    assert "packer" not in roles, "nothing may change before the approval"
+    approval_id = re.search(r"\b[0-9a-f]{32}\b", text).group(0)  # type: ignore[union-attr]
+    with stack.client("admin2", mfa=True) as admin2:
+        done = admin2.post(f"/_gateway/approvals/{approval_id}/approve")
+    assert done.status_code == 200 and done.json()["status"] == "executed", done.text
+    assert {"reviewer", "packer"} <= {r["name"] for r in admin.get_realm_roles_of_user(user_id)}
