@@ -1,12 +1,15 @@
 """Obligations on legacy HTML pages whose records are rows of ``<table>``s.
 
-The route map declares such a page with ``html: tables``: every table's header
-row names the record fields of its columns (``<th>warehouse</th>``). The rewrite
-drops rows outside the person's scope (the safety net behind narrowing) and
-replaces the content of masked columns with ``***``; the rest of the page is kept
-byte for byte. Anything it cannot enforce raises ``ValueError`` so the PEP refuses
-the answer (fail closed): a restricted dimension without a column, a data row
-before any header, a cell outside a row.
+The route map declares such a page with ``html: tables``: records appear only as
+table rows, and every table's first row (all ``<th>``) names the record fields of its
+columns (``<th>warehouse</th>``). The rewrite drops rows outside the person's scope
+(the safety net behind narrowing) and replaces masked cells (content and attributes)
+with ``***``; comments, CDATA and processing instructions are dropped; the rest of
+the page is kept. Anything it cannot enforce raises ``ValueError`` so the PEP
+refuses the answer (fail closed): a restricted dimension without a column, a data
+row before the header row, cells spanning rows or columns, a table nested in a
+cell, a cell outside a row, and elements whose content cannot be vetted (script,
+template, iframe, object, embed, noscript, frames).
 """
 
 from __future__ import annotations
@@ -28,9 +31,17 @@ class _Table:
 @dataclass
 class _Row:
     pieces: list[str] = field(default_factory=list)
-    cells: dict[str, str] = field(default_factory=dict)
-    header: bool = False
+    texts: list[str] = field(default_factory=list)
+    all_th: bool = True
     column: int = -1
+
+    def is_header(self, table: _Table) -> bool:
+        """Only a table's first row, and only if every cell is a ``<th>``, names the columns."""
+        return not table.saw_header and self.all_th and self.column >= 0
+
+
+#: Elements whose content a browser shows or runs but a table rewrite cannot vet.
+_UNVETTABLE = frozenset({"script", "template", "iframe", "object", "embed", "noscript", "frame", "frameset"})
 
 
 @dataclass
@@ -46,6 +57,7 @@ class _Rewriter(HTMLParser):
     def __init__(self, keep_row: Callable[[dict[str, str]], bool] | None, needed_columns: frozenset[str],
                  masked: frozenset[str]) -> None:
         super().__init__(convert_charrefs=False)
+        self._strict = keep_row is not None or bool(masked)
         self._keep_row = keep_row
         self._needed = needed_columns
         self._masked = masked
@@ -67,7 +79,11 @@ class _Rewriter(HTMLParser):
     # -- structure ---------------------------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         raw = self.get_starttag_text() or f"<{tag}>"
+        if self._strict and tag in _UNVETTABLE:
+            raise ValueError(f"a <{tag}> element on a page whose tables must be filtered or masked")
         if tag == "table":
+            if self._strict and self._cell_tag is not None:
+                raise ValueError("a table nested in a table cell")
             self._end_row()
             self._tables.append(_Table())
         elif tag == "tr":
@@ -79,13 +95,16 @@ class _Rewriter(HTMLParser):
             self._end_cell()
             if self._row is None:
                 raise ValueError("a table cell outside a row")
+            if self._strict and any(name in ("colspan", "rowspan") for name, _ in attrs):
+                raise ValueError("a table cell spanning columns or rows")
             self._row.column += 1
-            self._row.header = self._row.header or tag == "th"
-            self._emit(raw)
-            self._cell_tag, self._cell_text = tag, []
+            self._row.all_th = self._row.all_th and tag == "th"
             table = self._tables[-1]
             name = table.headers[self._row.column] if self._row.column < len(table.headers) else ""
-            self._masking = tag == "td" and name in self._masked
+            masking = table.saw_header and name in self._masked
+            self._emit(f"<{tag}>" if masking else raw)  # a masked cell's attributes may carry the value too
+            self._cell_tag, self._cell_text = tag, []
+            self._masking = masking
             return
         self._emit(raw)
 
@@ -114,16 +133,11 @@ class _Rewriter(HTMLParser):
     def _end_cell(self) -> None:
         if self._cell_tag is None or self._row is None:
             return
-        text = html.unescape("".join(self._cell_text)).strip()
+        self._row.texts.append(html.unescape("".join(self._cell_text)).strip())
         if self._masking:
             self._masking = False
             self._emit(MASK)
             self.masked_cells += 1
-        table = self._tables[-1]
-        if self._cell_tag == "th":
-            table.headers.append(text)
-        elif self._row.column < len(table.headers):
-            self._row.cells[table.headers[self._row.column]] = text
         self._cell_tag = None
 
     def _end_row(self) -> None:
@@ -133,15 +147,16 @@ class _Rewriter(HTMLParser):
             return
         self._row = None
         table = self._tables[-1]
-        if row.header:
+        if row.is_header(table):
             table.saw_header = True
+            table.headers = row.texts
             missing = self._needed - set(table.headers)
             if missing and self._keep_row is not None:
                 raise ValueError(f"the table has no column for {', '.join(sorted(missing))}")
-        elif self._keep_row is not None:
+        elif self._strict:
             if not table.saw_header:
-                raise ValueError("a data row before the table's header row")
-            if not self._keep_row(row.cells):
+                raise ValueError("a data row before the table's header row (its columns cannot be named)")
+            if self._keep_row is not None and not self._keep_row(dict(zip(table.headers, row.texts))):
                 self.dropped += 1
                 return
         self.out.extend(row.pieces)
@@ -158,17 +173,22 @@ class _Rewriter(HTMLParser):
     def handle_charref(self, name: str) -> None:
         self.handle_data(f"&#{name};")
 
+    # Comments, CDATA sections and processing instructions are dropped: browsers and this
+    # parser may disagree about where they end, and nothing in them is meant to be seen.
     def handle_comment(self, data: str) -> None:
-        self._emit(f"<!--{data}-->")
+        if not self._strict:
+            self._emit(f"<!--{data}-->")
 
     def handle_decl(self, decl: str) -> None:
         self._emit(f"<!{decl}>")
 
     def handle_pi(self, data: str) -> None:
-        self._emit(f"<?{data}>")
+        if not self._strict:
+            self._emit(f"<?{data}>")
 
     def unknown_decl(self, data: str) -> None:
-        self._emit(f"<![{data}]>")
+        if not self._strict:
+            self._emit(f"<![{data}]>")
 
     def finish(self) -> str:
         self.close()

@@ -19,6 +19,7 @@ import httpx2
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
+from cachetools import TTLCache
 from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
@@ -26,6 +27,8 @@ from joserfc.jwk import KeySet
 from authorizer.identity import AuthenticationError, IssuerUnavailable, JwksCache, with_issuer_keys
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+#: Oldest logout token acted on, seconds after its ``iat`` (Keycloak sends them at once).
+LOGOUT_TOKEN_MAX_AGE = 300
 
 
 class LoginFailed(Exception):
@@ -72,6 +75,8 @@ class RelyingParty:
         self._jwks = jwks
         self._metadata: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
+        # jti of logout tokens already acted on (replays are refused; kept as long as a token is accepted)
+        self._seen_logout_tokens: TTLCache[str, bool] = TTLCache(maxsize=100_000, ttl=LOGOUT_TOKEN_MAX_AGE * 2)
 
     def _client(self) -> AsyncOAuth2Client:
         s = self.settings
@@ -177,11 +182,15 @@ class RelyingParty:
         claims = await with_issuer_keys(self._jwks, lambda keys: self._claims(id_token, keys, expiring=True))
         if claims.get("nonce") != nonce:
             raise AuthenticationError("invalid_token", "The ID token's nonce does not match the login")
+        audiences = claims["aud"] if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+        if len(audiences) > 1 and claims.get("azp") != self.settings.client_id:
+            raise AuthenticationError("invalid_token", "The ID token was issued to another party (azp)")
         return claims
 
     async def verify_logout_token(self, logout_token: str) -> dict[str, Any]:
-        """Check a back-channel logout token (signed, for this client, with the logout event,
-        a ``sid`` or ``sub``, and no ``nonce``) and return its claims.
+        """Check a back-channel logout token (signed, for this client, with the logout event as a
+        JSON object, a ``sid`` or ``sub``, no ``nonce``, a ``jti`` not seen before, issued in the
+        last five minutes) and return its claims (OIDC Back-Channel Logout 1.0 §2.6).
 
         Raises:
             AuthenticationError: it is not a valid logout token.
@@ -189,10 +198,18 @@ class RelyingParty:
         """
         claims = await with_issuer_keys(self._jwks, lambda keys: self._claims(logout_token, keys, expiring=False))
         events = claims.get("events")
-        if not isinstance(events, dict) or BACKCHANNEL_LOGOUT_EVENT not in events:
+        if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT), dict):
             raise AuthenticationError("invalid_token", "Not a logout token (no back-channel logout event)")
         if "nonce" in claims or not (claims.get("sid") or claims.get("sub")):
             raise AuthenticationError("invalid_token", "A logout token needs sid or sub and no nonce")
+        jti, iat = claims.get("jti"), claims.get("iat")
+        if not isinstance(jti, str) or not jti:
+            raise AuthenticationError("invalid_token", "A logout token needs a jti")
+        if not isinstance(iat, (int, float)) or iat < time.time() - LOGOUT_TOKEN_MAX_AGE - self.settings.leeway_seconds:
+            raise AuthenticationError("invalid_token", "The logout token is too old")
+        if jti in self._seen_logout_tokens:
+            raise AuthenticationError("invalid_token", "The logout token was already used")
+        self._seen_logout_tokens[jti] = True
         return claims
 
     def _claims(self, token: str, keys: KeySet, expiring: bool) -> dict[str, Any]:

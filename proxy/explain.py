@@ -37,6 +37,11 @@ class Person:
         return Principal(self.user_id, self.username, self.roles, self.scope, client_id="wmsgate-policy-cli")
 
 
+def _timeout(config: GatewayConfig) -> aiohttp.ClientTimeout:
+    """OPA's and the WMS's configured time limits (the larger), for one call."""
+    return aiohttp.ClientTimeout(total=max(config.opa.timeout_seconds, min(config.upstream.timeout_seconds, 10.0)))
+
+
 async def ask_opa(session: aiohttp.ClientSession, config: GatewayConfig, path: str, policy_input: Any) -> Any:
     """The ``result`` of OPA's data API at ``path`` (e.g. ``wms/authz/decision``) for ``policy_input``.
 
@@ -69,7 +74,7 @@ async def explain(config: GatewayConfig, person: Person, method: str, target: st
     route = match.route
     out["route"] = {"method": route.method, "template": route.template, "module": route.module, "verb": route.verb,
                     "kind": route.kind, "line": f"{config.route_map}:{route.line}", "params": match.params}
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=_timeout(config)) as session:
         resolver = AttributeResolver(session, config.upstream.url, config.upstream.lookup_headers, 0)
         try:
             resource = await resolver.resolve(route, RequestParts(match.params, clean.query, body))
@@ -96,7 +101,7 @@ async def who_can(config: GatewayConfig, people: list[Person], module: str, verb
         ``{"permission", "filters", "roles": [...], "users": [{"username", "roles", "scope"}]}``.
     """
     perm = f"{module}:{verb}"
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(timeout=_timeout(config)) as session:
         async with session.get(f"{config.opa.url}/v1/data/wms/roles") as resp:
             resp.raise_for_status()
             role_data = (await resp.json()).get("result") or {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+log = logging.getLogger(__name__)
 
 #: Largest body of a request held for approval (approvers are shown all of it), bytes.
 MAX_HELD_BODY = 64 * 1024
@@ -120,6 +122,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         response = _refused(record, responses.audit_unavailable(), request, gw)
     except Refusal as refusal:
         response = _refused(record, refusal, request, gw)
+    except Exception:  # noqa: BLE001 - a bug or an unexpected dependency failure: refuse, keep the record
+        log.exception("request %s failed unexpectedly", record.decision_id)
+        response = _refused(record, responses.internal_error(), request, gw)
     record.http_status = response.status
     record.total_ms = round((time.perf_counter() - started) * 1000, 3)
     if record.approval_id is not None or record.module == "iam":
@@ -316,8 +321,7 @@ async def _audit_read(request: web.Request, gw: Gateway, route: Route, principal
     record.resource_id = ""
     decision, _ = await decide_or_refuse(gw.pdp, principal, route, None, Resource(kind="list"), request, record)
     if decision.obligations.approval is not None:
-        raise Refusal(403, "approval_not_supported", "审计日志的读取不支持审批流程,请联系安全团队",
-                      "reading the audit trail cannot go through an approval; ask the security team")
+        raise audit_api.approval_not_supported()
     if fmt is None:
         try:
             return await audit_api.records_response(gw.audit_store, query, record.decision_id)

@@ -98,6 +98,13 @@ def issuer_unavailable() -> Refusal:
                    "the identity provider is unavailable; try again later", headers={"Retry-After": "5"})
 
 
+def internal_error() -> Refusal:
+    """Something failed that should not have (logged with the decision id); nothing was done."""
+    return Refusal(500, "gateway_error", "网关内部错误,请求未执行;请把决策编号告知管理员",
+                   "the gateway failed internally and did not carry out the request; "
+                   "give the decision id to an administrator")
+
+
 def audit_unavailable() -> Refusal:
     """The audit trail cannot take more records (fail closed)."""
     return Refusal(503, "audit_unavailable", "审计日志暂不可写,请求已拒绝",

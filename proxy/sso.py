@@ -11,7 +11,7 @@ origin (``Sec-Fetch-Site``, else ``Origin``, else ``Referer``: OWASP CSRF cheat 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
@@ -47,6 +47,14 @@ class SessionContext:
 CONTEXT = web.RequestKey("sso_session", SessionContext)
 
 
+@dataclass
+class _RefreshGate:
+    """Serializes one session's refreshes in this process; dropped when nobody waits."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 def session_ended() -> Refusal:
     """The browser's session is gone (expired, logged out, refused by Keycloak)."""
     return Refusal(401, "session_ended", "登录已失效,请重新登录", "your login session ended; log in again")
@@ -75,7 +83,7 @@ class SsoService:
         self.rp = rp
         self.verifier = verifier
         self.origin = origin_of(settings.public_url)
-        self._locks: dict[str, asyncio.Lock] = {}  # session id hash -> its refresh in this process
+        self._gates: dict[str, _RefreshGate] = {}  # session id hash -> one refresh at a time in this process
 
     async def principal(self, request: web.Request, cookie: str) -> Principal:
         """The principal of the browser session ``cookie`` (refreshing its tokens when due).
@@ -135,9 +143,10 @@ class SsoService:
         """Refresh the tokens and rotate the id. Keycloak rotates refresh tokens and refuses a
         reused one, so refreshes of one session are serialized in this process, and a refusal
         is first checked against the store: another request (or process) may have refreshed."""
-        lock = self._locks.setdefault(session.id_hash, asyncio.Lock())
+        gate = self._gates.setdefault(session.id_hash, _RefreshGate())
+        gate.users += 1
         try:
-            async with lock:
+            async with gate.lock:
                 current = await self.sessions.get(cookie)
                 if current is None:
                     await self._end(ctx, session)
@@ -148,12 +157,7 @@ class SsoService:
                 try:
                     token = await self.rp.refresh(session.tokens.refresh_token)
                 except LoginFailed:
-                    latest = await self.sessions.get(cookie)
-                    if latest is not None and latest.tokens.refresh_token != session.tokens.refresh_token:
-                        ctx.session = latest  # another process refreshed with the same token first
-                        return latest
-                    await self._end(ctx, session)
-                    raise session_ended() from None
+                    return await self._after_refused_refresh(ctx, cookie, session)
                 except IssuerUnavailable:
                     if not required and session.tokens.access_expires_ms > now_ms():
                         return session  # still valid: try again on the next request
@@ -161,8 +165,9 @@ class SsoService:
                 rotated = await self.sessions.rotate(
                     session, Tokens.from_response(token, id_token=session.tokens.id_token))
         finally:
-            if not lock.locked():
-                self._locks.pop(session.id_hash, None)
+            gate.users -= 1
+            if gate.users == 0:
+                self._gates.pop(session.id_hash, None)
         if rotated is None:  # the session ended or was rotated by another process meanwhile
             latest = await self.sessions.get(cookie)
             if latest is None:
@@ -172,6 +177,23 @@ class SsoService:
             return latest
         ctx.session, ctx.new_cookie = rotated
         return rotated[0]
+
+    async def _after_refused_refresh(self, ctx: SessionContext, cookie: str,
+                                     session: BrowserSession) -> BrowserSession:
+        """Keycloak refused the refresh token. Another proxy process may have used it a moment
+        ago (Keycloak rotates refresh tokens and refuses a reused one): look again, wait once
+        for that rotation to land, and end the session only if none did."""
+        for attempt in range(2):
+            latest = await self.sessions.get(cookie)
+            if latest is None:
+                break
+            if latest.tokens.refresh_token != session.tokens.refresh_token:
+                ctx.session = latest
+                return latest
+            if attempt == 0:
+                await asyncio.sleep(0.5)
+        await self._end(ctx, session)
+        raise session_ended()
 
     async def _end(self, ctx: SessionContext, session: BrowserSession) -> None:
         await self.sessions.end(session)

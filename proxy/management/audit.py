@@ -99,6 +99,12 @@ def parse_query(params: Mapping[str, str], paged: bool) -> AuditQuery:
     return AuditQuery(since=since, until=until, decision=decision, limit=limit, offset=offset, **text)
 
 
+def approval_not_supported() -> Refusal:
+    """The policy asks for an approval to read the trail: reads cannot be held, so they are refused."""
+    return Refusal(403, "approval_not_supported", "审计日志的读取不支持审批流程,请联系安全团队",
+                   "reading the audit trail cannot go through an approval; ask the security team")
+
+
 def export_format(params: Mapping[str, str]) -> str:
     """``csv`` (default) or ``jsonl``.
 

@@ -97,10 +97,16 @@ async def callback(request: web.Request) -> web.Response:
         return login_problem_page(401, Text("登录未通过校验,请重新登录", "The login could not be verified; log in again"))
     except IssuerUnavailable as exc:
         log.warning("login cannot finish: %s", exc)
+        _audit(request, "login", "issuer_unavailable", False, 503, detail={"error": str(exc)[:200]})
         return login_problem_page(503, _UNAVAILABLE)
     if principal.user_id != claims.get("sub"):
         _audit(request, "login", "login_failed", False, 401, detail={"error": "ID and access token differ"})
         return login_problem_page(401, Text("登录未通过校验,请重新登录", "The login could not be verified; log in again"))
+    if pending.acr and principal.acr != pending.acr:  # RFC 9470: the step-up asked for did not happen
+        _audit(request, "login", "step_up_not_met", False, 401, principal.username, principal.user_id,
+               {"asked": pending.acr, "got": principal.acr})
+        return login_problem_page(401, Text("未完成所需的身份验证(动态验证码)", "The identity check asked for "
+                                                                            "(one-time code) was not completed"))
     await _end_current(request, sso)
     sid = str(claims.get("sid") or principal.session_id or "")
     _, cookie = await sso.sessions.create(principal.user_id, principal.username, sid, Tokens.from_response(token))

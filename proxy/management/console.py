@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import secrets
 from typing import Any, Awaitable, Callable
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -27,7 +28,7 @@ from authorizer.approvals import Approval
 from authorizer.attributes import Resource
 from authorizer.audit import AuditRecord, AuditUnavailable
 from authorizer.identity import Principal
-from authorizer.pdp import parse_decision
+from authorizer.pdp import Decision, Reason, parse_decision
 from authorizer.routes import Route
 from proxy import browser, responses
 from proxy.browser_pages import Text, login_href
@@ -41,12 +42,15 @@ from proxy.redirects import safe_return_to
 from proxy.responses import Refusal
 from proxy.sso import CONTEXT, origin_of
 
+log = logging.getLogger(__name__)
+
 UI = "/_gateway/ui"
 APPROVALS = f"{UI}/approvals"
 PEOPLE = f"{UI}/people"
 AUDIT = f"{UI}/audit"
 WHY = f"{UI}/why"
 WHO_CAN = f"{UI}/who-can"
+WHY_SELF = Route("GET", WHY, ("_gateway", "ui", "why"), "portal", "view")
 PEOPLE_VIEW = Route("GET", PEOPLE, ("_gateway", "ui", "people"), "iam", "view")
 Form = dict[str, str]
 Body = Callable[[web.Request, Gateway, AuditRecord, Principal, Form, str], Awaitable[web.Response]]
@@ -72,7 +76,10 @@ def _console(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]:
                     raise Refusal(403, "csrf_check_failed", "表单已失效,请刷新页面后重试",
                                   "the form expired; reload the page and try again")
             response = await body(request, gw, record, principal, form, ctx.session.csrf)
-        except Refusal as refusal:
+        except Exception as exc:  # noqa: BLE001 - every outcome is answered and audited
+            refusal = exc if isinstance(exc, Refusal) else responses.internal_error()
+            if not isinstance(exc, Refusal):
+                log.exception("console request %s failed unexpectedly", record.decision_id)
             reason = refusal.audit_reason
             record.reason_code = reason.code if reason else refusal.code
             record.reason_zh, record.reason_en = (reason.zh, reason.en) if reason else (refusal.zh, refusal.en)
@@ -233,7 +240,7 @@ def _person_card(person: dict[str, Any], lang: Lang) -> str:
 
 def _change_forms(person: dict[str, Any], csrf: str, lang: Lang) -> str:
     """Role change and temporary grant forms (both are held for a second admin's approval)."""
-    name = esc(person["username"])
+    name = esc(quote(person["username"], safe=""))
     back = esc(urlencode({"back": f"{PEOPLE}?{urlencode({'username': person['username']})}"}))
     held = lang.t(Text("提交后需另一位管理员批准,并需再次验证身份。",
                        "Needs another admin's approval and a fresh identity check."))
@@ -262,7 +269,7 @@ def _offboard_form(username: str, csrf: str, lang: Lang) -> str:
     confirm = lang.t(Text(f"确认立即停用 {username} 并收回全部权限",
                           f"Yes, disable {username} and withdraw all access now"))
     return (f'<h3>{lang.t(Text("离职 / 收回全部权限", "Offboard: withdraw all access"))}</h3>'
-            f'<form method="post" action="{PEOPLE}/{esc(username)}/offboard">{csrf_field(csrf)}'
+            f'<form method="post" action="{PEOPLE}/{esc(quote(username, safe=""))}/offboard">{csrf_field(csrf)}'
             f'<label>{lang.t(Text("原因", "Reason"))} <input name="reason" required maxlength="2000"></label>'
             f'<label><input type="checkbox" name="confirm" value="yes" required> {confirm}'
             f'</label> <button type="submit">{esc(lang.plain(Text("离职处理", "Offboard")))}</button></form>')
@@ -390,7 +397,10 @@ async def audit_page(request: web.Request, gw: Gateway, record: AuditRecord, pri
     params = {k: v for k, v in request.query.items() if k in {f for f, _ in _AUDIT_FIELDS} | {"offset"} and v}
     query = audit_api.parse_query({**params, "limit": "100"}, paged=True)
     record.module, record.verb = audit_api.RECORDS.module, audit_api.RECORDS.verb
-    await decide_or_refuse(gw.pdp, principal, audit_api.RECORDS, None, Resource(kind="list"), request, record)
+    decision, _ = await decide_or_refuse(gw.pdp, principal, audit_api.RECORDS, None, Resource(kind="list"), request,
+                                         record)
+    if decision.obligations.approval is not None:
+        raise audit_api.approval_not_supported()
     rows = await gw.audit_store.search(query)
     inputs = "".join(f'<label>{lang.t(text)} <input name="{name}" value="{esc(params.get(name, ""))}" size="14">'
                      f'</label>' for name, text in _AUDIT_FIELDS)
@@ -421,7 +431,8 @@ async def _person_for(gw: Gateway, request: web.Request, principal: Principal, r
                       username: str) -> Person:
     """The person to explain: oneself (as the current token says), or anyone with ``iam:view``."""
     if username == principal.username:
-        record.module, record.verb = "portal", "view"
+        record.module, record.verb, record.resource_id = "portal", "view", username
+        await decide_or_refuse(gw.pdp, principal, WHY_SELF, None, Resource(kind="aggregate"), request, record)
         return Person(principal.user_id, principal.username, principal.roles, principal.scope, True)
     await _people_decision(gw, request, principal, record, username)
     who = await _person(gw, username)
@@ -429,8 +440,9 @@ async def _person_for(gw: Gateway, request: web.Request, principal: Principal, r
                   {dim: tuple(v) for dim, v in who["scope"].items()}, who["enabled"])
 
 
-def _explanation(doc: dict[str, Any], lang: Lang) -> str:
-    """The explain document as a table of steps."""
+def _explanation(doc: dict[str, Any], lang: Lang, own: bool) -> str:
+    """The explain document as a table of steps. For one's own denied requests the resource's
+    attributes and a 404's reasons stay hidden, as the proxy hides them (existence must not leak)."""
     req = doc["request"]
     steps = [[lang.t(Text("请求", "Request")), f"<code>{esc(req['method'])} {esc(req['target'])}</code> · "
               f"{esc(req['user'])}"]]
@@ -447,7 +459,12 @@ def _explanation(doc: dict[str, Any], lang: Lang) -> str:
         decision = parse_decision(doc["decision"])
         verdict = Text("允许", "allowed") if decision.allow else Text(f"拒绝 ({decision.status})",
                                                                     f"denied ({decision.status})")
-        attrs = "; ".join(f"{k}: {', '.join(v)}" for k, v in resource["attributes"].items())
+        hidden = own and not decision.allow
+        attrs = "" if hidden else "; ".join(f"{k}: {', '.join(v)}" for k, v in resource["attributes"].items())
+        if own and decision.status == 404:
+            decision = Decision(False, 404, (Reason("not_found", "资源不存在或不在您的数据范围内",
+                                                    "the resource does not exist or lies outside your data scope"),),
+                                decision.obligations, decision.policy_revision)
         scope = "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in subject["scope"].items())
         reasons = "".join(f"<li>{lang.t(Text(r.zh, r.en))} <code>{esc(r.code)}</code></li>"
                           for r in decision.reasons)
@@ -469,7 +486,14 @@ async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, princ
     lang = lang_of(request)
     q = request.query
     username, method, path = q.get("user", "").strip(), q.get("method", "GET").upper(), q.get("path", "").strip()
-    looked_up = await gw.audit_store.record(q["decision_id"]) if q.get("decision_id") else None
+    looked_up = None
+    if q.get("decision_id"):
+        looked_up = await gw.audit_store.record(q["decision_id"])
+        if looked_up is None:  # a decision of a moment ago may still wait in the writer's batch
+            await gw.audit.flush()
+            looked_up = await gw.audit_store.record(q["decision_id"])
+    if looked_up is not None and looked_up["user_id"] != principal.user_id:
+        await _people_decision(gw, request, principal, record, looked_up["username"] or "*")  # someone else's
     if looked_up is not None and not path:
         username = username or looked_up["username"]
         method = looked_up["method"]
@@ -485,7 +509,7 @@ async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, princ
             f'<button type="submit">{esc(lang.plain(Text("解释", "Explain")))}</button></form>')
     if path and method in _METHODS:
         doc = await explain(gw.config, person, method, path, None)
-        body += _explanation(doc, lang)
+        body += _explanation(doc, lang, own=person.user_id == principal.user_id)
     record.decision, record.reason_code = "allow", "allowed"
     return console_page(request, Text("为何被拒绝?", "Why denied?"), body, principal.username, _idp(gw),
                         decision_id=record.decision_id)

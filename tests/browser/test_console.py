@@ -129,11 +129,21 @@ def test_a_denied_person_follows_the_denial_page_to_a_detailed_why(stack: Stack,
     login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/", "picker.hf", PASSWORD)
     denied = page.goto(stack.proxy + "/ui/inventory?warehouse=HF")
     assert denied is not None and denied.status == 403
-    page.click("a[href^='/_gateway/ui/why']")
-    page.wait_for_selector("table")
+    page.click("a[href^='/_gateway/ui/why']")  # at once: the denial's record may still wait in the writer
+    try:
+        page.wait_for_selector("table")
+    finally:
+        screenshot(page, "console-08-why-denied")
     text = page.inner_text("main")
     assert "/ui/inventory" in text and "inventory:view" in text and "拒绝" in text and "missing_permission" in text
-    screenshot(page, "console-08-why-denied")
+    order = stack.order(warehouse="SZ")  # outside picker.hf's scope: the same answer as the proxy gives,
+    page.goto(f"{stack.proxy}/_gateway/ui/why?method=GET&path=/api/orders/{order['order_no']}")
+    text = page.inner_text("main")  # and none of the order's attributes
+    assert "out_of_scope" in text and "warehouse: SZ" not in text and order["channel"] not in text
+    with stack.client("keeper.sz") as other:  # someone else's decision: needs iam:view
+        theirs = other.get("/api/reports/finance").headers["X-Decision-Id"]
+    refused = page.goto(f"{stack.proxy}/_gateway/ui/why?decision_id={theirs}")
+    assert refused is not None and refused.status == 403 and "/api/reports/finance" not in page.content()
 
 
 def test_who_can_lists_the_people_the_policy_lets_do_something(stack: Stack, context: BrowserContext) -> None:

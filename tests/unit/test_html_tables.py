@@ -46,3 +46,43 @@ def test_rows_without_closing_tags_are_handled() -> None:
 def test_pages_that_cannot_be_filtered_are_refused(page: str) -> None:
     with pytest.raises(ValueError):
         rewrite_tables(page, hf_only, frozenset({"warehouse"}), frozenset())
+
+
+def test_a_row_starting_with_a_th_is_still_a_data_row_and_is_filtered_and_masked() -> None:
+    page = ("<table><tr><th>order_no</th><th>warehouse</th><th>customer_name</th></tr>"
+            "<tr><th scope=row>SO1</th><td>HF</td><td>Ann</td></tr>"
+            "<tr><th scope=row>SO2</th><td>SH</td><td>Bob</td></tr></table>")
+    result = rewrite_tables(page, hf_only, frozenset({"warehouse"}), frozenset({"customer_name"}))
+    assert "SO2" not in result.html and "Bob" not in result.html and "Ann" not in result.html
+    assert result.rows_dropped == 1 and result.cells_masked == 2  # the dropped row's cell counts too
+
+
+def test_masked_cells_lose_their_attributes_too() -> None:
+    page = '<table><tr><th>customer_name</th></tr><tr><td title="Bob 138">Bob</td></tr></table>'
+    result = rewrite_tables(page, None, frozenset(), frozenset({"customer_name"}))
+    assert "Bob" not in result.html and "<td>***</td>" in result.html
+
+
+def test_comments_and_cdata_are_dropped_so_parser_differences_cannot_leak_rows() -> None:
+    page = ("<table><tr><th>warehouse</th><th>customer_name</th></tr>"
+            "<!-- x --!><tr><td>SH</td><td>Bob</td></tr><!-- -->"
+            "<![CDATA[ <tr><td>SH</td><td>Eve</td></tr> ]]><tr><td>HF</td><td>Ann</td></tr></table>")
+    result = rewrite_tables(page, hf_only, frozenset({"warehouse"}), frozenset())
+    assert "Bob" not in result.html and "Eve" not in result.html and "<td>HF</td>" in result.html
+
+
+@pytest.mark.parametrize("page", [
+    "<table><tr><th>warehouse</th><th colspan=2>x</th><th>customer_name</th></tr></table>",
+    "<table><tr><th>warehouse</th></tr><tr><td rowspan=2>HF</td></tr></table>",
+    "<table><tr><th>warehouse</th></tr><tr><td>HF<table><tr><td>SH</td></tr></table></td></tr></table>",
+    "<table><tr><th>warehouse</th></tr><tr><td>HF</td></tr></table><script>var rows=[['SH','Bob']]</script>",
+    "<template><table><tr><td>SH</td></tr></table></template>",
+])
+def test_markup_the_rewrite_cannot_vet_is_refused(page: str) -> None:
+    with pytest.raises(ValueError):
+        rewrite_tables(page, hf_only, frozenset({"warehouse"}), frozenset({"customer_name"}))
+
+
+def test_masking_alone_refuses_a_table_whose_columns_cannot_be_named() -> None:
+    with pytest.raises(ValueError):
+        rewrite_tables("<table><tr><td>Bob</td></tr></table>", None, frozenset(), frozenset({"customer_name"}))
