@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test rego-test unit-test integration-test bench bench-offboard bench-audit
+.PHONY: setup demo test rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit
 
 setup:
 	@bash deploy/local/setup.sh
@@ -22,8 +22,15 @@ integration-test: setup
 # on PostgreSQL (a throwaway cluster from the Debian package).
 test: setup
 	@bash deploy/local/rego-check.sh
+	@$(MAKE) --no-print-directory plugin-test
 	.venv/bin/pytest -q -p no:cacheprovider tests
 	WMSGATE_TEST_DB=postgresql .venv/bin/pytest -q -p no:cacheprovider tests/store tests/integration
+
+# The Keycloak event listener (Java): compile against the pinned Keycloak SPI and run its JUnit tests.
+plugin-test:
+	@echo "[plugin] mvn test keycloak/event-listener"
+	@mvn -q -B -f keycloak/event-listener/pom.xml clean test
+	@grep -h "Tests run" keycloak/event-listener/target/surefire-reports/*.txt
 
 bench: setup
 	.venv/bin/python bench/proxy_overhead.py
