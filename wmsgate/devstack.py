@@ -36,13 +36,14 @@ class Ports:
     opa: int = 8181
     wms: int = 8090
     policy: int = 8182
+    alerting: int = 8070
 
     @classmethod
     def offset(cls, delta: int) -> "Ports":
         """Default ports shifted by ``delta`` (tests use +10000 so a running demo is untouched)."""
         d = cls()
         return cls(d.proxy + delta, d.keycloak + delta, d.keycloak_management + delta, d.opa + delta, d.wms + delta,
-                   d.policy + delta)
+                   d.policy + delta, d.alerting + delta)
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class LocalStack:
         self.wms_url = f"http://{s.host}:{s.ports.wms}"
         self.opa_url = f"http://{s.host}:{s.ports.opa}"
         self.policy_url = f"http://{s.host}:{s.ports.policy}"
+        self.alerting_url = f"http://{s.host}:{s.ports.alerting}"
         self.wms_db = s.state / "wms.db"
         self.wms_access_log = s.state / "wms-access.log"
         self.audit_db = s.state / "audit.db"
@@ -230,7 +232,11 @@ class LocalStack:
                 f"--http-host={s.host}", f"--http-port={s.ports.keycloak}",
                 f"--http-management-port={s.ports.keycloak_management}", "--health-enabled=true",
                 "--db=dev-file", f"--db-url=jdbc:h2:file:{db};NON_KEYWORDS=VALUE",
-                "--log-level=WARN,org.keycloak.events:DEBUG"]
+                "--log-level=WARN,org.keycloak.events:DEBUG",
+                # the gateway's event listener pushes user and admin events to the alerting service
+                f"--spi-events-listener--wms-gateway-events--url={self.alerting_url}/events",
+                f"--spi-events-listener--wms-gateway-events--secret={demo_overlay()['events_secret']}",
+                "--spi-events-listener--wms-gateway-events--max-backoff-ms=2000"]
         return _Service("keycloak", argv, f"http://{s.host}:{s.ports.keycloak_management}/health/ready",
                         self.logs / "keycloak.log", env, REPO, timeout=240)
 

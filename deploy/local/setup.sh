@@ -62,6 +62,23 @@ else
   say "Keycloak $KEYCLOAK_VERSION present"
 fi
 
+# --- Keycloak event listener (our provider, Java) --------------------------------------
+# Built with Maven against the pinned Keycloak SPI and copied into that Keycloak's
+# providers/ (Keycloak re-augments itself at the next start). Rebuilt when its sources change.
+plugin_src="$repo/keycloak/event-listener"
+plugin_dst="$kc_home/providers/wmsgate-keycloak-events.jar"
+plugin_hash="$(cd "$plugin_src" && find pom.xml src -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$plugin_dst" ] || [ "$(cat "$plugin_dst.sha256" 2>/dev/null)" != "$plugin_hash" ]; then
+  say "building the Keycloak event listener (Maven)"
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to build the Keycloak event listener"
+  mvn -q -B -f "$plugin_src/pom.xml" -DskipTests clean package || die "building the Keycloak event listener failed"
+  mkdir -p "$kc_home/providers"
+  cp "$plugin_src/target/wmsgate-keycloak-events-0.1.0.jar" "$plugin_dst"
+  echo "$plugin_hash" > "$plugin_dst.sha256"
+else
+  say "Keycloak event listener present"
+fi
+
 # --- OPA ----------------------------------------------------------------------------
 opa_bin="$cache/opa-$OPA_VERSION/bin/opa"
 if [ ! -x "$opa_bin" ]; then
