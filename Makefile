@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit
+.PHONY: setup demo test rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit bench-alerts
 
 setup:
 	@bash deploy/local/setup.sh
@@ -40,3 +40,6 @@ bench-offboard: setup
 
 bench-audit: setup
 	.venv/bin/python bench/audit_store.py
+
+bench-alerts: setup
+	.venv/bin/python bench/alert_latency.py

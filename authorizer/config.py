@@ -184,6 +184,31 @@ class SsoSettings:
 
 
 @dataclass(frozen=True)
+class AlertingLink:
+    """Where the gateway's alert API (``/_gateway/alerts``) finds the alerting service.
+
+    Attributes:
+        url: the alerting service's base URL.
+        api_token: its API bearer token (``api_token``, ``${ENV}`` or ``api_token_file``).
+        timeout_seconds: limit of one call, seconds.
+    """
+
+    url: str
+    api_token: str
+    timeout_seconds: float = 5.0
+
+
+def _alerting(base: Path, section: Any) -> AlertingLink | None:
+    if not section:
+        return None
+    token = read_secret(base, section, "api_token")
+    if token is None:
+        return None  # no token: the alert API answers 503
+    return AlertingLink(url=str(section["url"]).rstrip("/"), api_token=token,
+                        timeout_seconds=float(section.get("timeout_seconds", 5)))
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything the proxy needs. Build with :func:`load_config`."""
 
@@ -202,12 +227,23 @@ class GatewayConfig:
     sso: SsoSettings | None = None
     revocation_refresh_seconds: float = 0.5
     grant_sweep_seconds: float = 20.0
+    alerting: AlertingLink | None = None
 
 
 _DEFAULT_STRIP = (
     "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
     "X-Real-IP", "X-Original-URL", "X-Rewrite-URL", "X-WMS-User", "X-WMS-Roles", "X-WMS-User-Id",
 )
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Set dotted keys (``{"audit.url": "..."}``) in a config document, creating sections as needed."""
+    for key, value in overrides.items():
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
 
 
 def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -217,7 +253,8 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
-def _path(base: Path, value: str) -> Path:
+def resolve_path(base: Path, value: str) -> Path:
+    """``value`` with ``${ENV}`` and ``~`` expanded, relative to ``base`` unless absolute."""
     p = Path(os.path.expandvars(value)).expanduser()
     return p if p.is_absolute() else (base / p).resolve()
 
@@ -229,8 +266,8 @@ def _credentials(base: Path, items: list[dict[str, Any]]) -> tuple[CredentialSet
             raise ConfigError("config: each upstream.credentials entry needs 'header' and one of 'file', 'per_warehouse'")
         out.append(CredentialSettings(
             header=item["header"],
-            file=_path(base, item["file"]) if "file" in item else None,
-            per_warehouse={k: _path(base, v) for k, v in (item.get("per_warehouse") or {}).items()},
+            file=resolve_path(base, item["file"]) if "file" in item else None,
+            per_warehouse={k: resolve_path(base, v) for k, v in (item.get("per_warehouse") or {}).items()},
         ))
     return tuple(out)
 
@@ -245,13 +282,23 @@ def _keycloak_admin(base: Path, section: Any) -> KeycloakAdminConfig | None:
                                events_interval_seconds=float(section.get("events_interval_seconds", 1.0)))
 
 
-def _secret(base: Path, section: dict[str, Any]) -> str | None:
-    """``client_secret_file`` contents or ``client_secret`` (``${ENV}`` expanded); None when unset."""
-    if section.get("client_secret_file"):
-        secret = _path(base, section["client_secret_file"]).read_text(encoding="utf-8").strip()
+def read_secret(base: Path, section: dict[str, Any], key: str) -> str | None:
+    """The contents of file ``<key>_file`` or the value ``<key>`` (``${ENV}`` expanded) of a
+    config section; None when unset or naming an unset environment variable.
+
+    Raises:
+        OSError: the secret file cannot be read.
+    """
+    if section.get(f"{key}_file"):
+        secret = resolve_path(base, section[f"{key}_file"]).read_text(encoding="utf-8").strip()
     else:
-        secret = os.path.expandvars(str(section.get("client_secret", "")))
+        secret = os.path.expandvars(str(section.get(key, "") or ""))
     return None if not secret or secret.startswith("$") else secret
+
+
+def _secret(base: Path, section: dict[str, Any]) -> str | None:
+    """``client_secret_file`` contents or ``client_secret``; None when unset."""
+    return read_secret(base, section, "client_secret")
 
 
 def _sso(base: Path, section: Any, host: str, port: int) -> SsoSettings | None:
@@ -290,12 +337,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
         raise ConfigError(f"config: cannot read {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping")
-    for key, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+    apply_overrides(data, overrides or {})
     base = path.parent.resolve()
     listen = data.get("listen", {})
     oidc = _section(data, "oidc")
@@ -335,24 +377,25 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 flush_interval_seconds=float(audit.get("flush_interval_seconds", 0.2)),
                 batch_size=int(audit.get("batch_size", 1000)),
                 max_pending=int(audit.get("max_pending", 200_000)),
-                signing_key_file=_path(base, audit["signing_key_file"]) if audit.get("signing_key_file") else None,
+                signing_key_file=resolve_path(base, audit["signing_key_file"]) if audit.get("signing_key_file") else None,
                 checkpoint_every_records=int(audit.get("checkpoint_every_records", 1000)),
                 checkpoint_every_seconds=float(audit.get("checkpoint_every_seconds", 60)),
-                spool_file=_path(base, str(audit["spool_file"])) if audit.get("spool_file")
+                spool_file=resolve_path(base, str(audit["spool_file"])) if audit.get("spool_file")
                 else None,
                 spool_max_bytes=int(audit.get("spool_max_bytes", 256 << 20)),
                 retention_days=float(audit["retention_days"]) if audit.get("retention_days") is not None else None,
-                archive_dir=_path(base, str(audit["archive_dir"])) if audit.get("archive_dir")
+                archive_dir=resolve_path(base, str(audit["archive_dir"])) if audit.get("archive_dir")
                 else None,
                 archive_every_seconds=float(audit.get("archive_every_seconds", 3600)),
             ),
-            route_map=_path(base, data.get("route_map", "routes.yaml")),
+            route_map=resolve_path(base, data.get("route_map", "routes.yaml")),
             trusted_proxies=tuple(data.get("trusted_proxies", [])),
             approval_sweep_seconds=float((data.get("approvals") or {}).get("sweep_seconds", 5.0)),
             keycloak_admin=_keycloak_admin(base, data.get("keycloak_admin")),
             sso=_sso(base, data.get("sso"), str(listen.get("host", "127.0.0.1")), int(listen.get("port", 8080))),
             revocation_refresh_seconds=float((data.get("revocation") or {}).get("refresh_seconds", 0.5)),
             grant_sweep_seconds=float((data.get("grants") or {}).get("sweep_seconds", 20.0)),
+            alerting=_alerting(base, data.get("alerting")),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

@@ -29,17 +29,22 @@ def make_engine(url: str) -> AsyncEngine:
     return engine
 
 
-async def create_schema(engine: AsyncEngine) -> None:
+async def create_schema(engine: AsyncEngine, schema: MetaData = metadata) -> None:
     """Create missing tables and indexes, and add columns that later versions introduced
-    to tables an older version created (additive changes only; nothing is dropped)."""
+    to tables an older version created (additive changes only; nothing is dropped).
+
+    Args:
+        engine: the store.
+        schema: which tables (default: the gateway's; the alerting service has its own).
+    """
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        await conn.run_sync(_add_missing_columns)
+        await conn.run_sync(schema.create_all)
+        await conn.run_sync(_add_missing_columns, schema)
 
 
-def _add_missing_columns(sync_conn: Any) -> None:
+def _add_missing_columns(sync_conn: Any, schema: MetaData) -> None:
     inspector = inspect(sync_conn)
-    for table in metadata.sorted_tables:
+    for table in schema.sorted_tables:
         existing = {c["name"] for c in inspector.get_columns(table.name)}
         for column in table.columns:
             if column.name not in existing and column.nullable:

@@ -57,6 +57,7 @@ class Decision:
         reasons: reasons, the first being the main one.
         obligations: what the PEP must enforce when allowed.
         policy_revision: revision of the policy that decided.
+        high_risk: the high-risk operation the request is (``order_delete``...), or None.
     """
 
     allow: bool
@@ -64,6 +65,7 @@ class Decision:
     reasons: tuple[Reason, ...]
     obligations: Obligations
     policy_revision: str
+    high_risk: str | None = None
 
     @property
     def reason(self) -> Reason:
@@ -123,7 +125,9 @@ def parse_decision(result: Any) -> Decision:
         status = result.get("status") if result.get("status") in (401, 403, 404) else 403
         if status == 401 and step_up is None:
             status = 403
-    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask, step_up, approval), revision)
+    high_risk = result.get("high_risk")
+    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask, step_up, approval), revision,
+                    high_risk if isinstance(high_risk, str) and high_risk else None)
 
 
 def _step_up(doc: Any) -> dict[str, Any] | None:

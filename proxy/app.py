@@ -28,6 +28,7 @@ from authorizer.revocation import RevocationCache, RevocationStore
 from authorizer.routes import RouteMap
 from proxy.forward import Forwarder, UpstreamIdentity
 from proxy.management import access as access_api
+from proxy.management import alerts as alerts_api
 from proxy.management import auth as auth_api
 from proxy.management import console
 from proxy.management import approvals as approvals_api
@@ -121,6 +122,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             revocations=revocations,
             access=access,
             sso=sso,
+            alerts=alerts_api.AlertsClient(config.alerting, session) if config.alerting is not None else None,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),

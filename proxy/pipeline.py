@@ -39,6 +39,7 @@ from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import browser, responses
 from proxy.browser_pages import nothing_in_scope_page
 from proxy.management import access as access_api
+from proxy.management import alerts as alerts_api
 from proxy.management import audit as audit_api
 from proxy.sso import SESSION_COOKIE, SsoService
 from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
@@ -67,6 +68,7 @@ class Gateway:
     revocations: RevocationCache
     access: AccessService | None
     sso: SsoService | None = None
+    alerts: alerts_api.AlertsClient | None = None
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -165,6 +167,8 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
         return await _access_change(request, gw, access_api.ROUTES[target.raw_path], target, principal, record)
     if match is None and request.method == "GET" and target.raw_path in audit_api.ROUTES:
         return await _audit_read(request, gw, audit_api.ROUTES[target.raw_path], principal, record)
+    if match is None and (alert_route := alerts_api.match(request.method, target.raw_path)) is not None:
+        return await _alerts_call(request, gw, *alert_route, principal, record)
     if match is None:
         raise responses.not_mapped()
     route = match.route
@@ -285,6 +289,8 @@ async def decide_or_refuse(pdp: OpaClient, principal: Principal, route: Route, b
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
     record.policy_revision = decision.policy_revision
+    if decision.high_risk is not None:
+        record.detail["high_risk"] = decision.high_risk  # the alerting service reports these
     main = decision.reason
     record.reason_code, record.reason_zh, record.reason_en = main.code, main.zh, main.en
     if not decision.allow:
@@ -307,7 +313,7 @@ async def _access_change(request: web.Request, gw: Gateway, route: Route, target
     if decision.obligations.approval is not None:
         return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     report = await access_api.apply_change(gw.access, route.template, body, principal.username)
-    record.detail = {"report": report} if isinstance(report, list) else report.document()
+    record.detail.update({"report": report} if isinstance(report, list) else report.document())
     return access_api.respond(report, record.decision_id)
 
 
@@ -331,6 +337,22 @@ async def _audit_read(request: web.Request, gw: Gateway, route: Route, principal
     response, error = await audit_api.export_response(request, gw.audit_store, query, fmt, record.decision_id)
     if error is not None:
         record.detail["export_error"] = error
+    return response
+
+
+async def _alerts_call(request: web.Request, gw: Gateway, route: Route, alert_id: str | None, principal: Principal,
+                       record: AuditRecord) -> web.StreamResponse:
+    """A call of the alert API (module alerts): decided like any request, then passed to the alerting service."""
+    record.module, record.verb, record.resource_id = route.module, route.verb, alert_id or ""
+    resource = Resource(kind=route.kind, id=alert_id)
+    decision, _ = await decide_or_refuse(gw.pdp, principal, route, None, resource, request, record)
+    if decision.obligations.approval is not None:
+        raise alerts_api.approval_not_supported()
+    if gw.alerts is None:
+        raise alerts_api.unavailable()
+    response, detail = await alerts_api.respond(gw.alerts, route, alert_id, request, principal.username,
+                                                record.decision_id)
+    record.detail.update(detail)
     return response
 
 
@@ -410,7 +432,7 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
     if spec is not None and restricted:
         narrowing = narrow_query(target.query, spec, obligations)
         if narrowing.empty:
-            record.detail = {"narrowed": "empty"}
+            record.detail["narrowed"] = "empty"
             if route.html is not None:
                 return nothing_in_scope_page(record.decision_id)
             return web.json_response({spec.rows: [], **({spec.total: 0} if spec.total else {})},

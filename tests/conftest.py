@@ -1,5 +1,6 @@
 """The real stack for integration and browser tests: Keycloak, OPA, the policy bundle service,
-the demo WMS and the proxy on 127.0.0.1; and the store backend the tests run on
+the demo WMS, the proxy and the alerting service on 127.0.0.1 (with a webhook and an SMTP
+receiver for its alerts); and the store backend the tests run on
 (``WMSGATE_TEST_DB=sqlite`` by default, or ``postgresql``: a throwaway cluster).
 
 The stack runs on the default ports + 10000 with its own state folder, so a demo
@@ -13,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests.support.auditdb import AuditDb, backend
+from tests.support.sinks import SmtpSink, WebhookSink
 from tests.support.stack import SERVICE_TOKEN, STATE, AccessLog, Stack, Tokens
 from wmsgate.devstack import LocalStack, Ports, StackSettings
 from wmsgate.pgcluster import LocalPostgres
@@ -52,6 +55,39 @@ def store_url(tmp_path: Path, pg_cluster: LocalPostgres | None) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
 
 
+@dataclass(frozen=True)
+class _AlertSinkPorts:
+    webhook: int
+    smtp: int
+
+
+#: Where the test stack's alerting service delivers (the alerting port + 1 and + 2).
+ALERT_SINKS = _AlertSinkPorts(Ports.offset(10000).alerting + 1, Ports.offset(10000).alerting + 2)
+ALERT_WEBHOOK_SECRET = "test-alert-webhook-secret"
+
+
+@pytest.fixture(scope="session")
+def webhook_sink() -> Iterator[WebhookSink]:
+    """The generic webhook the test stack's alerts go to (up; tests may take it down)."""
+    sink = WebhookSink("127.0.0.1", ALERT_SINKS.webhook, ALERT_WEBHOOK_SECRET)
+    sink.up()
+    try:
+        yield sink
+    finally:
+        sink.down()
+
+
+@pytest.fixture(scope="session")
+def smtp_sink() -> Iterator[SmtpSink]:
+    """The SMTP server the test stack's alert e-mails go to."""
+    sink = SmtpSink("127.0.0.1", ALERT_SINKS.smtp)
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
 @pytest.fixture(scope="session")
 def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
     """Start the real stack once for the whole session; stop it at the end."""
@@ -70,9 +106,22 @@ def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
             "audit.checkpoint_every_seconds": 1,
             "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
         },
+        alerting_overrides={
+            "notifiers": [
+                {"kind": "webhook", "name": "test-webhook", "url": f"http://127.0.0.1:{ALERT_SINKS.webhook}/alerts",
+                 "secret": ALERT_WEBHOOK_SECRET, "timeout_seconds": 3},
+                {"kind": "email", "name": "test-mail", "host": "127.0.0.1", "port": ALERT_SINKS.smtp,
+                 "security": "none", "from": "wms-alerts@example.test", "to": ["security@example.test"],
+                 "timeout_seconds": 3},
+            ],
+            "delivery.retry_initial_seconds": 0.5,
+            "delivery.retry_max_seconds": 2,
+            "keycloak.backfill_interval_seconds": 5,
+        },
     )
     if pg_cluster is not None:
-        settings = dataclasses.replace(settings, audit_url=pg_cluster.create_database("wmsgate"))
+        settings = dataclasses.replace(settings, audit_url=pg_cluster.create_database("wmsgate"),
+                                       alerts_url=pg_cluster.create_database("wmsgate_alerts"))
     local = LocalStack(settings)
     try:
         local.start()

@@ -66,7 +66,10 @@ def _banner(stack: Any) -> str:
   OPA (PDP)        {stack.opa_url}            policy bundle from the bundle service
   policy service   {stack.policy_url}            /status; edits to rego/ go live in seconds
   demo WMS         {stack.wms_url}            (unprotected; reach it through the proxy)
+  alerting         {stack.alerting_url}            Keycloak events + gateway decisions -> alerts
+                   rules: config/alert-rules.yaml; notifiers: config/alerting.yaml
   audit trail      {stack.audit_db}
+  alerts           {stack.alerts_db}
   logs             {stack.logs}
 
   演示用户 demo users (password wms-demo): {users}
@@ -80,6 +83,7 @@ def _banner(stack: Any) -> str:
     curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/reports/finance'      # 403: pickers see no finance data
     .venv/bin/wmsgate audit search --user picker.hf --since 1h
     .venv/bin/wmsgate policy explain --user ops.taobao --method GET --path /api/orders/SO2024110100009
+    WMSGATE_TOKEN=$(.venv/bin/wmsgate token admin1) .venv/bin/wmsgate alerts list
 
   Ctrl-C stops everything. KEEP=1 make demo keeps the realm and WMS data of the last run.
 ===========================================================================
@@ -461,6 +465,13 @@ def cmd_access(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """List, show, acknowledge or resolve security alerts through the gateway."""
+    from wmsgate import alerts_cli
+
+    return alerts_cli.main_entry(args)
+
+
 def cmd_realm(args: argparse.Namespace) -> int:
     """Print the assembled realm JSON (production template, or with the demo overlay)."""
     from wmsgate.realm import build_realm
@@ -591,6 +602,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true", help="wait for the approval's outcome")
         p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
         p.set_defaults(func=cmd_access)
+
+    alerts = sub.add_parser("alerts", help="security alerts (through the gateway)")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    p = alerts_sub.add_parser("list", help="alerts, most recently seen first")
+    p.add_argument("--status", choices=["open", "acknowledged", "resolved"])
+    p.add_argument("--rule", help="e.g. multi_device_login, privilege_burst, high_risk_operation")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p = alerts_sub.add_parser("show", help="one alert with its evidence and deliveries")
+    p.add_argument("alert_id")
+    p = alerts_sub.add_parser("ack", help="acknowledge: someone is on it (repeats are still counted, not re-sent)")
+    p.add_argument("alert_id")
+    p.add_argument("--note")
+    p = alerts_sub.add_parser("resolve", help="resolve: the next occurrence opens a new alert")
+    p.add_argument("alert_id")
+    p.add_argument("--note")
+    for p in alerts_sub.choices.values():
+        p.add_argument("--gateway", help="gateway URL (default $WMSGATE_URL or http://127.0.0.1:8080)")
+        p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("token", help="print an access token for a demo user")
     p.add_argument("username")

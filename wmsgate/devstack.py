@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from authorizer.audit.chain import generate_key
+from authorizer.config import apply_overrides
 from wmsgate.realm import apply_realm, build_realm, demo_overlay, keycloak_admin
 from wmsgate.tools import REPO, Tools, locate_tools
 
@@ -59,6 +60,8 @@ class StackSettings:
         proxy_overrides: extra gateway config values (dotted keys), e.g. credentials for tests.
         policy_dir: the policy folder the bundle service serves (edits there are live).
         audit_url: the proxy's audit store (SQLAlchemy async URL); None = SQLite in ``state``.
+        alerting_overrides: extra alerting service config values (dotted keys), e.g. notifiers.
+        alerts_url: the alert store (SQLAlchemy async URL); None = SQLite in ``state``.
     """
 
     state: Path
@@ -69,6 +72,8 @@ class StackSettings:
     proxy_overrides: dict[str, object] = field(default_factory=dict)
     policy_dir: Path = REPO / "rego"
     audit_url: str | None = None
+    alerting_overrides: dict[str, object] = field(default_factory=dict)
+    alerts_url: str | None = None
 
 
 class StackError(RuntimeError):
@@ -129,6 +134,9 @@ class LocalStack:
         self.audit_db = s.state / "audit.db"
         self.audit_url = s.audit_url or f"sqlite+aiosqlite:///{self.audit_db}"
         self.gateway_config = s.state / "gateway.yaml"
+        self.alerts_db = s.state / "alerts.db"
+        self.alerts_url = s.alerts_url or f"sqlite+aiosqlite:///{self.alerts_db}"
+        self.alerting_config = s.state / "alerting.yaml"
         self.logs = s.state / "logs"
 
     # -- lifecycle -------------------------------------------------------------------
@@ -147,7 +155,8 @@ class LocalStack:
         self.logs.mkdir(exist_ok=True)
         if s.fresh:
             shutil.rmtree(s.state / "keycloak", ignore_errors=True)
-            for p in (self.wms_db, self.wms_access_log):
+            for p in (self.wms_db, self.wms_access_log, self.alerts_db, self.alerts_db.with_suffix(".db-wal"),
+                      self.alerts_db.with_suffix(".db-shm")):
                 p.unlink(missing_ok=True)
         try:
             for service in (self._keycloak(), self._policy_service(), self._opa(), self._wms()):
@@ -155,6 +164,7 @@ class LocalStack:
             for service in list(self.services):
                 self._wait_ready(service)
             self._apply_realm()
+            self.start_alerting()
             self._write_gateway_config()
             proxy = self._proxy()
             self._spawn(proxy)
@@ -217,6 +227,28 @@ class LocalStack:
         proxy.ready_on_any_answer = not require_healthy
         self._spawn(proxy)
         self._wait_ready(proxy)
+
+    def stop_alerting(self) -> None:
+        """Stop the alerting service (SIGTERM, as an operator would)."""
+        for service in [s for s in self.services if s.name == "alerting"]:
+            if service.process is not None and service.process.poll() is None:
+                os.killpg(service.process.pid, signal.SIGTERM)
+                service.process.wait(timeout=15)
+            self.services.remove(service)
+
+    def start_alerting(self, extra_overrides: dict[str, object] | None = None) -> None:
+        """(Re)start the alerting service and wait until it answers (its Keycloak catch-up done).
+
+        Args:
+            extra_overrides: alerting config values (dotted keys) for this run only.
+        """
+        self.stop_alerting()
+        self._write_alerting_config(extra_overrides)
+        service = _Service("alerting", [sys.executable, "-m", "alerting", "--config", str(self.alerting_config)],
+                           f"{self.alerting_url}/health", self.logs / "alerting.log",
+                           {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=90)
+        self._spawn(service)
+        self._wait_ready(service)
 
     # -- services ----------------------------------------------------------------------
     def _keycloak(self) -> _Service:
@@ -287,13 +319,23 @@ class LocalStack:
         data["keycloak_admin"]["client_secret"] = demo_overlay()["access_admin_client_secret"]
         data["sso"]["client_secret"] = demo_overlay()["gateway_client_secret"]
         data["sso"]["public_url"] = self.proxy_url
-        for key, value in {**s.proxy_overrides, **(extra or {})}.items():
-            node = data
-            *parents, leaf = key.split(".")
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = value
+        data["alerting"] = {"url": self.alerting_url, "api_token": demo_overlay()["alerting_api_token"]}
+        apply_overrides(data, {**s.proxy_overrides, **(extra or {})})
         self.gateway_config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+    def _write_alerting_config(self, extra: dict[str, object] | None = None) -> None:
+        s, overlay = self.settings, demo_overlay()
+        data = yaml.safe_load((REPO / "config" / "alerting.yaml").read_text(encoding="utf-8"))
+        data["listen"] = {"host": s.host, "port": s.ports.alerting}
+        data["store"]["url"] = self.alerts_url
+        data["intake"]["secret"] = overlay["events_secret"]
+        data["api"]["token"] = overlay["alerting_api_token"]
+        data["keycloak"].update(url=self.keycloak_url, client_secret=overlay["alerting_client_secret"])
+        data["gateway_audit"]["url"] = self.audit_url
+        data["rules"] = str(REPO / "config" / "alert-rules.yaml")
+        data["console_url"] = self.proxy_url
+        apply_overrides(data, {**s.alerting_overrides, **(extra or {})})
+        self.alerting_config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
     def _apply_realm(self) -> None:
         admin = keycloak_admin(self.keycloak_url, *self.settings.kc_admin)

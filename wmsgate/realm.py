@@ -87,6 +87,8 @@ def build_realm(demo: bool, realm_dir: Path = REALM_DIR, gateway_url: str | None
             client["secret"] = overlay["gateway_client_secret"]
         if client["clientId"] == "wms-access-admin":
             client["secret"] = overlay["access_admin_client_secret"]
+        if client["clientId"] == "wms-alerting":
+            client["secret"] = overlay["alerting_client_secret"]
     for spec in overlay["clients"]:
         client = {k: v for k, v in spec.items() if k != "gateway_mappers"}
         client.setdefault("enabled", True)

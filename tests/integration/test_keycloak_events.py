@@ -57,11 +57,14 @@ class Sink:
 
 @pytest.fixture
 def sink(stack: Stack) -> Iterator[Sink]:
+    """The receiver in the alerting service's place (which is stopped meanwhile, then started again)."""
+    stack.stack.stop_alerting()
     s = Sink(stack.stack.settings.host, stack.stack.settings.ports.alerting)
     try:
         yield s
     finally:
         s.close()
+        stack.stack.start_alerting()
 
 
 def _signed(body: bytes, signature: str) -> bool:
@@ -73,13 +76,14 @@ def test_a_failed_login_reaches_the_receiver_signed(stack: Stack, sink: Sink) ->
     started = int(time.time() * 1000)
     resp = httpx.post(f"{stack.stack.issuer}/protocol/openid-connect/token",
                       data={"grant_type": "password", "client_id": "wms-cli", "username": "packer.hf",
-                            "password": "not-the-password"})
+                            "password": "not-the-password"}, headers={"User-Agent": "wms-test-agent/1.0"})
     assert resp.status_code == 401
     event, body, signature = sink.wait_for(
         lambda e: e.get("type") == "LOGIN_ERROR" and e.get("time", 0) >= started
         and (e.get("details") or {}).get("username") == "packer.hf")
     assert event["kind"] == "user" and event["error"] == "invalid_user_credentials"
     assert event["ip_address"] == "127.0.0.1" and event["client_id"] == "wms-cli"
+    assert event["user_agent"] == "wms-test-agent/1.0"  # Keycloak keeps none; the listener adds it
     assert _signed(body, signature), "the event's HMAC-SHA256 signature does not verify"
 
 

@@ -15,11 +15,16 @@ def test_template_has_every_role_mappers_and_no_demo_parts() -> None:
     assert {r["name"] for r in rep["roles"]["realm"]} == ROLES
     assert rep["accessTokenLifespan"] <= 300
     assert rep["eventsEnabled"] and rep["adminEventsEnabled"] and rep["adminEventsDetailsEnabled"]
-    assert [u["username"] for u in rep["users"]] == ["service-account-wms-access-admin"]
+    accounts = {u["username"]: u for u in rep["users"]}
+    assert set(accounts) == {"service-account-wms-access-admin", "service-account-wms-alerting"}
+    # the alerting service only reads: events and users, nothing it could change access with
+    assert accounts["service-account-wms-alerting"]["clientRoles"] == {"realm-management": ["view-events", "view-users"]}
     clients = {c["clientId"]: c for c in rep["clients"]}
-    assert set(clients) == {"wms-gateway", "wms-access-admin"}
-    assert "secret" not in clients["wms-gateway"] and "secret" not in clients["wms-access-admin"]
-    assert clients["wms-access-admin"]["serviceAccountsEnabled"] and not clients["wms-access-admin"]["standardFlowEnabled"]
+    assert set(clients) == {"wms-gateway", "wms-access-admin", "wms-alerting"}
+    assert not any("secret" in c for c in clients.values())
+    for name in ("wms-access-admin", "wms-alerting"):
+        assert clients[name]["serviceAccountsEnabled"] and not clients[name]["standardFlowEnabled"]
+        assert not clients[name]["directAccessGrantsEnabled"]
     mappers = {m["protocolMapper"] for m in clients["wms-gateway"]["protocolMappers"]}
     assert mappers == {"oidc-audience-mapper", "oidc-usermodel-attribute-mapper"}
 

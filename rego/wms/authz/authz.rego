@@ -16,14 +16,16 @@ package wms.authz
 # title: Decision
 # description: >-
 #   The document the PEP enforces: allow, the HTTP status of a refusal, reasons
-#   with stable codes and zh-CN/en messages, obligations (row filter, field mask)
-#   and the policy revision for the audit trail.
+#   with stable codes and zh-CN/en messages, obligations (row filter, field mask),
+#   the high-risk operation the request is (or null) and the policy revision for
+#   the audit trail and the alerting service.
 # entrypoint: true
 decision := {
 	"allow": allow,
 	"status": status,
 	"reasons": reasons,
 	"obligations": obligations,
+	"high_risk": operation,
 	"policy_revision": policy_revision,
 }
 

@@ -23,7 +23,12 @@ kind_matches(when) if input.resource.kind in when.kinds
 
 # METADATA
 # title: Operation
-# description: The high-risk operation a request is (the first by name if several match).
+# description: >-
+#   The high-risk operation a request is (the first by name if several match), or
+#   null; the decision carries it so the PEP records it for the alerting service.
+# scope: document
+default operation := null
+
 operation := sort(matched_operations)[0]
 
 # METADATA

@@ -136,3 +136,20 @@ test_every_message_code_has_a_place_in_the_reason_order if {
 		code in authz.reason_order
 	}
 }
+
+test_decision_names_the_high_risk_operation if {
+	d := authz.decision with input as ask(keeper_mfa, "inventory", "update", hf_item)
+	d.high_risk == "inventory_change"
+}
+
+test_decision_names_the_operation_even_when_refused if {
+	picker := person_at("p", ["picker"], hf, "pwd", 10)
+	d := authz.decision with input as ask(picker, "orders", "delete", hf_item)
+	not d.allow
+	d.high_risk == "order_delete"
+}
+
+test_an_ordinary_request_has_no_high_risk_operation if {
+	d := authz.decision with input as ask(keeper_pwd, "inventory", "view", hf_item)
+	d.high_risk == null
+}

@@ -21,13 +21,13 @@ may := {
 	"finance": ["reports.finance:view", "order_amounts:view", "reports.sales:view", "reports.sales:export"],
 	"sysadmin": [
 		"portal:view", "iam:view", "iam:create", "iam:update", "iam:delete", "iam:approve", "audit:view",
-		"audit:export",
+		"audit:export", "alerts:view", "alerts:update",
 	],
 }
 
 must_not := {
 	"picker": [
-		"inventory:update", "inventory:delete", "orders:delete", "orders:update", "order_items:update",
+		"alerts:view", "inventory:update", "inventory:delete", "orders:delete", "orders:update", "order_items:update",
 		"order_amounts:view", "customers:view", "reports.finance:view", "reports.sales:view", "batches:update",
 	],
 	"temp_picker": ["inventory:update", "orders:delete", "orders:update", "reports.finance:view", "iam:create"],
@@ -42,7 +42,7 @@ must_not := {
 	],
 	"ops_supervisor": [
 		"orders:pick", "orders:scan", "reviews:review", "orders:pack", "orders:ship",
-		"inventory:update", "batches:update", "locations:move", "stocktakes:count",
+		"inventory:update", "batches:update", "locations:move", "stocktakes:count", "alerts:update",
 	],
 	"channel_ops": ["inventory:view", "reports.finance:view", "orders:update", "order_amounts:view"],
 	"finance": ["orders:pick", "inventory:update", "locations:move", "stocktakes:count", "orders:pack", "iam:update"],

@@ -13,7 +13,7 @@ import org.keycloak.util.JsonSerialization;
  * The JSON documents the alerting service receives.
  *
  * <p>User events: {@code {"kind": "user", "id", "time" (epoch ms, UTC), "type", "realm_id",
- * "client_id", "user_id", "session_id", "ip_address", "error", "details"}}. Admin events:
+ * "client_id", "user_id", "session_id", "ip_address", "user_agent", "error", "details"}}. Admin events:
  * {@code {"kind": "admin", "id", "time", "realm_id", "operation", "resource_type",
  * "resource_path", "error", "details", "auth": {"realm_id", "client_id", "user_id",
  * "ip_address"}, "representation"}} ({@code representation} only when the realm includes it).
@@ -25,9 +25,11 @@ public final class EventDocuments {
 
     /**
      * @param event a user event (login, failed login, logout, code to token, OTP change...)
+     * @param userAgent the User-Agent of the request that caused it (null when unknown); Keycloak
+     *     does not keep it with the event, and the alerting service tells devices apart by it
      * @return its JSON document
      */
-    public static String user(Event event) {
+    public static String user(Event event, String userAgent) {
         Map<String, Object> doc = new LinkedHashMap<>();
         doc.put("kind", "user");
         doc.put("id", event.getId());
@@ -38,6 +40,7 @@ public final class EventDocuments {
         doc.put("user_id", event.getUserId());
         doc.put("session_id", event.getSessionId());
         doc.put("ip_address", event.getIpAddress());
+        doc.put("user_agent", userAgent);
         doc.put("error", event.getError());
         doc.put("details", event.getDetails() == null ? Map.of() : event.getDetails());
         return write(doc);

@@ -36,6 +36,7 @@ public final class EventSender implements AutoCloseable {
     private final BlockingQueue<String> queue;
     private final AtomicLong dropped = new AtomicLong();
     private final AtomicLong delivered = new AtomicLong();
+    private final AtomicLong rejected = new AtomicLong();
     private final Thread worker;
     private volatile boolean closing;
 
@@ -82,6 +83,11 @@ public final class EventSender implements AutoCloseable {
         return delivered.get();
     }
 
+    /** @return events the receiver refused for good (malformed; skipped, see {@link #refusedForGood}) */
+    public long rejected() {
+        return rejected.get();
+    }
+
     /** @return events waiting to be sent */
     public int pending() {
         return queue.size();
@@ -101,6 +107,15 @@ public final class EventSender implements AutoCloseable {
         }
     }
 
+    /**
+     * Whether the receiver refused this event for good: a 4xx other than 401/403 (a secret
+     * mismatch an operator fixes), 408 and 429. Retrying such an event would hold up every
+     * event behind it; the alerting service still reads it from Keycloak's event store.
+     */
+    static boolean refusedForGood(int status) {
+        return status / 100 == 4 && status != 401 && status != 403 && status != 408 && status != 429;
+    }
+
     /** Send until accepted; false when interrupted or closed while the receiver is down. */
     private boolean deliver(String json) {
         byte[] body = json.getBytes(StandardCharsets.UTF_8);
@@ -116,6 +131,12 @@ public final class EventSender implements AutoCloseable {
                 HttpResponse<Void> response = client.send(request, HttpResponse.BodyHandlers.discarding());
                 if (response.statusCode() / 100 == 2) {
                     delivered.incrementAndGet();
+                    return true;
+                }
+                if (refusedForGood(response.statusCode())) {
+                    rejected.incrementAndGet();
+                    LOG.log(Level.SEVERE, "alerting service refused an event for good ({0}); skipped",
+                            response.statusCode());
                     return true;
                 }
                 LOG.log(Level.WARNING, "alerting service answered {0}; will retry", response.statusCode());

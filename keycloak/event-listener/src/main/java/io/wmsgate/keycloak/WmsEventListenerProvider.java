@@ -27,7 +27,18 @@ public final class WmsEventListenerProvider implements EventListenerProvider {
     @Override
     public void onEvent(Event event) {
         if (sender != null) {
-            afterCommit(EventDocuments.user(event));
+            afterCommit(EventDocuments.user(event, userAgent()));
+        }
+    }
+
+    private String userAgent() {
+        try {
+            var context = session.getContext();
+            var headers = context == null ? null : context.getRequestHeaders();
+            String value = headers == null ? null : headers.getHeaderString("User-Agent");
+            return value == null || value.length() <= 512 ? value : value.substring(0, 512);
+        } catch (RuntimeException e) {
+            return null; // no HTTP request behind this event (a background task): nothing to report
         }
     }
 

@@ -28,11 +28,12 @@ class EventDocumentsTest {
         event.setIpAddress("127.0.0.2");
         event.setError("invalid_user_credentials");
         event.setDetails(Map.of("username", "picker.hf"));
-        Map<String, Object> doc = JsonSerialization.readValue(EventDocuments.user(event), Map.class);
+        Map<String, Object> doc = JsonSerialization.readValue(EventDocuments.user(event, "Mozilla/5.0 (X11)"), Map.class);
         assertEquals("user", doc.get("kind"));
         assertEquals("LOGIN_ERROR", doc.get("type"));
         assertEquals(1_700_000_000_000L, ((Number) doc.get("time")).longValue());
         assertEquals("127.0.0.2", doc.get("ip_address"));
+        assertEquals("Mozilla/5.0 (X11)", doc.get("user_agent"));
         assertEquals("invalid_user_credentials", doc.get("error"));
         assertEquals("picker.hf", ((Map<String, Object>) doc.get("details")).get("username"));
     }

@@ -26,11 +26,13 @@ class EventSenderTest {
         Receiver(int port) throws IOException {
             server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0);
             server.createContext("/events", exchange -> {
+                String body;
                 try (InputStream in = exchange.getRequestBody()) {
-                    bodies.add(new String(in.readAllBytes(), StandardCharsets.UTF_8));
+                    body = new String(in.readAllBytes(), StandardCharsets.UTF_8);
                 }
+                bodies.add(body);
                 signatures.add(exchange.getRequestHeaders().getFirst(EventSigner.HEADER));
-                exchange.sendResponseHeaders(202, -1);
+                exchange.sendResponseHeaders(body.contains("malformed") ? 400 : 202, -1);
                 exchange.close();
             });
             server.start();
@@ -72,6 +74,24 @@ class EventSenderTest {
                 assertEquals("{\"n\":" + i + "}", body);
                 assertEquals(signer.sign(body.getBytes(StandardCharsets.UTF_8)), receiver.signatures.get(i));
             }
+        }
+    }
+
+    @Test
+    void anEventRefusedForGoodIsSkippedAndTheNextOneStillArrives() throws Exception {
+        int port = freePort();
+        try (Receiver receiver = new Receiver(port);
+             EventSender sender = new EventSender(URI.create("http://127.0.0.1:" + port + "/events"),
+                     new EventSigner("s3cret"), 10, Duration.ofSeconds(2), Duration.ofMillis(200))) {
+            assertTrue(sender.offer("{\"malformed\":true}"));
+            assertTrue(sender.offer("{\"n\":1}"));
+            waitFor(() -> sender.delivered() == 1, Duration.ofSeconds(10));
+            assertEquals(1, sender.delivered());
+            assertEquals(1, sender.rejected());
+            assertEquals(List.of("{\"malformed\":true}", "{\"n\":1}"), receiver.bodies);
+            assertTrue(EventSender.refusedForGood(400));
+            assertTrue(!EventSender.refusedForGood(401) && !EventSender.refusedForGood(429)
+                    && !EventSender.refusedForGood(503));
         }
     }
 

@@ -1,0 +1,86 @@
+"""Detectors 4 and 5: failed-login bursts (per account and per client address), and a
+disabled, offboarded or revoked account trying to get in.
+
+Keycloak reports failed logins as ``LOGIN_ERROR`` events (the attempted username is in
+``details.username`` even when no such user exists). A shut account shows up as a
+Keycloak login error (``user_disabled``) or, for a token issued before offboarding, as
+a gateway refusal (``token_revoked``).
+"""
+
+from __future__ import annotations
+
+from alerting.detectors.base import Detection, WindowCounter
+from alerting.events import DECISION, USER, SecurityEvent
+from alerting.rules import BlockedAccountRule, FailedLoginRule
+
+
+class FailedLoginDetector:
+    """``per_account`` or ``per_ip`` ``LOGIN_ERROR`` events within ``window_seconds``."""
+
+    name = "failed_login_burst"
+
+    def __init__(self, rule: FailedLoginRule) -> None:
+        self._rule = rule
+        self._accounts = WindowCounter(rule.window_seconds * 1000)
+        self._addresses = WindowCounter(rule.window_seconds * 1000)
+
+    def observe(self, event: SecurityEvent) -> list[Detection]:
+        """See :class:`alerting.detectors.base.Detector`."""
+        if event.kind != USER or event.type != "LOGIN_ERROR" or not self._rule.enabled:
+            return []
+        found: list[Detection] = []
+        seconds = self._rule.window_seconds
+        account = event.username or event.user_id
+        if account:
+            evidence = self._accounts.add(account, event.time_ms, event.key)
+            if len(evidence) >= self._rule.per_account:
+                found.append(self._detection(
+                    f"account|{account}", account, evidence, event,
+                    f"账号 {account} 在 {seconds} 秒内登录失败 {len(evidence)} 次",
+                    f"{len(evidence)} failed logins for account {account} within {seconds} s"))
+        if event.ip:
+            evidence = self._addresses.add(event.ip, event.time_ms, event.key)
+            if len(evidence) >= self._rule.per_ip:
+                found.append(self._detection(
+                    f"ip|{event.ip}", event.ip, evidence, event,
+                    f"地址 {event.ip} 在 {seconds} 秒内登录失败 {len(evidence)} 次",
+                    f"{len(evidence)} failed logins from {event.ip} within {seconds} s"))
+        return found
+
+    def _detection(self, key: str, subject: str, evidence: list[str], event: SecurityEvent, zh: str,
+                   en: str) -> Detection:
+        return Detection(rule=self.name, severity=self._rule.severity, group_key=f"{self.name}|{key}",
+                         subject=subject, title_zh=zh, title_en=en, evidence=tuple(evidence), at_ms=event.time_ms,
+                         group_window_ms=self._rule.group_window_ms,
+                         facts={"failures": len(evidence), "window_seconds": self._rule.window_seconds,
+                                "last_error": event.error, "ip": event.ip, "username": event.username})
+
+
+class BlockedAccountDetector:
+    """Every login attempt of a shut account, and every gateway refusal of a revoked token."""
+
+    name = "blocked_account_login"
+
+    def __init__(self, rule: BlockedAccountRule) -> None:
+        self._rule = rule
+
+    def observe(self, event: SecurityEvent) -> list[Detection]:
+        """See :class:`alerting.detectors.base.Detector`."""
+        if not self._rule.enabled:
+            return []
+        if event.kind == USER and event.type == "LOGIN_ERROR" and event.error in self._rule.keycloak_errors:
+            how_zh, how_en = f"在 Keycloak 登录被拒({event.error})", f"tried to log in at Keycloak ({event.error})"
+        elif event.kind == DECISION and event.type == "deny" \
+                and event.details.get("reason_code") in self._rule.gateway_reason_codes:
+            code = event.details.get("reason_code")
+            how_zh, how_en = f"用已吊销的令牌访问网关({code})", f"used a revoked token at the gateway ({code})"
+        else:
+            return []
+        account = event.username or event.user_id or "unknown"
+        return [Detection(
+            rule=self.name, severity=self._rule.severity, group_key=f"{self.name}|{account}", subject=account,
+            title_zh=f"已停用或已离职的账号 {account} {how_zh}",
+            title_en=f"disabled or offboarded account {account} {how_en}",
+            evidence=(event.key,), at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
+            facts={"username": account, "ip": event.ip, "source": event.kind,
+                   "error": event.error or str(event.details.get("reason_code") or "")})]

@@ -1,0 +1,104 @@
+"""Detector 1: one account with live sessions on two or more devices at once.
+
+A device is the client address plus the user agent (the plugin sends the user agent;
+events read back from Keycloak's REST API have none, so there the address alone counts),
+or a ``device_id`` detail where a client sends one. A login's session is live until
+Keycloak reports its logout, an admin logs the person out, deletes or disables them, or
+``session_ttl_minutes`` pass without a token refresh on it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from alerting.detectors.base import Detection
+from alerting.events import ADMIN, USER, SecurityEvent
+from alerting.rules import MultiDeviceRule
+
+_USER_PATH = re.compile(r"^users/([^/]+)(/logout)?$")
+_SESSION_PATH = re.compile(r"^sessions/([^/]+)$")
+
+
+@dataclass
+class _Session:
+    device: str
+    login_ms: int
+    last_ms: int
+    evidence: str
+    ip: str
+    user_agent: str
+
+
+def device_of(event: SecurityEvent) -> str:
+    """The device key of a login: ``device_id`` detail, else ``ip`` + ``|`` + user agent (or the ip alone)."""
+    device_id = event.details.get("device_id")
+    if device_id:
+        return f"id:{device_id}"
+    return f"{event.ip}|{event.user_agent}" if event.user_agent else event.ip
+
+
+class MultiDeviceDetector:
+    """Tracks live sessions per account; reports when they span ``min_devices`` devices.
+
+    The group key names the set of devices, so logging in again from the same devices
+    is counted on the open alert, while a new device makes a new alert.
+    """
+
+    name = "multi_device_login"
+
+    def __init__(self, rule: MultiDeviceRule) -> None:
+        self._rule = rule
+        self._ttl_ms = rule.session_ttl_minutes * 60_000
+        self._sessions: dict[str, dict[str, _Session]] = {}
+
+    def observe(self, event: SecurityEvent) -> list[Detection]:
+        """See :class:`alerting.detectors.base.Detector`."""
+        if event.kind == ADMIN:
+            self._admin(event)
+            return []
+        if event.kind != USER or not event.user_id:
+            return []
+        if event.type == "LOGOUT":
+            self._sessions.get(event.user_id, {}).pop(event.session_id, None)
+            return []
+        if event.type in ("REFRESH_TOKEN", "CODE_TO_TOKEN") and event.session_id:
+            live = self._sessions.get(event.user_id, {}).get(event.session_id)
+            if live is not None:
+                live.last_ms = max(live.last_ms, event.time_ms)
+            return []
+        if event.type != "LOGIN" or not self._rule.enabled:
+            return []
+        sessions = self._sessions.setdefault(event.user_id, {})
+        sessions[event.session_id or event.key] = _Session(device_of(event), event.time_ms, event.time_ms, event.key,
+                                                           event.ip, event.user_agent)
+        for key in [k for k, s in sessions.items() if s.last_ms + self._ttl_ms < event.time_ms]:
+            del sessions[key]
+        devices = {s.device for s in sessions.values()}
+        if len(devices) < self._rule.min_devices:
+            return []
+        username = event.username or event.user_id
+        seen = sorted({(s.ip, s.user_agent) for s in sessions.values()})
+        return [Detection(
+            rule=self.name, severity=self._rule.severity,
+            group_key=f"{self.name}|{event.user_id}|{'+'.join(sorted(devices))}", subject=username,
+            title_zh=f"账号 {username} 同时在 {len(devices)} 台设备上登录",
+            title_en=f"account {username} is logged in on {len(devices)} devices at once",
+            evidence=tuple(s.evidence for s in sorted(sessions.values(), key=lambda s: s.login_ms)),
+            at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
+            facts={"username": username, "user_id": event.user_id,
+                   "devices": [{"ip": ip, "user_agent": ua} for ip, ua in seen]})]
+
+    def _admin(self, event: SecurityEvent) -> None:
+        path = str(event.details.get("resource_path", ""))
+        match = _USER_PATH.match(path)
+        if match:
+            user_id, logout = match.groups()
+            disabled = '"enabled":false' in str(event.details.get("representation", "")).replace(" ", "")
+            if logout or event.type == "DELETE" or (event.type == "UPDATE" and disabled):
+                self._sessions.pop(user_id, None)
+            return
+        match = _SESSION_PATH.match(path)
+        if match and event.type == "DELETE":
+            for sessions in self._sessions.values():
+                sessions.pop(match.group(1), None)

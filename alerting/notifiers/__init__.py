@@ -1,0 +1,11 @@
+"""Where alerts go: generic signed webhook, DingTalk, WeCom, Slack-compatible, e-mail."""
+
+from __future__ import annotations
+
+from alerting.notifiers.base import Notifier, NotifierError
+from alerting.notifiers.email import EmailNotifier
+from alerting.notifiers.robots import DingTalkNotifier, SlackNotifier, WeComNotifier
+from alerting.notifiers.webhook import WebhookNotifier
+
+__all__ = ["DingTalkNotifier", "EmailNotifier", "Notifier", "NotifierError", "SlackNotifier", "WeComNotifier",
+           "WebhookNotifier"]

@@ -1,0 +1,135 @@
+"""The alert API under ``/_gateway/alerts`` (the management side of ``wmsgate alerts``).
+
+``GET  /_gateway/alerts?status=&rule=&limit=&offset=``   alerts, most recently seen first (``alerts:view``)
+``GET  /_gateway/alerts/{id}``                           one alert with its deliveries (``alerts:view``)
+``POST /_gateway/alerts/{id}/acknowledge``               someone is on it (``alerts:update``)
+``POST /_gateway/alerts/{id}/resolve``                   done (``alerts:update``)
+
+The POST body is optional: ``{"note": "..."}``. The gateway authorizes the person
+through the policy like any request (module ``alerts``), audits the call, and asks the
+alerting service with its API token, naming the person as the one who acted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from authorizer.config import AlertingLink
+from authorizer.routes import Route
+from proxy.responses import Refusal
+
+LIST = Route("GET", "/_gateway/alerts", ("_gateway", "alerts"), "alerts", "view", kind="list")
+ITEM = Route("GET", "/_gateway/alerts/{alert_id}", ("_gateway", "alerts", "{alert_id}"), "alerts", "view", kind="item")
+ACKNOWLEDGE = Route("POST", "/_gateway/alerts/{alert_id}/acknowledge",
+                    ("_gateway", "alerts", "{alert_id}", "acknowledge"), "alerts", "update", kind="item")
+RESOLVE = Route("POST", "/_gateway/alerts/{alert_id}/resolve", ("_gateway", "alerts", "{alert_id}", "resolve"),
+                "alerts", "update", kind="item")
+_ITEM_PATH = re.compile(r"^/_gateway/alerts/([0-9a-f]{32})(?:/(acknowledge|resolve))?$")
+MAX_NOTE = 2000
+
+
+def match(method: str, path: str) -> tuple[Route, str | None] | None:
+    """The alert API route of a request and the alert id in its path, or None when it is not one."""
+    if path == LIST.template:
+        return (LIST, None) if method == "GET" else None
+    found = _ITEM_PATH.match(path)
+    if found is None:
+        return None
+    alert_id, action = found.groups()
+    if action is None:
+        return (ITEM, alert_id) if method == "GET" else None
+    if method != "POST":
+        return None
+    return (ACKNOWLEDGE if action == "acknowledge" else RESOLVE), alert_id
+
+
+def unavailable() -> Refusal:
+    """503: the alerting service is not configured, unreachable or failing."""
+    return Refusal(503, "alerting_unavailable", "告警服务暂不可用,请稍后重试",
+                   "the alerting service is unavailable; try again later", headers={"Retry-After": "5"})
+
+
+def approval_not_supported() -> Refusal:
+    """The policy asks for an approval to handle alerts: not something that can wait, so refused."""
+    return Refusal(403, "approval_not_supported", "处理告警不支持审批流程,请联系安全团队",
+                   "handling alerts cannot go through an approval; ask the security team")
+
+
+def note_of(raw: bytes) -> str | None:
+    """The optional ``note`` of an acknowledge/resolve body.
+
+    Raises:
+        Refusal: 400 for a body that is not ``{}`` or ``{"note": "<at most 2000 characters>"}``.
+    """
+    if not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or set(body) - {"note"} or not isinstance(body.get("note", ""), str) \
+            or len(body.get("note", "")) > MAX_NOTE:
+        raise Refusal(400, "bad_body", f"请求体须为 {{\"note\": 备注}}(可选,至多 {MAX_NOTE} 字)",
+                      f'the body must be {{"note": "..."}} (optional, at most {MAX_NOTE} characters)')
+    return body.get("note") or None
+
+
+class AlertsClient:
+    """Calls the alerting service's API on behalf of an authorized person.
+
+    Args:
+        link: where the service is and its API token.
+        session: the gateway's shared HTTP client session.
+    """
+
+    def __init__(self, link: AlertingLink, session: aiohttp.ClientSession) -> None:
+        self._link = link
+        self._session = session
+
+    async def call(self, method: str, path: str, query: dict[str, str] | None = None,
+                   body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        """One API call; returns (status, decoded JSON answer).
+
+        Raises:
+            Refusal: 503 when the service is unreachable, too slow, or answers without JSON.
+        """
+        try:
+            async with self._session.request(
+                    method, self._link.url + path, params=query, json=body,
+                    headers={"Authorization": f"Bearer {self._link.api_token}"},
+                    timeout=aiohttp.ClientTimeout(total=self._link.timeout_seconds)) as resp:
+                if resp.status >= 500 or resp.status == 401:
+                    raise unavailable()
+                return resp.status, await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            raise unavailable() from None
+
+
+async def respond(client: AlertsClient, route: Route, alert_id: str | None, request: web.Request, username: str,
+                  decision_id: str) -> tuple[web.Response, dict[str, Any]]:
+    """Carry out an authorized alert API call.
+
+    Returns:
+        The answer for the client, and what to add to the audit record's detail.
+    """
+    if route is LIST:
+        status, answer = await client.call("GET", "/alerts", query=dict(request.query))
+        detail: dict[str, Any] = {"query": dict(request.query)}
+    elif route is ITEM:
+        status, answer = await client.call("GET", f"/alerts/{alert_id}")
+        detail = {}
+    else:
+        note = note_of(await request.read())
+        to = "acknowledge" if route is ACKNOWLEDGE else "resolve"
+        status, answer = await client.call("POST", f"/alerts/{alert_id}/{to}", body={"by": username, "note": note})
+        detail = {"alert_action": to, "note": note} if note else {"alert_action": to}
+    if status >= 400 and isinstance(answer, dict) and "error" in answer:
+        raise Refusal(status, str(answer["error"]), str(answer.get("reason_zh", "")), str(answer.get("reason_en", "")))
+    response = web.Response(status=status, text=json.dumps(answer, ensure_ascii=False), content_type="application/json",
+                            charset="utf-8", headers={"Cache-Control": "no-store", "X-Decision-Id": decision_id})
+    return response, detail
