@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from authorizer.config import ConfigError, apply_overrides, read_secret, resolve_path
+from authorizer.config import ConfigError, apply_overrides, read_secret, read_yaml_mapping, resolve_path
 
 NOTIFIER_KINDS = ("webhook", "dingtalk", "wecom", "slack", "email")
 
@@ -136,12 +134,7 @@ def load_alerting_config(path: Path, overrides: dict[str, Any] | None = None) ->
     Raises:
         ConfigError: missing file, malformed YAML, a missing secret, a bad notifier.
     """
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read alerting config {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"alerting config {path} must hold a mapping")
+    data = read_yaml_mapping(path, "alerting config")
     apply_overrides(data, overrides or {})
     base = path.parent
     listen = data.get("listen") or {}

@@ -50,11 +50,14 @@ class Intake:
 
     async def handle(self, request: web.Request) -> web.Response:
         """Verify, parse and take in one event."""
+        too_large = problem(413, "event_too_large", f"事件超过 {self._max} 字节",
+                            f"an event may be at most {self._max} bytes")
         if request.content_length is not None and request.content_length > self._max:
-            return problem(413, "event_too_large", f"事件超过 {self._max} 字节", f"an event may be at most {self._max} bytes")
-        body = await request.content.read(self._max + 1)
-        if len(body) > self._max:
-            return problem(413, "event_too_large", f"事件超过 {self._max} 字节", f"an event may be at most {self._max} bytes")
+            return too_large
+        try:
+            body = await request.read()  # bounded by the application's client_max_size (= max_bytes)
+        except web.HTTPRequestEntityTooLarge:
+            return too_large
         if not signature_valid(self._secret, body, request.headers.get(SIGNATURE_HEADER)):
             log.warning("event from %s refused: bad or missing signature", request.remote)
             return problem(401, "bad_signature", "事件签名无效或缺失", "the event's signature is missing or wrong")

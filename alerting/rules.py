@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
+from authorizer.config import ConfigError, read_yaml_mapping
 
 SEVERITIES = ("critical", "high", "medium", "low")
 
@@ -147,11 +147,9 @@ def load_rules(path: Path | None) -> Rules:
     if path is None:
         return rules
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise RulesError(f"cannot read alert rules {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RulesError(f"alert rules {path} must be a mapping of rule names")
+        data = read_yaml_mapping(path, "alert rules")
+    except ConfigError as exc:
+        raise RulesError(str(exc)) from exc
     known = {f.name for f in fields(rules)}
     changes: dict[str, Rule] = {}
     for name, values in data.items():

@@ -236,6 +236,25 @@ _DEFAULT_STRIP = (
 )
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping (an empty file is an empty mapping).
+
+    Args:
+        path: the file.
+        what: what the file is, for error messages (``config``, ``alert rules``...).
+
+    Raises:
+        ConfigError: the file cannot be read, is not YAML, or holds something else.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{what}: cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}: {path} must hold a mapping")
+    return data
+
+
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> None:
     """Set dotted keys (``{"audit.url": "..."}``) in a config document, creating sections as needed."""
     for key, value in overrides.items():
@@ -331,12 +350,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
     Raises:
         ConfigError: the file is unreadable, not YAML, or a required setting is missing.
     """
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: {path} must hold a mapping")
+    data = read_yaml_mapping(path, "config")
     apply_overrides(data, overrides or {})
     base = path.parent.resolve()
     listen = data.get("listen", {})

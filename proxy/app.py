@@ -30,7 +30,7 @@ from proxy.forward import Forwarder, UpstreamIdentity
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
 from proxy.management import auth as auth_api
-from proxy.management import console
+from proxy.management import console, console_alerts
 from proxy.management import approvals as approvals_api
 from proxy.management.health import health_handler
 from proxy.sso import SSO, SsoService, apply_session_cookie
@@ -154,6 +154,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     if config.sso is not None:
         auth_api.add_routes(app)
         console.add_routes(app)
+        console_alerts.add_routes(app)
     app.router.add_get("/_gateway/health", health_handler(
         SESSION, JWKS, config.opa, config.upstream.url,
         audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None))

@@ -32,7 +32,7 @@ outline:3px solid #f0b429}pre{white-space:pre-wrap;word-break:break-all;font-siz
 
 NAV = (("/_gateway/ui/approvals", Text("审批", "Approvals")), ("/_gateway/ui/audit", Text("审计日志", "Audit trail")),
        ("/_gateway/ui/people", Text("人员与权限", "People")), ("/_gateway/ui/why", Text("为何被拒绝", "Why denied")),
-       ("/_gateway/ui/who-can", Text("谁可以", "Who can")))
+       ("/_gateway/ui/who-can", Text("谁可以", "Who can")), ("/_gateway/ui/alerts", Text("告警", "Alerts")))
 
 
 class Lang:

@@ -16,13 +16,14 @@ import itertools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+import uuid
+from typing import Callable, Iterator
 
 import pytest
 
 from tests.support.auditdb import AuditDb, backend
 from tests.support.sinks import SmtpSink, WebhookSink
-from tests.support.stack import SERVICE_TOKEN, STATE, AccessLog, Stack, Tokens
+from tests.support.stack import PASSWORD, SERVICE_TOKEN, STATE, AccessLog, Stack, Tokens
 from wmsgate.devstack import LocalStack, Ports, StackSettings
 from wmsgate.pgcluster import LocalPostgres
 from wmsgate.tools import REPO
@@ -129,3 +130,22 @@ def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
                     AuditDb(local.audit_url, STATE, pg_cluster))
     finally:
         local.stop()
+
+
+@pytest.fixture
+def throwaway_user(stack: Stack) -> Iterator[Callable[..., tuple[str, str]]]:
+    """Makes users that exist only for one test (deleted afterwards)."""
+    admin = stack.keycloak_admin()
+    made: list[str] = []
+
+    def make(prefix: str, enabled: bool = True) -> tuple[str, str]:
+        username = f"{prefix}.{uuid.uuid4().hex[:6]}"
+        user_id = admin.create_user({"username": username, "enabled": enabled, "firstName": "临时", "lastName": "测试",
+                                     "email": f"{username}@example.test", "emailVerified": True,
+                                     "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}]})
+        made.append(user_id)
+        return username, user_id
+
+    yield make
+    for user_id in made:
+        admin.delete_user(user_id)

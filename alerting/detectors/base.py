@@ -60,10 +60,14 @@ class WindowCounter:
         self.window_ms = window_ms
         self._max = max_per_key
         self._entries: dict[str, list[tuple[int, str]]] = {}
+        self._adds = 0
 
     def add(self, key: str, at_ms: int, evidence: str) -> list[str]:
         """Count one event; returns the evidence of every event of ``key`` in the window
         ending at ``at_ms`` (this one included), oldest first."""
+        self._adds += 1
+        if self._adds % 1000 == 0:  # keys of people and addresses long quiet go (bounded memory)
+            self.forget_idle(at_ms)
         entries = self._entries.setdefault(key, [])
         bisect.insort(entries, (at_ms, evidence))
         newest = entries[-1][0]

@@ -51,6 +51,16 @@ class MultiDeviceDetector:
         self._rule = rule
         self._ttl_ms = rule.session_ttl_minutes * 60_000
         self._sessions: dict[str, dict[str, _Session]] = {}
+        self._logins = 0
+
+    def _forget_ended(self, now_ms: int) -> None:
+        """Drop timed-out sessions of every account (bounded memory)."""
+        for user_id in list(self._sessions):
+            live = {k: s for k, s in self._sessions[user_id].items() if s.last_ms + self._ttl_ms >= now_ms}
+            if live:
+                self._sessions[user_id] = live
+            else:
+                del self._sessions[user_id]
 
     def observe(self, event: SecurityEvent) -> list[Detection]:
         """See :class:`alerting.detectors.base.Detector`."""
@@ -69,6 +79,9 @@ class MultiDeviceDetector:
             return []
         if event.type != "LOGIN" or not self._rule.enabled:
             return []
+        self._logins += 1
+        if self._logins % 1000 == 0:
+            self._forget_ended(event.time_ms)
         sessions = self._sessions.setdefault(event.user_id, {})
         sessions[event.session_id or event.key] = _Session(device_of(event), event.time_ms, event.time_ms, event.key,
                                                            event.ip, event.user_agent)

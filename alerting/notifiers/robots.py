@@ -42,76 +42,93 @@ def _errcode_ok(status: int, text: str, service: str) -> None:
         raise NotifierError(f"{service} refused the message: {text[:200]}")
 
 
-class DingTalkNotifier:
-    """A DingTalk group robot (markdown message; signed when a secret is set).
+class ChatRobot:
+    """A group chat webhook: posts one JSON message per alert (subclasses say which).
 
     Args:
         name: the notifier's name.
-        url: the robot's webhook (``https://oapi.dingtalk.com/robot/send?access_token=...``).
-        secret: the robot's signing secret (``SEC...``), or None.
+        url: the robot's or incoming webhook's URL.
         session: shared HTTP client session.
         console_url: where admins handle alerts (linked in the message), or None.
         timeout_seconds: limit of one attempt.
     """
 
+    service = "chat webhook"
+
+    def __init__(self, name: str, url: str, session: aiohttp.ClientSession, console_url: str | None = None,
+                 timeout_seconds: float = 10.0) -> None:
+        self.name = name
+        self._url, self._session, self._console, self._timeout = url, session, console_url, timeout_seconds
+
+    def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """The message body for ``alert``."""
+        raise NotImplementedError
+
+    def url(self) -> str:
+        """Where to post (DingTalk adds its signature here)."""
+        return self._url
+
+    def check(self, status: int, answer: str) -> None:
+        """Raise :class:`NotifierError` unless the answer means delivered (default: any 2xx)."""
+        if not 200 <= status < 300:
+            raise NotifierError(f"{self.service} answered {status}: {answer[:200]}")
+
+    async def send(self, alert: dict[str, Any]) -> None:
+        """See :class:`alerting.notifiers.base.Notifier`."""
+        status, answer = await post_json(self._session, self.url(), json_body(self.payload(alert)), self._timeout)
+        self.check(status, answer)
+
+
+class DingTalkNotifier(ChatRobot):
+    """A DingTalk group robot (markdown message; signed when a secret is set); the robot's
+    URL is ``https://oapi.dingtalk.com/robot/send?access_token=...``.
+
+    Args:
+        secret: the robot's signing secret (``SEC...``), or None; the rest as :class:`ChatRobot`.
+    """
+
+    service = "DingTalk"
+
     def __init__(self, name: str, url: str, secret: str | None, session: aiohttp.ClientSession,
                  console_url: str | None = None, timeout_seconds: float = 10.0) -> None:
-        self.name = name
-        self._url, self._secret, self._session = url, secret, session
-        self._console, self._timeout = console_url, timeout_seconds
+        super().__init__(name, url, session, console_url, timeout_seconds)
+        self._secret = secret
 
-    async def send(self, alert: dict[str, Any]) -> None:
-        """See :class:`alerting.notifiers.base.Notifier`."""
-        url = dingtalk_signed_url(self._url, self._secret, int(time.time() * 1000)) if self._secret else self._url
+    def url(self) -> str:
+        """The robot URL, with ``timestamp`` and ``sign`` when a secret is set."""
+        return dingtalk_signed_url(self._url, self._secret, int(time.time() * 1000)) if self._secret else self._url
+
+    def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """A markdown message."""
         text = f"### {headline(alert)}\n\n" + "\n\n".join(f"- {line}" for line in text_lines(alert, self._console))
-        payload = {"msgtype": "markdown", "markdown": {"title": alert["title_zh"][:64], "text": text}}
-        status, answer = await post_json(self._session, url, json_body(payload), self._timeout)
-        _errcode_ok(status, answer, "DingTalk")
+        return {"msgtype": "markdown", "markdown": {"title": alert["title_zh"][:64], "text": text}}
+
+    def check(self, status: int, answer: str) -> None:
+        """Delivered only with ``{"errcode": 0}``."""
+        _errcode_ok(status, answer, self.service)
 
 
-class WeComNotifier:
-    """A WeCom (企业微信) group robot (markdown message).
+class WeComNotifier(ChatRobot):
+    """A WeCom (企业微信) group robot (markdown message); the robot's URL is
+    ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``."""
 
-    Args:
-        name: the notifier's name.
-        url: the robot's webhook (``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``).
-        session: shared HTTP client session.
-        console_url: where admins handle alerts, or None.
-        timeout_seconds: limit of one attempt.
-    """
+    service = "WeCom"
 
-    def __init__(self, name: str, url: str, session: aiohttp.ClientSession, console_url: str | None = None,
-                 timeout_seconds: float = 10.0) -> None:
-        self.name = name
-        self._url, self._session, self._console, self._timeout = url, session, console_url, timeout_seconds
-
-    async def send(self, alert: dict[str, Any]) -> None:
-        """See :class:`alerting.notifiers.base.Notifier`."""
+    def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """A markdown message (WeCom takes at most 4096 bytes of content)."""
         content = f"**{headline(alert)}**\n" + "\n".join(f"> {line}" for line in text_lines(alert, self._console))
-        payload = {"msgtype": "markdown", "markdown": {"content": content[:4000]}}
-        status, answer = await post_json(self._session, self._url, json_body(payload), self._timeout)
-        _errcode_ok(status, answer, "WeCom")
+        return {"msgtype": "markdown", "markdown": {"content": content[:1300]}}
+
+    def check(self, status: int, answer: str) -> None:
+        """Delivered only with ``{"errcode": 0}``."""
+        _errcode_ok(status, answer, self.service)
 
 
-class SlackNotifier:
-    """A Slack-compatible incoming webhook (``{"text": ...}``; any 2xx is a delivery).
+class SlackNotifier(ChatRobot):
+    """A Slack-compatible incoming webhook (``{"text": ...}``; any 2xx is a delivery)."""
 
-    Args:
-        name: the notifier's name.
-        url: the incoming webhook URL.
-        session: shared HTTP client session.
-        console_url: where admins handle alerts, or None.
-        timeout_seconds: limit of one attempt.
-    """
+    service = "Slack webhook"
 
-    def __init__(self, name: str, url: str, session: aiohttp.ClientSession, console_url: str | None = None,
-                 timeout_seconds: float = 10.0) -> None:
-        self.name = name
-        self._url, self._session, self._console, self._timeout = url, session, console_url, timeout_seconds
-
-    async def send(self, alert: dict[str, Any]) -> None:
-        """See :class:`alerting.notifiers.base.Notifier`."""
-        text = f"*{headline(alert)}*\n" + "\n".join(text_lines(alert, self._console))
-        status, answer = await post_json(self._session, self._url, json_body({"text": text}), self._timeout)
-        if not 200 <= status < 300:
-            raise NotifierError(f"Slack webhook answered {status}: {answer[:200]}")
+    def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """A text message."""
+        return {"text": f"*{headline(alert)}*\n" + "\n".join(text_lines(alert, self._console))}

@@ -110,26 +110,52 @@ class AlertsClient:
             raise unavailable() from None
 
 
+async def fetch(client: AlertsClient, method: str, path: str, query: dict[str, str] | None = None,
+                body: dict[str, Any] | None = None) -> Any:
+    """One API call whose error answers become refusals (same status, code and messages).
+
+    Raises:
+        Refusal: the service refused (400/404/409...) or is unavailable (503).
+    """
+    status, answer = await client.call(method, path, query, body)
+    if status >= 400:
+        if isinstance(answer, dict) and "error" in answer:
+            raise Refusal(status, str(answer["error"]), str(answer.get("reason_zh", "")),
+                          str(answer.get("reason_en", "")))
+        raise unavailable()
+    return answer
+
+
+async def change(client: AlertsClient, route: Route, alert_id: str, username: str, note: str | None) -> dict[str, Any]:
+    """Acknowledge (:data:`ACKNOWLEDGE`) or resolve (:data:`RESOLVE`) an alert as ``username``; returns it."""
+    to = "acknowledge" if route is ACKNOWLEDGE else "resolve"
+    result: dict[str, Any] = await fetch(client, "POST", f"/alerts/{alert_id}/{to}", body={"by": username, "note": note})
+    return result
+
+
 async def respond(client: AlertsClient, route: Route, alert_id: str | None, request: web.Request, username: str,
                   decision_id: str) -> tuple[web.Response, dict[str, Any]]:
     """Carry out an authorized alert API call.
 
     Returns:
         The answer for the client, and what to add to the audit record's detail.
+
+    Raises:
+        Refusal: a bad body, or the service's own refusal.
     """
+    detail: dict[str, Any] = {}
     if route is LIST:
-        status, answer = await client.call("GET", "/alerts", query=dict(request.query))
-        detail: dict[str, Any] = {"query": dict(request.query)}
+        answer = await fetch(client, "GET", "/alerts", query=dict(request.query))
+        detail["query"] = dict(request.query)
     elif route is ITEM:
-        status, answer = await client.call("GET", f"/alerts/{alert_id}")
-        detail = {}
+        answer = await fetch(client, "GET", f"/alerts/{alert_id}")
     else:
+        assert alert_id is not None
         note = note_of(await request.read())
-        to = "acknowledge" if route is ACKNOWLEDGE else "resolve"
-        status, answer = await client.call("POST", f"/alerts/{alert_id}/{to}", body={"by": username, "note": note})
-        detail = {"alert_action": to, "note": note} if note else {"alert_action": to}
-    if status >= 400 and isinstance(answer, dict) and "error" in answer:
-        raise Refusal(status, str(answer["error"]), str(answer.get("reason_zh", "")), str(answer.get("reason_en", "")))
-    response = web.Response(status=status, text=json.dumps(answer, ensure_ascii=False), content_type="application/json",
+        answer = await change(client, route, alert_id, username, note)
+        detail["alert_action"] = "acknowledge" if route is ACKNOWLEDGE else "resolve"
+        if note:
+            detail["note"] = note
+    response = web.Response(text=json.dumps(answer, ensure_ascii=False), content_type="application/json",
                             charset="utf-8", headers={"Cache-Control": "no-store", "X-Decision-Id": decision_id})
     return response, detail

@@ -56,7 +56,7 @@ Form = dict[str, str]
 Body = Callable[[web.Request, Gateway, AuditRecord, Principal, Form, str], Awaitable[web.Response]]
 
 
-def _console(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]:
+def console_view(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]:
     """Wrap a console handler: session login, CSRF token on forms, audit, friendly refusals."""
 
     async def handler(request: web.Request) -> web.Response:
@@ -103,7 +103,7 @@ def _origin(gw: Gateway) -> str | None:
     return gw.sso.origin if gw.sso is not None else None
 
 
-def _idp(gw: Gateway) -> str:
+def identity_provider_origin(gw: Gateway) -> str:
     """The identity provider's origin (for the pages' form-action policy)."""
     return origin_of(gw.sso.rp.settings.issuer) if gw.sso is not None else ""
 
@@ -155,7 +155,7 @@ def _decide_forms(doc: dict[str, Any], csrf: str, lang: Lang) -> str:
     return note + forms
 
 
-@_console
+@console_view
 async def approvals_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                          form: Form, csrf: str) -> web.Response:
     """The approvals inbox and the person's own requests."""
@@ -185,7 +185,7 @@ async def approvals_page(request: web.Request, gw: Gateway, record: AuditRecord,
                         Text("提交时间", "Asked at"), Text("审批", "Decisions"), Text("WMS 结果", "WMS result")],
                        rows, lang))
     return console_page(request, Text("审批", "Approvals"), "".join(parts), principal.username,
-                        _idp(gw), decision_id=record.decision_id)
+                        identity_provider_origin(gw), decision_id=record.decision_id)
 
 
 def _decide(verdict: str) -> Body:
@@ -275,7 +275,7 @@ def _offboard_form(username: str, csrf: str, lang: Lang) -> str:
             f'</label> <button type="submit">{esc(lang.plain(Text("离职处理", "Offboard")))}</button></form>')
 
 
-@_console
+@console_view
 async def people_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                       form: Form, csrf: str) -> web.Response:
     """Look up a person: roles, data scope, active temporary grants; offboard them."""
@@ -293,7 +293,7 @@ async def people_page(request: web.Request, gw: Gateway, record: AuditRecord, pr
         else:
             body += _person_card(person, lang)
     return console_page(request, Text("人员与权限", "People"), body, principal.username,
-                        _idp(gw), decision_id=record.decision_id)
+                        identity_provider_origin(gw), decision_id=record.decision_id)
 
 
 async def _access_change(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord,
@@ -328,10 +328,10 @@ def _outcome_page(request: web.Request, gw: Gateway, record: AuditRecord, princi
                         f'<p><a href="{PEOPLE}?{urlencode({"username": username})}">'
                         f'{lang.t(Text("查看此人", "See this person"))}</a> · <a href="{APPROVALS}">'
                         f'{lang.t(Text("审批", "Approvals"))}</a></p>',
-                        principal.username, _idp(gw), decision_id=record.decision_id)
+                        principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 
 
-@_console
+@console_view
 async def offboard(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                    form: Form, csrf: str) -> web.Response:
     """Offboard a person (the same decision and change as ``POST /_gateway/access/offboard``)."""
@@ -348,7 +348,7 @@ def _values(text: str) -> list[str]:
     return [v.strip() for v in text.replace("|", ",").split(",") if v.strip()]
 
 
-@_console
+@console_view
 async def change_roles(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                        form: Form, csrf: str) -> web.Response:
     """Replace a person's roles (and optionally scope): widening, so held for a second admin (``iam:update``)."""
@@ -365,7 +365,7 @@ async def change_roles(request: web.Request, gw: Gateway, record: AuditRecord, p
                          Text("角色已更新。", "The roles were changed."))
 
 
-@_console
+@console_view
 async def grant(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                 form: Form, csrf: str) -> web.Response:
     """A temporary grant for a person (a one-row bulk grant: ``iam:create``, held for a second admin)."""
@@ -389,7 +389,7 @@ _AUDIT_FIELDS = (("user", Text("人员", "Person")), ("since", Text("起始", "S
                  ("approval_id", Text("审批单", "Approval")), ("role", Text("角色", "Role")))
 
 
-@_console
+@console_view
 async def audit_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                      form: Form, csrf: str) -> web.Response:
     """Search the audit trail (the filters of the audit API) and export the result as CSV."""
@@ -420,7 +420,7 @@ async def audit_page(request: web.Request, gw: Gateway, record: AuditRecord, pri
         more = urlencode({**params, "offset": str(query.offset + query.limit)})
         body += f'<p><a href="{AUDIT}?{esc(more)}">{lang.t(Text("下一页", "Next page"))}</a></p>'
     return console_page(request, Text("审计日志", "Audit trail"), body, principal.username,
-                        _idp(gw), decision_id=record.decision_id)
+                        identity_provider_origin(gw), decision_id=record.decision_id)
 
 
 # -- why denied / who can ---------------------------------------------------------------------
@@ -478,7 +478,7 @@ def _explanation(doc: dict[str, Any], lang: Lang, own: bool) -> str:
     return table([Text("步骤", "Step"), Text("结果", "Result")], steps, lang)
 
 
-@_console
+@console_view
 async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                    form: Form, csrf: str) -> web.Response:
     """Why would a request be allowed or denied (for oneself, or anyone with ``iam:view``);
@@ -511,11 +511,11 @@ async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, princ
         doc = await explain(gw.config, person, method, path, None)
         body += _explanation(doc, lang, own=person.user_id == principal.user_id)
     record.decision, record.reason_code = "allow", "allowed"
-    return console_page(request, Text("为何被拒绝?", "Why denied?"), body, principal.username, _idp(gw),
+    return console_page(request, Text("为何被拒绝?", "Why denied?"), body, principal.username, identity_provider_origin(gw),
                         decision_id=record.decision_id)
 
 
-@_console
+@console_view
 async def who_can_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                        form: Form, csrf: str) -> web.Response:
     """Who may do ``module:verb`` (optionally in one warehouse / channel): roles and people (``iam:view``)."""
@@ -542,7 +542,7 @@ async def who_can_page(request: web.Request, gw: Gateway, record: AuditRecord, p
         body += (f'<p>{lang.t(Text("拥有此权限的角色", "Roles with this permission"))}: '
                  f'{esc(", ".join(doc["roles"]) or "-")}</p>'
                  + table([Text("人员", "Person"), Text("角色", "Roles"), Text("数据范围", "Data scope")], rows, lang))
-    return console_page(request, Text("谁可以?", "Who can?"), body, principal.username, _idp(gw),
+    return console_page(request, Text("谁可以?", "Who can?"), body, principal.username, identity_provider_origin(gw),
                         decision_id=record.decision_id)
 
 
@@ -556,8 +556,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(UI, home)
     app.router.add_get(f"{UI}/", home)
     app.router.add_get(APPROVALS, approvals_page)
-    app.router.add_post(APPROVALS + "/{approval_id}/approve", _console(_decide("approve")))
-    app.router.add_post(APPROVALS + "/{approval_id}/reject", _console(_decide("reject")))
+    app.router.add_post(APPROVALS + "/{approval_id}/approve", console_view(_decide("approve")))
+    app.router.add_post(APPROVALS + "/{approval_id}/reject", console_view(_decide("reject")))
     app.router.add_get(PEOPLE, people_page)
     app.router.add_post(PEOPLE + "/{username}/offboard", offboard)
     app.router.add_post(PEOPLE + "/{username}/roles", change_roles)

@@ -4,73 +4,18 @@ plus the alert API through the gateway and ``wmsgate alerts``."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-import uuid
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
-import pytest
 
+from tests.support.alerting import alerts_api, detail_of, login_from, wait_alert
 from tests.support.sinks import SmtpSink, WebhookSink
-from tests.support.stack import PASSWORD, Stack, assert_refused
+from tests.support.stack import Stack, assert_refused
 from wmsgate.tools import REPO
-
-
-def login_from(stack: Stack, username: str, source: str, user_agent: str,
-               password: str = PASSWORD) -> httpx.Response:
-    """A password login at Keycloak from the loopback address ``source`` with ``user_agent``."""
-    transport = httpx.HTTPTransport(local_address=source)
-    with httpx.Client(transport=transport, headers={"User-Agent": user_agent}, timeout=30) as client:
-        return client.post(f"{stack.stack.issuer}/protocol/openid-connect/token", data={
-            "grant_type": "password", "client_id": "wms-cli", "username": username, "password": password})
-
-
-def detail_of(record: dict[str, Any]) -> dict[str, Any]:
-    """An audit record's ``detail`` (raw SQL gives JSON text on SQLite, a dict on PostgreSQL)."""
-    detail = record["detail"]
-    return json.loads(detail) if isinstance(detail, str) else detail
-
-
-def alerts_api(stack: Stack, **params: str) -> dict[str, Any]:
-    """The alert list through the gateway, as admin1 (alerts:view)."""
-    with stack.client("admin1") as admin:
-        resp = admin.get("/_gateway/alerts", params={"limit": "1000", **params})
-    assert resp.status_code == 200, resp.text
-    return resp.json()
-
-
-def wait_alert(stack: Stack, predicate: Any, timeout: float = 15.0) -> dict[str, Any]:
-    """The first alert (via the gateway's API) ``predicate`` accepts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [a for a in alerts_api(stack)["alerts"] if predicate(a)]
-        if found:
-            return found[0]
-        assert time.monotonic() < deadline, "no such alert"
-        time.sleep(0.3)
-
-
-@pytest.fixture
-def throwaway_user(stack: Stack) -> Iterator[Any]:
-    """Makes users that exist only for one test (deleted afterwards)."""
-    admin = stack.keycloak_admin()
-    made: list[str] = []
-
-    def make(prefix: str, enabled: bool = True) -> tuple[str, str]:
-        username = f"{prefix}.{uuid.uuid4().hex[:6]}"
-        user_id = admin.create_user({"username": username, "enabled": enabled, "firstName": "临时", "lastName": "测试",
-                                     "email": f"{username}@example.test", "emailVerified": True,
-                                     "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}]})
-        made.append(user_id)
-        return username, user_id
-
-    yield make
-    for user_id in made:
-        admin.delete_user(user_id)
 
 
 def test_case_1_two_devices_at_once_one_alert_within_5s_and_no_repeat(stack: Stack,

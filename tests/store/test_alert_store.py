@@ -46,12 +46,18 @@ def engine_for(store: AlertStore, notifiers: list[str]) -> Engine:
     return Engine(store, lambda: build_detectors(Rules()), notifiers, Rules().longest_window_ms())
 
 
+async def started(store_url: str, notifiers: list[str]) -> tuple[AlertStore, Engine]:
+    """A store with its schema and a primed engine on it."""
+    store = AlertStore(store_url)
+    await store.create_schema()
+    engine = engine_for(store, notifiers)
+    await engine.prime()
+    return store, engine
+
+
 def test_duplicates_are_dropped_and_repeats_are_grouped_on_one_alert(store_url: str) -> None:
     async def scenario() -> None:
-        store = AlertStore(store_url)
-        await store.create_schema()
-        engine = engine_for(store, ["hook"])
-        await engine.prime()
+        store, engine = await started(store_url, ["hook"])
         t = now_ms()
         assert (await engine.ingest(login(1, "127.0.0.2", "A", t), "push")).new_alerts == ()
         opened = await engine.ingest(login(2, "127.0.0.3", "B", t + 10), "push")
@@ -69,10 +75,7 @@ def test_duplicates_are_dropped_and_repeats_are_grouped_on_one_alert(store_url: 
 
 def test_a_restart_rebuilds_detector_state_from_the_store(store_url: str) -> None:
     async def scenario() -> None:
-        store = AlertStore(store_url)
-        await store.create_schema()
-        first = engine_for(store, [])
-        await first.prime()
+        store, first = await started(store_url, [])
         t = now_ms()
         await first.ingest(login(1, "127.0.0.2", "A", t), "push")
         second = engine_for(store, [])  # a new process: empty memory
@@ -84,10 +87,7 @@ def test_a_restart_rebuilds_detector_state_from_the_store(store_url: str) -> Non
 
 def test_acknowledge_then_resolve_and_refuse_impossible_moves(store_url: str) -> None:
     async def scenario() -> None:
-        store = AlertStore(store_url)
-        await store.create_schema()
-        engine = engine_for(store, [])
-        await engine.prime()
+        store, engine = await started(store_url, [])
         t = now_ms()
         await engine.ingest(login(1, "127.0.0.2", "A", t), "push")
         [alert_id] = (await engine.ingest(login(2, "127.0.0.3", "B", t + 1), "push")).new_alerts
@@ -138,10 +138,7 @@ def test_backoff_doubles_up_to_the_limit() -> None:
 
 def test_when_the_store_fails_the_event_leaves_no_trace_and_is_taken_later(store_url: str) -> None:
     async def scenario() -> None:
-        store = AlertStore(store_url)
-        await store.create_schema()
-        engine = engine_for(store, [])
-        await engine.prime()
+        store, engine = await started(store_url, [])
         t = now_ms()
         await engine.ingest(login(1, "127.0.0.2", "A", t), "push")
         real_record = store.record

@@ -165,3 +165,53 @@ def test_an_unreachable_channel_is_a_failure_not_a_crash() -> None:
     message = mail.message(ALERT)
     assert message["Subject"].startswith("[WMS 告警") and ALERT["alert_id"] in message["Message-ID"]
     assert message.get_content().splitlines()[0] == ALERT["title_zh"]
+
+
+def test_the_service_takes_signed_events_once_and_guards_its_api(tmp_path: Path) -> None:
+    from alerting.app import create_app
+    from alerting.config import AlertingConfig
+
+    config = AlertingConfig(host="127.0.0.1", port=0, store_url=f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}",
+                            events_secret="s3cret", api_token="t" * 24, max_event_bytes=2048)
+
+    def signed(doc: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps(doc).encode()
+        return body, {"X-WMS-Signature": "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()}
+
+    async def scenario() -> dict[str, Any]:
+        runner = web.AppRunner(create_app(config))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        out: dict[str, Any] = {}
+        event = {"kind": "user", "id": "e1", "time": 1_764_400_000_000, "type": "LOGIN_ERROR", "ip_address": "10.0.0.1",
+                 "error": "user_disabled", "details": {"username": "left.user"}}
+        body, headers = signed(event)
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{base}/events", data=body, headers={"X-WMS-Signature": "sha256=00"}) as r:
+                out["forged"] = (r.status, (await r.json())["error"])
+            async with s.post(f"{base}/events", data=body, headers=headers) as r:
+                out["first"] = (r.status, await r.json())
+            async with s.post(f"{base}/events", data=body, headers=headers) as r:
+                out["again"] = (r.status, (await r.json())["status"])
+            bad, bad_headers = signed({"kind": "user", "id": "e2"})
+            async with s.post(f"{base}/events", data=bad, headers=bad_headers) as r:
+                out["malformed"] = (r.status, (await r.json())["error"])
+            big, big_headers = signed({**event, "id": "e3", "details": {"username": "x" * 4000}})
+            async with s.post(f"{base}/events", data=big, headers=big_headers) as r:
+                out["too_large"] = r.status
+            async with s.get(f"{base}/alerts") as r:
+                out["no_token"] = r.status
+            async with s.get(f"{base}/alerts", headers={"Authorization": "Bearer " + "t" * 24}) as r:
+                out["list"] = await r.json()
+        await runner.cleanup()
+        return out
+
+    out = asyncio.run(scenario())
+    assert out["forged"] == (401, "bad_signature")
+    assert out["first"][0] == 202 and out["first"][1]["status"] == "accepted" and len(out["first"][1]["alerts_opened"]) == 1
+    assert out["again"] == (202, "duplicate")
+    assert out["malformed"] == (400, "bad_event") and out["too_large"] == 413 and out["no_token"] == 401
+    [alert] = out["list"]["alerts"]
+    assert alert["rule"] == "blocked_account_login" and alert["subject"] == "left.user" and alert["count"] == 1

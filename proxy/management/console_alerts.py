@@ -1,0 +1,136 @@
+"""The console's alerts page: security alerts for the people who handle them.
+
+``GET  /_gateway/ui/alerts[?status=open|acknowledged|resolved|all]``   the list (``alerts:view``)
+``POST /_gateway/ui/alerts/{id}/acknowledge|resolve``                  with an optional note (``alerts:update``)
+
+Decided by the policy and audited like every console page; the work is done by the
+alert API's client (:mod:`proxy.management.alerts`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from authorizer.attributes import Resource
+from authorizer.audit import AuditRecord
+from authorizer.identity import Principal
+from authorizer.routes import Route
+from proxy.browser_pages import Text
+from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, table
+from proxy.management import alerts as alerts_api
+from proxy.management.console import UI, Body, Form, console_view, identity_provider_origin
+from proxy.pipeline import Gateway, decide_or_refuse
+from proxy.responses import Refusal
+
+ALERTS = f"{UI}/alerts"
+_ID = re.compile(r"^[0-9a-f]{32}$")
+STATUSES = {"open": Text("未处理", "Open"), "acknowledged": Text("处理中", "Acknowledged"),
+            "resolved": Text("已解决", "Resolved"), "all": Text("全部", "All")}
+SEVERITIES = {"critical": Text("严重", "critical"), "high": Text("高", "high"), "medium": Text("中", "medium"),
+              "low": Text("低", "low")}
+_DONE = {"acknowledge": Text("已确认,重复出现的同一告警会计入此条,不再另行通知。",
+                             "Acknowledged: repeats are counted on it, not sent again."),
+         "resolve": Text("已解决;再次出现时会产生新告警。", "Resolved: if it happens again, a new alert opens.")}
+
+
+def _client(gw: Gateway) -> alerts_api.AlertsClient:
+    if gw.alerts is None:
+        raise alerts_api.unavailable()
+    return gw.alerts
+
+
+async def _decide(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord, route: Route,
+                  resource: Resource) -> None:
+    record.module, record.verb, record.resource_id = route.module, route.verb, resource.id or ""
+    decision, _ = await decide_or_refuse(gw.pdp, principal, route, None, resource, request, record)
+    if decision.obligations.approval is not None:
+        raise alerts_api.approval_not_supported()
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return esc(dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def _actions(alert: dict[str, Any], csrf: str, lang: Lang) -> str:
+    moves = [("acknowledge", Text("确认处理", "Acknowledge"))] if alert["status"] == "open" else []
+    if alert["status"] != "resolved":
+        moves.append(("resolve", Text("解决", "Resolve")))
+    note = lang.t(Text("备注", "Note"))
+    return "".join(
+        f'<form class="inline" method="post" action="{ALERTS}/{esc(alert["alert_id"])}/{action}?back={ALERTS}">'
+        f'{csrf_field(csrf)}<label>{note} <input name="note" maxlength="2000" size="12"></label>'
+        f'<button type="submit">{esc(lang.plain(label))}</button></form>' for action, label in moves)
+
+
+def _state(alert: dict[str, Any], lang: Lang) -> str:
+    text = lang.t(STATUSES.get(alert["status"], Text(alert["status"], alert["status"])))
+    who = alert.get("resolved_by") or alert.get("acknowledged_by")
+    note = f'<br><span class="second">{esc(alert["note"])}</span>' if alert.get("note") else ""
+    return text + (f" · {esc(who)}" if who else "") + note
+
+
+@console_view
+async def alerts_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
+                      form: Form, csrf: str) -> web.Response:
+    """The alerts of one status (open by default), most recently seen first, with their actions."""
+    lang = lang_of(request)
+    status = request.query.get("status", "open")
+    if status not in STATUSES:
+        raise Refusal(400, "bad_alert_query", "状态只能是 open、acknowledged、resolved 或 all",
+                      "status must be open, acknowledged, resolved or all")
+    await _decide(gw, request, principal, record, alerts_api.LIST, Resource(kind="list"))
+    query = {"limit": "200", **({"status": status} if status != "all" else {})}
+    doc = await alerts_api.fetch(_client(gw), "GET", "/alerts", query)
+    counts = doc.get("counts", {})
+    tabs = " · ".join(
+        (f"<strong>{lang.t(text)}</strong>" if name == status else
+         f'<a href="{ALERTS}?{urlencode({"status": name})}">{lang.t(text)}</a>')
+        + (f" ({int(counts.get(name, 0))})" if name != "all" else "") for name, text in STATUSES.items())
+    parts = [f"<p>{tabs}</p>"]
+    done = request.query.get("done")
+    if done in _DONE:
+        parts.append(f'<p class="ok" role="status">{lang.t(_DONE[done])}</p>')
+    rows = [[_when(a["last_seen"]), lang.t(SEVERITIES.get(a["severity"], Text(a["severity"], a["severity"]))),
+             lang.t(Text(a["title_zh"], a["title_en"])) + f'<br><code class="second">{esc(a["rule"])}</code>',
+             esc(a["count"]), _when(a["first_seen"]), _state(a, lang), _actions(a, csrf, lang)]
+            for a in doc["alerts"]]
+    if rows:
+        parts.append(table([Text("最近出现 (UTC)", "Last seen (UTC)"), Text("级别", "Severity"), Text("告警", "Alert"),
+                            Text("次数", "Count"), Text("首次出现", "First seen"), Text("状态", "Status"),
+                            Text("处理", "Actions")], rows, lang))
+    else:
+        parts.append(f"<p>{lang.t(Text('没有这类告警。', 'No alerts here.'))}</p>")
+    return console_page(request, Text("安全告警", "Security alerts"), "".join(parts), principal.username,
+                        identity_provider_origin(gw), decision_id=record.decision_id)
+
+
+def _change(route: Route) -> Body:
+    async def change(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
+                     form: Form, csrf: str) -> web.Response:
+        alert_id = request.match_info["alert_id"]
+        if not _ID.match(alert_id):
+            raise Refusal(404, "alert_not_found", "没有这条告警", "no such alert")
+        await _decide(gw, request, principal, record, route, Resource(kind="item", id=alert_id))
+        note = form.get("note", "").strip()[:alerts_api.MAX_NOTE] or None
+        action = "acknowledge" if route is alerts_api.ACKNOWLEDGE else "resolve"
+        record.detail["alert_action"] = action
+        await alerts_api.change(_client(gw), route, alert_id, principal.username, note)
+        return web.Response(status=303, headers={"Location": f"{ALERTS}?{urlencode({'done': action})}",
+                                                 "Cache-Control": "no-store", "X-Decision-Id": record.decision_id})
+
+    change.__doc__ = f"{route.verb}: an alert from the console."
+    return change
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the alerts page and its forms (with the console: it needs browser sessions)."""
+    app.router.add_get(ALERTS, alerts_page)
+    app.router.add_post(ALERTS + "/{alert_id}/acknowledge", console_view(_change(alerts_api.ACKNOWLEDGE)))
+    app.router.add_post(ALERTS + "/{alert_id}/resolve", console_view(_change(alerts_api.RESOLVE)))
