@@ -43,7 +43,8 @@ class AlertApi:
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
-        return header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip(), self._token)
+        return header.startswith("Bearer ") and header.isascii() and \
+            hmac.compare_digest(header[7:].strip().encode(), self._token.encode())
 
     def guarded(self, handler: Handler) -> Handler:
         """``handler`` behind the bearer token; store failures answer 503."""
@@ -69,9 +70,9 @@ class AlertApi:
             limit, offset = int(q.get("limit", "100")), int(q.get("offset", "0"))
         except ValueError:
             return _bad("limit", "必须是整数", "limit and offset must be integers")
-        if not 1 <= limit <= 1000 or offset < 0:
-            return _bad("limit", "limit 须在 1 到 1000 之间,offset 不能为负",
-                        "limit must be 1-1000 and offset not negative")
+        if not 1 <= limit <= 1000 or not 0 <= offset <= 10_000_000:
+            return _bad("limit", "limit 须在 1 到 1000 之间,offset 须在 0 到 10000000 之间",
+                        "limit must be 1-1000 and offset 0-10000000")
         rows = await self._store.alerts(status=status, rule=q.get("rule"), limit=limit, offset=offset)
         return document({"alerts": rows, "counts": await self._store.counts(), "limit": limit, "offset": offset,
                          "next_offset": offset + limit if len(rows) == limit else None})

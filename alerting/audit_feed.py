@@ -15,7 +15,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from alerting.engine import Engine
+from alerting.engine import Engine, ingest_or_skip
 from alerting.events import from_audit
 from alerting.store import AlertStore, now_ms
 from authorizer.audit.store import audit_records
@@ -62,6 +62,12 @@ class AuditFeed:
             sqlalchemy.exc.SQLAlchemyError: either store failed (the checkpoint stays).
         """
         seq = await self._start_seq()
+        async with self._audit.connect() as conn:
+            newest = (await conn.execute(select(func.max(audit_records.c.seq)))).scalar() or 0
+        if newest < seq:  # the trail was rebuilt or restored: read it again (decisions seen are skipped)
+            log.warning("the audit trail ends at seq %d, before the checkpoint %d: reading it from the start",
+                        newest, seq)
+            seq = 0
         taken = 0
         interesting = or_(audit_records.c.decision == "deny", audit_records.c.verb != "view",
                           audit_records.c.approval_id.is_not(None))
@@ -74,9 +80,9 @@ class AuditFeed:
                                                      interesting))
                     .order_by(audit_records.c.seq).limit(BATCH))).mappings().all()
             for row in rows:
-                await self._engine.ingest(from_audit(row), "audit")
+                if await ingest_or_skip(self._engine, from_audit(row), "audit"):
+                    taken += 1
                 seq = row["seq"]
-                taken += 1
             if len(rows) < BATCH:
                 await self._store.save_checkpoint(SOURCE, str(max(seq, last)))
                 return taken

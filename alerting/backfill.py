@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
 
-from alerting.engine import Engine
+from alerting.engine import Engine, ingest_or_skip
 from alerting.events import EventFormatError, SecurityEvent, from_rest_admin, from_rest_user
 from alerting.store import AlertStore, now_ms
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 #: Re-read this far behind the checkpoint (ms): an event committed late with an earlier
 #: time is still found; repeats are dropped by id.
-OVERLAP_MS = 10_000
+OVERLAP_MS = 60_000
 PAGE = 200
 
 Fetch = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]]]]
@@ -76,22 +76,30 @@ class KeycloakBackfill:
     async def _poll_source(self, source: str, fetch: Fetch, convert: Callable[[dict[str, Any]], SecurityEvent]) -> int:
         saved = await self._store.checkpoint(source)
         checkpoint = int(saved) if saved else now_ms() - self._first_lookback_ms
+        # keyset paging: each page starts at the newest time seen (ties and deletions between
+        # pages cannot shift an offset past an event); repeats are dropped by event id
         start, first, taken = max(0, checkpoint - OVERLAP_MS), 0, 0
         newest = checkpoint
         while True:
             page = await fetch({"dateFrom": str(start), "direction": "asc", "first": first, "max": PAGE})
+            if not isinstance(page, list):
+                raise TypeError(f"Keycloak answered {type(page).__name__} for {source}, not a list")
             for rep in page:
                 try:
                     event = convert(rep)
                 except EventFormatError as exc:
                     log.warning("%s: skipping a malformed event %s: %s", source, rep.get("id"), exc)
                     continue
-                result = await self._engine.ingest(event, "backfill")
-                taken += 0 if result.duplicate else 1
+                if await ingest_or_skip(self._engine, event, "backfill"):
+                    taken += 1
                 newest = max(newest, event.time_ms)
             if len(page) < PAGE:
                 break
-            first += PAGE
+            last = max(int(rep.get("time") or 0) for rep in page)
+            if last > start:
+                start, first = last, 0
+            else:  # a whole page within one millisecond: step over it by offset
+                first += PAGE
             await self._store.save_checkpoint(source, str(newest))
         await self._store.save_checkpoint(source, str(newest))
         if taken:
@@ -106,7 +114,9 @@ class KeycloakBackfill:
             return await asyncio.wait_for(self.poll(), timeout=timeout_seconds)
         except (KeycloakError, OSError, TimeoutError) as exc:
             log.warning("start-up catch-up from Keycloak's event store failed (will retry): %s", exc)
-            return 0
+        except Exception:  # noqa: BLE001 - a surprise from Keycloak must not stop the service starting
+            log.exception("start-up catch-up from Keycloak's event store failed (will retry)")
+        return 0
 
     async def run_forever(self) -> None:
         """Poll every ``interval_seconds`` until cancelled; failures are logged and retried."""

@@ -105,6 +105,8 @@ def _notifier(base: Path, item: Any, index: int) -> NotifierSettings:
         raise ConfigError(f"alerting config: notifiers[{index}].kind must be one of {', '.join(NOTIFIER_KINDS)}")
     kind = item["kind"]
     name = str(item.get("name") or f"{kind}-{index}")
+    if not name.isascii() or not name.isprintable() or len(name) > 64:
+        raise ConfigError(f"alerting config: notifiers[{index}].name must be printable ASCII, at most 64 characters")
     timeout = float(item.get("timeout_seconds", 10))
     if kind == "email":
         recipients = item.get("to") or []
@@ -125,6 +127,20 @@ def _notifier(base: Path, item: Any, index: int) -> NotifierSettings:
 
 
 def load_alerting_config(path: Path, overrides: dict[str, Any] | None = None) -> AlertingConfig:
+    """Read and validate the alerting YAML file (see :func:`_load`).
+
+    Raises:
+        ConfigError: every problem, with a message naming the setting (never a traceback).
+    """
+    try:
+        return _load(path, overrides)
+    except ConfigError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"alerting config {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _load(path: Path, overrides: dict[str, Any] | None = None) -> AlertingConfig:
     """Read and validate the alerting YAML file.
 
     Args:
@@ -149,6 +165,10 @@ def load_alerting_config(path: Path, overrides: dict[str, Any] | None = None) ->
     keycloak = None
     kc = data.get("keycloak") or {}
     kc_secret = read_secret(base, kc, "client_secret") if kc else None
+    if kc and not kc_secret:
+        raise ConfigError("alerting config: keycloak.client_secret (or client_secret_file) is required: without it "
+                          "events from while the service was down are never read back (leave out the whole "
+                          "keycloak section to run on pushed events only)")
     if kc and kc_secret:
         keycloak = KeycloakSource(url=str(kc["url"]), realm=str(kc.get("realm", "wms")),
                                   client_id=str(kc.get("client_id", "wms-alerting")), client_secret=kc_secret,

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def backoff_ms(attempts: int, initial_seconds: float, max_seconds: float) -> int:
     """Delay before the next attempt after ``attempts`` failures, ms (``initial * 2**(attempts-1)``, capped)."""
-    return int(min(max_seconds, initial_seconds * (2 ** max(0, attempts - 1))) * 1000)
+    exponent = min(max(0, attempts - 1), 40)  # 2**40 s is far past any cap: no float overflow
+    return int(min(max_seconds, initial_seconds * (2 ** exponent)) * 1000)
 
 
 class DeliveryWorker:
@@ -86,6 +87,9 @@ class DeliveryWorker:
                 next_due = await self._store.next_due_ms()
             except SQLAlchemyError:
                 log.exception("alert store unavailable; deliveries wait")
+                next_due = now_ms() + 2000
+            except Exception:  # noqa: BLE001 - the worker must never stop: alerts would wait unseen
+                log.exception("delivery pass failed unexpectedly; retrying")
                 next_due = now_ms() + 2000
             wait = 5.0 if next_due is None else max(0.05, min(5.0, (next_due - now_ms()) / 1000))
             try:

@@ -20,7 +20,9 @@ from typing import Awaitable, Callable
 
 from alerting.detectors import Detection, Detector
 from alerting.events import ADMIN, SecurityEvent
-from alerting.store import AlertStore, IngestResult, now_ms
+from sqlalchemy.exc import SQLAlchemyError
+
+from alerting.store import AlertStore, IngestResult, now_ms, transient
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ class Engine:
                 detections.extend(detector.observe(event))
             try:
                 result = await self._store.record(event, source, detections, self._notifiers)
-            except Exception:
+            except BaseException:  # cancelled too: the detectors counted an event that was not stored
                 self._stale = True
                 raise
         if result.new_alerts and self._on_new_alert is not None:
@@ -110,3 +112,21 @@ class Engine:
             if name:
                 extra["actor_username"] = name
         return replace(event, details={**event.details, **extra}) if extra else event
+
+
+async def ingest_or_skip(engine: Engine, event: SecurityEvent, source: str) -> bool:
+    """Ingest for the pull sources: True when the event was new.
+
+    An event the store refuses for its own data (a poison event: it would fail on every
+    retry and hold its source's checkpoint forever) is logged as an error and skipped.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: a transient store failure (the caller retries later).
+    """
+    try:
+        return not (await engine.ingest(event, source)).duplicate
+    except SQLAlchemyError as exc:
+        if transient(exc):
+            raise
+        log.error("event %s from %s cannot be stored and is skipped: %s", event.key, source, exc)
+        return False

@@ -9,6 +9,7 @@ same event twice.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -86,8 +87,21 @@ class SecurityEvent:
             raise EventFormatError(f"stored event is malformed: {exc}") from exc
 
 
+def clean_text(value: Any, limit: int = 256) -> str:
+    """``value`` as one line of printable text, at most ``limit`` characters.
+
+    Usernames typed on a login page, user agents and request paths are chosen by
+    outsiders and end up in alert titles, chat messages and mail headers: control and
+    format characters (line breaks, NUL, bidirectional overrides, zero-width) and line
+    or paragraph separators become spaces.
+    """
+    text = "" if value is None else str(value)
+    return "".join(" " if unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp") else ch
+                   for ch in text[:limit])
+
+
 def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+    return clean_text(value, 1024)
 
 
 def _required(doc: Mapping[str, Any], name: str) -> Any:
@@ -126,8 +140,9 @@ def from_push(doc: Any) -> SecurityEvent:
         details = _details(doc)
         return SecurityEvent(
             kind=USER, event_id=str(_required(doc, "id")), time_ms=_time(doc), type=str(_required(doc, "type")),
-            user_id=_text(doc.get("user_id")), username=details.get("username", ""), ip=_text(doc.get("ip_address")),
-            user_agent=_text(doc.get("user_agent")), session_id=_text(doc.get("session_id")),
+            user_id=_text(doc.get("user_id")), username=clean_text(details.get("username", "")),
+            ip=clean_text(doc.get("ip_address"), 64), user_agent=clean_text(doc.get("user_agent"), 512),
+            session_id=_text(doc.get("session_id")),
             client_id=_text(doc.get("client_id")), error=_text(doc.get("error")), details=details)
     if kind == ADMIN:
         auth = doc.get("auth") or {}
@@ -144,7 +159,7 @@ def _admin(event_id: str, time_ms: int, operation: str, resource_type: str, reso
            actor_client: Any, ip: Any, error: str, details: dict[str, str], representation: Any) -> SecurityEvent:
     extra: dict[str, Any] = {**details, "resource_type": resource_type, "resource_path": resource_path}
     if representation is not None:
-        extra["representation"] = _text(representation)
+        extra["representation"] = str(representation)[:65536]  # read by detectors, never shown
     return SecurityEvent(kind=ADMIN, event_id=event_id, time_ms=time_ms, type=operation, user_id=_text(actor_id),
                          ip=_text(ip), client_id=_text(actor_client), error=error, details=extra)
 
@@ -160,7 +175,8 @@ def from_rest_user(rep: Mapping[str, Any]) -> SecurityEvent:
     details = _details(rep)
     return SecurityEvent(
         kind=USER, event_id=str(_required(rep, "id")), time_ms=_time(rep), type=str(_required(rep, "type")),
-        user_id=_text(rep.get("userId")), username=details.get("username", ""), ip=_text(rep.get("ipAddress")),
+        user_id=_text(rep.get("userId")), username=clean_text(details.get("username", "")),
+        ip=clean_text(rep.get("ipAddress"), 64),
         session_id=_text(rep.get("sessionId")), client_id=_text(rep.get("clientId")), error=_text(rep.get("error")),
         details=details)
 
@@ -187,9 +203,10 @@ def from_audit(row: Mapping[str, Any]) -> SecurityEvent:
     """
     keep = ("seq", "module", "verb", "resource_id", "warehouse", "channel", "reason_code", "http_status",
             "upstream_status", "approval_id", "method", "path", "roles")
-    details: dict[str, Any] = {k: row.get(k) for k in keep}
+    details: dict[str, Any] = {k: (clean_text(row.get(k), 512) if isinstance(row.get(k), str) else row.get(k))
+                               for k in keep}
     details["detail"] = dict(row.get("detail") or {})
     return SecurityEvent(kind=DECISION, event_id=str(row["decision_id"]), time_ms=int(row["ts_ms"]),
                          type=str(row["decision"]), user_id=_text(row.get("user_id")),
-                         username=_text(row.get("username")), ip=_text(row.get("client_ip")),
-                         user_agent=_text(row.get("user_agent")), details=details)
+                         username=clean_text(row.get("username")), ip=clean_text(row.get("client_ip"), 64),
+                         user_agent=clean_text(row.get("user_agent"), 512), details=details)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from alerting.answers import document, problem
 from alerting.engine import Engine
 from alerting.events import EventFormatError, from_push
+from alerting.store import transient
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,10 @@ SIGNATURE_HEADER = "X-WMS-Signature"
 
 def signature_valid(secret: str, body: bytes, header: str | None) -> bool:
     """Whether ``header`` is ``sha256=<hex>`` of ``body`` under ``secret`` (constant-time compare)."""
-    if not header or not header.startswith("sha256="):
+    if not header or not header.startswith("sha256=") or not header.isascii():
         return False
     expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256=").strip().lower())
+    return hmac.compare_digest(expected.encode(), header.removeprefix("sha256=").strip().lower().encode())
 
 
 class Intake:
@@ -63,11 +64,16 @@ class Intake:
             return problem(401, "bad_signature", "事件签名无效或缺失", "the event's signature is missing or wrong")
         try:
             event = from_push(json.loads(body))
+        except RecursionError:
+            return problem(400, "bad_event", "事件嵌套过深", "malformed event: nested too deeply")
         except (ValueError, EventFormatError) as exc:
             return problem(400, "bad_event", f"事件格式错误:{exc}", f"malformed event: {exc}")
         try:
             result = await self._engine.ingest(event, "push")
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
+            if not transient(exc):  # this event's data: retrying cannot help (the sender skips a 422)
+                log.error("event %s cannot be stored: %s", event.key, exc)
+                return problem(422, "event_unstorable", "事件无法保存,已跳过", "the event cannot be stored; skipped")
             log.exception("alert store failed while taking in %s", event.key)
             return problem(503, "store_unavailable", "告警存储暂不可用,请稍后重试",
                            "the alert store is unavailable; retry later")

@@ -80,7 +80,7 @@ class BlockedAccountRule(Rule):
     """Detector 5. Keycloak login errors and gateway refusal codes that mean the account is shut."""
 
     keycloak_errors: tuple[str, ...] = ("user_disabled", "user_temporarily_disabled")
-    gateway_reason_codes: tuple[str, ...] = ("token_revoked", "tokens_revoked_before")
+    gateway_reason_codes: tuple[str, ...] = ("token_revoked", "tokens_revoked_before", "grant_outside_window")
 
 
 @dataclass(frozen=True)

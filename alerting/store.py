@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator
 
 from sqlalchemy import (JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, and_, delete, func,
                         insert, select, update)
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from alerting.detectors.base import Detection
@@ -96,6 +96,14 @@ PENDING, SENT = "pending", "sent"
 def now_ms() -> int:
     """The current time, ms since the epoch (UTC)."""
     return int(time.time() * 1000)
+
+
+def transient(exc: SQLAlchemyError) -> bool:
+    """Whether a store failure may go away on retry (connection lost, locked, timed out) as
+    opposed to a failure of this event's data, which would fail forever (a poison event)."""
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class AlertConflict(Exception):
@@ -205,11 +213,15 @@ class AlertStore:
         if row is not None and d.at_ms - row["last_seen_ms"] <= d.group_window_ms:
             evidence = list(row["evidence"])
             evidence += [e for e in d.evidence if e not in evidence]
-            await conn.execute(update(alerts).where(alerts.c.alert_id == row["alert_id"]).values(
-                count=row["count"] + 1, last_seen_ms=max(row["last_seen_ms"], d.at_ms),
-                first_seen_ms=min(row["first_seen_ms"], d.at_ms), evidence=evidence[-MAX_EVIDENCE:],
-                facts={**row["facts"], **d.facts}))
-            return row["alert_id"], False
+            joined = await conn.execute(
+                update(alerts).where(and_(alerts.c.alert_id == row["alert_id"], alerts.c.status != RESOLVED,
+                                          alerts.c.count == row["count"]))
+                .values(count=row["count"] + 1, last_seen_ms=max(row["last_seen_ms"], d.at_ms),
+                        first_seen_ms=min(row["first_seen_ms"], d.at_ms), evidence=evidence[-MAX_EVIDENCE:],
+                        facts={**row["facts"], **d.facts}))
+            if joined.rowcount:
+                return row["alert_id"], False
+            # resolved (or changed) meanwhile: the sighting opens a new alert rather than vanish
         alert_id = uuid.uuid4().hex
         await conn.execute(insert(alerts).values(
             alert_id=alert_id, rule=d.rule, severity=d.severity, group_key=d.group_key, subject=d.subject,

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from alerting.events import clean_text
 from wmsgate.access_cli import CliError, current_token
 
 _SEVERITY_ZH = {"critical": "严重", "high": "高", "medium": "中", "low": "低"}
@@ -25,7 +26,9 @@ def _call(gateway: str, method: str, path: str, params: dict[str, str] | None = 
     try:
         doc = resp.json()
     except ValueError:
-        raise CliError(f"unexpected answer {resp.status_code} from the gateway") from None
+        doc = None
+    if not isinstance(doc, dict):
+        raise CliError(f"unexpected answer {resp.status_code} from the gateway")
     if resp.status_code >= 400:
         raise CliError(f"拒绝 / refused ({resp.status_code} {doc.get('error')}): "
                        f"{doc.get('reason_zh')} / {doc.get('reason_en')}")
@@ -39,7 +42,7 @@ def alert_lines(alerts: list[dict[str, Any]]) -> list[str]:
         status = f"{_STATUS_ZH.get(a['status'], a['status'])} {a['status']}"
         severity = f"{_SEVERITY_ZH.get(a['severity'], a['severity'])} {a['severity']}"
         lines.append(f"{a['alert_id']}  {status:<16} {severity:<10} {a['count']:>6}  {a['last_seen'][:19]:<20}  "
-                     f"{a['title_zh']} / {a['title_en']}")
+                     f"{clean_text(a['title_zh'])} / {clean_text(a['title_en'])}")  # no terminal escapes
     return lines
 
 
@@ -66,7 +69,8 @@ def run(gateway: str, command: str, alert_id: str | None, status: str | None, ru
         return 0
     action = "acknowledge" if command == "ack" else "resolve"
     doc = _call(gateway, "POST", f"/_gateway/alerts/{alert_id}/{action}", body={"note": note} if note else {})
-    print(f"{_STATUS_ZH.get(doc['status'], doc['status'])} / {doc['status']}: {doc['title_zh']} / {doc['title_en']}")
+    print(f"{_STATUS_ZH.get(doc['status'], doc['status'])} / {doc['status']}: "
+          f"{clean_text(doc['title_zh'])} / {clean_text(doc['title_en'])}")
     return 0
 
 

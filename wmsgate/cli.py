@@ -451,6 +451,9 @@ def cmd_access(args: argparse.Namespace) -> int:
     try:
         if args.access_command == "offboard":
             resp = access_cli.call(gateway, "/_gateway/access/offboard", {"username": args.username, "reason": args.reason})
+        elif args.access_command == "revoke-grant":
+            resp = access_cli.call(gateway, "/_gateway/access/revoke-grant",
+                                   {"username": args.username, "grant_id": args.grant_id, "reason": args.reason})
         elif args.access_command == "bulk-grant":
             resp = access_cli.call(gateway, "/_gateway/access/bulk-grant", {"rows": access_cli.read_grant_csv(args.file)})
         else:
@@ -587,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     access_sub = access.add_subparsers(dest="access_command", required=True)
     p = access_sub.add_parser("offboard", help="disable, remove roles and scope, end sessions, revoke tokens")
     p.add_argument("username")
+    p.add_argument("--reason", required=True)
+    p = access_sub.add_parser("revoke-grant", help="end one temporary grant now (its id is on the console's person page)")
+    p.add_argument("username")
+    p.add_argument("grant_id")
     p.add_argument("--reason", required=True)
     p = access_sub.add_parser("set-roles", help="replace a person's roles (and scope); needs a second admin")
     p.add_argument("username")

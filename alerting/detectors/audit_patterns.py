@@ -28,23 +28,25 @@ class OrderStatusChurnDetector:
         self._orders = WindowCounter(rule.window_seconds * 1000)
 
     def observe(self, event: SecurityEvent) -> list[Detection]:
-        """See :class:`alerting.detectors.base.Detector`."""
+        """See :class:`alerting.detectors.base.Detector` (a batch request counts for each of its orders)."""
         details = event.details
-        order = str(details.get("resource_id") or "")
         if not self._rule.enabled or not _succeeded(event) or details.get("module") != "orders" \
-                or details.get("verb") not in STATUS_CHANGING_VERBS or not order or "," in order:
+                or details.get("verb") not in STATUS_CHANGING_VERBS:
             return []
-        evidence = self._orders.add(order, event.time_ms, event.key)
-        if len(evidence) < self._rule.threshold:
-            return []
-        minutes = self._rule.window_seconds // 60
-        return [Detection(
-            rule=self.name, severity=self._rule.severity, group_key=f"{self.name}|{order}", subject=order,
-            title_zh=f"订单 {order} 的状态在 {minutes} 分钟内被修改 {len(evidence)} 次",
-            title_en=f"order {order}'s status changed {len(evidence)} times within {minutes} min",
-            evidence=tuple(evidence), at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
-            facts={"order": order, "changes": len(evidence), "last_person": event.username,
-                   "last_verb": details.get("verb"), "warehouse": details.get("warehouse") or ""})]
+        found = []
+        for order in {o.strip() for o in str(details.get("resource_id") or "").split(",") if o.strip()}:
+            evidence = self._orders.add(order, event.time_ms, event.key)
+            if len(evidence) < self._rule.threshold:
+                continue
+            minutes = self._rule.window_seconds // 60
+            found.append(Detection(
+                rule=self.name, severity=self._rule.severity, group_key=f"{self.name}|{order}", subject=order,
+                title_zh=f"订单 {order} 的状态在 {minutes} 分钟内被修改 {len(evidence)} 次",
+                title_en=f"order {order}'s status changed {len(evidence)} times within {minutes} min",
+                evidence=tuple(evidence), at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
+                facts={"order": order, "changes": len(evidence), "last_person": event.username,
+                       "last_verb": details.get("verb"), "warehouse": details.get("warehouse") or ""}))
+        return found
 
 
 class BulkInventoryDeleteDetector:

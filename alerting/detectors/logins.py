@@ -3,8 +3,9 @@ disabled, offboarded or revoked account trying to get in.
 
 Keycloak reports failed logins as ``LOGIN_ERROR`` events (the attempted username is in
 ``details.username`` even when no such user exists). A shut account shows up as a
-Keycloak login error (``user_disabled``) or, for a token issued before offboarding, as
-a gateway refusal (``token_revoked``).
+Keycloak login error (``user_disabled``: offboarded people, and temporary accounts once
+their grants ended), or at the gateway: a token issued before offboarding
+(``token_revoked``), or a temporary grant used after its window (``grant_outside_window``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,14 @@ from __future__ import annotations
 from alerting.detectors.base import Detection, WindowCounter
 from alerting.events import DECISION, USER, SecurityEvent
 from alerting.rules import BlockedAccountRule, FailedLoginRule
+
+
+#: How a gateway refusal reads in an alert, by reason code.
+_GATEWAY_HOW = {
+    "token_revoked": ("用已吊销的令牌访问网关", "used a revoked token at the gateway"),
+    "tokens_revoked_before": ("用吊销前签发的令牌访问网关", "used a token issued before its revocation"),
+    "grant_outside_window": ("在临时授权到期后仍使用该权限", "used a temporary grant after it ended"),
+}
 
 
 class FailedLoginDetector:
@@ -31,11 +40,14 @@ class FailedLoginDetector:
         found: list[Detection] = []
         seconds = self._rule.window_seconds
         account = event.username or event.user_id
-        if account:
-            evidence = self._accounts.add(account, event.time_ms, event.key)
+        # Keycloak matches usernames ignoring case and also takes the e-mail address: count
+        # per account id when Keycloak knows the account, else per name as it would match it
+        key = event.user_id or account.strip().casefold()
+        if key:
+            evidence = self._accounts.add(key, event.time_ms, event.key)
             if len(evidence) >= self._rule.per_account:
                 found.append(self._detection(
-                    f"account|{account}", account, evidence, event,
+                    f"account|{key}", account, evidence, event,
                     f"账号 {account} 在 {seconds} 秒内登录失败 {len(evidence)} 次",
                     f"{len(evidence)} failed logins for account {account} within {seconds} s"))
         if event.ip:
@@ -72,15 +84,15 @@ class BlockedAccountDetector:
             how_zh, how_en = f"在 Keycloak 登录被拒({event.error})", f"tried to log in at Keycloak ({event.error})"
         elif event.kind == DECISION and event.type == "deny" \
                 and event.details.get("reason_code") in self._rule.gateway_reason_codes:
-            code = event.details.get("reason_code")
-            how_zh, how_en = f"用已吊销的令牌访问网关({code})", f"used a revoked token at the gateway ({code})"
+            code = str(event.details.get("reason_code"))
+            how_zh, how_en = _GATEWAY_HOW.get(code, (f"被网关拒绝({code})", f"was refused at the gateway ({code})"))
         else:
             return []
         account = event.username or event.user_id or "unknown"
         return [Detection(
             rule=self.name, severity=self._rule.severity, group_key=f"{self.name}|{account}", subject=account,
-            title_zh=f"已停用或已离职的账号 {account} {how_zh}",
-            title_en=f"disabled or offboarded account {account} {how_en}",
+            title_zh=f"已停用、已离职或授权已到期的账号 {account} {how_zh}",
+            title_en=f"disabled, offboarded or expired account {account} {how_en}",
             evidence=(event.key,), at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
             facts={"username": account, "ip": event.ip, "source": event.kind,
                    "error": event.error or str(event.details.get("reason_code") or "")})]

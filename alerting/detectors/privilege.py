@@ -13,26 +13,35 @@ from alerting.detectors.base import Detection, WindowCounter
 from alerting.events import ADMIN, SecurityEvent
 from alerting.rules import PrivilegeBurstRule
 
-#: Admin event resource types that change what a person may do.
-PRIVILEGE_RESOURCES = frozenset({"REALM_ROLE_MAPPING", "CLIENT_ROLE_MAPPING", "GROUP_MEMBERSHIP", "USER"})
-_TARGET = re.compile(r"^users/([^/]+)(?:/(role-mappings|groups)(?:/.*)?)?$")
+#: Admin event resource types that change what people may do.
+PRIVILEGE_RESOURCES = frozenset({"REALM_ROLE_MAPPING", "CLIENT_ROLE_MAPPING", "GROUP_MEMBERSHIP", "USER",
+                                 "REALM_ROLE", "CLIENT_ROLE"})
+_USER = re.compile(r"^users/([^/]+)(?:/(role-mappings|groups)(?:/.*)?)?$")
+_GROUP = re.compile(r"^groups/([^/]+)/role-mappings(?:/.*)?$")
+_ROLE = re.compile(r"^(?:roles|roles-by-id|clients/[^/]+/roles)/([^/]+)/composites(?:/.*)?$")
 
 
 def privilege_target(event: SecurityEvent) -> str | None:
-    """The user id whose privileges ``event`` changes, or None when it changes none.
+    """Whose privileges ``event`` changes: ``user:<id>``, ``group:<id>`` or ``role:<name or id>``;
+    None when it changes none.
 
-    Counted: role mappings (realm or client), group membership, and updates of the user
-    (attributes carry the data scope and grants; ``enabled``). Creating or deleting a user
-    is provisioning, not a privilege change.
+    Counted: a person's role mappings (realm or client), group membership and updates
+    (attributes carry the data scope and grants; ``enabled``); a group's role mappings and a
+    role's composites (each widens many people at once). Creating or deleting a user is
+    provisioning, not a privilege change.
     """
     if event.kind != ADMIN or event.error or event.details.get("resource_type") not in PRIVILEGE_RESOURCES:
         return None
-    match = _TARGET.match(str(event.details.get("resource_path", "")))
-    if match is None:
-        return None
-    if match.group(2) is None and event.type != "UPDATE":
-        return None
-    return match.group(1)
+    path = str(event.details.get("resource_path", ""))
+    if (match := _USER.match(path)) is not None:
+        if match.group(2) is None and event.type != "UPDATE":
+            return None
+        return f"user:{match.group(1)}"
+    if (match := _GROUP.match(path)) is not None:
+        return f"group:{match.group(1)}"
+    if (match := _ROLE.match(path)) is not None:
+        return f"role:{match.group(1)}"
+    return None
 
 
 class PrivilegeBurstDetector:
@@ -57,14 +66,18 @@ class PrivilegeBurstDetector:
         on_target = self._targets.add(target, event.time_ms, event.key)
         actor = event.user_id or event.client_id or "unknown"
         by_actor = self._actors.add(actor, event.time_ms, event.key)
-        target_name = str(event.details.get("target_username") or target)
+        kind, target_id = target.split(":", 1)
+        target_name = str(event.details.get("target_username") or target_id) if kind == "user" \
+            else f"{kind} {target_id}"
         actor_name = str(event.details.get("actor_username") or actor)
         seconds = self._rule.window_seconds
         if len(on_target) >= self._rule.threshold:
-            return [self._detection(f"target|{target}", target_name, on_target, event,
+            return [self._detection(f"target|{target_id}" if kind == "user" else f"target|{target}", target_name,
+                                    on_target, event,
                                     f"{target_name} 的权限在 {seconds} 秒内被修改 {len(on_target)} 次",
                                     f"{len(on_target)} privilege changes on {target_name} within {seconds} s",
-                                    {"target": target_name, "target_id": target, "last_actor": actor_name})]
+                                    {"target": target_name, "target_id": target_id, "target_kind": kind,
+                                     "last_actor": actor_name})]
         if len(by_actor) >= self._rule.threshold:
             return [self._detection(f"actor|{actor}", actor_name, by_actor, event,
                                     f"管理员 {actor_name} 在 {seconds} 秒内修改了 {len(by_actor)} 次权限",

@@ -38,6 +38,14 @@ def device_of(event: SecurityEvent) -> str:
     return f"{event.ip}|{event.user_agent}" if event.user_agent else event.ip
 
 
+def distinct_devices(keys: list[str]) -> set[str]:
+    """The devices among device keys: a key without a user agent (a login read back from
+    Keycloak, which keeps none) stands for every key of the same address, so one browser
+    seen once pushed and once read back counts once."""
+    bare = {k for k in keys if "|" not in k and not k.startswith("id:")}
+    return {k.split("|", 1)[0] if k.split("|", 1)[0] in bare else k for k in keys}
+
+
 class MultiDeviceDetector:
     """Tracks live sessions per account; reports when they span ``min_devices`` devices.
 
@@ -87,7 +95,7 @@ class MultiDeviceDetector:
                                                            event.ip, event.user_agent)
         for key in [k for k, s in sessions.items() if s.last_ms + self._ttl_ms < event.time_ms]:
             del sessions[key]
-        devices = {s.device for s in sessions.values()}
+        devices = distinct_devices([s.device for s in sessions.values()])
         if len(devices) < self._rule.min_devices:
             return []
         username = event.username or event.user_id

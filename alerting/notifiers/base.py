@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
+
+from alerting.events import clean_text
 
 SEVERITY_ZH = {"critical": "严重", "high": "高", "medium": "中", "low": "低"}
 
@@ -25,27 +27,51 @@ class Notifier(Protocol):
         ...
 
 
-def headline(alert: dict[str, Any]) -> str:
-    """``[WMS 告警/高] <title zh> / <title en>``."""
-    severity = alert["severity"]
-    return f"[WMS 告警 alert/{SEVERITY_ZH.get(severity, severity)} {severity}] {alert['title_zh']} / {alert['title_en']}"
+#: Makes a value safe for one channel's markup (values come partly from outsiders: typed usernames).
+Escape = Callable[[str], str]
+
+#: Markdown (DingTalk, WeCom) characters that make links, mentions, emphasis or headings,
+#: replaced by their full-width forms so that a value shows as typed and does nothing.
+_MARKDOWN = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in "[]()<>*_`#@!~|\\"})
 
 
-def text_lines(alert: dict[str, Any], console_url: str | None) -> list[str]:
-    """The body of a notification, one fact per line, bilingual."""
+def plain(value: Any) -> str:
+    """A value as one clean line (no control characters), for plain text and mail."""
+    return clean_text(value, 1000)
+
+
+def markdown_safe(value: Any) -> str:
+    """A value for DingTalk / WeCom markdown: no links, mentions, emphasis or headings."""
+    return plain(value).translate(_MARKDOWN)
+
+
+def slack_safe(value: Any) -> str:
+    """A value for Slack's mrkdwn: ``&``, ``<``, ``>`` escaped (no links, no @channel)."""
+    return plain(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def headline(alert: dict[str, Any], escape: Escape = plain) -> str:
+    """``[WMS 告警 alert/高 high] <title zh> / <title en>``."""
+    severity = str(alert["severity"])
+    return (f"[WMS 告警 alert/{SEVERITY_ZH.get(severity, escape(severity))} {escape(severity)}] "
+            f"{escape(alert['title_zh'])} / {escape(alert['title_en'])}")
+
+
+def text_lines(alert: dict[str, Any], console_url: str | None, escape: Escape = plain) -> list[str]:
+    """The body of a notification, one fact per line, bilingual; values through ``escape``."""
     lines = [
-        f"规则 rule: {alert['rule']}",
-        f"对象 subject: {alert['subject']}",
-        f"次数 count: {alert['count']}",
-        f"首次 first seen (UTC): {alert['first_seen']}",
-        f"最近 last seen (UTC): {alert['last_seen']}",
+        f"规则 rule: {escape(alert['rule'])}",
+        f"对象 subject: {escape(alert['subject'])}",
+        f"次数 count: {escape(alert['count'])}",
+        f"首次 first seen (UTC): {escape(alert['first_seen'])}",
+        f"最近 last seen (UTC): {escape(alert['last_seen'])}",
     ]
     for key, value in sorted(alert.get("facts", {}).items()):
         if value not in (None, "", []):
-            lines.append(f"{key}: {value}")
-    evidence = alert.get("evidence") or []
+            lines.append(f"{escape(key)}: {escape(value)}")
+    evidence = [escape(e) for e in alert.get("evidence") or []]
     lines.append(f"证据 evidence: {', '.join(evidence[:10])}{' ...' if len(evidence) > 10 else ''}")
     if console_url:
         lines.append(f"处理 handle: {console_url.rstrip('/')}/_gateway/ui/alerts")
-    lines.append(f"告警编号 alert id: {alert['alert_id']}")
+    lines.append(f"告警编号 alert id: {escape(alert['alert_id'])}")
     return lines

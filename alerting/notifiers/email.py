@@ -36,7 +36,7 @@ class EmailNotifier:
     def message(self, alert: dict[str, Any]) -> EmailMessage:
         """The message for ``alert`` (``Message-ID`` derived from the alert id)."""
         msg = EmailMessage()
-        msg["Subject"] = headline(alert)
+        msg["Subject"] = headline(alert)[:900]
         msg["From"] = self._sender
         msg["To"] = ", ".join(self._recipients)
         msg["Message-ID"] = make_msgid(idstring=alert["alert_id"], domain="wmsgate.alerts")
@@ -48,7 +48,11 @@ class EmailNotifier:
     async def send(self, alert: dict[str, Any]) -> None:
         """See :class:`alerting.notifiers.base.Notifier`."""
         try:
-            await aiosmtplib.send(self.message(alert), hostname=self._host, port=self._port,
+            message = self.message(alert)
+        except ValueError as exc:  # a header the mail library refuses; never retried in vain
+            raise NotifierError(f"cannot build the message: {exc}") from exc
+        try:
+            await aiosmtplib.send(message, hostname=self._host, port=self._port,
                                   username=self._username, password=self._password,
                                   use_tls=self._security == "tls", start_tls=self._security == "starttls",
                                   timeout=self._timeout)

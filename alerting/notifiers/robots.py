@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from alerting.notifiers.base import NotifierError, headline, text_lines
+from alerting.notifiers.base import NotifierError, headline, markdown_safe, slack_safe, text_lines
 from alerting.notifiers.webhook import json_body, post_json
 
 
@@ -100,8 +100,9 @@ class DingTalkNotifier(ChatRobot):
 
     def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
         """A markdown message."""
-        text = f"### {headline(alert)}\n\n" + "\n\n".join(f"- {line}" for line in text_lines(alert, self._console))
-        return {"msgtype": "markdown", "markdown": {"title": alert["title_zh"][:64], "text": text}}
+        lines = text_lines(alert, self._console, markdown_safe)
+        text = f"### {headline(alert, markdown_safe)}\n\n" + "\n\n".join(f"- {line}" for line in lines)
+        return {"msgtype": "markdown", "markdown": {"title": markdown_safe(alert["title_zh"])[:64], "text": text}}
 
     def check(self, status: int, answer: str) -> None:
         """Delivered only with ``{"errcode": 0}``."""
@@ -116,7 +117,8 @@ class WeComNotifier(ChatRobot):
 
     def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
         """A markdown message (WeCom takes at most 4096 bytes of content)."""
-        content = f"**{headline(alert)}**\n" + "\n".join(f"> {line}" for line in text_lines(alert, self._console))
+        lines = text_lines(alert, self._console, markdown_safe)
+        content = f"**{headline(alert, markdown_safe)}**\n" + "\n".join(f"> {line}" for line in lines)
         return {"msgtype": "markdown", "markdown": {"content": content[:1300]}}
 
     def check(self, status: int, answer: str) -> None:
@@ -131,4 +133,5 @@ class SlackNotifier(ChatRobot):
 
     def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
         """A text message."""
-        return {"text": f"*{headline(alert)}*\n" + "\n".join(text_lines(alert, self._console))}
+        lines = text_lines(alert, self._console, slack_safe)
+        return {"text": f"*{headline(alert, slack_safe)}*\n" + "\n".join(lines)}

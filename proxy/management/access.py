@@ -5,6 +5,8 @@
                                      so step-up MFA and a second admin's approval (``iam:update``)
 ``POST /_gateway/access/bulk-grant`` ``{"rows": [...]}`` temporary grants (CSV columns as keys):
                                      widening (``iam:create``), one approval for the whole file
+``POST /_gateway/access/revoke-grant`` ``{"username", "grant_id", "reason"}``: end one temporary
+                                     grant now; narrowing, so immediate (``iam:delete``)
 
 Both are authorized by the policy like any request (module ``iam``), audited, and a
 held change runs through the approvals flow when approved.
@@ -29,7 +31,9 @@ SET_ROLES = Route("POST", "/_gateway/access/set-roles", ("_gateway", "access", "
                   resource_id="{body.username}", needs_body=True)
 BULK_GRANT = Route("POST", "/_gateway/access/bulk-grant", ("_gateway", "access", "bulk-grant"), "iam", "create",
                    needs_body=True)
-ROUTES = {route.template: route for route in (OFFBOARD, SET_ROLES, BULK_GRANT)}
+REVOKE_GRANT = Route("POST", "/_gateway/access/revoke-grant", ("_gateway", "access", "revoke-grant"), "iam",
+                     "delete", resource_id="{body.username}", needs_body=True)
+ROUTES = {route.template: route for route in (OFFBOARD, SET_ROLES, BULK_GRANT, REVOKE_GRANT)}
 
 
 def _text(value: Any, name: str, limit: int = 200) -> str:
@@ -77,6 +81,9 @@ async def apply_change(service: AccessService, template: str, body: dict[str, An
     try:
         if template == OFFBOARD.template:
             return await service.offboard(username, _text(body.get("reason"), "reason", 2000), actor)
+        if template == REVOKE_GRANT.template:
+            return await service.revoke_grant(username, _text(body.get("grant_id"), "grant_id", 64),
+                                              _text(body.get("reason"), "reason", 2000), actor)
         roles = body.get("roles")
         if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r for r in roles):
             raise Refusal(400, "bad_request_body", "roles 必须是非空的角色列表", "roles must be a non-empty list")

@@ -4,6 +4,7 @@
 ``POST /_gateway/ui/approvals/{id}/approve|reject``  decide (step-up when the policy asks for it)
 ``GET  /_gateway/ui/people[?username=]``             a person's roles, scope and grants (``iam:view``)
 ``POST /_gateway/ui/people/{username}/offboard``     offboard, after a confirmation (``iam:delete``)
+``POST /_gateway/ui/people/{username}/grants/{id}/revoke``  end a temporary grant now (``iam:delete``)
 ``POST /_gateway/ui/people/{username}/roles|grant``  role change / temporary grant, held for a second admin
 ``GET  /_gateway/ui/audit?...``                      audit search with CSV export (``audit:view``)
 
@@ -223,11 +224,23 @@ async def _people_decision(gw: Gateway, request: web.Request, principal: Princip
     await decide_or_refuse(gw.pdp, principal, PEOPLE_VIEW, None, Resource(kind="item", id=username), request, record)
 
 
-def _person_card(person: dict[str, Any], lang: Lang) -> str:
+def _revoke_form(username: str, grant: dict[str, Any], csrf: str, lang: Lang) -> str:
+    """End one grant now (narrowing: immediate), with a reason and a confirmation."""
+    action = f'{PEOPLE}/{esc(quote(username, safe=""))}/grants/{esc(grant["grant_id"])}/revoke'
+    return (f'<form class="inline" method="post" action="{action}">{csrf_field(csrf)}'
+            f'<label>{lang.t(Text("原因", "Reason"))} <input name="reason" required maxlength="2000" size="10"></label>'
+            f'<label><input type="checkbox" name="confirm" value="yes" required> '
+            f'{lang.t(Text("确认立即收回", "Yes, end it now"))}</label> '
+            f'<button type="submit">{esc(lang.plain(Text("收回", "Revoke")))}</button></form>')
+
+
+def _person_card(person: dict[str, Any], lang: Lang, csrf: str | None = None) -> str:
+    """Roles, scope and live grants (with a revoke form each when ``csrf`` is given)."""
     scope = "; ".join(f"{dim}: {', '.join(values) or '-'}" for dim, values in person["scope"].items())
     grants = [[esc(g["role"]), esc(", ".join(f"{k}: {','.join(v)}" for k, v in (g["scope"] or {}).items())),
                esc(dt.datetime.fromtimestamp(g["valid_from_s"], dt.timezone.utc).isoformat()),
-               esc(dt.datetime.fromtimestamp(g["valid_until_s"], dt.timezone.utc).isoformat())]
+               esc(dt.datetime.fromtimestamp(g["valid_until_s"], dt.timezone.utc).isoformat()),
+               _revoke_form(person["username"], g, csrf, lang) if csrf else ""]
               for g in person["grants"]]
     state = Text("启用", "enabled") if person["enabled"] else Text("已停用", "disabled")
     return (f'<div class="card"><p><strong>{esc(person["username"])}</strong> {esc(person["name"])} · '
@@ -235,7 +248,7 @@ def _person_card(person: dict[str, Any], lang: Lang) -> str:
             f'<p>{lang.t(Text("数据范围", "Data scope"))}: {esc(scope)}</p>'
             f'<h3>{lang.t(Text("临时授权", "Temporary grants"))}</h3>'
             + table([Text("角色", "Role"), Text("范围", "Scope"), Text("开始 (UTC)", "From (UTC)"),
-                     Text("结束 (UTC)", "Until (UTC)")], grants, lang) + "</div>")
+                     Text("结束 (UTC)", "Until (UTC)"), Text("操作", "Action")], grants, lang) + "</div>")
 
 
 def _change_forms(person: dict[str, Any], csrf: str, lang: Lang) -> str:
@@ -289,7 +302,8 @@ async def people_page(request: web.Request, gw: Gateway, record: AuditRecord, pr
     if username:
         person = await _person(gw, username)
         if person["enabled"]:
-            body += _person_card(person, lang) + _change_forms(person, csrf, lang) + _offboard_form(username, csrf, lang)
+            body += (_person_card(person, lang, csrf) + _change_forms(person, csrf, lang)
+                     + _offboard_form(username, csrf, lang))
         else:
             body += _person_card(person, lang)
     return console_page(request, Text("人员与权限", "People"), body, principal.username,
@@ -310,7 +324,7 @@ async def _access_change(gw: Gateway, request: web.Request, principal: Principal
         return await hold_request(gw, principal, route, resource, decision, policy_input, record, route.method,
                                   route.template, "", raw, "application/json")
     report = await access_api.apply_change(service, route.template, body, principal.username)
-    record.detail = {"report": report} if isinstance(report, list) else report.document()
+    record.detail.update({"report": report} if isinstance(report, list) else report.document())
     return None
 
 
@@ -341,6 +355,20 @@ async def offboard(request: web.Request, gw: Gateway, record: AuditRecord, princ
     body = {"username": username, "reason": form["reason"].strip()}
     approval = await _access_change(gw, request, principal, record, access_api.OFFBOARD, body)
     done = Text(f"{username} 已离职处理,全部权限已收回。", f"{username} was offboarded; all access is withdrawn.")
+    return _outcome_page(request, gw, record, principal, username, approval, done)
+
+
+@console_view
+async def revoke_grant(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
+                       form: Form, csrf: str) -> web.Response:
+    """End one temporary grant now (``POST /_gateway/access/revoke-grant``'s decision and change)."""
+    username = request.match_info["username"]
+    if form.get("confirm") != "yes" or not form.get("reason", "").strip():
+        raise Refusal(400, "confirmation_missing", "请填写原因并勾选确认", "give a reason and tick the confirmation")
+    body = {"username": username, "grant_id": request.match_info["grant_id"], "reason": form["reason"].strip()}
+    approval = await _access_change(gw, request, principal, record, access_api.REVOKE_GRANT, body)
+    done = Text(f"已收回 {username} 的临时授权,之前签发的令牌已失效。",
+                f"{username}'s temporary grant was ended; tokens issued before are refused.")
     return _outcome_page(request, gw, record, principal, username, approval, done)
 
 
@@ -560,6 +588,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(APPROVALS + "/{approval_id}/reject", console_view(_decide("reject")))
     app.router.add_get(PEOPLE, people_page)
     app.router.add_post(PEOPLE + "/{username}/offboard", offboard)
+    app.router.add_post(PEOPLE + "/{username}/grants/{grant_id}/revoke", revoke_grant)
     app.router.add_post(PEOPLE + "/{username}/roles", change_roles)
     app.router.add_post(PEOPLE + "/{username}/grant", grant)
     app.router.add_get(AUDIT, audit_page)

@@ -22,7 +22,7 @@ def test_an_admin_acknowledges_then_resolves_an_alert_in_the_console(
     page = context.new_page()
     login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/_gateway/ui/alerts", "admin1", PASSWORD)
     row = page.locator(row_of)
-    assert row.count() == 1 and disabled in row.inner_text() and "已停用或已离职的账号" in row.inner_text()
+    assert row.count() == 1 and disabled in row.inner_text() and "已停用、已离职或授权已到期的账号" in row.inner_text()
     screenshot(page, "console-alerts-01-open")
     row.locator("form[action*='/acknowledge'] input[name=note]").fill("人事核实中 / HR checking")
     row.locator("form[action*='/acknowledge'] button").click()

@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from tests.support.form_login import LoginFailed, code_flow_login
+from tests.support.grants import grant_now, password_token
 from tests.support.stack import Stack, assert_refused
 from wmsgate.tools import REPO
 
@@ -98,3 +100,27 @@ def test_only_sysadmins_may_request_grants(stack: Stack, who: str) -> None:
              "valid_until": "2026-11-30T08:00:00"}]
     with stack.client(who, mfa=True) as c:
         assert_refused(c.post("/_gateway/access/bulk-grant", json={"rows": rows}), 403, "missing_permission")
+
+
+def test_an_admin_ends_a_temporary_grant_early_and_the_person_is_refused_at_once(
+        stack: Stack, throwaway_user: Callable[..., tuple[str, str]]) -> None:
+    username, user_id = throwaway_user("early")
+    grant_id = grant_now(stack, username, "picker", "HF")
+    token = password_token(stack, username)
+    with httpx.Client(base_url=stack.proxy, headers={"Authorization": f"Bearer {token}"}, timeout=30) as person:
+        assert person.get("/api/picking/tasks").status_code == 200
+        with stack.client("picker.hf") as picker:  # not a sysadmin: may not revoke
+            assert_refused(picker.post("/_gateway/access/revoke-grant",
+                                       json={"username": username, "grant_id": grant_id, "reason": "x"}), 403)
+        with stack.client("admin1") as admin1:  # narrowing: one admin, no step-up, no second person
+            done = admin1.post("/_gateway/access/revoke-grant",
+                               json={"username": username, "grant_id": grant_id, "reason": "项目提前结束 / ended"})
+            assert done.status_code == 200, done.text
+            assert any("role removed: picker" in step for step in done.json()["steps"])
+            assert_refused(admin1.post("/_gateway/access/revoke-grant", json={
+                "username": username, "grant_id": grant_id, "reason": "again"}), 404, "grant_not_found")
+        assert_refused(person.get("/api/picking/tasks"), 401, "token_revoked")
+    admin = stack.keycloak_admin()
+    assert "picker" not in {r["name"] for r in admin.get_realm_roles_of_user(user_id)}
+    [row] = stack.audit.sql("SELECT swept_ms, note FROM grants WHERE grant_id = :g", {"g": grant_id})
+    assert row["swept_ms"] is not None and row["note"] == "role and window removed"

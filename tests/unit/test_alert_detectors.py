@@ -87,8 +87,10 @@ def test_privilege_changes_spread_out_in_time_or_over_people_by_one_admin() -> N
 
 
 def test_what_counts_as_a_privilege_change() -> None:
-    assert privilege_target(admin(1, "users/x/role-mappings/clients/c")) == "x"
-    assert privilege_target(admin(1, "users/x", kind="USER", op="UPDATE")) == "x"
+    assert privilege_target(admin(1, "users/x/role-mappings/clients/c")) == "user:x"
+    assert privilege_target(admin(1, "users/x", kind="USER", op="UPDATE")) == "user:x"
+    assert privilege_target(admin(1, "groups/g1/role-mappings/realm")) == "group:g1"
+    assert privilege_target(admin(1, "roles/picker/composites", kind="REALM_ROLE", op="CREATE")) == "role:picker"
     assert privilege_target(admin(1, "users/x", kind="USER", op="CREATE")) is None
     assert privilege_target(admin(1, "clients/c", kind="CLIENT", op="UPDATE")) is None
 
@@ -127,7 +129,9 @@ def test_blocked_accounts_from_keycloak_and_from_the_gateway() -> None:
     [kc] = d.observe(SecurityEvent("user", "x", T0, "LOGIN_ERROR", username="gone", error="user_disabled"))
     assert kc.subject == "gone"
     [gw] = d.observe(decision(1, decision="deny", reason_code="token_revoked", http_status=401))
-    assert gw.subject == "supervisor"
+    assert gw.subject == "supervisor" and "revoked token" in gw.title_en
+    [expired] = d.observe(decision(2, decision="deny", reason_code="grant_outside_window", http_status=403))
+    assert "temporary grant after it ended" in expired.title_en and "授权到期" in expired.title_zh
     assert d.observe(SecurityEvent("user", "y", T0, "LOGIN_ERROR", username="a",
                                    error="invalid_user_credentials")) == []
 
@@ -137,6 +141,8 @@ def test_order_churn_and_bulk_inventory_deletes_count_only_what_reached_the_wms(
     found = [churn.observe(decision(i, verb="update", upstream_status=200, at=T0 + i)) for i in range(4)]
     assert [len(f) for f in found] == [0, 0, 0, 1]
     assert churn.observe(decision(9, verb="update", upstream_status=409)) == []
+    [batch] = churn.observe(decision(10, verb="update", upstream_status=200, resource_id="SO-1,SO-2", at=T0 + 10))
+    assert batch.subject == "SO-1"  # a batch status change counts for each of its orders
     deletes = BulkInventoryDeleteDetector(RULES.bulk_inventory_deletes)
     found = [deletes.observe(decision(i, module="inventory", verb="delete", resource_id=f"I{i}", warehouse="HF",
                                       upstream_status=204, at=T0 + i)) for i in range(5)]
@@ -170,3 +176,22 @@ def test_a_mistyped_rules_file_is_refused(tmp_path: Path, text: str, message: st
     path.write_text(text, encoding="utf-8")
     with pytest.raises(RulesError, match=message):
         load_rules(path)
+
+
+def test_a_login_read_back_without_user_agent_is_the_same_device_as_its_pushed_twin() -> None:
+    from alerting.detectors.sessions import distinct_devices
+    assert distinct_devices(["127.0.0.2|UA", "127.0.0.2"]) == {"127.0.0.2"}
+    assert distinct_devices(["127.0.0.2|UA", "127.0.0.2|UB"]) == {"127.0.0.2|UA", "127.0.0.2|UB"}
+    assert len(distinct_devices(["127.0.0.2", "127.0.0.3|UA"])) == 2
+
+
+def test_failed_logins_under_other_spellings_of_one_account_count_together() -> None:
+    d = FailedLoginDetector(RULES.failed_login_burst)
+    names = ["Admin1", "ADMIN1", "admin1@example.test"]
+    found = [d.observe(SecurityEvent("user", f"f{n}", T0 + n, "LOGIN_ERROR", user_id="kc-id-1", username=name,
+                                     ip=f"10.0.0.{n}", error="invalid_user_credentials"))
+             for n, name in enumerate(names)]
+    assert found[-1] and found[-1][0].group_key == "failed_login_burst|account|kc-id-1"
+    unknown = [d.observe(SecurityEvent("user", f"u{n}", T0 + n, "LOGIN_ERROR", username=name, ip=f"10.1.0.{n}",
+                                       error="user_not_found")) for n, name in enumerate(["Ghost", "ghost", "GHOST"])]
+    assert unknown[-1] and unknown[-1][0].group_key == "failed_login_burst|account|ghost"

@@ -49,11 +49,15 @@ def test_the_shipped_config_loads_with_its_secrets_from_the_environment(monkeypa
     ({"notifiers": [{"kind": "email", "host": "h", "from": "a@b"}]}, "list 'to'"),
     ({"notifiers": [{"kind": "slack", "name": "x", "url": "http://a"}, {"kind": "wecom", "name": "x",
                                                                          "url": "http://b"}]}, "unique"),
+    ({"notifiers": [{"kind": "slack", "name": "n" * 65, "url": "http://a"}]}, "at most 64"),
+    ({"keycloak.client_secret": ""}, "keycloak.client_secret"),
+    ({"listen.port": "eighty"}, "ValueError"),
 ])
 def test_a_broken_config_is_refused_with_a_reason(monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any],
                                                   message: str) -> None:
     monkeypatch.setenv("WMSGATE_EVENTS_SECRET", "s3cret")
     monkeypatch.setenv("WMSGATE_ALERTING_API_TOKEN", "t" * 24)
+    monkeypatch.setenv("WMSGATE_ALERTING_CLIENT_SECRET", "kc")
     with pytest.raises(ConfigError, match=message):
         load_alerting_config(REPO / "config" / "alerting.yaml", overrides)
 
@@ -215,3 +219,18 @@ def test_the_service_takes_signed_events_once_and_guards_its_api(tmp_path: Path)
     assert out["malformed"] == (400, "bad_event") and out["too_large"] == 413 and out["no_token"] == 401
     [alert] = out["list"]["alerts"]
     assert alert["rule"] == "blocked_account_login" and alert["subject"] == "left.user" and alert["count"] == 1
+
+
+def test_names_typed_by_outsiders_cannot_drive_chat_markup_or_mail_headers() -> None:
+    from alerting.delivery import backoff_ms
+    from alerting.notifiers.base import markdown_safe, slack_safe
+
+    typed = from_push({"kind": "user", "id": "e9", "time": 1, "type": "LOGIN_ERROR",
+                       "details": {"username": "x\r\nBcc: evil@example.test\u202e[Reset](https://evil) <!channel>"}})
+    assert "\n" not in typed.username and "\r" not in typed.username and "\u202e" not in typed.username
+    assert "[" not in markdown_safe(typed.username) and "(" not in markdown_safe(typed.username)
+    assert "<!channel>" not in slack_safe(typed.username)
+    mail = EmailNotifier("mail", "127.0.0.1", 9, "a@example.test", ["b@example.test"], security="none")
+    message = mail.message({**ALERT, "title_zh": f"账号 {typed.username}", "title_en": typed.username})
+    assert "Bcc" not in message.keys() and "\n" not in str(message["Subject"])
+    assert backoff_ms(5000, 1, 300) == 300_000  # thousands of failures: still the cap, no overflow
