@@ -315,12 +315,19 @@ class AccessService:
         kc = self._kc()
         handled = []
         for grant in await self._grants.due(now_s - grace_seconds):
+            if not await self._grants.claim(grant["grant_id"]):
+                continue  # another proxy process is ending it
             try:
-                user = await kc.a_get_user(grant["user_id"])
-            except KeycloakError:
-                await self._grants.mark_swept(grant["grant_id"], "account no longer exists")
-                continue
-            await self._end_grant(grant, user, now_s, f"temporary grant of {grant['role']} ended", "grant-sweeper")
+                try:
+                    user = await kc.a_get_user(grant["user_id"])
+                except KeycloakError:
+                    await self._grants.mark_swept(grant["grant_id"], "account no longer exists")
+                    continue
+                await self._end_grant(grant, user, now_s, f"temporary grant of {grant['role']} ended",
+                                      "grant-sweeper")
+            except BaseException:
+                await self._grants.release(grant["grant_id"])
+                raise
             handled.append(grant["username"])
         return handled
 
@@ -364,15 +371,19 @@ class AccessService:
         now_s = int(time.time())
         grant = next((g for g in await self._grants.active_for(user["id"], now_s) if g["grant_id"] == grant_id),
                      None) if self._grants is not None else None
-        if grant is None:
+        if grant is None or self._grants is None or not await self._grants.claim(grant_id):
             raise AccessError(404, "grant_not_found", f"{username} 没有这项生效中的临时授权",
                               f"{username} has no such live temporary grant")
         try:
             return await self._end_grant(grant, user, now_s, f"temporary grant of {grant['role']} revoked early: "
                                                              f"{reason}", actor)
         except KeycloakError as exc:
+            await self._grants.release(grant_id)
             raise AccessError(502, "identity_provider_error", "身份服务出错,部分操作未完成(令牌已吊销)",
                               f"Keycloak failed part-way; tokens are revoked: {exc}") from exc
+        except BaseException:
+            await self._grants.release(grant_id)
+            raise
 
     async def run_grant_sweeper(self, interval_seconds: float) -> None:
         """Sweep ended grants every ``interval_seconds`` until cancelled."""

@@ -3,12 +3,15 @@ shared by the audit trail and the approvals, and the schema they share."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import MetaData, event, inspect, text
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 metadata = MetaData()
+_SCHEMA_LOCK = 4_242_000  # PostgreSQL advisory lock id serializing schema creation
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -37,9 +40,18 @@ async def create_schema(engine: AsyncEngine, schema: MetaData = metadata) -> Non
         engine: the store.
         schema: which tables (default: the gateway's; the alerting service has its own).
     """
-    async with engine.begin() as conn:
-        await conn.run_sync(schema.create_all)
-        await conn.run_sync(_add_missing_columns, schema)
+    for attempt in range(5):
+        try:
+            async with engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # several processes start at once (--workers)
+                    await conn.execute(text(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})"))
+                await conn.run_sync(schema.create_all)
+                await conn.run_sync(_add_missing_columns, schema)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 4:  # not another process's creation racing ours: a real failure
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
 
 
 def _add_missing_columns(sync_conn: Any, schema: MetaData) -> None:

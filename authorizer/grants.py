@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, String, Table, Text, and_, insert, select, update
+from sqlalchemy import JSON, BigInteger, Boolean, Column, Index, String, Table, Text, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authorizer.db import metadata
@@ -40,6 +40,7 @@ grants = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("swept_ms", BigInteger, nullable=True),
     Column("note", Text, nullable=True),
+    Column("claimed_ms", BigInteger, nullable=True),  # a proxy process is ending it (several may sweep)
     Index("grants_due", "swept_ms", "valid_until_s"),
 )
 
@@ -160,6 +161,21 @@ class GrantStore:
                                                                 grants.c.swept_ms.is_(None),
                                                                 grants.c.valid_until_s > now_s)))
             return [dict(r) for r in rows.mappings()]
+
+    async def claim(self, grant_id: str, stale_after_ms: int = 120_000) -> bool:
+        """Take a grant to end it: True for exactly one of several proxy processes sweeping at
+        once. A claim older than ``stale_after_ms`` (its process died) can be taken again."""
+        now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        async with self.engine.begin() as conn:
+            taken = await conn.execute(update(grants).where(and_(
+                grants.c.grant_id == grant_id, grants.c.swept_ms.is_(None),
+                or_(grants.c.claimed_ms.is_(None), grants.c.claimed_ms < now - stale_after_ms))).values(claimed_ms=now))
+            return bool(taken.rowcount)
+
+    async def release(self, grant_id: str) -> None:
+        """Give a claim back (ending the grant failed; the next sweep tries again)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(update(grants).where(grants.c.grant_id == grant_id).values(claimed_ms=None))
 
     async def mark_swept(self, grant_id: str, note: str) -> None:
         """Record that the sweeper removed an ended grant."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -35,17 +36,28 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from authorizer.routes import RouteMapError
     from proxy.app import create_app
 
+    from wmsgate.workers import supervise, worker_spool
+
     os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     logging.basicConfig(level=os.environ.get("WMSGATE_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.workers < 1 or args.workers > 64:
+        print("wmsgate: --workers must be between 1 and 64", file=sys.stderr)
+        return 2
+    if args.workers > 1 and args.worker_index is None:
+        return supervise(args.config, args.workers, args.port)
     try:
         config = load_config(Path(args.config))
+        spool = worker_spool(config.audit.spool_file or Path(os.environ["WMSGATE_STATE"]) / "audit-spool.jsonl",
+                             args.worker_index)
+        config = dataclasses.replace(config, audit=dataclasses.replace(config.audit, spool_file=spool))
         app = create_app(config, spool_dir=Path(os.environ["WMSGATE_STATE"]))
     except (ConfigError, RouteMapError, ValueError) as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2
     port = args.port or config.port
-    web.run_app(app, host=config.host, port=port, access_log=None, print=None, handle_signals=True)
+    web.run_app(app, host=config.host, port=port, access_log=None, print=None, handle_signals=True,
+                reuse_port=args.worker_index is not None)
     return 0
 
 
@@ -476,10 +488,32 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 def cmd_realm(args: argparse.Namespace) -> int:
-    """Print the assembled realm JSON (production template, or with the demo overlay)."""
-    from wmsgate.realm import build_realm
+    """Print the assembled realm JSON (production template, or with the demo overlay), or create
+    it in a Keycloak (``--apply URL``; admin from $KEYCLOAK_ADMIN / $KEYCLOAK_ADMIN_PASSWORD),
+    waiting up to ``--wait`` seconds for Keycloak to answer (deployments start it alongside)."""
+    from keycloak.exceptions import KeycloakError
 
-    print(json.dumps(build_realm(demo=args.demo), ensure_ascii=False, indent=2))
+    from wmsgate.realm import apply_realm, build_realm, keycloak_admin
+
+    rep = build_realm(demo=args.demo, gateway_url=args.gateway_url)
+    if not args.apply:
+        print(json.dumps(rep, ensure_ascii=False, indent=2))
+        return 0
+    user, password = os.environ.get("KEYCLOAK_ADMIN", ""), os.environ.get("KEYCLOAK_ADMIN_PASSWORD", "")
+    if not user or not password:
+        print("wmsgate: set KEYCLOAK_ADMIN and KEYCLOAK_ADMIN_PASSWORD to apply the realm", file=sys.stderr)
+        return 2
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            created = apply_realm(keycloak_admin(args.apply.rstrip("/"), user, password), rep, replace=False)
+            break
+        except (KeycloakError, OSError) as exc:
+            if time.monotonic() > deadline:
+                print(f"wmsgate: Keycloak at {args.apply} did not take the realm: {exc}", file=sys.stderr)
+                return 1
+            time.sleep(3)
+    print("realm created" if created else "realm exists; left as it is")
     return 0
 
 
@@ -492,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("proxy", help="run the authorizing proxy (PEP)")
     p.add_argument("--config", default=default_config)
     p.add_argument("--port", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes on this host sharing the port (SO_REUSEPORT) and the store")
+    p.add_argument("--worker-index", type=int, default=None,
+                   help="this process's index among those sharing the config (keeps its audit spool apart); "
+                        "set by --workers, or by hand for proxies on other ports")
     p.set_defaults(func=cmd_proxy)
 
     p = sub.add_parser("demo", help="run Keycloak, OPA, the demo WMS and the proxy until Ctrl-C")
@@ -635,8 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer", default="http://127.0.0.1:8180/realms/wms")
     p.set_defaults(func=cmd_token)
 
-    p = sub.add_parser("realm", help="print the realm as code")
+    p = sub.add_parser("realm", help="print the realm as code, or create it in a Keycloak")
     p.add_argument("--demo", action="store_true", help="include the demo overlay")
+    p.add_argument("--gateway-url", default=None, help="the gateway's public URL (redirect and logout URLs)")
+    p.add_argument("--apply", metavar="KEYCLOAK_URL", default=None,
+                   help="create the realm there unless it exists (admin from $KEYCLOAK_ADMIN/_PASSWORD)")
+    p.add_argument("--wait", type=float, default=300, help="seconds to wait for Keycloak with --apply")
     p.set_defaults(func=cmd_realm)
     return parser
 

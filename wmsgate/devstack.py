@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authorizer.audit.chain import generate_key
 from authorizer.config import apply_overrides
@@ -74,6 +76,21 @@ class StackSettings:
     audit_url: str | None = None
     alerting_overrides: dict[str, object] = field(default_factory=dict)
     alerts_url: str | None = None
+
+
+#: The key id OPA knows the policy bundles' signing key by.
+POLICY_KEY_ID = "wms-policy"
+
+
+def generate_rsa_key(private: Path, public: Path) -> None:
+    """Write a new RSA-2048 key pair as PEM files (the private one readable by its owner only)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private.parent.mkdir(parents=True, exist_ok=True)
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 class StackError(RuntimeError):
@@ -228,6 +245,42 @@ class LocalStack:
         self._spawn(proxy)
         self._wait_ready(proxy)
 
+    def start_extra_proxy(self, name: str, port: int, extra_args: list[str]) -> str:
+        """Another proxy process on ``port`` with the stack's gateway config and store (scale-out
+        tests); stopped with the stack or by :meth:`stop_service`. Returns its base URL.
+
+        Args:
+            name: the service's name (and log file).
+            extra_args: more ``wmsgate proxy`` arguments (``--worker-index 1``, ``--workers 2``).
+        """
+        argv = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", str(self.gateway_config),
+                "--port", str(port), *extra_args]
+        url = f"http://{self.settings.host}:{port}"
+        service = _Service(name, argv, f"{url}/_gateway/health", self.logs / f"{name}.log",
+                           {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60)
+        self._spawn(service)
+        self._wait_ready(service)
+        return url
+
+    def start_policy_service(self) -> None:
+        """(Re)start the policy bundle service and wait until it serves."""
+        self.stop_service("policy-service")
+        service = self._policy_service()
+        self._spawn(service)
+        self._wait_ready(service)
+
+    def stop_service(self, name: str) -> None:
+        """Stop one named service (SIGTERM to its process group; SIGKILL after 20 s)."""
+        for service in [s for s in self.services if s.name == name]:
+            if service.process is not None and service.process.poll() is None:
+                os.killpg(service.process.pid, signal.SIGTERM)
+                try:
+                    service.process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(service.process.pid, signal.SIGKILL)
+                    service.process.wait()
+            self.services.remove(service)
+
     def stop_alerting(self) -> None:
         """Stop the alerting service (SIGTERM, as an operator would)."""
         for service in [s for s in self.services if s.name == "alerting"]:
@@ -275,16 +328,30 @@ class LocalStack:
     def _policy_service(self) -> _Service:
         s = self.settings
         argv = [sys.executable, "-m", "policy_service", "--source", str(s.policy_dir), "--opa", str(self.tools.opa),
-                "--workdir", str(s.state / "policy-bundles"), "--host", s.host, "--port", str(s.ports.policy)]
+                "--workdir", str(s.state / "policy-bundles"), "--host", s.host, "--port", str(s.ports.policy),
+                "--signing-key", str(self.policy_signing_key()[0])]
         return _Service("policy-service", argv, f"{self.policy_url}/status", self.logs / "policy-service.log", {},
                         REPO, timeout=120)
+
+    def policy_signing_key(self) -> tuple[Path, Path]:
+        """The policy bundles' RSA signing key and its public key (PEM files in the state folder,
+        made on first use)."""
+        private = self.settings.state / "policy-signing-key.pem"
+        public = self.settings.state / "policy-signing-key.pub.pem"
+        if not private.exists() or not public.exists():
+            generate_rsa_key(private, public)
+        return private, public
 
     def _opa(self) -> _Service:
         s = self.settings
         config = s.state / "opa-config.yaml"
+        public_key = self.policy_signing_key()[1].read_text(encoding="utf-8")
         config.write_text(yaml.safe_dump({
             "services": {"policy": {"url": self.policy_url}},
+            # OPA refuses a bundle whose signature does not verify and keeps the last good one
+            "keys": {POLICY_KEY_ID: {"algorithm": "RS256", "key": public_key}},
             "bundles": {"wms": {"service": "policy", "resource": "/bundles/wms.tar.gz",
+                                "signing": {"keyid": POLICY_KEY_ID},
                                 "polling": {"min_delay_seconds": 1, "max_delay_seconds": 2}}},
         }), encoding="utf-8")
         argv = [str(self.tools.opa), "run", "--server", f"--addr={s.host}:{s.ports.opa}", "--log-level=error",

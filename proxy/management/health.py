@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any, Callable
 
 import aiohttp
@@ -48,6 +49,17 @@ async def _policy(session: aiohttp.ClientSession, url: str | None) -> dict[str, 
                                                         "error": str(rejected.get("error", ""))[:2000]}}
 
 
+async def _active_revision(session: aiohttp.ClientSession, opa_url: str) -> str | None:
+    """The revision of the policy bundle OPA enforces now (``data.wms.authz.policy_revision``)."""
+    try:
+        async with session.get(f"{opa_url}/v1/data/wms/authz/policy_revision", timeout=_TIMEOUT) as resp:
+            answer = await resp.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return None
+    result = answer.get("result") if isinstance(answer, dict) else None
+    return result if isinstance(result, str) else None
+
+
 def audit_check(writer: AuditWriter) -> dict[str, Any]:
     """The audit writer's state: ``{"ok", "pending", "spooled"}``; not ok when it refuses new records."""
     try:
@@ -64,7 +76,10 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
     """Build the handler; it probes the dependencies concurrently (2-3 s timeouts).
 
     Answers ``{"status": "ok"|"degraded", "failing": [...], "checks": {"keycloak_keys", "opa", "wms",
-    "audit"}, "policy": {...}, "warnings": [...]}`` with 200 when every check passes, else 503.
+    "audit"}, "policy": {"active", "serving", ...}, "warnings": [...], "process": {"pid", "worker"}}``
+    (``policy.active``: the bundle revision OPA enforces, as in every audit record; ``serving``:
+    what the bundle service offers) with 200 when every
+    check passes, else 503 (``worker``: this process's index under ``wmsgate proxy --workers``, or null).
     OPA counts as up only with its policy bundle activated. A rejected policy edit
     is a warning (the last good policy keeps serving), not a failure; so are audit
     records waiting in the spool while the database is down (a full spool fails).
@@ -75,9 +90,11 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
 
     async def handler(request: web.Request) -> web.Response:
         session = request.app[session_key]
-        keycloak, opa_check, wms, policy = await asyncio.gather(
+        keycloak, opa_check, wms, policy, active = await asyncio.gather(
             _keys(request.app[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
-            _probe(session, f"{upstream_url}/healthz"), _policy(session, opa.policy_status_url))
+            _probe(session, f"{upstream_url}/healthz"), _policy(session, opa.policy_status_url),
+            _active_revision(session, opa.url))
+        policy = {**(policy or {}), "active": active}
         checks = {"keycloak_keys": keycloak, "opa": opa_check, "wms": wms}
         writer = audit(request.app) if audit is not None else None
         warnings = []
@@ -87,13 +104,14 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
                 warnings.append(f"{checks['audit']['spooled']} audit records wait in the spool "
                                 "(the audit database is unavailable)")
         failing = [name for name, c in checks.items() if not c["ok"]]
-        if policy and policy.get("rejected_edit"):
+        if policy.get("rejected_edit"):
             warnings.append(f"policy edit {policy['rejected_edit']['revision']} was rejected; "
                             f"still serving {policy['serving']}")
-        if policy and not policy.get("reachable"):
+        if opa.policy_status_url and not policy.get("reachable"):
             warnings.append("the policy bundle service is unreachable; OPA keeps its last bundle")
         body = {"status": "ok" if not failing else "degraded", "failing": failing, "checks": checks,
-                "policy": policy, "warnings": warnings}
+                "policy": policy, "warnings": warnings,
+                "process": {"pid": os.getpid(), "worker": os.environ.get("WMSGATE_WORKER")}}
         return web.json_response(body, status=200 if not failing else 503, headers={"Cache-Control": "no-store"})
 
     return handler
