@@ -22,9 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8182)
     parser.add_argument("--poll-seconds", type=float, default=1.0)
     parser.add_argument("--no-tests", action="store_true", help="do not gate edits on opa test")
+    parser.add_argument("--signing-key", type=Path, default=None,
+                        help="RSA private key (PEM) signing every bundle; OPA verifies with the public key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    builder = BundleBuilder(args.source.resolve(), args.opa, args.workdir, run_tests=not args.no_tests)
+    builder = BundleBuilder(args.source.resolve(), args.opa, args.workdir, run_tests=not args.no_tests,
+                            signing_key=args.signing_key)
     web.run_app(create_app(builder, args.poll_seconds), host=args.host, port=args.port, print=None, access_log=None)
 
 

@@ -49,15 +49,18 @@ class BundleBuilder:
         workdir: where snapshots and bundles are written.
         run_tests: also run ``opa test``; a failing test rejects the edit.
         timeout_seconds: limit for each OPA command.
+        signing_key: RSA private key (PEM) that signs every bundle (``.signatures.json``, RS256,
+            OPA's bundle signing format), or None for unsigned bundles.
     """
 
     def __init__(self, source: Path, opa: Path, workdir: Path, run_tests: bool = True,
-                 timeout_seconds: float = 120.0) -> None:
+                 timeout_seconds: float = 120.0, signing_key: Path | None = None) -> None:
         self.source = source
         self.opa = opa
         self.workdir = workdir
         self.run_tests = run_tests
         self.timeout = timeout_seconds
+        self.signing_key = signing_key
         workdir.mkdir(parents=True, exist_ok=True)
 
     def _run(self, *args: str, cwd: Path) -> str | None:
@@ -87,8 +90,10 @@ class BundleBuilder:
                 error = self._run("test", "--ignore", "schemas", ".", cwd=snap)
             if error is None:
                 out = self.workdir / f"wms-{revision.split(':')[1]}.tar.gz"
+                signing = ["--signing-key", str(self.signing_key), "--signing-alg", "RS256"] \
+                    if self.signing_key is not None else []
                 error = self._run("build", "--bundle", "--revision", revision, "--ignore", "schemas",
-                                  "--ignore", "*_test.rego", "--output", str(out), ".", cwd=snap)
+                                  "--ignore", "*_test.rego", *signing, "--output", str(out), ".", cwd=snap)
                 if error is None:
                     return BuildResult(revision, True, out, "", now)
         return BuildResult(revision, False, None, error or "unknown error", now)
