@@ -95,3 +95,29 @@ def locate_tools(repo: Path = REPO) -> Tools:
     if not opa.exists():
         raise ToolMissing(f"OPA {versions['OPA_VERSION']} is not at {opa}; run deploy/local/setup.sh")
     return Tools(kc, opa, find_java_home(), versions["KEYCLOAK_VERSION"], versions["OPA_VERSION"])
+
+
+def compose_schema() -> Path:
+    """The Compose Specification JSON schema fetched by ``make setup`` (pinned compose-go version).
+
+    Raises:
+        ToolMissing: not fetched yet (run ``make setup``).
+    """
+    version = pinned_versions()["COMPOSE_GO_VERSION"]
+    path = cache_dir() / f"compose-spec-{version}.json"
+    if not path.is_file():
+        raise ToolMissing(f"{path} is missing: run `make setup` (it fetches compose-go {version}'s schema)")
+    return path
+
+
+def go_tool(name: str) -> Path:
+    """A Go tool ``make setup`` builds at its pinned version: ``helm`` or ``kubeconform``.
+
+    Raises:
+        ToolMissing: not built yet (run ``make setup``).
+    """
+    version = pinned_versions()[f"{name.upper()}_VERSION"]
+    path = cache_dir() / f"{name}-{version}" / "bin" / name
+    if not path.is_file():
+        raise ToolMissing(f"{path} is missing: run `make setup` (it builds {name} {version})")
+    return path

@@ -106,4 +106,31 @@ if [ ! -x "$regal_dir/bin/regal" ]; then
 else
   say "Regal $REGAL_VERSION present"
 fi
+# --- Helm and kubeconform (the Kubernetes chart's checks) -------------------------------
+for tool in helm kubeconform; do
+  if [ "$tool" = helm ]; then version="$HELM_VERSION"; pkg="helm.sh/helm/v3/cmd/helm"
+  else version="$KUBECONFORM_VERSION"; pkg="github.com/yannh/kubeconform/cmd/kubeconform"; fi
+  if [ ! -x "$cache/$tool-$version/bin/$tool" ]; then
+    say "building $tool $version with go install (first time only)"
+    GOBIN="$cache/$tool-$version/bin" GOFLAGS=-buildvcs=false go install "$pkg@$version" \
+      || die "go install of $tool $version failed"
+  else
+    say "$tool $version present"
+  fi
+done
+
+# --- Compose Specification schema ---------------------------------------------------
+# deploy/compose/ is validated against it (no container engine here); it ships inside the
+# compose-go module, fetched through the Go module proxy.
+compose_schema="$cache/compose-spec-$COMPOSE_GO_VERSION.json"
+if [ ! -s "$compose_schema" ]; then
+  say "fetching the Compose Specification schema (compose-go $COMPOSE_GO_VERSION)"
+  dir="$(cd "$(mktemp -d)" && go mod init wmsgate-compose-schema >/dev/null 2>&1 \
+    && go mod download -json "github.com/compose-spec/compose-go/v2@$COMPOSE_GO_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" \
+    || die "could not fetch compose-go $COMPOSE_GO_VERSION"
+  cp "$dir/schema/compose-spec.json" "$compose_schema.part" && mv "$compose_schema.part" "$compose_schema"
+else
+  say "Compose Specification schema present"
+fi
 say "ready (cache: $cache)"
