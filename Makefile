@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit bench-alerts
+.PHONY: setup demo test rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit bench-alerts bench-scale
 
 setup:
 	@bash deploy/local/setup.sh
@@ -43,3 +43,6 @@ bench-audit: setup
 
 bench-alerts: setup
 	.venv/bin/python bench/alert_latency.py
+
+bench-scale: setup
+	.venv/bin/python bench/scale_out.py

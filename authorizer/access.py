@@ -61,12 +61,14 @@ class KeycloakAdminSettings:
         realm: the realm of the staff (``wms``).
         client_id: the service-account client.
         client_secret: its secret.
+        verify: TLS verification: True (system CAs) or the path of a CA bundle (PEM).
     """
 
     server_url: str
     realm: str
     client_id: str
     client_secret: str
+    verify: bool | str = True
 
 
 def _is_wms_role(name: str, realm: str) -> bool:
@@ -95,7 +97,8 @@ class AccessService:
         if self._admin is None:
             connection = KeycloakOpenIDConnection(
                 server_url=self._s.server_url.rstrip("/") + "/", realm_name=self._s.realm, client_id=self._s.client_id,
-                client_secret_key=self._s.client_secret, grant_type="client_credentials", timeout=20)
+                client_secret_key=self._s.client_secret, grant_type="client_credentials", timeout=20,
+                verify=self._s.verify)
             self._admin = KeycloakAdmin(connection=connection)
         return self._admin
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from authorizer.tls import TlsSettings, is_loopback_url
+
 
 class ConfigError(ValueError):
     """The configuration file is missing, malformed or names an impossible setting."""
@@ -198,6 +200,28 @@ class AlertingLink:
     timeout_seconds: float = 5.0
 
 
+def _tls(base: Path, section: Any) -> TlsSettings | None:
+    if not section:
+        return None
+    if not section.get("cert_file") or not section.get("key_file"):
+        raise ConfigError("config: listen.tls needs cert_file and key_file (PEM)")
+    return TlsSettings(resolve_path(base, str(section["cert_file"])), resolve_path(base, str(section["key_file"])))
+
+
+def _mode(data: dict[str, Any], oidc: dict[str, Any]) -> str:
+    """``production`` (default): Keycloak must be reached over HTTPS unless it runs on this
+    machine; ``development`` allows plain HTTP (a compose or test stack)."""
+    mode = str(data.get("mode", "production"))
+    if mode not in ("production", "development"):
+        raise ConfigError("config: mode must be production or development")
+    issuer = str(oidc.get("issuer", ""))
+    if mode == "production" and issuer.startswith("http://") and not is_loopback_url(issuer):
+        raise ConfigError(f"config: oidc.issuer {issuer} must be https in production mode "
+                          "(tokens and keys would cross the network in clear); set mode: development "
+                          "for a test stack")
+    return mode
+
+
 def _alerting(base: Path, section: Any) -> AlertingLink | None:
     if not section:
         return None
@@ -228,6 +252,9 @@ class GatewayConfig:
     revocation_refresh_seconds: float = 0.5
     grant_sweep_seconds: float = 20.0
     alerting: AlertingLink | None = None
+    tls: TlsSettings | None = None
+    trust_ca_file: Path | None = None
+    mode: str = "production"
 
 
 _DEFAULT_STRIP = (
@@ -410,6 +437,10 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             revocation_refresh_seconds=float((data.get("revocation") or {}).get("refresh_seconds", 0.5)),
             grant_sweep_seconds=float((data.get("grants") or {}).get("sweep_seconds", 20.0)),
             alerting=_alerting(base, data.get("alerting")),
+            tls=_tls(base, listen.get("tls")),
+            trust_ca_file=resolve_path(base, str(data["trust"]["ca_file"]))
+            if (data.get("trust") or {}).get("ca_file") else None,
+            mode=_mode(data, oidc),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

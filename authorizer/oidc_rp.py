@@ -10,6 +10,7 @@ Connect Back-Channel Logout 1.0 §2.6).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,8 @@ class RpSettings:
         algorithms: accepted signature algorithms.
         leeway_seconds: clock skew allowed on ``exp``/``iat``.
         timeout_seconds: timeout of one call to Keycloak.
+        verify: TLS verification for calls to Keycloak: True (system CAs) or an SSL context
+            (system CAs plus the organisation's, :func:`authorizer.tls.client_context`).
     """
 
     issuer: str
@@ -55,6 +58,7 @@ class RpSettings:
     algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
     leeway_seconds: int = 30
     timeout_seconds: float = 10.0
+    verify: ssl.SSLContext | bool = True
 
 
 def new_code_verifier() -> str:
@@ -83,7 +87,7 @@ class RelyingParty:
         return AsyncOAuth2Client(client_id=s.client_id, client_secret=s.client_secret,
                                  token_endpoint_auth_method="client_secret_basic", scope="openid",
                                  redirect_uri=s.redirect_uri, code_challenge_method="S256",
-                                 timeout=s.timeout_seconds)
+                                 timeout=s.timeout_seconds, verify=s.verify)
 
     async def metadata(self) -> dict[str, Any]:
         """The issuer's discovery document (fetched once).
@@ -95,7 +99,8 @@ class RelyingParty:
             async with self._lock:
                 if self._metadata is None:
                     url = f"{self.settings.issuer}/.well-known/openid-configuration"
-                    async with httpx2.AsyncClient(timeout=self.settings.timeout_seconds) as client:
+                    async with httpx2.AsyncClient(timeout=self.settings.timeout_seconds,
+                                                  verify=self.settings.verify) as client:
                         try:
                             resp = await client.get(url)
                             doc = resp.json() if resp.status_code == 200 else None

@@ -17,6 +17,7 @@ from authorizer.audit import AuditStore, AuditWriter
 from authorizer.audit.chain import load_private_key
 from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
+from authorizer.tls import client_context
 from authorizer.oidc_rp import RelyingParty, RpSettings
 from authorizer.sessions import SessionStore
 from authorizer.config import GatewayConfig
@@ -74,13 +75,16 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     if config.keycloak_admin is not None:
         issuer_base, _, realm = config.oidc.issuer.rpartition("/realms/")
         access = AccessService(KeycloakAdminSettings(issuer_base, realm, config.keycloak_admin.client_id,
-                                                     config.keycloak_admin.client_secret),
+                                                     config.keycloak_admin.client_secret,
+                                                     str(config.trust_ca_file) if config.trust_ca_file else True),
                                revocation_store, revocations, GrantStore(engine))
     spool = Spool(config.audit.spool_file or (spool_dir or Path.cwd()) / "audit-spool.jsonl",
                   config.audit.spool_max_bytes)
 
     async def startup(app: web.Application) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=300, keepalive_timeout=30)
+        # outbound HTTPS (the WMS, Keycloak, OPA) verifies certificates: system CAs plus trust.ca_file
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, ttl_dns_cache=300, keepalive_timeout=30,
+                                         ssl=client_context(config.trust_ca_file))
         session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         app[SESSION] = session
         jwks = JwksCache(session, config.oidc.issuer, config.oidc.jwks_min_refresh_seconds)
@@ -97,7 +101,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         if config.sso is not None:
             rp = RelyingParty(RpSettings(config.oidc.issuer, config.sso.client_id, config.sso.client_secret,
                                          config.sso.public_url + auth_api.CALLBACK, config.oidc.algorithms,
-                                         config.oidc.leeway_seconds), jwks)
+                                         config.oidc.leeway_seconds,
+                                         verify=client_context(config.trust_ca_file)), jwks)
             sso = SsoService(config.sso, SessionStore(engine, config.sso.session_idle_seconds,
                                                       config.sso.session_max_seconds), rp, verifier)
             app[SSO] = sso

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from authorizer.routes import RouteMapError
     from proxy.app import create_app
 
+    from authorizer.tls import server_context
     from wmsgate.workers import supervise, worker_spool
 
     os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
@@ -56,8 +58,14 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2
     port = args.port or config.port
+    try:
+        tls = server_context(config.tls) if config.tls is not None else None
+    except (ssl.SSLError, OSError) as exc:
+        print(f"wmsgate: listen.tls: cannot use {config.tls.cert_file} / {config.tls.key_file}: {exc}",
+              file=sys.stderr)
+        return 2
     web.run_app(app, host=config.host, port=port, access_log=None, print=None, handle_signals=True,
-                reuse_port=args.worker_index is not None)
+                reuse_port=args.worker_index is not None, ssl_context=tls)
     return 0
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -108,11 +109,13 @@ class _Service:
     timeout: float
     process: subprocess.Popen[bytes] | None = None
     ready_on_any_answer: bool = False
+    ca_file: Path | None = None  # an https ready_url is checked trusting this CA
 
 
-def _get(url: str, timeout: float = 2.0) -> int:
+def _get(url: str, timeout: float = 2.0, ca_file: Path | None = None) -> int:
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we built
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 - loopback URLs
             return resp.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -245,19 +248,25 @@ class LocalStack:
         self._spawn(proxy)
         self._wait_ready(proxy)
 
-    def start_extra_proxy(self, name: str, port: int, extra_args: list[str]) -> str:
+    def start_extra_proxy(self, name: str, port: int, extra_args: list[str], config: Path | None = None,
+                          scheme: str = "http", verify: Path | None = None, require_healthy: bool = True) -> str:
         """Another proxy process on ``port`` with the stack's gateway config and store (scale-out
         tests); stopped with the stack or by :meth:`stop_service`. Returns its base URL.
 
         Args:
             name: the service's name (and log file).
             extra_args: more ``wmsgate proxy`` arguments (``--worker-index 1``, ``--workers 2``).
+            config: another gateway config (:meth:`write_gateway_config`); default the stack's.
+            scheme: ``https`` when that config makes the proxy listen with TLS.
+            verify: for ``https``, the CA file the readiness check trusts.
+            require_healthy: wait for a 200 health answer; False = any answer (a dependency is meant to fail).
         """
-        argv = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", str(self.gateway_config),
+        argv = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", str(config or self.gateway_config),
                 "--port", str(port), *extra_args]
-        url = f"http://{self.settings.host}:{port}"
+        url = f"{scheme}://{self.settings.host}:{port}"
         service = _Service(name, argv, f"{url}/_gateway/health", self.logs / f"{name}.log",
-                           {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60)
+                           {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60, ca_file=verify,
+                           ready_on_any_answer=not require_healthy)
         self._spawn(service)
         self._wait_ready(service)
         return url
@@ -369,7 +378,13 @@ class LocalStack:
         return _Service("proxy", argv, f"{self.proxy_url}/_gateway/health", self.logs / "proxy.log",
                         {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60)
 
-    def _write_gateway_config(self, extra: dict[str, object] | None = None) -> None:
+    def write_gateway_config(self, path: Path, extra: dict[str, object] | None = None) -> Path:
+        """The stack's gateway config with ``extra`` values (dotted keys), written to ``path``
+        (for an extra proxy with other settings, e.g. TLS). Returns ``path``."""
+        self._write_gateway_config(extra, path)
+        return path
+
+    def _write_gateway_config(self, extra: dict[str, object] | None = None, path: Path | None = None) -> None:
         s = self.settings
         data = yaml.safe_load((REPO / "config" / "gateway.yaml").read_text(encoding="utf-8"))
         data["listen"] = {"host": s.host, "port": s.ports.proxy}
@@ -388,7 +403,8 @@ class LocalStack:
         data["sso"]["public_url"] = self.proxy_url
         data["alerting"] = {"url": self.alerting_url, "api_token": demo_overlay()["alerting_api_token"]}
         apply_overrides(data, {**s.proxy_overrides, **(extra or {})})
-        self.gateway_config.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        (path or self.gateway_config).write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False),
+                                                 encoding="utf-8")
 
     def _write_alerting_config(self, extra: dict[str, object] | None = None) -> None:
         s, overlay = self.settings, demo_overlay()
@@ -422,7 +438,7 @@ class LocalStack:
             assert service.process is not None
             if service.process.poll() is not None:
                 raise StackError(f"{service.name} exited with {service.process.returncode}\n{self._tail(service)}")
-            status = _get(service.ready_url)
+            status = _get(service.ready_url, ca_file=service.ca_file)
             if status == 200 or (service.ready_on_any_answer and status != 0):
                 return
             time.sleep(0.3)

@@ -345,14 +345,23 @@ def _outcome_page(request: web.Request, gw: Gateway, record: AuditRecord, princi
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 
 
+def _confirmed_reason(form: Form) -> str:
+    """The reason of a narrowing change whose confirmation box was ticked.
+
+    Raises:
+        Refusal: 400 when the reason is empty or the box is not ticked.
+    """
+    if form.get("confirm") != "yes" or not form.get("reason", "").strip():
+        raise Refusal(400, "confirmation_missing", "请填写原因并勾选确认", "give a reason and tick the confirmation")
+    return form["reason"].strip()
+
+
 @console_view
 async def offboard(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                    form: Form, csrf: str) -> web.Response:
     """Offboard a person (the same decision and change as ``POST /_gateway/access/offboard``)."""
     username = request.match_info["username"]
-    if form.get("confirm") != "yes" or not form.get("reason", "").strip():
-        raise Refusal(400, "confirmation_missing", "请填写原因并勾选确认", "give a reason and tick the confirmation")
-    body = {"username": username, "reason": form["reason"].strip()}
+    body = {"username": username, "reason": _confirmed_reason(form)}
     approval = await _access_change(gw, request, principal, record, access_api.OFFBOARD, body)
     done = Text(f"{username} 已离职处理,全部权限已收回。", f"{username} was offboarded; all access is withdrawn.")
     return _outcome_page(request, gw, record, principal, username, approval, done)
@@ -363,9 +372,7 @@ async def revoke_grant(request: web.Request, gw: Gateway, record: AuditRecord, p
                        form: Form, csrf: str) -> web.Response:
     """End one temporary grant now (``POST /_gateway/access/revoke-grant``'s decision and change)."""
     username = request.match_info["username"]
-    if form.get("confirm") != "yes" or not form.get("reason", "").strip():
-        raise Refusal(400, "confirmation_missing", "请填写原因并勾选确认", "give a reason and tick the confirmation")
-    body = {"username": username, "grant_id": request.match_info["grant_id"], "reason": form["reason"].strip()}
+    body = {"username": username, "grant_id": request.match_info["grant_id"], "reason": _confirmed_reason(form)}
     approval = await _access_change(gw, request, principal, record, access_api.REVOKE_GRANT, body)
     done = Text(f"已收回 {username} 的临时授权,之前签发的令牌已失效。",
                 f"{username}'s temporary grant was ended; tokens issued before are refused.")
