@@ -25,6 +25,7 @@ import platform
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +37,36 @@ from wmsgate.tools import REPO  # noqa: E402
 
 PATH = "/api/picking/tasks?page_size=20"
 DIRECT = "/api/picking/tasks?page_size=20&warehouse=HF"
+
+
+def cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system, seconds) used so far by every process of a process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat (pgrp), counted after the command name
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _pgid(stack: LocalStack, name: str) -> int:
+    proc = next(s.process for s in stack.services if s.name == name)
+    assert proc is not None
+    return proc.pid  # each service runs in its own session: its pid is the group id
+
+
+def _measured(stack: LocalStack, proxies: list[str], run: Callable[[], Result]) -> tuple[Result, float, float]:
+    """Run a load; returns its result and the CPU seconds per 1,000 requests of the proxies and of OPA."""
+    groups = [_pgid(stack, n) for n in proxies]
+    before = [cpu_seconds(g) for g in groups], cpu_seconds(_pgid(stack, "opa"))
+    result = run()
+    proxy_cpu = sum(cpu_seconds(g) for g in groups) - sum(before[0])
+    opa_cpu = cpu_seconds(_pgid(stack, "opa")) - before[1]
+    return result, 1000 * proxy_cpu / max(result.count, 1), 1000 * opa_cpu / max(result.count, 1)
 
 
 async def _split(urls: list[str], headers: dict[str, str], seconds: float, concurrency: int) -> Result:
@@ -71,18 +102,21 @@ def main() -> None:
             asyncio.run(closed_loop(url + PATH, headers, 2, 8))  # warm-up
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
         print(f"closed loop, {args.concurrency} connections, {args.seconds:.0f} s each; picker.hf GET {PATH}\n")
+        s, c = args.seconds, args.concurrency
         rows = [
-            ("direct WMS", asyncio.run(closed_loop(stack.wms_url + DIRECT, {}, args.seconds, args.concurrency))),
-            ("1 proxy process", asyncio.run(closed_loop(stack.proxy_url + PATH, headers, args.seconds,
-                                                        args.concurrency))),
-            ("--workers 2 (one port)", asyncio.run(closed_loop(workers + PATH, headers, args.seconds,
-                                                               args.concurrency))),
-            ("2 proxies, 2 ports, one PostgreSQL", asyncio.run(_split([stack.proxy_url + PATH, second + PATH],
-                                                                      headers, args.seconds, args.concurrency))),
+            ("direct WMS", (asyncio.run(closed_loop(stack.wms_url + DIRECT, {}, s, c)), 0.0, 0.0)),
+            ("1 proxy process", _measured(stack, ["proxy"], lambda: asyncio.run(
+                closed_loop(stack.proxy_url + PATH, headers, s, c)))),
+            ("--workers 2 (one port)", _measured(stack, ["proxy-workers"], lambda: asyncio.run(
+                closed_loop(workers + PATH, headers, s, c)))),
+            ("2 proxies, 2 ports, one PostgreSQL", _measured(stack, ["proxy", "proxy-2"], lambda: asyncio.run(
+                _split([stack.proxy_url + PATH, second + PATH], headers, s, c)))),
         ]
-        print(f"  {'':36}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-        for name, r in rows:
-            print(f"  {name:36}{r.rps:10.0f}{r.p50:10.2f}{r.p99:10.2f}{r.errors:8d}")
+        print(f"  {'':36}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'errors':>7}"
+              f"{'proxy CPU-s/1k req':>20}{'OPA CPU-s/1k req':>18}")
+        for name, (r, proxy_cpu, opa_cpu) in rows:
+            print(f"  {name:36}{r.rps:8.0f}{r.p50:9.2f}{r.p99:9.2f}{r.errors:7d}{proxy_cpu:20.2f}{opa_cpu:18.2f}")
+        rows = [(name, r) for name, (r, _, _) in rows]
         base = rows[1][1].rps
         print(f"\n  scaling vs one process: --workers 2 x{rows[2][1].rps / base:.2f}, "
               f"two proxies x{rows[3][1].rps / base:.2f}; direct WMS is x{rows[0][1].rps / base:.2f}")
