@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -26,14 +27,16 @@ from alerting.notifiers import (DingTalkNotifier, EmailNotifier, Notifier, Slack
 from alerting.rules import Rules, load_rules
 from alerting.store import AlertStore, now_ms, service_status
 from authorizer.db import make_engine
+from authorizer.tls import client_context
 
 log = logging.getLogger(__name__)
 
 CONFIG: web.AppKey[AlertingConfig] = web.AppKey("config", AlertingConfig)
 
 
-def build_notifier(settings: NotifierSettings, session: aiohttp.ClientSession, console_url: str | None) -> Notifier:
-    """The notifier a config entry describes."""
+def build_notifier(settings: NotifierSettings, session: aiohttp.ClientSession, console_url: str | None,
+                   tls: ssl.SSLContext | None = None) -> Notifier:
+    """The notifier a config entry describes (``tls``: how an SMTP server's certificate is verified)."""
     s = settings
     if s.kind == "webhook":
         return WebhookNotifier(s.name, s.url, s.secret, session, s.timeout_seconds)
@@ -44,7 +47,7 @@ def build_notifier(settings: NotifierSettings, session: aiohttp.ClientSession, c
     if s.kind == "slack":
         return SlackNotifier(s.name, s.url, session, console_url, s.timeout_seconds)
     return EmailNotifier(s.name, s.host, s.port, s.sender, list(s.recipients), s.security, s.username, s.password,
-                         console_url, s.timeout_seconds)
+                         console_url, s.timeout_seconds, tls)
 
 
 def username_lookup(admin: KeycloakAdmin) -> UsernameLookup:
@@ -95,7 +98,8 @@ def create_app(config: AlertingConfig, rules: Rules | None = None) -> web.Applic
     admin = None
     if config.keycloak is not None:
         k = config.keycloak
-        admin = keycloak_admin(k.url, k.realm, k.client_id, k.client_secret)
+        admin = keycloak_admin(k.url, k.realm, k.client_id, k.client_secret,
+                               str(config.trust_ca_file) if config.trust_ca_file else True)
     engine = Engine(store, lambda: build_detectors(rules), [n.name for n in config.notifiers],
                     rules.longest_window_ms(), username_lookup(admin) if admin else None, worker.wake)
     sources = ["push"] + (["keycloak-backfill"] if admin else []) + (["gateway-audit"] if config.audit_url else [])
@@ -108,8 +112,10 @@ def create_app(config: AlertingConfig, rules: Rules | None = None) -> web.Applic
 
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         await store.create_schema()
-        session = aiohttp.ClientSession()
-        notifiers.update({s.name: build_notifier(s, session, config.console_url) for s in config.notifiers})
+        # webhooks, robots and SMTP: certificates verified against the system's CAs plus trust.ca_file
+        tls = client_context(config.trust_ca_file)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls))
+        notifiers.update({s.name: build_notifier(s, session, config.console_url, tls) for s in config.notifiers})
         log.info("detectors primed with %d recent event(s)", await engine.prime())
         tasks = [asyncio.create_task(worker.run_forever(), name="deliveries"),
                  asyncio.create_task(_forget_old_events(store, config.event_retention_days), name="retention")]

@@ -31,11 +31,16 @@ PAGE = 200
 Fetch = Callable[[dict[str, Any]], Awaitable[list[dict[str, Any]]]]
 
 
-def keycloak_admin(server_url: str, realm: str, client_id: str, client_secret: str) -> KeycloakAdmin:
-    """A python-keycloak admin client with a service account (client credentials grant)."""
+def keycloak_admin(server_url: str, realm: str, client_id: str, client_secret: str,
+                   verify: bool | str = True) -> KeycloakAdmin:
+    """A python-keycloak admin client with a service account (client credentials grant).
+
+    Args:
+        verify: TLS verification: True (system CAs) or the path of a CA bundle (PEM).
+    """
     return KeycloakAdmin(connection=KeycloakOpenIDConnection(
         server_url=server_url.rstrip("/") + "/", realm_name=realm, client_id=client_id,
-        client_secret_key=client_secret, grant_type="client_credentials", timeout=20))
+        client_secret_key=client_secret, grant_type="client_credentials", timeout=20, verify=verify))
 
 
 class KeycloakBackfill:

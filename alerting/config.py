@@ -81,6 +81,8 @@ class AlertingConfig:
         console_url: the gateway's public URL (links in messages), or None.
         max_event_bytes: largest pushed event accepted.
         event_retention_days: stored events older than this are deleted (alerts stay).
+        trust_ca_file: an extra CA bundle (PEM) trusted for outbound HTTPS (Keycloak, webhooks,
+            robots), besides the system's CAs; None = the system's only.
     """
 
     host: str
@@ -98,6 +100,7 @@ class AlertingConfig:
     console_url: str | None = None
     max_event_bytes: int = 1 << 20
     event_retention_days: int = 30
+    trust_ca_file: Path | None = None
 
 
 def _notifier(base: Path, item: Any, index: int) -> NotifierSettings:
@@ -193,4 +196,6 @@ def _load(path: Path, overrides: dict[str, Any] | None = None) -> AlertingConfig
         retry_max_seconds=float(delivery.get("retry_max_seconds", 300)),
         console_url=str(data["console_url"]).rstrip("/") if data.get("console_url") else None,
         max_event_bytes=int(intake.get("max_event_bytes", 1 << 20)),
-        event_retention_days=int(data.get("event_retention_days", 30)))
+        event_retention_days=int(data.get("event_retention_days", 30)),
+        trust_ca_file=resolve_path(base, str(data["trust"]["ca_file"])) if (data.get("trust") or {}).get("ca_file")
+        else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -23,15 +24,17 @@ class EmailNotifier:
         username, password: SMTP AUTH credentials, or None.
         console_url: where admins handle alerts, or None.
         timeout_seconds: limit of one attempt.
+        tls_context: how the server's certificate is verified (None: the system's CAs).
     """
 
     def __init__(self, name: str, host: str, port: int, sender: str, recipients: list[str], security: str = "starttls",
                  username: str | None = None, password: str | None = None, console_url: str | None = None,
-                 timeout_seconds: float = 20.0) -> None:
+                 timeout_seconds: float = 20.0, tls_context: ssl.SSLContext | None = None) -> None:
         self.name = name
         self._host, self._port, self._sender, self._recipients = host, port, sender, recipients
         self._security, self._username, self._password = security, username, password
         self._console, self._timeout = console_url, timeout_seconds
+        self._tls = tls_context
 
     def message(self, alert: dict[str, Any]) -> EmailMessage:
         """The message for ``alert`` (``Message-ID`` derived from the alert id)."""
@@ -55,6 +58,6 @@ class EmailNotifier:
             await aiosmtplib.send(message, hostname=self._host, port=self._port,
                                   username=self._username, password=self._password,
                                   use_tls=self._security == "tls", start_tls=self._security == "starttls",
-                                  timeout=self._timeout)
+                                  timeout=self._timeout, tls_context=self._tls)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise NotifierError(f"SMTP {self._host}:{self._port}: {type(exc).__name__}: {exc}") from exc
