@@ -89,10 +89,15 @@ class BlockedAccountDetector:
         else:
             return []
         account = event.username or event.user_id or "unknown"
+        if event.error == "user_temporarily_disabled":  # Keycloak's brute-force lockout, not an admin's doing
+            title_zh = f"被临时锁定的账号 {account} 仍在尝试登录(暴力破解防护)"
+            title_en = f"locked-out account {account} still tried to log in (brute-force protection)"
+        else:
+            title_zh = f"已停用、已离职或授权已到期的账号 {account} {how_zh}"
+            title_en = f"disabled, offboarded or expired account {account} {how_en}"
         return [Detection(
             rule=self.name, severity=self._rule.severity, group_key=f"{self.name}|{account}", subject=account,
-            title_zh=f"已停用、已离职或授权已到期的账号 {account} {how_zh}",
-            title_en=f"disabled, offboarded or expired account {account} {how_en}",
+            title_zh=title_zh, title_en=title_en,
             evidence=(event.key,), at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
             facts={"username": account, "ip": event.ip, "source": event.kind,
                    "error": event.error or str(event.details.get("reason_code") or "")})]

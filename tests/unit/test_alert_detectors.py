@@ -127,12 +127,15 @@ def test_failed_logins_per_account_and_per_address() -> None:
 def test_blocked_accounts_from_keycloak_and_from_the_gateway() -> None:
     d = BlockedAccountDetector(RULES.blocked_account_login)
     [kc] = d.observe(SecurityEvent("user", "x", T0, "LOGIN_ERROR", username="gone", error="user_disabled"))
-    assert kc.subject == "gone"
+    assert kc.subject == "gone" and kc.title_en.startswith("disabled, offboarded or expired account gone")
+    [locked] = d.observe(SecurityEvent("user", "y", T0, "LOGIN_ERROR", username="bob",
+                                       error="user_temporarily_disabled"))
+    assert "locked-out account bob" in locked.title_en and "临时锁定" in locked.title_zh
     [gw] = d.observe(decision(1, decision="deny", reason_code="token_revoked", http_status=401))
     assert gw.subject == "supervisor" and "revoked token" in gw.title_en
     [expired] = d.observe(decision(2, decision="deny", reason_code="grant_outside_window", http_status=403))
     assert "temporary grant after it ended" in expired.title_en and "授权到期" in expired.title_zh
-    assert d.observe(SecurityEvent("user", "y", T0, "LOGIN_ERROR", username="a",
+    assert d.observe(SecurityEvent("user", "z", T0, "LOGIN_ERROR", username="a",
                                    error="invalid_user_credentials")) == []
 
 
