@@ -217,6 +217,7 @@ class AlertStore:
                 update(alerts).where(and_(alerts.c.alert_id == row["alert_id"], alerts.c.status != RESOLVED,
                                           alerts.c.count == row["count"]))
                 .values(count=row["count"] + 1, last_seen_ms=max(row["last_seen_ms"], d.at_ms),
+                        title_zh=d.title_zh, title_en=d.title_en,  # the newest sighting's figures
                         first_seen_ms=min(row["first_seen_ms"], d.at_ms), evidence=evidence[-MAX_EVIDENCE:],
                         facts={**row["facts"], **d.facts}))
             if joined.rowcount:

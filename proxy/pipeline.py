@@ -144,6 +144,8 @@ def _refused(record: AuditRecord, refusal: Refusal, request: web.Request, gw: Ga
     friendly page). A request the policy allowed keeps ``decision=allow`` (the refusal then
     came after the decision, e.g. the WMS was unreachable)."""
     reason = refusal.audit_reason
+    if refusal.subject is not None and not record.user_id:  # who used a revoked token
+        record.user_id, record.username, record.roles = refusal.subject
     if reason is not None:
         record.reason_code, record.reason_zh, record.reason_en = reason.code, reason.zh, reason.en
     else:
@@ -215,7 +217,8 @@ async def authenticate(request: web.Request, gw: Gateway) -> Principal:
         raise Refusal(401, "token_revoked", "您的访问权限已变更或被收回,请重新登录",
                       "your access changed or was withdrawn; log in again",
                       headers={"WWW-Authenticate": 'Bearer realm="wms", error="invalid_token", '
-                                                   'error_description="The token was revoked"'})
+                                                   'error_description="The token was revoked"'},
+                      subject=(principal.user_id, principal.username, ",".join(principal.roles)))
     return principal
 
 

@@ -28,6 +28,8 @@ class Refusal(Exception):
         audit_reason: the reason recorded in the audit trail when it differs from
             what the client is told (a 404 that hides why).
         step_up: the RFC 9470 step-up asked for (``acr_values``, ``max_age``), if that is what is missing.
+        subject: ``(user_id, username, roles)`` of a caller whose token was genuine but is refused
+            (revoked): recorded in the audit trail, never shown to the client.
     """
 
     status: int
@@ -38,6 +40,7 @@ class Refusal(Exception):
     headers: dict[str, str] = field(default_factory=dict)
     audit_reason: Reason | None = None
     step_up: dict[str, Any] | None = None
+    subject: tuple[str, str, str] | None = None
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.en)

@@ -389,6 +389,7 @@ def cmd_audit_anomalies(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Print an access token for a demo user (password grant on wms-cli, TOTP computed from the demo secret)."""
+    import urllib.error
     import urllib.parse
     import urllib.request
 
@@ -400,18 +401,29 @@ def cmd_token(args: argparse.Namespace) -> int:
     form = {"grant_type": "password", "client_id": "wms-cli", "username": args.username,
             "password": args.password or overlay["password"]}
     spec = next((u for u in overlay["users"] if u["username"] == args.username), {})
+    totp = None
     if spec.get("otp"):
         import base64
-        form["totp"] = pyotp.TOTP(base64.b32encode(overlay["totp_secret"].encode()).decode()).now()
+        totp = pyotp.TOTP(base64.b32encode(overlay["totp_secret"].encode()).decode())
     url = f"{args.issuer.rstrip('/')}/protocol/openid-connect/token"
-    req = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - configured issuer
-            print(json.loads(resp.read())["access_token"])
-    except OSError as exc:
-        print(f"wmsgate: token request failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    for attempt in range(2):
+        if totp is not None:
+            form["totp"] = totp.now()
+        req = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - configured issuer
+                print(json.loads(resp.read())["access_token"])
+            return 0
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401 or totp is None or attempt:
+                print(f"wmsgate: token request failed: {exc}", file=sys.stderr)
+                return 1
+            # Keycloak takes each one-time code once: wait for the next 30-second code
+            time.sleep(30.5 - time.time() % 30)
+        except OSError as exc:
+            print(f"wmsgate: token request failed: {exc}", file=sys.stderr)
+            return 1
+    return 1
 
 
 def _load_config(path: str) -> Any:
@@ -503,6 +515,10 @@ def cmd_realm(args: argparse.Namespace) -> int:
 
     from wmsgate.realm import apply_realm, build_realm, keycloak_admin
 
+    if args.gateway_url and not args.gateway_url.startswith(("http://", "https://")):
+        print("wmsgate: --gateway-url must be an http(s) URL, e.g. https://wms-gateway.example.com",
+              file=sys.stderr)
+        return 2
     rep = build_realm(demo=args.demo, gateway_url=args.gateway_url)
     if not args.apply:
         print(json.dumps(rep, ensure_ascii=False, indent=2))

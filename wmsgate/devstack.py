@@ -319,6 +319,8 @@ class LocalStack:
         db.parent.mkdir(parents=True, exist_ok=True)
         env = {
             "JAVA_HOME": str(t.java_home),
+            # newer JDKs (25) need this for JBoss threads' access to Thread internals
+            "JAVA_OPTS_APPEND": "--add-opens=java.base/java.lang=ALL-UNNAMED",
             "KC_BOOTSTRAP_ADMIN_USERNAME": s.kc_admin[0],
             "KC_BOOTSTRAP_ADMIN_PASSWORD": s.kc_admin[1],
         }

@@ -78,7 +78,7 @@ class PrivilegeBurstDetector:
                                     f"{len(on_target)} privilege changes on {target_name} within {seconds} s",
                                     {"target": target_name, "target_id": target_id, "target_kind": kind,
                                      "last_actor": actor_name})]
-        if len(by_actor) >= self._rule.threshold:
+        if len(by_actor) >= self._rule.threshold and actor_name not in self._rule.trusted_actors:
             return [self._detection(f"actor|{actor}", actor_name, by_actor, event,
                                     f"管理员 {actor_name} 在 {seconds} 秒内修改了 {len(by_actor)} 次权限",
                                     f"admin {actor_name} made {len(by_actor)} privilege changes within {seconds} s",

@@ -51,7 +51,9 @@ async def export_csv(store: AuditStore, query: AuditQuery) -> AsyncIterator[str]
 def verify_jsonl(lines: Iterable[str], public_key: Any, contiguous: bool = False) -> tuple[int, list[Problem]]:
     """Check a JSONL export: every record matches its hash; consecutive records link (gaps are
     expected in a filtered export and are not problems); the chain head's signature holds and,
-    when the head record is in the export, its hash matches.
+    when the head record is in the export, its hash matches. Records written before the
+    trail was chained (no hash at all, as ``audit verify`` lists them) are passed over while
+    they lead the export; after the first chained record, a record without a hash is altered.
 
     Args:
         lines: the export's lines.
@@ -77,6 +79,8 @@ def verify_jsonl(lines: Iterable[str], public_key: Any, contiguous: bool = False
         if "chain_head" in doc:
             head = doc["chain_head"]
             continue
+        if doc.get("hash") is None and doc.get("prev_hash") is None and not contiguous and previous is None:
+            continue  # written before the trail was chained (a leading run, as `audit verify` lists them)
         if chain_hash(doc, doc.get("prev_hash") or GENESIS) != doc.get("hash"):
             problems.append(Problem("altered", doc.get("seq", 0), doc.get("decision_id", ""),
                                     "this record does not match its hash"))

@@ -34,11 +34,18 @@ MAX_NOTE = 2000
 
 
 def match(method: str, path: str) -> tuple[Route, str | None] | None:
-    """The alert API route of a request and the alert id in its path, or None when it is not one."""
+    """The alert API route of a request and the alert id in its path, or None when it is not one.
+
+    Raises:
+        Refusal: 404 for a path under ``/_gateway/alerts/`` that names no alert (a malformed id).
+    """
     if path == LIST.template:
         return (LIST, None) if method == "GET" else None
     found = _ITEM_PATH.match(path)
     if found is None:
+        if path.startswith(LIST.template + "/"):
+            raise Refusal(404, "alert_not_found", "没有这条告警(告警编号为 32 位十六进制)",
+                          "no such alert (alert ids are 32 hexadecimal digits)")
         return None
     alert_id, action = found.groups()
     if action is None:

@@ -72,6 +72,8 @@ async def _finish(gw: Gateway, record: AuditRecord, work: Callable[[], Awaitable
         response = await work()
     except Refusal as refusal:
         reason = refusal.audit_reason
+        if refusal.subject is not None and not record.user_id:  # who used a revoked token
+            record.user_id, record.username, record.roles = refusal.subject
         record.reason_code = reason.code if reason else refusal.code
         record.reason_en = reason.en if reason else refusal.en
         record.reason_zh = reason.zh if reason else refusal.zh

@@ -82,6 +82,8 @@ def console_view(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]
             if not isinstance(exc, Refusal):
                 log.exception("console request %s failed unexpectedly", record.decision_id)
             reason = refusal.audit_reason
+            if refusal.subject is not None and not record.user_id:  # who used a revoked token
+                record.user_id, record.username, record.roles = refusal.subject
             record.reason_code = reason.code if reason else refusal.code
             record.reason_zh, record.reason_en = (reason.zh, reason.en) if reason else (refusal.zh, refusal.en)
             response = _refusal(request, gw, refusal, record)

@@ -56,6 +56,8 @@ def test_a_revocation_made_through_one_proxy_is_enforced_by_the_other_within_a_s
             assert time.monotonic() - answered < 1.0, "the second proxy still accepts the revoked token"
             time.sleep(0.05)
     assert_refused(resp, 401, "token_revoked")
+    record = stack.audit_record(resp.headers["X-Decision-Id"])
+    assert (record["username"], record["user_id"]) == (username, user_id)  # the trail names who tried
 
 
 def test_an_approval_requested_through_one_proxy_is_approved_through_the_other_and_runs_once(

@@ -84,6 +84,12 @@ def test_privilege_changes_spread_out_in_time_or_over_people_by_one_admin() -> N
     spread = PrivilegeBurstDetector(RULES.privilege_burst)
     found = [spread.observe(admin(i, f"users/t{i}", kind="USER", op="UPDATE", at=T0 + i)) for i in range(5)]
     assert found[-1][0].group_key == "privilege_burst|actor|a1"
+    gateway = PrivilegeBurstDetector(RULES.privilege_burst)  # the gateway's own account: audited elsewhere
+    events = [admin(i, f"users/t{i}", kind="USER", op="UPDATE", actor="svc", at=T0 + i) for i in range(6)]
+    assert not any(gateway.observe(SecurityEvent(e.kind, e.event_id, e.time_ms, e.type, user_id=e.user_id,
+                                                 details={**e.details,
+                                                          "actor_username": "service-account-wms-access-admin"}))
+                   for e in events)
 
 
 def test_what_counts_as_a_privilege_change() -> None:
