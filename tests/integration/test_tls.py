@@ -106,6 +106,7 @@ def test_the_proxy_serves_tls_and_talks_https_to_the_wms(stack: Stack, tls_setup
         assert_refused(picker.get("/api/reports/finance"), 403, "missing_permission")
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_old_tls_versions_and_plain_http_are_refused(tls_setup: tuple[TestCa, str, str]) -> None:
     ca, url, _ = tls_setup
     old = ssl.create_default_context(cafile=str(ca.ca_file))
