@@ -79,6 +79,76 @@ class CredentialSettings:
 
 
 @dataclass(frozen=True)
+class HealthProbe:
+    """How ``/_gateway/health`` checks that the WMS answers.
+
+    Attributes:
+        path: path (and query) requested on the WMS with GET, e.g. ``/healthz`` or ``/``.
+        expect_status: statuses that count as up (a WMS without a health endpoint may
+            answer its login page with 200 or 302).
+    """
+
+    path: str = "/healthz"
+    expect_status: tuple[int, ...] = (200,)
+
+
+def _health_probe(section: Any) -> HealthProbe:
+    if section is None:
+        return HealthProbe()
+    if not isinstance(section, dict) or not str(section.get("path", "/healthz")).startswith("/"):
+        raise ConfigError("config: upstream.health must be {path: /..., expect_status: [200]}")
+    unknown = set(section) - {"path", "expect_status"}
+    if unknown:
+        raise ConfigError(f"config: upstream.health: unknown key(s) {', '.join(sorted(unknown))}")
+    expect = section.get("expect_status", [200])
+    expect = expect if isinstance(expect, list) else [expect]
+    if not expect or not all(isinstance(v, int) and 100 <= v <= 599 for v in expect):
+        raise ConfigError("config: upstream.health.expect_status must be HTTP statuses (100-599)")
+    return HealthProbe(str(section.get("path", "/healthz")), tuple(expect))
+
+
+#: Response headers that name the WMS's software or version; never relayed.
+BANNER_HEADERS = ("Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version", "X-Runtime",
+                  "X-Generator", "X-Drupal-Cache", "X-Debug-Token", "X-Debug-Token-Link", "Via")
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    """The WMS's answer conventions (``upstream.answers``).
+
+    Attributes:
+        drop_headers: response headers never relayed (the banner headers plus any listed).
+        status_field: a top-level JSON member through which the WMS reports the real outcome
+            inside a 200 (``status_code`` in DRF-style exception handlers); None = none.
+        origins: absolute origins (``http://wms.internal:8000``) the WMS writes into links
+            besides ``upstream.url``'s; every one is rewritten to the gateway's origin.
+    """
+
+    drop_headers: tuple[str, ...] = BANNER_HEADERS
+    status_field: str | None = None
+    origins: tuple[str, ...] = ()
+
+
+def _answers(section: Any) -> AnswerSettings:
+    if section is None:
+        return AnswerSettings()
+    if not isinstance(section, dict):
+        raise ConfigError("config: upstream.answers must be a mapping")
+    unknown = set(section) - {"drop_headers", "status_field", "origins"}
+    if unknown:
+        raise ConfigError(f"config: upstream.answers: unknown key(s) {', '.join(sorted(unknown))}")
+    origins = tuple(str(o).rstrip("/") for o in section.get("origins") or [])
+    for origin in origins:
+        if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
+            raise ConfigError(f"config: upstream.answers.origins: {origin!r} must be scheme://host[:port]")
+    field_name = section.get("status_field")
+    if field_name is not None and not (isinstance(field_name, str) and field_name):
+        raise ConfigError("config: upstream.answers.status_field must be a JSON member name")
+    return AnswerSettings(tuple(dict.fromkeys([*BANNER_HEADERS, *(section.get("drop_headers") or [])])),
+                          field_name, origins)
+
+
+@dataclass(frozen=True)
 class UpstreamSettings:
     """The protected WMS.
 
@@ -92,6 +162,8 @@ class UpstreamSettings:
         lookup_cache_seconds: how long a looked-up resource's attributes are reused.
         max_body_bytes: largest request body read for a decision (413 beyond).
         max_transform_bytes: largest response body read for masking/filtering (502 beyond).
+        health: how the health endpoint probes the WMS.
+        answers: the WMS's answer conventions (banners, failure in a 200 body, link origins).
     """
 
     url: str
@@ -102,6 +174,8 @@ class UpstreamSettings:
     lookup_cache_seconds: float = 2.0
     max_body_bytes: int = 1 << 20
     max_transform_bytes: int = 32 << 20
+    health: HealthProbe = field(default_factory=HealthProbe)
+    answers: AnswerSettings = field(default_factory=AnswerSettings)
 
 
 @dataclass(frozen=True)
@@ -222,6 +296,15 @@ def _mode(data: dict[str, Any], oidc: dict[str, Any]) -> str:
     return mode
 
 
+def _public_url(value: Any) -> str:
+    if value is None:
+        return ""
+    url = str(value).rstrip("/")
+    if not url.startswith(("http://", "https://")) or "/" in url.split("://", 1)[1]:
+        raise ConfigError("config: public_url must be scheme://host[:port] (the gateway as clients reach it)")
+    return url
+
+
 def _alerting(base: Path, section: Any) -> AlertingLink | None:
     if not section:
         return None
@@ -255,6 +338,18 @@ class GatewayConfig:
     tls: TlsSettings | None = None
     trust_ca_file: Path | None = None
     mode: str = "production"
+    public_url: str = ""
+
+    @property
+    def public_origin(self) -> str:
+        """The gateway's origin as clients reach it (``public_url``, else ``sso.public_url``,
+        else the listen address): WMS links in answers are rewritten to it."""
+        if self.public_url:
+            return self.public_url
+        if self.sso is not None:
+            return self.sso.public_url
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
 
 _DEFAULT_STRIP = (
@@ -412,6 +507,8 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 lookup_cache_seconds=float(up.get("lookup_cache_seconds", 2.0)),
                 max_body_bytes=int(up.get("max_body_bytes", 1 << 20)),
                 max_transform_bytes=int(up.get("max_transform_bytes", 32 << 20)),
+                health=_health_probe(up.get("health")),
+                answers=_answers(up.get("answers")),
             ),
             audit=AuditSettings(
                 url=os.path.expandvars(str(audit["url"])),
@@ -441,6 +538,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             trust_ca_file=resolve_path(base, str(data["trust"]["ca_file"]))
             if (data.get("trust") or {}).get("ca_file") else None,
             mode=_mode(data, oidc),
+            public_url=_public_url(data.get("public_url")),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

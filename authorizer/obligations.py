@@ -110,18 +110,44 @@ def mask_fields(record: Any, paths: tuple[str, ...]) -> None:
     """Mask fields of one record in place: the key stays, the value becomes ``"***"`` (numbers: null).
 
     Args:
-        record: a JSON object (other values are left alone).
-        paths: ``field`` or ``list[].field`` paths.
+        record: a JSON value (objects and lists are walked; scalars are left alone).
+        paths: dotted field paths: ``amount`` (a member), ``customer_detail.phone`` (a member
+            of a nested object), ``items[].price`` or ``items.price`` (a member of every
+            element of a list: lists are walked through either way), ``**.phone`` (a member
+            named ``phone`` at any depth).
     """
-    if not isinstance(record, dict):
-        return
     for path in paths:
-        head, sep, rest = path.partition("[].")
-        if sep:
-            for element in record.get(head) or []:
-                mask_fields(element, (rest,))
-        elif path in record:
-            record[path] = _mask_value(record[path])
+        _mask_path(record, tuple(p.removesuffix("[]") for p in path.split(".")))
+
+
+def _mask_path(node: Any, parts: tuple[str, ...]) -> None:
+    if not parts:
+        return
+    if isinstance(node, list):
+        for element in node:
+            _mask_path(element, parts)
+        return
+    if not isinstance(node, dict):
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        _mask_path(node, rest)  # zero levels down
+        for value in node.values():
+            if isinstance(value, (dict, list)):
+                _mask_path(value, parts)
+        return
+    if head not in node:
+        return
+    if rest:
+        _mask_path(node[head], rest)
+    else:
+        node[head] = _mask_value(node[head])
+
+
+def column_names(paths: tuple[str, ...]) -> frozenset[str]:
+    """The column names a flattened answer (CSV, an HTML table) carries masked ``paths`` under:
+    each path's last field (``rows[].revenue``, ``**.revenue`` and ``revenue`` all name ``revenue``)."""
+    return frozenset(path.rsplit(".", 1)[-1].removesuffix("[]") for path in paths)
 
 
 def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None) -> None:
@@ -135,10 +161,11 @@ def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None) -
         mask_fields(document, paths)
 
 
-def mask_csv(text: str, paths: tuple[str, ...]) -> str:
+def mask_csv(text: str, paths: tuple[str, ...], labels: dict[str, str] | None = None) -> str:
     """Mask columns of CSV text (header row first): a path's last field names the column
     (``revenue`` and ``rows[].revenue`` both mask the ``revenue`` column, since CSV is the
-    flattened rows); every non-empty cell of such a column becomes ``***``.
+    flattened rows), and so does a header label the route map maps to that field
+    (``labels={"商品成本": "goods_cost"}``); every non-empty cell of such a column becomes ``***``.
 
     Raises:
         ValueError: the text is not CSV with a header row.
@@ -148,8 +175,9 @@ def mask_csv(text: str, paths: tuple[str, ...]) -> str:
         header = next(reader)
     except StopIteration:
         return text
-    columns = {path.rsplit("[].", 1)[-1] for path in paths}
-    masked = {i for i, name in enumerate(header) if name in columns}
+    columns = column_names(paths)
+    labels = labels or {}
+    masked = {i for i, name in enumerate(header) if name.strip() in columns or labels.get(name.strip()) in columns}
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)

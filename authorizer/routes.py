@@ -3,7 +3,9 @@
 The map is a YAML file (see ``config/routes.yaml``) the gateway adapts to a WMS
 with; the WMS is never changed. It is validated when loaded, and every error
 names the file and line. Matching is exact and case-sensitive on decoded path
-segments; anything not in the map is denied by the caller (``route_not_mapped``).
+segments; a template ending in one ``/`` (``/goods/``, as Django/DRF URLs are)
+matches only paths ending in one ``/``; a ``{name}`` segment never matches an
+empty one. Anything not in the map is denied by the caller (``route_not_mapped``).
 
 Source expressions say where a value comes from:
 ``path.NAME`` (a ``{NAME}`` segment of the route), ``query.NAME`` (every value
@@ -21,6 +23,7 @@ from typing import Any
 import yaml
 
 from authorizer.identity import SCOPE_DIMENSIONS
+from authorizer.query_params import DEFAULT_ORDERING, QuerySpec
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 VERBS = frozenset({"view", "create", "update", "delete", "pick", "scan", "review", "pack", "ship", "count",
@@ -102,6 +105,9 @@ class Route:
         html: for a legacy web page, how its HTML carries records: ``tables`` (rows of
             tables whose header cells name the fields: filtered and masked like JSON),
             ``none`` (no record data at all, e.g. a menu); None = not an HTML page.
+        columns: header label -> field name, for CSV exports and HTML tables whose
+            headers are labels (``商品成本: goods_cost``), so masks by field apply to them.
+        query: the query parameters the route accepts (allow or deny list, ordering parameters).
     """
 
     method: str
@@ -118,6 +124,8 @@ class Route:
     needs_body: bool = False
     line: int = 0
     html: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    query: QuerySpec = field(default_factory=QuerySpec)
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -196,6 +204,8 @@ class RouteMap:
             for pattern, actual in zip(route.segments, segments):
                 m = _PARAM_RE.match(pattern)
                 if m:
+                    if not actual:
+                        break
                     params[m.group(1)] = actual
                 elif pattern != actual:
                     break
@@ -267,18 +277,18 @@ class _Parser:
             raise self.fail(None, "each route must be a mapping")
         line = item.get("__line__")
         self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
-                         "also_when_body_has", "note", "html"}, "route")
+                         "also_when_body_has", "note", "html", "columns", "query"}, "route")
         html = item.get("html")
         if html is not None and html not in HTML_KINDS:
             raise self.fail(item.get("__line__"), f"html {html!r} is not one of {', '.join(sorted(HTML_KINDS))}")
         method, _, template = str(item.get("route", "")).partition(" ")
         if method not in METHODS:
             raise self.fail(line, f"route must be 'METHOD /path' with METHOD in {', '.join(sorted(METHODS))}")
-        if not template.startswith("/") or "//" in template or template.endswith("/") and template != "/":
+        if not template.startswith("/") or "//" in template:
             raise self.fail(line, f"bad path template {template!r}")
-        segments = tuple(template.split("/")[1:]) if template != "/" else ("",)
-        for seg in segments:
-            if not (_PARAM_RE.match(seg) or _LITERAL_RE.match(seg) or seg == ""):
+        segments = tuple(template.split("/")[1:])
+        for i, seg in enumerate(segments):
+            if not (_PARAM_RE.match(seg) or _LITERAL_RE.match(seg) or (seg == "" and i == len(segments) - 1)):
                 raise self.fail(line, f"path segment {seg!r} must be a literal or {{name}}")
         params = tuple(m.group(1) for s in segments if (m := _PARAM_RE.match(s)))
         module, verb = item.get("module"), item.get("verb")
@@ -322,8 +332,31 @@ class _Parser:
             if not note:
                 raise self.fail(line, "an item/bulk route needs 'attributes' or 'lookup' "
                                       "(or a 'note' saying why the resource carries no scope)")
+        columns = {k: v for k, v in (item.get("columns") or {}).items() if k != "__line__"}
+        if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in columns.items()):
+            raise self.fail(line, "columns must map header labels to field names")
         return Route(method, template, segments, module, verb, kind, None if resource_id is None else str(resource_id),
-                     attributes, lookup, list_spec, also, needs_body, line or 0, html)
+                     attributes, lookup, list_spec, also, needs_body, line or 0, html, columns,
+                     self.query_spec(item.get("query"), line))
+
+    def query_spec(self, spec: Any, line: int | None) -> QuerySpec:
+        if spec is None:
+            return QuerySpec()
+        if not isinstance(spec, dict):
+            raise self.fail(line, "query must be {allow: [...]} or {deny: [...]} (and optionally ordering: [...])")
+        self.keys(spec, {"allow", "deny", "ordering"}, "query")
+        if "allow" in spec and "deny" in spec:
+            raise self.fail(line, "query: give 'allow' or 'deny', not both")
+
+        def names(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            value = spec.get(key, list(default))
+            value = [value] if isinstance(value, str) else value
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise self.fail(line, f"query.{key} must be a list of parameter names")
+            return tuple(value)
+
+        return QuerySpec(names("allow", ()) if "allow" in spec else None, names("deny", ()),
+                         names("ordering", DEFAULT_ORDERING))
 
     def route_lookup(self, spec: Any, lookups: dict[str, Lookup], line: int | None, params: tuple[str, ...],
                      kind: str) -> tuple[Lookup, Source] | None:

@@ -46,6 +46,12 @@ TASKS = web.AppKey("background_tasks", list)
 log = logging.getLogger(__name__)
 
 
+async def _neutral_server_header(_: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: no answer names the software behind the gateway (the WMS's
+    banner is dropped by the forwarder; aiohttp would add its own name and version)."""
+    response.headers["Server"] = "wmsgate"
+
+
 def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Application:
     """Build the gateway application.
 
@@ -156,12 +162,13 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     app.on_response_prepare.append(apply_session_cookie)
+    app.on_response_prepare.append(_neutral_server_header)
     if config.sso is not None:
         auth_api.add_routes(app)
         console.add_routes(app)
         console_alerts.add_routes(app)
     app.router.add_get("/_gateway/health", health_handler(
-        SESSION, JWKS, config.opa, config.upstream.url,
+        SESSION, JWKS, config.opa, config.upstream.url, config.upstream.health,
         audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None))
     approvals_api.add_routes(app)
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +19,31 @@ from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 
 from authorizer.config import CredentialSettings, UpstreamSettings
 from authorizer.identity import Principal
 from proxy.responses import Refusal, upstream_failed
+from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, upstream_error
 
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                        "transfer-encoding", "upgrade", "proxy-connection"})
 _NEVER_FORWARD = HOP_BY_HOP | {"host", "authorization", "cookie", "content-length", "accept-encoding", "expect"}
-_NEVER_RETURN = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
 _CHUNK = 64 * 1024
 
-# (raw body, content type without parameters) -> (new body, content type, facts for the audit record)
-Transform = Callable[[bytes, str], tuple[bytes, str, dict[str, Any]]]
+
+@dataclass(frozen=True)
+class Rewrite:
+    """What a decision requires of the WMS's answer (row filter, masks).
+
+    Attributes:
+        json: rewrites a parsed JSON answer in place, given the status the answer really
+            has (a failure reported inside a 200 body counts as that failure); returns
+            facts for the audit record.
+        text: rewrites a CSV or HTML answer ``(body, content type, status) -> (body,
+            facts)``, raising ValueError when it cannot; None when the route has no such answers.
+    """
+
+    json: Callable[[Any, int], dict[str, Any]]
+    text: Callable[[bytes, str, int], tuple[bytes, dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -119,18 +131,17 @@ def upstream_request_headers(request: web.Request, strip: frozenset[str], added:
     return headers
 
 
-def _response_headers(upstream: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    connection_listed = {t.strip().lower() for v in upstream.getall("Connection", []) for t in v.split(",")}
-    return CIMultiDict((k, v) for k, v in upstream.items()
-                       if k.lower() not in _NEVER_RETURN and k.lower() not in connection_listed)
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
 
 
 class Forwarder:
-    """Sends requests to the WMS over the app's shared session.
+    """Sends requests to the WMS over the app's shared session and relays its answers
+    made safe by the WMS's answer conventions (:mod:`proxy.upstream_answer`).
 
     Args:
         session: the app's shared aiohttp session.
-        settings: upstream URL, timeouts and size limits.
+        settings: upstream URL, timeouts, size limits and answer conventions.
     """
 
     def __init__(self, session: aiohttp.ClientSession, settings: UpstreamSettings) -> None:
@@ -138,27 +149,36 @@ class Forwarder:
         self._base = settings.url
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._max_transform = settings.max_transform_bytes
+        self.conventions = AnswerConventions(settings.answers, settings.url)
 
     async def forward(self, request: web.Request, path_and_query: str, headers: CIMultiDict[str],
-                      body: bytes | None, transform: Transform | None,
-                      extra_headers: dict[str, str]) -> tuple[web.StreamResponse, UpstreamResult]:
+                      body: bytes | None, rewrite: Rewrite | None, extra_headers: dict[str, str],
+                      public_origin: str) -> tuple[web.StreamResponse, UpstreamResult]:
         """Send the request and relay the answer.
+
+        A 5xx answer's body never reaches the client (it may be a debug page carrying
+        credentials): the gateway answers with its own error of the same status. Banner
+        headers are dropped and WMS links rewritten to ``public_origin``.
 
         Args:
             request: the client's request (its body is streamed when ``body`` is None).
             path_and_query: raw path plus ``?query`` to request on the WMS.
             headers: headers for the WMS (see :func:`upstream_request_headers`).
             body: the already-read body, or None to stream it.
-            transform: rewrites a 200 answer (JSON or CSV) and returns facts for the
-                audit record; None streams the answer untouched.
+            rewrite: what the decision requires of the answer (any status); None streams
+                answers that the conventions need not read.
             extra_headers: headers added to the client's answer.
+            public_origin: the gateway's origin as clients reach it (``scheme://host[:port]``).
 
         Returns:
-            The prepared (and, when streamed, completed) response and the upstream result.
+            The prepared (and, when streamed, completed) response and the upstream result
+            (its ``status`` is the real outcome: a failure reported in a 200 body counts).
 
         Raises:
             Refusal: the WMS is unreachable (502), too slow (504), or its answer cannot
-                be transformed as the decision requires (502).
+                be rewritten as the decision requires (502).
+            UpstreamFailure: the WMS answered 5xx (or, when the decision needs a rewrite,
+                a 4xx body that cannot be read); the client gets the gateway's own error.
         """
         data: Any = body
         if body is None and request.body_exists:
@@ -172,43 +192,116 @@ class Forwarder:
         except aiohttp.ClientError:
             raise upstream_failed(timeout=False) from None
         try:
-            response_headers = _response_headers(upstream.headers)
+            if upstream.status >= 500:
+                await self._drain(upstream)
+                raise upstream_error(upstream.status, (time.perf_counter() - started) * 1000,
+                                     self.conventions.replaced_headers(upstream.headers))
+            response_headers = self.conventions.response_headers(upstream.headers, public_origin)
             response_headers.update(extra_headers)
-            if transform is not None and upstream.status == 200:
-                return await self._transformed(upstream, response_headers, transform, started)
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=response_headers)
-            if upstream.content_length is not None and "Content-Encoding" not in upstream.headers:
-                response.content_length = upstream.content_length
-            await response.prepare(request)
-            try:
-                async for chunk in upstream.content.iter_chunked(_CHUNK):
-                    await response.write(chunk)
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                # Headers are already sent; cut the connection so the client sees a broken answer.
-                if request.transport is not None:
-                    request.transport.close()
-                return response, UpstreamResult(upstream.status, (time.perf_counter() - started) * 1000,
-                                                 {"upstream_body": "interrupted"})
-            await response.write_eof()
-            return response, UpstreamResult(upstream.status, (time.perf_counter() - started) * 1000, {})
+            if rewrite is not None or (self.conventions.reads_json and _is_json(upstream.content_type)):
+                return await self._rewritten(upstream, response_headers, rewrite, started, public_origin)
+            return await self._streamed(request, upstream, response_headers, started)
         finally:
             upstream.release()
 
-    async def _transformed(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], transform: Transform,
-                           started: float) -> tuple[web.StreamResponse, UpstreamResult]:
+    async def _streamed(self, request: web.Request, upstream: aiohttp.ClientResponse,
+                        response_headers: CIMultiDict[str], started: float) -> tuple[web.StreamResponse, UpstreamResult]:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=response_headers)
+        if upstream.content_length is not None and "Content-Encoding" not in upstream.headers:
+            response.content_length = upstream.content_length
+        await response.prepare(request)
         try:
-            chunks, size = [], 0
+            async for chunk in upstream.content.iter_chunked(_CHUNK):
+                await response.write(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            # Headers are already sent; cut the connection so the client sees a broken answer.
+            if request.transport is not None:
+                request.transport.close()
+            return response, UpstreamResult(upstream.status, (time.perf_counter() - started) * 1000,
+                                             {"upstream_body": "interrupted"})
+        await response.write_eof()
+        return response, UpstreamResult(upstream.status, (time.perf_counter() - started) * 1000, {})
+
+    async def _drain(self, upstream: aiohttp.ClientResponse) -> None:
+        """Read and drop an answer's body (bounded), so the connection can be reused."""
+        size = 0
+        try:
             async for chunk in upstream.content.iter_chunked(_CHUNK):
                 size += len(chunk)
                 if size > self._max_transform:
-                    raise ValueError("answer too large to filter")
-                chunks.append(chunk)
-            body, content_type, detail = transform(b"".join(chunks), upstream.content_type)
+                    upstream.close()
+                    return
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            upstream.close()
+
+    async def _read(self, upstream: aiohttp.ClientResponse) -> bytes:
+        chunks, size = [], 0
+        async for chunk in upstream.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > self._max_transform:
+                raise ValueError("answer too large to filter")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _rewritten(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], rewrite: Rewrite | None,
+                         started: float, public_origin: str) -> tuple[web.StreamResponse, UpstreamResult]:
+        status, content_type = upstream.status, upstream.content_type
+        try:
+            raw = await self._read(upstream)
+            ms = (time.perf_counter() - started) * 1000
+            body, real_status, facts = self._apply(raw, status, content_type, rewrite, public_origin, ms)
         except (ValueError, UnicodeDecodeError, RecursionError, csv.Error, aiohttp.ClientError,
                 asyncio.TimeoutError) as exc:
             raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
                           f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
-        ms = (time.perf_counter() - started) * 1000
         headers.pop("Content-Type", None)
-        response = web.Response(status=200, body=body, content_type=content_type, charset="utf-8", headers=headers)
-        return response, UpstreamResult(200, ms, detail)
+        if not body:
+            response = web.Response(status=status, headers=headers)
+        else:
+            response = web.Response(status=status, body=body, content_type=content_type,
+                                    charset="utf-8" if _is_json(content_type) or content_type.startswith("text/")
+                                    else None, headers=headers)
+        return response, UpstreamResult(real_status, ms, facts)
+
+    def _apply(self, raw: bytes, status: int, content_type: str, rewrite: Rewrite | None, public_origin: str,
+               ms: float) -> tuple[bytes, int, dict[str, Any]]:
+        """The answer's new body, the status it really has and facts for the audit record.
+
+        Raises:
+            ValueError: a 2xx answer cannot be rewritten as the decision requires.
+            UpstreamFailure: a 4xx answer cannot be, so its body is replaced.
+        """
+        if not raw:
+            return raw, status, {}
+        if _is_json(content_type):
+            try:
+                document = json.loads(raw)
+            except ValueError:
+                if rewrite is None:
+                    return raw, status, {}  # only the conventions looked: not JSON after all, relay it
+                if 200 <= status < 300:
+                    raise
+                raise upstream_error(status, ms, None) from None
+            outcome = self.conventions.inspect(document, public_origin)
+            facts: dict[str, Any] = {"links_rewritten": outcome.links} if outcome.links else {}
+            real = status
+            if outcome.status is not None and outcome.status != status:
+                real = outcome.status
+                facts["upstream_http_status"] = status
+                facts["upstream_failure_in_body"] = True
+            if rewrite is not None:
+                facts.update(rewrite.json(document, real))
+            return json.dumps(document, ensure_ascii=False).encode(), real, facts
+        if rewrite is None:
+            return raw, status, {}
+        try:
+            if rewrite.text is None or content_type not in ("text/csv", "text/html"):
+                raise ValueError(f"cannot enforce obligations on {content_type or 'an untyped answer'}")
+            body, facts = rewrite.text(raw, content_type, status)
+            return body, status, facts
+        except (ValueError, UnicodeDecodeError, csv.Error):
+            if 200 <= status < 300:
+                raise
+        if 300 <= status < 400:
+            return b"", status, {"upstream_body": "dropped"}
+        raise upstream_error(status, ms, None)  # a 4xx page we cannot vet: the gateway's own error instead

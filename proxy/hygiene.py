@@ -3,8 +3,9 @@
 Checked on the raw request target before routing, so the route map sees exactly
 one interpretation of the path: percent-decoding is done once, per segment, and a
 request is refused (400, never forwarded) when it has an encoded slash or
-backslash, a dot segment (plain or encoded), an empty segment, ``;`` path
-parameters, double encoding, NUL or other control characters, non-ASCII bytes,
+backslash, a dot segment (plain or encoded), an empty segment (``//``; one
+trailing ``/``, as every Django/DRF URL has, is a path of its own and matched
+exactly), ``;`` path parameters, double encoding, NUL or other control characters, non-ASCII bytes,
 or a target that is not in origin form (RFC 9112 section 3.2.1).
 """
 
@@ -97,9 +98,11 @@ def check_target(method: str, raw_target: str) -> CleanTarget:
     if ";" in raw_path:
         raise _refuse("path_parameters", "路径含有 ; 参数", "the path has ';' parameters")
     segments = raw_path.split("/")[1:]
-    if raw_path != "/" and any(s == "" for s in segments):
-        raise _refuse("empty_segment", "路径含有空段(// 或结尾的 /)", "the path has an empty segment ('//' or a trailing '/')")
-    decoded = [_decode_segment(s) for s in segments] if raw_path != "/" else [""]
+    # One trailing "/" is an empty last segment the route map matches exactly
+    # (``/goods/`` is not ``/goods``); any other empty segment ("//") is refused.
+    if any(s == "" for s in segments[:-1]):
+        raise _refuse("empty_segment", "路径含有空段(//)", "the path has an empty segment ('//')")
+    decoded = [_decode_segment(s) if s else "" for s in segments]
     try:
         query = URL.build(path="/", query_string=raw_query, encoded=True).query
         for value in query.values():

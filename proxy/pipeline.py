@@ -31,9 +31,10 @@ from authorizer.audit import AuditBackpressure, AuditRecord, AuditStore, AuditUn
 from authorizer.config import GatewayConfig
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
 from authorizer.html_tables import rewrite_tables
-from authorizer.obligations import ALL, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
+from authorizer.obligations import ALL, column_names, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
 from authorizer.pdp import Decision, OpaClient, PdpUnavailable
 from authorizer.policy_input import build_policy_input
+from authorizer.query_params import masked_lookups, refused_parameters
 from authorizer.revocation import RevocationCache
 from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import browser, responses
@@ -42,7 +43,8 @@ from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
 from proxy.management import audit as audit_api
 from proxy.sso import SESSION_COOKIE, SsoService
-from proxy.forward import Forwarder, Transform, UpstreamIdentity, upstream_request_headers
+from proxy.forward import Forwarder, Rewrite, UpstreamIdentity, upstream_request_headers
+from proxy.upstream_answer import UpstreamFailure
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.replay import ApprovalExecutor
 from proxy.responses import Refusal, refusal_response
@@ -175,6 +177,7 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
         raise responses.not_mapped()
     route = match.route
     record.module, record.verb = route.module, route.verb
+    check_query(target, route)
     body_bytes, body = await _read_body(request, gw) if route.needs_body else (None, None)
     resource = await _resolve(gw.resolver, match, target, body)
     record.resource_id = (resource.id or "")[:2048]
@@ -184,6 +187,34 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     if decision.obligations.approval is not None:
         return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
+
+
+def check_query(target: CleanTarget, route: Route) -> None:
+    """Refuse query parameters the route does not accept (its ``query:`` allow or deny list).
+
+    Raises:
+        Refusal: 400 ``query_parameter_not_allowed`` naming them.
+    """
+    refused = refused_parameters(target.query, route.query, frozenset())
+    if refused:
+        names = ", ".join(refused)
+        raise Refusal(400, "query_parameter_not_allowed", f"此接口不接受查询参数:{names}",
+                      f"this endpoint does not accept the query parameter(s): {names}")
+
+
+def check_masked_lookups(target: CleanTarget, route: Route, decision: Decision, record: AuditRecord) -> None:
+    """Refuse a filter or ordering on a field the caller sees masked (it would read the value
+    back, e.g. by binary search on ``cost__gt``); the record becomes a deny.
+
+    Raises:
+        Refusal: 403 ``filter_on_masked_field`` naming the parameters.
+    """
+    found = masked_lookups(target.query, route.query, column_names(decision.obligations.mask))
+    if found:
+        record.decision, record.detail["masked_lookups"] = "deny", found
+        names = ", ".join(found)
+        raise Refusal(403, "filter_on_masked_field", f"不能按您无权查看的字段筛选或排序:{names}",
+                      f"you may not filter or sort by fields you are not allowed to see: {names}")
 
 
 async def authenticate(request: web.Request, gw: Gateway) -> Principal:
@@ -425,6 +456,7 @@ def _credential_warehouse(resource: Resource, decision: Decision) -> str | None:
 async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,
                    decision: Decision, principal: Principal, body_bytes: bytes | None,
                    record: AuditRecord) -> web.StreamResponse:
+    check_masked_lookups(target, route, decision, record)
     obligations = decision.obligations
     query_string = target.raw_query
     spec = route.list_spec
@@ -443,62 +475,68 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
         if narrowing.query is not None:
             query_string = urlencode(list(narrowing.query.items()), quote_via=quote)
             record.detail["narrowed_query"] = query_string
-    transform = _transform(route, decision, restricted)
+    rewrite = _rewrite(route, decision, restricted)
     added = gw.identity.headers(principal, _credential_warehouse(resource, decision))
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
     path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
-    response, result = await gw.forwarder.forward(request, path_and_query, headers, body_bytes, transform,
-                                                  {"X-Decision-Id": record.decision_id})
+    try:
+        response, result = await gw.forwarder.forward(request, path_and_query, headers, body_bytes, rewrite,
+                                                      {"X-Decision-Id": record.decision_id},
+                                                      gw.config.public_origin)
+    except UpstreamFailure as failure:  # the WMS's error body is withheld; its status is the outcome
+        record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
+        record.detail["upstream_body"] = "withheld"
+        raise
     record.upstream_status, record.upstream_ms = result.status, round(result.ms, 3)
     record.detail.update(result.detail)
     return response
 
 
-def _transform(route: Route, decision: Decision, restricted: bool) -> Transform | None:
-    """The rewrite a 200 answer needs (row filter, masks), or None to stream it untouched."""
+def _rewrite(route: Route, decision: Decision, restricted: bool) -> Rewrite | None:
+    """What the answer needs (row filter on a successful list, masks on every answer), or
+    None when nothing: the answer is then relayed as the WMS sent it."""
     mask = decision.obligations.mask
     spec = route.list_spec
     if not mask and not restricted:
         return None
     row_filter = decision.obligations.row_filter
+    masked_columns = column_names(mask)
+    masked_columns |= {label for label, name in route.columns.items() if name in masked_columns}
 
-    def apply_json(document: Any) -> dict[str, Any]:
+    def apply_json(document: Any, status: int) -> dict[str, Any]:
         detail: dict[str, Any] = {}
-        if spec is not None and restricted:
+        succeeded = 200 <= status < 300
+        if spec is not None and restricted and succeeded:
             dropped = filter_rows(document, spec, decision.obligations)
             if dropped:
                 detail["rows_dropped"] = dropped
                 if spec.total and isinstance(document.get(spec.total), int):
                     document[spec.total] = max(0, document[spec.total] - dropped)
-        mask_document(document, mask, spec.rows if spec is not None else None)
+        mask_document(document, mask, spec.rows if spec is not None and succeeded else None)
+        if mask:
+            detail["masked"] = list(mask)
         return detail
 
-    def apply_html(body: bytes) -> tuple[bytes, str, dict[str, Any]]:
+    def apply_html(body: bytes, status: int) -> tuple[bytes, dict[str, Any]]:
         if route.html == "none":
-            return body, "text/html", {}
+            return body, {}
         keep = None
         needed: frozenset[str] = frozenset()
-        if spec is not None and restricted:
+        if spec is not None and restricted and 200 <= status < 300:
             keep = lambda cells: row_in_scope(cells, spec, decision.obligations)  # noqa: E731
             needed = frozenset(spec.row_fields[d] for d, values in row_filter.items() if ALL not in values)
-        result = rewrite_tables(body.decode("utf-8"), keep, needed, frozenset(p for p in mask if "." not in p))
+        result = rewrite_tables(body.decode("utf-8"), keep, needed, masked_columns)
         detail: dict[str, Any] = {"rows_dropped": result.rows_dropped} if result.rows_dropped else {}
         if mask:
             detail["masked"] = list(mask)
-        return result.html.encode("utf-8"), "text/html", detail
+        return result.html.encode("utf-8"), detail
 
-    def apply(body: bytes, content_type: str) -> tuple[bytes, str, dict[str, Any]]:
+    def apply_text(body: bytes, content_type: str, status: int) -> tuple[bytes, dict[str, Any]]:
         if content_type == "text/html" and route.html is not None:
-            return apply_html(body)
+            return apply_html(body, status)
         if content_type == "text/csv" and spec is None:
-            text = mask_csv(body.decode("utf-8-sig"), mask)
-            return text.encode("utf-8"), "text/csv", {"masked": list(mask)} if mask else {}
-        if content_type != "application/json":
-            raise ValueError(f"cannot enforce obligations on {content_type or 'an untyped answer'}")
-        document = json.loads(body)
-        detail = apply_json(document)
-        if mask:
-            detail["masked"] = list(mask)
-        return json.dumps(document, ensure_ascii=False).encode(), "application/json", detail
+            text = mask_csv(body.decode("utf-8-sig"), mask, route.columns)
+            return text.encode("utf-8"), {"masked": list(mask)} if mask else {}
+        raise ValueError(f"cannot enforce obligations on {content_type}")
 
-    return apply
+    return Rewrite(apply_json, apply_text)

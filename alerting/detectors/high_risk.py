@@ -17,6 +17,7 @@ _PHASES = {
     "held": ("已提交审批", "held for approval"),
     "refused": ("被拒绝", "refused"),
     "executed": ("已执行", "executed"),
+    "failed": ("已发送但 WMS 报告失败", "reached the WMS, which reported a failure"),
 }
 
 
@@ -24,14 +25,18 @@ def high_risk_phase(event: SecurityEvent) -> tuple[str, str] | None:
     """``(operation, phase)`` of a gateway decision about a high-risk operation, or None.
 
     Phases: ``held`` (four-eyes approval pending), ``refused`` (denied by the policy),
-    ``executed`` (reached the WMS, directly or after approval).
+    ``executed`` (reached the WMS, directly or after approval), ``failed`` (reached the WMS,
+    which answered 4xx/5xx, or reported a failure inside a 200 body: the audit record's
+    ``upstream_status`` is the real outcome).
     """
     if event.kind != DECISION:
         return None
     details = event.details
     detail = details.get("detail") or {}
+    status = details.get("upstream_status")
+    failed = isinstance(status, int) and status >= 400
     if details.get("reason_code") == "approved_request_executed" and detail.get("operation"):
-        return str(detail["operation"]), "executed"
+        return str(detail["operation"]), "failed" if failed else "executed"
     operation = detail.get("high_risk")
     if not operation or details.get("http_status") == 401:
         return None
@@ -39,7 +44,9 @@ def high_risk_phase(event: SecurityEvent) -> tuple[str, str] | None:
         return str(operation), "held"
     if event.type == "deny":
         return str(operation), "refused"
-    if details.get("upstream_status") is not None:
+    if failed:
+        return str(operation), "failed"
+    if status is not None:
         return str(operation), "executed"
     return None
 

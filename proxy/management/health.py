@@ -10,17 +10,17 @@ import aiohttp
 from aiohttp import web
 
 from authorizer.audit.writer import AuditBackpressure, AuditWriter
-from authorizer.config import OpaSettings
+from authorizer.config import HealthProbe, OpaSettings
 from authorizer.identity import IssuerUnavailable, JwksCache
 
 _TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 
 
-async def _probe(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+async def _probe(session: aiohttp.ClientSession, url: str, expect: tuple[int, ...] = (200,)) -> dict[str, Any]:
     try:
-        async with session.get(url, timeout=_TIMEOUT) as resp:
+        async with session.get(url, timeout=_TIMEOUT, allow_redirects=False) as resp:
             await resp.read()
-            return {"ok": resp.status == 200, "status": resp.status}
+            return {"ok": resp.status in expect, "status": resp.status}
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         return {"ok": False, "error": type(exc).__name__}
 
@@ -71,7 +71,7 @@ def audit_check(writer: AuditWriter) -> dict[str, Any]:
 
 
 def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web.AppKey[JwksCache],
-                   opa: OpaSettings, upstream_url: str,
+                   opa: OpaSettings, upstream_url: str, wms_probe: HealthProbe,
                    audit: Callable[[web.Application], AuditWriter | None] | None = None) -> Any:
     """Build the handler; it probes the dependencies concurrently (2-3 s timeouts).
 
@@ -85,6 +85,8 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
     records waiting in the spool while the database is down (a full spool fails).
 
     Args:
+        upstream_url: the WMS's base URL.
+        wms_probe: the path GET on the WMS and the statuses that count as up (``upstream.health``).
         audit: gives the application's audit writer (None: no audit check).
     """
 
@@ -92,7 +94,7 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
         session = request.app[session_key]
         keycloak, opa_check, wms, policy, active = await asyncio.gather(
             _keys(request.app[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
-            _probe(session, f"{upstream_url}/healthz"), _policy(session, opa.policy_status_url),
+            _probe(session, f"{upstream_url}{wms_probe.path}", wms_probe.expect_status), _policy(session, opa.policy_status_url),
             _active_revision(session, opa.url))
         policy = {**(policy or {}), "active": active}
         checks = {"keycloak_keys": keycloak, "opa": opa_check, "wms": wms}

@@ -115,6 +115,9 @@ def test_high_risk_operations_by_phase_and_step_up_challenges_are_not_alerts() -
                                 detail={"operation": "order_delete"}))
     assert done.facts["phase"] == "executed"
     assert d.observe(decision(5, verb="view", detail={})) == []
+    # a failure the WMS reported (in a 200 body, recorded as upstream_status 400) is not "executed"
+    [failed] = d.observe(decision(6, upstream_status=400, detail={"high_risk": "inventory_adjust"}))
+    assert failed.facts["phase"] == "failed" and "reported a failure" in failed.title_en
 
 
 def test_failed_logins_per_account_and_per_address() -> None:

@@ -54,3 +54,22 @@ def test_retention_without_an_archive_folder_or_key_is_refused(monkeypatch: pyte
                                                         "audit.signing_key_file": None})
     with pytest.raises(ConfigError, match="spool_max_bytes"):
         load_config(REPO / "config" / "gateway.yaml", {"audit.spool_max_bytes": 0})
+
+
+def test_wms_health_probe_is_configurable() -> None:
+    """A WMS without /healthz names the path it answers on and the statuses that mean 'up'."""
+    default = load_config(REPO / "config" / "gateway.yaml").upstream.health
+    assert default.path == "/healthz" and default.expect_status == (200,)
+    cfg = load_config(REPO / "config" / "gateway.yaml",
+                      {"upstream.health": {"path": "/api/login/", "expect_status": [200, 302]}})
+    assert cfg.upstream.health.path == "/api/login/" and cfg.upstream.health.expect_status == (200, 302)
+
+
+@pytest.mark.parametrize("health, message", [
+    ({"path": "healthz"}, "upstream.health must be"),
+    ({"path": "/", "expect_status": [700]}, "expect_status"),
+    ({"path": "/", "status": 200}, "unknown key"),
+])
+def test_bad_wms_health_probe_is_refused(health: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "config" / "gateway.yaml", {"upstream.health": health})

@@ -22,7 +22,8 @@ from proxy.hygiene import HygieneError, check_headers, check_target
     ("/api/reports/finance%3Bx=1", "path_parameters"),
     ("//api/reports/finance", "empty_segment"),
     ("/api//reports/finance", "empty_segment"),
-    ("/api/orders/", "empty_segment"),
+    ("/api/orders//", "empty_segment"),
+    ("/api//", "empty_segment"),
     ("/api/orders/%252e%252e", "double_encoding"),
     ("/api/orders/SO1%00", "control_character"),
     ("/api/orders/SO1%0d%0aX: y", "bad_character"),
@@ -53,6 +54,14 @@ def test_clean_target_is_decoded_once_and_raw_parts_kept() -> None:
 
 def test_root_path_is_one_empty_segment() -> None:
     assert check_target("GET", "/").segments == [""]
+
+
+def test_one_trailing_slash_is_an_empty_last_segment() -> None:
+    """Django/DRF URLs end in one '/': it is kept as a path of its own (matched exactly)."""
+    clean = check_target("GET", "/goods/12/?page=2")
+    assert clean.segments == ["goods", "12", ""]
+    assert clean.raw_path == "/goods/12/"
+    assert check_target("GET", "/goods/").segments == ["goods", ""]
 
 
 @pytest.mark.parametrize("method", ["TRACE", "CONNECT", "OPTIONS", "PROPFIND"])

@@ -73,3 +73,34 @@ def test_csv_without_masked_columns_is_unchanged() -> None:
 
     text = "a,b\r\n1,2\r\n"
     assert mask_csv(text, ("revenue",)) == text
+
+
+def test_nested_object_paths_are_masked() -> None:
+    order = {"customer_detail": {"name": "张三", "phone": "13800000000", "addr": {"city": "合肥", "line": "x"}},
+             "phone": "kept"}
+    mask_fields(order, ("customer_detail.phone", "customer_detail.addr.line", "customer_detail.absent.x"))
+    assert order == {"customer_detail": {"name": "张三", "phone": "***", "addr": {"city": "合肥", "line": "***"}},
+                     "phone": "kept"}
+
+
+def test_double_star_masks_a_field_at_any_depth_through_lists() -> None:
+    doc = {"phone": "1", "results": [{"supplier": {"phone": "2", "contacts": [{"phone": "3"}]}}, {"phone": 4}]}
+    mask_fields(doc, ("**.phone",))
+    assert doc == {"phone": "***", "results": [{"supplier": {"phone": "***", "contacts": [{"phone": "***"}]}},
+                                                {"phone": None}]}
+
+
+def test_lists_are_walked_with_or_without_brackets() -> None:
+    a = {"items": [{"price": 1}, {"price": 2}]}
+    b = {"items": [{"price": 1}, {"price": 2}]}
+    mask_fields(a, ("items[].price",))
+    mask_fields(b, ("items.price",))
+    assert a == b == {"items": [{"price": None}, {"price": None}]}
+
+
+def test_csv_columns_are_masked_by_label_too() -> None:
+    from authorizer.obligations import mask_csv
+
+    text = "商品编码,商品名称,商品成本\r\nA01,螺丝,1.25\r\n"
+    assert mask_csv(text, ("**.goods_cost",), {"商品成本": "goods_cost"}) == \
+        "商品编码,商品名称,商品成本\r\nA01,螺丝,***\r\n"

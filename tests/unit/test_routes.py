@@ -136,3 +136,33 @@ def test_duplicate_routes_are_refused() -> None:
 def test_version_is_required() -> None:
     with pytest.raises(RouteMapError, match="version must be 1"):
         RouteMap.from_text("routes: []\n", "r.yaml")
+
+
+DRF_MAP = BASE + """  - {route: 'GET /goods/', module: orders, verb: view, kind: list, list: {rows: results}}
+  - {route: 'GET /goods/{id}/', module: orders, verb: view, attributes: {warehouse: const.HF}}
+  - {route: 'GET /goods', module: orders, verb: export, kind: list, list: {rows: results}}
+"""
+
+
+def test_trailing_slash_templates_match_exactly() -> None:
+    """A Django/DRF URL ends in one '/': '/goods/' and '/goods' are different routes."""
+    routes = RouteMap.from_text(DRF_MAP, "routes.yaml")
+    listed = routes.match("GET", ["goods", ""])
+    assert listed is not None and listed.route.verb == "view"
+    bare = routes.match("GET", ["goods"])
+    assert bare is not None and bare.route.verb == "export"
+    item = routes.match("GET", ["goods", "12", ""])
+    assert item is not None and item.params == {"id": "12"}
+    assert routes.match("GET", ["goods", "12"]) is None
+
+
+def test_a_parameter_never_matches_an_empty_segment() -> None:
+    routes = RouteMap.from_text(DRF_MAP, "routes.yaml")
+    assert routes.match("GET", ["goods", "", ""]) is None
+
+
+@pytest.mark.parametrize("template", ["/goods//", "//goods/", "/goods//x/"])
+def test_templates_with_empty_segments_are_refused(template: str) -> None:
+    text = BASE + f"  - {{route: 'GET {template}', module: orders, verb: view, kind: list, list: {{rows: r}}}}\n"
+    with pytest.raises(RouteMapError, match="routes.yaml:5: bad path template"):
+        RouteMap.from_text(text, "routes.yaml")

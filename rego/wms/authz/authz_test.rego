@@ -272,3 +272,31 @@ test_a_permanent_role_is_not_limited_by_another_roles_window if {
 	d := authz.decision with input as object.union(inp, {"subject": {"roles": ["temp_picker", "picker"]}})
 	d.allow
 }
+
+scoped_masks := {"goods": [
+	{"permission": "order_amounts:view", "fields": ["goods_cost"], "modules": ["inventory"]},
+	{"permission": "order_amounts:view", "fields": ["supplier_detail.phone"], "routes": ["GET /goods/{id}/"]},
+	{"permission": "order_amounts:view", "fields": ["**.secret"]},
+]}
+
+test_a_mask_limited_to_modules_applies_only_to_their_answers if {
+	res := {"kind": "item", "attributes": {"warehouse": ["HF"]}}
+	inv := authz.decision with input as request(person(["warehouse_keeper"], hf_staff), "inventory", "view", res)
+		with data.wms.masks as scoped_masks
+	inv.obligations.mask == {"goods_cost", "**.secret"}
+	keeper := person(["warehouse_keeper"], hf_staff)
+	ord := authz.decision with input as request(keeper, "orders", "view", order("HF", "jd"))
+		with data.wms.masks as scoped_masks
+	ord.obligations.mask == {"**.secret"}
+}
+
+test_a_mask_limited_to_routes_applies_only_to_those_routes if {
+	res := {"kind": "item", "attributes": {"warehouse": ["HF"]}}
+	base := request(person(["warehouse_keeper"], hf_staff), "locations", "view", res)
+	on_route := object.union(base, {"request": {"method": "GET", "route": "/goods/{id}/"}})
+	d := authz.decision with input as on_route with data.wms.masks as scoped_masks
+	d.obligations.mask == {"supplier_detail.phone", "**.secret"}
+	elsewhere := object.union(base, {"request": {"method": "GET", "route": "/goods/"}})
+	e := authz.decision with input as elsewhere with data.wms.masks as scoped_masks
+	e.obligations.mask == {"**.secret"}
+}

@@ -63,11 +63,28 @@ filter_values(dim) := ["*"] if {
 # title: Mask
 # description: >-
 #   Field paths to mask because the person lacks the permission that reveals them.
-#   Every rule applies to every answer, whatever the request's module: an answer
-#   that embeds an order (a review, a pick confirmation) is masked like the order.
+#   A rule without modules or routes applies to every answer, whatever the request's
+#   module: an answer that embeds an order (a review, a pick confirmation) is masked
+#   like the order. A rule with modules or routes applies only to those answers.
 mask contains field if {
 	some rules in data.wms.masks
 	some rule in rules
 	not rule.permission in granted
+	mask_applies(rule)
 	some field in rule.fields
 }
+
+# METADATA
+# title: Mask applies
+# description: >-
+#   A mask rule applies to every answer unless it names modules (the request's
+#   module) or routes ("METHOD /template" of the route map) it is limited to.
+# scope: document
+mask_applies(rule) if {
+	not rule.modules
+	not rule.routes
+}
+
+mask_applies(rule) if input.action.module in rule.modules
+
+mask_applies(rule) if concat(" ", [input.request.method, input.request.route]) in rule.routes

@@ -1,0 +1,150 @@
+"""Making a WMS answer safe to relay: the conventions of the WMS behind the gateway.
+
+Legacy WMSs leak in their answers: a debug page on a 500 (one echoed a tenant
+token), banner headers naming the server software, absolute links to the WMS's
+internal address in ``Location`` and in JSON (DRF's ``next``/``previous``), and a
+failure reported inside a 200 body (``{"detail": ..., "status_code": 400}``), which
+would otherwise be audited as a success. This module knows those conventions
+(``upstream.answers`` in the gateway config); :mod:`proxy.forward` applies them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from authorizer.config import AnswerSettings
+from proxy.responses import Refusal
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+                        "transfer-encoding", "upgrade", "proxy-connection"})
+_NEVER_RETURN = HOP_BY_HOP | {"content-length", "content-encoding", "set-cookie"}
+#: Headers of a replaced 5xx answer that still reach the client.
+_KEPT_ON_REPLACE = frozenset({"retry-after"})
+
+
+class UpstreamFailure(Refusal):
+    """The WMS answered with an error whose body the client must not see (a 5xx, or a
+    non-JSON 4xx where the decision requires masking): the gateway answers with its own
+    error of the same status. ``upstream_status``/``upstream_ms`` go to the audit record."""
+
+    upstream_status: int = 0
+    upstream_ms: float = 0.0
+
+
+def upstream_error(status: int, ms: float, retry_after: str | None) -> UpstreamFailure:
+    """The gateway's own answer for a WMS error ``status`` (its body is dropped).
+
+    Args:
+        status: the WMS's status (kept for the client: 500, 503...).
+        ms: how long the WMS took, milliseconds.
+        retry_after: the WMS's ``Retry-After`` header, kept when present.
+    """
+    server_side = status >= 500
+    failure = UpstreamFailure(
+        status, "upstream_error",
+        "WMS 处理请求时出错;错误详情已隐藏,请把决策编号告知管理员" if server_side else "WMS 拒绝了此请求",
+        "the WMS failed while handling the request; its error details are withheld, "
+        "give the decision id to an administrator" if server_side else "the WMS refused the request",
+        headers={"Retry-After": retry_after} if retry_after else {})
+    failure.upstream_status, failure.upstream_ms = status, ms
+    return failure
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+@dataclass(frozen=True)
+class BodyOutcome:
+    """What a JSON answer's body says about the outcome.
+
+    Attributes:
+        status: the status the body reports (``status_field``), or None when it reports none.
+        links: how many absolute WMS links were rewritten to the gateway's origin.
+    """
+
+    status: int | None
+    links: int
+
+
+class AnswerConventions:
+    """The WMS's answer conventions, applied to every answer.
+
+    Args:
+        settings: ``upstream.answers`` (banner headers, the body status field, extra origins).
+        upstream_url: the WMS's base URL (its origin is always rewritten).
+    """
+
+    def __init__(self, settings: AnswerSettings, upstream_url: str) -> None:
+        self._drop = frozenset(h.lower() for h in settings.drop_headers) | _NEVER_RETURN
+        self._status_field = settings.status_field
+        self._origins = tuple(dict.fromkeys([_origin(upstream_url), *(_origin(o) for o in settings.origins)]))
+
+    @property
+    def reads_json(self) -> bool:
+        """True when every JSON answer must be read (a body status field, or links to rewrite)."""
+        return self._status_field is not None or bool(self._origins)
+
+    def response_headers(self, upstream: CIMultiDictProxy[str], public_origin: str) -> CIMultiDict[str]:
+        """The WMS's headers as the client may see them: hop-by-hop, banner (``Server``,
+        ``X-Powered-By``...) and cookie headers dropped, a ``Location`` on the WMS rewritten
+        to ``public_origin`` (scheme://host[:port] of the gateway as clients reach it)."""
+        listed = {t.strip().lower() for v in upstream.getall("Connection", []) for t in v.split(",")}
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in upstream.items():
+            lower = name.lower()
+            if lower in self._drop or lower in listed:
+                continue
+            out.add(name, self.rewrite_url(value, public_origin) if lower in ("location", "content-location")
+                    else value)
+        return out
+
+    @staticmethod
+    def replaced_headers(upstream: CIMultiDictProxy[str]) -> str | None:
+        """The ``Retry-After`` of an answer whose body is replaced (the only header kept)."""
+        return next((v for k, v in upstream.items() if k.lower() in _KEPT_ON_REPLACE), None)
+
+    def rewrite_url(self, value: str, public_origin: str) -> str:
+        """``value`` with a leading WMS origin replaced by ``public_origin`` (else unchanged)."""
+        lower = value.lower()
+        for origin in self._origins:
+            if lower.startswith(origin) and (len(value) == len(origin) or value[len(origin)] in "/?#"):
+                return public_origin + value[len(origin):]
+        return value
+
+    def inspect(self, document: Any, public_origin: str) -> BodyOutcome:
+        """Rewrite absolute WMS links anywhere in a JSON ``document`` (in place) and read the
+        status its body reports (``status_field``, an integer 100-599 at the top level)."""
+        links = self._rewrite_links(document, public_origin) if self._origins else 0
+        status = None
+        if self._status_field is not None and isinstance(document, dict):
+            value = document.get(self._status_field)
+            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+                status = value
+            elif isinstance(value, str) and value.isdigit() and 100 <= int(value) <= 599:
+                status = int(value)
+        return BodyOutcome(status, links)
+
+    def _rewrite_links(self, node: Any, public_origin: str) -> int:
+        count = 0
+        if isinstance(node, dict):
+            items = node.items()
+        elif isinstance(node, list):
+            items = enumerate(node)  # type: ignore[assignment]
+        else:
+            return 0
+        for key, value in list(items):
+            if isinstance(value, str):
+                if "://" in value:
+                    new = self.rewrite_url(value, public_origin)
+                    if new is not value and new != value:
+                        node[key] = new
+                        count += 1
+            elif isinstance(value, (dict, list)):
+                count += self._rewrite_links(value, public_origin)
+        return count

@@ -1,0 +1,188 @@
+"""A WMS's answer conventions: banners dropped, WMS links rewritten, failures in a 200 body read,
+5xx debug pages withheld (in-process: a stand-in WMS and the real Forwarder over loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from authorizer.config import AnswerSettings, UpstreamSettings
+from proxy.forward import Forwarder, Rewrite
+from proxy.responses import Refusal
+from proxy.upstream_answer import AnswerConventions, UpstreamFailure
+
+PUBLIC = "https://gw.example.com"
+WMS = "http://wms.internal:8000"
+
+
+def conventions(**kwargs: Any) -> AnswerConventions:
+    return AnswerConventions(AnswerSettings(**kwargs), WMS)
+
+
+def test_banner_and_hop_by_hop_headers_are_dropped_and_location_rewritten() -> None:
+    upstream = CIMultiDictProxy(CIMultiDict([
+        ("Server", "WSGIServer/0.2 CPython/3.8.10"), ("X-Powered-By", "Django"), ("Connection", "close, X-Trace"),
+        ("X-Trace", "abc"), ("Location", "http://WMS.internal:8000/goods/?page=2"), ("Set-Cookie", "sessionid=1"),
+        ("Content-Type", "application/json"), ("X-Custom", "kept")]))
+    out = conventions().response_headers(upstream, PUBLIC)
+    assert "Server" not in out and "X-Powered-By" not in out and "X-Trace" not in out and "Set-Cookie" not in out
+    assert out["Location"] == "https://gw.example.com/goods/?page=2"
+    assert out["X-Custom"] == "kept"
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("http://wms.internal:8000/goods/?page=2", "https://gw.example.com/goods/?page=2"),
+    ("http://wms.internal:8000", "https://gw.example.com"),
+    ("http://wms.internal:80001/x", "http://wms.internal:80001/x"),       # another port is another origin
+    ("http://wms.internal:8000.evil.com/x", "http://wms.internal:8000.evil.com/x"),
+    ("https://cdn.example.com/img.png", "https://cdn.example.com/img.png"),
+    ("/goods/?page=2", "/goods/?page=2"),
+])
+def test_only_the_wms_origin_is_rewritten(value: str, expected: str) -> None:
+    assert conventions().rewrite_url(value, PUBLIC) == expected
+
+
+def test_links_anywhere_in_json_are_rewritten_including_extra_origins() -> None:
+    doc = {"count": 3, "next": "http://wms.internal:8000/goods/?page=2", "previous": None,
+           "results": [{"image": "http://wms.example.cn/media/1.png", "name": "http://not-a-link"}]}
+    outcome = conventions(origins=("http://wms.example.cn",)).inspect(doc, PUBLIC)
+    assert outcome.links == 2
+    assert doc["next"] == "https://gw.example.com/goods/?page=2"
+    assert doc["results"][0] == {"image": "https://gw.example.com/media/1.png", "name": "http://not-a-link"}
+
+
+@pytest.mark.parametrize("document, status", [
+    ({"detail": "Please Add Openid", "status_code": 400}, 400),
+    ({"detail": "x", "status_code": "403"}, 403),
+    ({"status_code": True}, None),
+    ({"status_code": 42}, None),
+    ([{"status_code": 500}], None),
+    ({"results": []}, None),
+])
+def test_the_status_a_200_body_reports_is_read(document: Any, status: int | None) -> None:
+    assert conventions(status_field="status_code").inspect(document, PUBLIC).status == status
+
+
+# --- the Forwarder against a stand-in WMS ------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _through(wms_handler: Handler, rewrite: Rewrite | None = None,
+                   answers: AnswerSettings | None = None) -> tuple[int, dict[str, str], bytes, Any]:
+    """Run one GET through a Forwarder in front of ``wms_handler``; returns the client's view
+    (status, headers, body) and the UpstreamResult (or the raised refusal)."""
+    wms = web.Application()
+    wms.router.add_route("*", "/{tail:.*}", wms_handler)
+    wms_runner = web.AppRunner(wms)
+    await wms_runner.setup()
+    site = web.TCPSite(wms_runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    upstream_url = f"http://127.0.0.1:{port}"
+    outcome: dict[str, Any] = {}
+    async with aiohttp.ClientSession() as session:
+        forwarder = Forwarder(session, UpstreamSettings(url=upstream_url, answers=answers or AnswerSettings(
+            status_field="status_code")))
+
+        async def gateway(request: web.Request) -> web.StreamResponse:
+            try:
+                response, result = await forwarder.forward(request, request.raw_path, CIMultiDict(), None, rewrite,
+                                                           {"X-Decision-Id": "d1"}, PUBLIC)
+            except Refusal as refusal:
+                outcome["result"] = refusal
+                return web.json_response({"error": refusal.code}, status=refusal.status)
+            outcome["result"] = result
+            return response
+
+        gw = web.Application()
+        gw.router.add_route("*", "/{tail:.*}", gateway)
+        gw_runner = web.AppRunner(gw)
+        await gw_runner.setup()
+        gw_site = web.TCPSite(gw_runner, "127.0.0.1", 0)
+        await gw_site.start()
+        gw_port = gw_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        async with session.get(f"http://127.0.0.1:{gw_port}/goods/", allow_redirects=False) as resp:
+            status, headers, body = resp.status, dict(resp.headers), await resp.read()
+        await gw_runner.cleanup()
+    await wms_runner.cleanup()
+    return status, headers, body, outcome.get("result")
+
+
+def run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_a_5xx_debug_page_never_reaches_the_client() -> None:
+    async def debug_page(_: web.Request) -> web.Response:
+        return web.Response(status=500, text="<h1>OperationalError</h1><pre>HTTP_TOKEN = 'tenant-secret-hf'</pre>",
+                            content_type="text/html", headers={"Server": "WSGIServer/0.2", "Retry-After": "3"})
+
+    status, headers, body, failure = run(_through(debug_page))
+    assert status == 500
+    assert b"tenant-secret" not in body and b"OperationalError" not in body
+    assert json.loads(body)["error"] == "upstream_error"
+    assert isinstance(failure, UpstreamFailure) and failure.upstream_status == 500
+    assert failure.headers == {"Retry-After": "3"}
+
+
+def test_a_failure_inside_a_200_body_is_the_recorded_outcome() -> None:
+    async def drf_error(_: web.Request) -> web.Response:
+        return web.json_response({"detail": "Goods code exists", "status_code": 400},
+                                 headers={"Server": "WSGIServer/0.2"})
+
+    status, headers, body, result = run(_through(drf_error))
+    assert status == 200 and json.loads(body)["detail"] == "Goods code exists"  # the client sees what it expects
+    assert "WSGIServer" not in headers.get("Server", "")
+    assert result.status == 400
+    assert result.detail["upstream_http_status"] == 200 and result.detail["upstream_failure_in_body"] is True
+
+
+def test_json_links_and_location_point_at_the_gateway_even_without_obligations() -> None:
+    async def page(request: web.Request) -> web.Response:
+        base = f"http://{request.host}"
+        return web.json_response({"count": 30, "next": f"{base}/goods/?page=2", "results": []},
+                                 headers={"Location": f"{base}/goods/"}, status=201)
+
+    status, headers, body, result = run(_through(page))
+    assert status == 201
+    assert json.loads(body)["next"] == "https://gw.example.com/goods/?page=2"
+    assert headers["Location"] == "https://gw.example.com/goods/"
+    assert result.detail["links_rewritten"] == 1
+
+
+def test_masks_apply_to_error_answers_too() -> None:
+    async def echo_400(_: web.Request) -> web.Response:
+        return web.json_response({"goods_cost": 12.5, "detail": "bad"}, status=400)
+
+    def mask_cost(document: Any, status: int) -> dict[str, Any]:
+        document["goods_cost"] = None
+        return {"masked": ["goods_cost"], "status_seen": status}
+
+    status, _, body, result = run(_through(echo_400, Rewrite(mask_cost)))
+    assert status == 400 and json.loads(body) == {"goods_cost": None, "detail": "bad"}
+    assert result.detail["status_seen"] == 400
+
+
+def test_an_unreadable_4xx_page_is_replaced_when_the_decision_needs_a_rewrite() -> None:
+    async def html_404(_: web.Request) -> web.Response:
+        return web.Response(status=404, text="<h1>Page not found</h1><p>URLconf: ^admin/ ^goods/</p>",
+                            content_type="text/html")
+
+    status, _, body, failure = run(_through(html_404, Rewrite(lambda d, s: {})))
+    assert status == 404 and b"URLconf" not in body
+    assert isinstance(failure, UpstreamFailure) and failure.upstream_status == 404
+
+
+def test_an_unreadable_2xx_answer_is_refused_when_the_decision_needs_a_rewrite() -> None:
+    async def binary(_: web.Request) -> web.Response:
+        return web.Response(body=b"\x00\x01", content_type="application/octet-stream")
+
+    status, _, _, refusal = run(_through(binary, Rewrite(lambda d, s: {})))
+    assert status == 502 and refusal.code == "response_not_enforceable"
