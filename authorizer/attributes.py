@@ -135,17 +135,29 @@ class AttributeResolver:
             TTLCache(maxsize=50_000, ttl=cache_seconds) if cache_seconds > 0 else None)
         self._max_concurrency = max_concurrency
 
-    async def resolve(self, route: Route, parts: RequestParts) -> Resource:
+    async def resolve(self, route: Route, parts: RequestParts, tenant: tuple[str, str] | None = None,
+                      credentials: Mapping[str, str] | None = None) -> Resource:
         """Build the :class:`Resource` for ``route`` from ``parts`` and lookups.
+
+        Args:
+            route: the matched route.
+            parts: the request's path parameters, query and body.
+            tenant: ``(dimension, value)`` when the WMS has one tenant per warehouse: the
+                resource lies in that tenant (lists included) and lookups run in it.
+            credentials: the WMS credential headers of that tenant, sent on lookups.
 
         Raises:
             BadResourceInput: a lookup key is missing from the request.
             LookupFailed: the WMS failed a lookup.
         """
         resource = Resource(kind=route.kind, id=resource_id(route, parts))
+        if tenant is not None:
+            resource.attributes[tenant[0]] = [tenant[1]]
         if route.kind == "list":
             return resource
         for dim, source in route.attributes.items():
+            if tenant is not None and dim == tenant[0]:
+                continue  # the tenant was chosen from these values already
             values = source_values(source, parts)
             if not values and route.kind == "aggregate":
                 values = ["*"]
@@ -157,36 +169,41 @@ class AttributeResolver:
                 raise BadResourceInput(f"{key_source} is required")
             if len(keys) > self._max_keys:
                 raise BadResourceInput(f"{key_source} names {len(keys)} resources; at most {self._max_keys} per request")
-            results = await self._lookup_all(lookup, keys)
+            results = await self._lookup_all(lookup, keys, tenant[1] if tenant else "", credentials or {})
             if any(r is _NOT_FOUND for r in results):
                 resource.found = False
             merged: dict[str, list[str]] = {dim: [] for dim in lookup.attributes}
             for result in results:
                 for dim, values in result.items():
                     merged[dim].extend(v for v in values if v not in merged[dim])
+            if tenant is not None:  # a tenant's rows carry no warehouse: the tenant is where they are
+                merged.pop(tenant[0], None)
             resource.attributes.update(merged)
         return resource
 
-    async def _lookup_all(self, lookup: Lookup, keys: list[str]) -> list[dict[str, list[str]]]:
+    async def _lookup_all(self, lookup: Lookup, keys: list[str], tenant: str,
+                          credentials: Mapping[str, str]) -> list[dict[str, list[str]]]:
         if len(keys) == 1:
-            return [await self._lookup(lookup, keys[0])]
+            return [await self._lookup(lookup, keys[0], tenant, credentials)]
         semaphore = asyncio.Semaphore(self._max_concurrency)
 
         async def one(key: str) -> dict[str, list[str]]:
             async with semaphore:
-                return await self._lookup(lookup, key)
+                return await self._lookup(lookup, key, tenant, credentials)
 
         return list(await asyncio.gather(*(one(k) for k in dict.fromkeys(keys))))
 
-    async def _lookup(self, lookup: Lookup, key: str) -> dict[str, list[str]]:
+    async def _lookup(self, lookup: Lookup, key: str, tenant: str,
+                      credentials: Mapping[str, str]) -> dict[str, list[str]]:
         if not key or key in (".", ".."):
             return _NOT_FOUND
         path = lookup.path.replace("{id}", quote(key, safe=""))
-        if self._cache is not None and (hit := self._cache.get(path)) is not None:
+        cache_key = f"{tenant}\0{path}"  # one id in two tenants is two records
+        if self._cache is not None and (hit := self._cache.get(cache_key)) is not None:
             return hit
         try:
-            async with self._session.get(self._upstream + path, headers=self._headers, timeout=self._timeout,
-                                         allow_redirects=False) as resp:
+            async with self._session.get(self._upstream + path, headers={**self._headers, **credentials},
+                                         timeout=self._timeout, allow_redirects=False) as resp:
                 if resp.status == 404:
                     result = _NOT_FOUND
                 elif resp.status != 200:
@@ -200,5 +217,5 @@ class AttributeResolver:
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             raise LookupFailed(f"lookup {lookup.name} {key!r}: {exc!r}") from exc
         if self._cache is not None:
-            self._cache[path] = result
+            self._cache[cache_key] = result
         return result

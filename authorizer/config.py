@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from authorizer.tenancy import TenantSettings
 from authorizer.tls import TlsSettings, is_loopback_url
 
 
@@ -69,13 +70,15 @@ class CredentialSettings:
     """A credential header the legacy WMS expects from its callers.
 
     Either ``file`` (one static secret) or ``per_warehouse`` (warehouse code ->
-    secret file; the resource's single warehouse chooses) is set. Secrets are read
-    once at start; the files hold the raw value.
+    secret file; the request's tenant warehouse chooses) is set. Secrets are read
+    once at start; the files hold the raw value. ``format`` is the header value with
+    ``{secret}`` for the secret (``Token {secret}``; default the secret alone).
     """
 
     header: str
     file: Path | None = None
     per_warehouse: dict[str, Path] = field(default_factory=dict)
+    format: str = "{secret}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,21 @@ class AnswerSettings:
     origins: tuple[str, ...] = ()
 
 
+def _tenant(section: Any) -> TenantSettings | None:
+    if not section:
+        return None
+    if not isinstance(section, dict):
+        raise ConfigError("config: upstream.tenant must be {dimension: warehouse, query_param: warehouse}")
+    unknown = set(section) - {"dimension", "query_param"}
+    if unknown:
+        raise ConfigError(f"config: upstream.tenant: unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        return TenantSettings(str(section.get("dimension", "warehouse")),
+                              section.get("query_param", "warehouse") or None)
+    except ValueError as exc:
+        raise ConfigError(f"config: {exc}") from exc
+
+
 def _answers(section: Any) -> AnswerSettings:
     if section is None:
         return AnswerSettings()
@@ -164,6 +182,7 @@ class UpstreamSettings:
         max_transform_bytes: largest response body read for masking/filtering (502 beyond).
         health: how the health endpoint probes the WMS.
         answers: the WMS's answer conventions (banners, failure in a 200 body, link origins).
+        tenant: one WMS credential per warehouse (rows carry no warehouse), or None.
     """
 
     url: str
@@ -176,6 +195,7 @@ class UpstreamSettings:
     max_transform_bytes: int = 32 << 20
     health: HealthProbe = field(default_factory=HealthProbe)
     answers: AnswerSettings = field(default_factory=AnswerSettings)
+    tenant: TenantSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -405,10 +425,17 @@ def _credentials(base: Path, items: list[dict[str, Any]]) -> tuple[CredentialSet
     for item in items:
         if "header" not in item or ("file" in item) == ("per_warehouse" in item):
             raise ConfigError("config: each upstream.credentials entry needs 'header' and one of 'file', 'per_warehouse'")
+        unknown = set(item) - {"header", "file", "per_warehouse", "format"}
+        if unknown:
+            raise ConfigError(f"config: upstream.credentials: unknown key(s) {', '.join(sorted(unknown))}")
+        fmt = str(item.get("format", "{secret}"))
+        if "{secret}" not in fmt:
+            raise ConfigError("config: upstream.credentials format must contain {secret}")
         out.append(CredentialSettings(
             header=item["header"],
             file=resolve_path(base, item["file"]) if "file" in item else None,
             per_warehouse={k: resolve_path(base, v) for k, v in (item.get("per_warehouse") or {}).items()},
+            format=fmt,
         ))
     return tuple(out)
 
@@ -509,6 +536,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 max_transform_bytes=int(up.get("max_transform_bytes", 32 << 20)),
                 health=_health_probe(up.get("health")),
                 answers=_answers(up.get("answers")),
+                tenant=_tenant(up.get("tenant")),
             ),
             audit=AuditSettings(
                 url=os.path.expandvars(str(audit["url"])),

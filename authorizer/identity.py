@@ -24,10 +24,9 @@ from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from authorizer.config import OidcSettings
+from authorizer.scope import SCOPE_DIMENSIONS
 
 T = TypeVar("T")
-
-SCOPE_DIMENSIONS: tuple[str, ...] = ("warehouse", "channel", "order_type")
 
 
 @dataclass(frozen=True)
@@ -50,6 +49,9 @@ class Principal:
         grants: temporary grants ``(role, valid_from, valid_until)``, seconds since the
             epoch (UTC), from the ``wms_grants`` claim; outside its window the role does
             not count (the policy decides). An unreadable grant gets an empty window.
+        attributes: every verified claim of the token, by name (user attributes mapped
+            into the token, e.g. the caller's staff id per WMS tenant); the WMS identity
+            headers read them (``{attr:NAME}``).
     """
 
     user_id: str
@@ -64,6 +66,7 @@ class Principal:
     token_id: str | None = None
     issued_at: int | None = None
     grants: tuple[tuple[str, int, int], ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def policy_subject(self) -> dict[str, Any]:
         """The ``input.subject`` document sent to the PDP."""
@@ -282,6 +285,7 @@ class TokenVerifier:
             token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
             issued_at=int(claims["iat"]) if isinstance(claims.get("iat"), (int, float)) else None,
             grants=tuple(parse_grant(g) for g in _strings(claims.get(self._s.grants_claim))),
+            attributes=dict(claims),
         )
 
 

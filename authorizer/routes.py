@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from authorizer.caller_identity import template_problems
 from authorizer.identity import SCOPE_DIMENSIONS
 from authorizer.query_params import DEFAULT_ORDERING, QuerySpec
 
@@ -108,6 +109,8 @@ class Route:
         columns: header label -> field name, for CSV exports and HTML tables whose
             headers are labels (``商品成本: goods_cost``), so masks by field apply to them.
         query: the query parameters the route accepts (allow or deny list, ordering parameters).
+        body_identity: JSON body fields that carry who acts (``creater``, ``operator``), each
+            forced to the caller's value or refused when it differs.
     """
 
     method: str
@@ -126,11 +129,30 @@ class Route:
     html: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     query: QuerySpec = field(default_factory=QuerySpec)
+    body_identity: tuple["BodyIdentityField", ...] = ()
 
     @property
     def param_names(self) -> tuple[str, ...]:
         """Names of the ``{...}`` segments."""
         return tuple(m.group(1) for s in self.segments if (m := _PARAM_RE.match(s)))
+
+
+@dataclass(frozen=True)
+class BodyIdentityField:
+    """A body field that says who acts (the WMS records it as the creator or operator).
+
+    Attributes:
+        field: the top-level JSON member.
+        value: the caller's value, a header template (``{username}``, ``{attr:wms_staff_id}``).
+        mode: ``force`` (set to the caller's value, whatever was sent) or ``refuse`` (403
+            ``identity_field_mismatch`` when the body says someone else).
+        integer: the WMS wants a JSON number (a numeric staff id), not a string.
+    """
+
+    field: str
+    value: str
+    mode: str = "force"
+    integer: bool = False
 
 
 @dataclass(frozen=True)
@@ -277,7 +299,7 @@ class _Parser:
             raise self.fail(None, "each route must be a mapping")
         line = item.get("__line__")
         self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
-                         "also_when_body_has", "note", "html", "columns", "query"}, "route")
+                         "also_when_body_has", "note", "html", "columns", "query", "body_identity"}, "route")
         html = item.get("html")
         if html is not None and html not in HTML_KINDS:
             raise self.fail(item.get("__line__"), f"html {html!r} is not one of {', '.join(sorted(HTML_KINDS))}")
@@ -326,7 +348,8 @@ class _Parser:
                 self.source(part, line, params)
         sources = list(attributes.values()) + ([lookup[1]] if lookup else [])
         sources += [self.source(p, line, params) for p in TEMPLATE_PART.findall(str(resource_id or ""))]
-        needs_body = bool(also) or any(s.kind == "body" for s in sources)
+        body_identity = self.body_identity(item.get("body_identity"), line, method)
+        needs_body = bool(also) or bool(body_identity) or any(s.kind == "body" for s in sources)
         if kind in ("item", "bulk") and not attributes and lookup is None:
             note = item.get("note")
             if not note:
@@ -337,7 +360,29 @@ class _Parser:
             raise self.fail(line, "columns must map header labels to field names")
         return Route(method, template, segments, module, verb, kind, None if resource_id is None else str(resource_id),
                      attributes, lookup, list_spec, also, needs_body, line or 0, html, columns,
-                     self.query_spec(item.get("query"), line))
+                     self.query_spec(item.get("query"), line), body_identity)
+
+    def body_identity(self, spec: Any, line: int | None, method: str) -> tuple[BodyIdentityField, ...]:
+        if spec is None:
+            return ()
+        if not isinstance(spec, dict) or method not in ("POST", "PUT", "PATCH"):
+            raise self.fail(line, "body_identity maps body fields to the caller's value, on POST/PUT/PATCH routes")
+        out = []
+        for name, value in spec.items():
+            if name == "__line__":
+                continue
+            if isinstance(value, str):
+                value = {"value": value}
+            if not isinstance(value, dict) or not isinstance(value.get("value"), str):
+                raise self.fail(line, f"body_identity.{name}: give a template or {{value, mode, type}}")
+            self.keys(value, {"value", "mode", "type"}, f"body_identity.{name}")
+            mode, kind = value.get("mode", "force"), value.get("type", "string")
+            if mode not in ("force", "refuse") or kind not in ("string", "integer"):
+                raise self.fail(line, f"body_identity.{name}: mode is force|refuse, type is string|integer")
+            if problems := template_problems(value["value"]):
+                raise self.fail(line, f"body_identity.{name}: unknown placeholder(s) {', '.join(problems)}")
+            out.append(BodyIdentityField(str(name), value["value"], mode, kind == "integer"))
+        return tuple(out)
 
     def query_spec(self, spec: Any, line: int | None) -> QuerySpec:
         if spec is None:

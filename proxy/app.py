@@ -27,7 +27,8 @@ from authorizer.identity import JwksCache, TokenVerifier
 from authorizer.pdp import OpaClient
 from authorizer.revocation import RevocationCache, RevocationStore
 from authorizer.routes import RouteMap
-from proxy.forward import Forwarder, UpstreamIdentity
+from proxy.forward import Forwarder
+from proxy.upstream_identity import UpstreamIdentity
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
 from proxy.management import auth as auth_api

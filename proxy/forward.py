@@ -14,15 +14,13 @@ import csv
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from authorizer.config import CredentialSettings, UpstreamSettings
-from authorizer.identity import Principal
+from authorizer.config import UpstreamSettings
 from proxy.responses import Refusal, upstream_failed
 from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, upstream_error
 
@@ -53,55 +51,6 @@ class UpstreamResult:
     status: int
     ms: float
     detail: dict[str, Any]
-
-
-def _read_secret(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read credential file {path}: {exc}") from exc
-
-
-class UpstreamIdentity:
-    """The identity headers and credentials the WMS receives for a person.
-
-    Args:
-        settings: the upstream settings (header templates, credential files). Secret
-            files are read once here.
-
-    Raises:
-        ValueError: a credential file cannot be read.
-    """
-
-    def __init__(self, settings: UpstreamSettings) -> None:
-        self._templates = dict(settings.identity_headers)
-        self._static: dict[str, str] = {}
-        self._per_warehouse: dict[str, dict[str, str]] = {}
-        for cred in settings.credentials:
-            self._load(cred)
-
-    def _load(self, cred: CredentialSettings) -> None:
-        if cred.file is not None:
-            self._static[cred.header] = _read_secret(cred.file)
-        else:
-            self._per_warehouse[cred.header] = {wh: _read_secret(p) for wh, p in cred.per_warehouse.items()}
-
-    def headers(self, principal: Principal, warehouse: str | None) -> dict[str, str]:
-        """Headers to add for ``principal``; ``warehouse`` picks per-warehouse credentials.
-
-        Raises:
-            Refusal: a per-warehouse credential is configured but the request does
-                not name exactly one warehouse that has one (403 ``no_upstream_credential``).
-        """
-        values = {"username": principal.username, "user_id": principal.user_id, "roles": ",".join(principal.roles)}
-        out = {name: template.format(**values) for name, template in self._templates.items()}
-        out.update(self._static)
-        for header, secrets in self._per_warehouse.items():
-            if warehouse is None or warehouse not in secrets:
-                raise Refusal(403, "no_upstream_credential", "此请求无法确定唯一仓库,无法选择 WMS 凭据",
-                              "the request does not name one warehouse with a WMS credential")
-            out[header] = secrets[warehouse]
-        return out
 
 
 def upstream_request_headers(request: web.Request, strip: frozenset[str], added: dict[str, str],

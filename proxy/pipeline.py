@@ -19,14 +19,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote_plus, urlencode
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from authorizer.access import AccessService
 from authorizer.approvals import Approval, ApprovalStore, HeldRequest
-from authorizer.attributes import AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource
+from authorizer.attributes import (AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource,
+                                   source_values)
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditStore, AuditUnavailable, AuditWriter
 from authorizer.config import GatewayConfig
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
@@ -36,14 +37,17 @@ from authorizer.pdp import Decision, OpaClient, PdpUnavailable
 from authorizer.policy_input import build_policy_input
 from authorizer.query_params import masked_lookups, refused_parameters
 from authorizer.revocation import RevocationCache
+from authorizer.tenancy import TenantError, choose_tenant
 from authorizer.routes import Route, RouteMap, RouteMatch
 from proxy import browser, responses
+from proxy.body_identity import enforce_body_identity
 from proxy.browser_pages import nothing_in_scope_page
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
 from proxy.management import audit as audit_api
 from proxy.sso import SESSION_COOKIE, SsoService
-from proxy.forward import Forwarder, Rewrite, UpstreamIdentity, upstream_request_headers
+from proxy.forward import Forwarder, Rewrite, upstream_request_headers
+from proxy.upstream_identity import UpstreamIdentity
 from proxy.upstream_answer import UpstreamFailure
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.replay import ApprovalExecutor
@@ -71,6 +75,12 @@ class Gateway:
     access: AccessService | None
     sso: SsoService | None = None
     alerts: alerts_api.AlertsClient | None = None
+
+    @property
+    def gateway_params(self) -> frozenset[str]:
+        """Query parameters the gateway consumes itself (never forwarded to the WMS)."""
+        tenant = self.config.upstream.tenant
+        return frozenset({tenant.query_param}) if tenant is not None and tenant.query_param else frozenset()
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
@@ -177,9 +187,14 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
         raise responses.not_mapped()
     route = match.route
     record.module, record.verb = route.module, route.verb
-    check_query(target, route)
+    check_query(target, route, gw.gateway_params)
     body_bytes, body = await _read_body(request, gw) if route.needs_body else (None, None)
-    resource = await _resolve(gw.resolver, match, target, body)
+    tenant = choose_request_tenant(gw, match, target, body, principal)
+    if route.body_identity:
+        forced, changed = enforce_body_identity(route.body_identity, body, principal, tenant[1] if tenant else None)
+        if forced is not None:
+            body_bytes, record.detail["body_identity_set"] = forced, changed
+    resource = await _resolve(gw, match, target, body, tenant)
     record.resource_id = (resource.id or "")[:2048]
     record.warehouse, record.channel, record.order_type = (
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
@@ -189,13 +204,35 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
 
 
-def check_query(target: CleanTarget, route: Route) -> None:
-    """Refuse query parameters the route does not accept (its ``query:`` allow or deny list).
+def choose_request_tenant(gw: Gateway, match: RouteMatch, target: CleanTarget, body: Any,
+                          principal: Principal) -> tuple[str, str] | None:
+    """``(dimension, value)`` of the WMS tenant the request runs in (``upstream.tenant``), or
+    None when the WMS has no tenants (see :mod:`authorizer.tenancy`).
+
+    Raises:
+        Refusal: 400 ``tenant_required`` / ``ambiguous_tenant``.
+    """
+    settings = gw.config.upstream.tenant
+    if settings is None:
+        return None
+    source = match.route.attributes.get(settings.dimension)
+    try:
+        values = source_values(source, RequestParts(match.params, target.query, body)) if source else []
+        return settings.dimension, choose_tenant(settings, target.query, values, principal)
+    except BadResourceInput as exc:
+        raise responses.bad_body(str(exc)) from None
+    except TenantError as exc:
+        raise Refusal(400, exc.code, exc.zh, exc.en) from None
+
+
+def check_query(target: CleanTarget, route: Route, gateway_params: frozenset[str]) -> None:
+    """Refuse query parameters the route does not accept (its ``query:`` allow or deny list);
+    ``gateway_params`` (the tenant parameter) are the gateway's own and always accepted.
 
     Raises:
         Refusal: 400 ``query_parameter_not_allowed`` naming them.
     """
-    refused = refused_parameters(target.query, route.query, frozenset())
+    refused = refused_parameters(target.query, route.query, gateway_params)
     if refused:
         names = ", ".join(refused)
         raise Refusal(400, "query_parameter_not_allowed", f"此接口不接受查询参数:{names}",
@@ -300,9 +337,12 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def _resolve(resolver: AttributeResolver, match: RouteMatch, target: CleanTarget, body: Any) -> Resource:
+async def _resolve(gw: Gateway, match: RouteMatch, target: CleanTarget, body: Any,
+                   tenant: tuple[str, str] | None) -> Resource:
+    credentials = gw.identity.credentials(tenant[1]) if tenant else gw.identity.static_credentials()
     try:
-        return await resolver.resolve(match.route, RequestParts(match.params, target.query, body))
+        return await gw.resolver.resolve(match.route, RequestParts(match.params, target.query, body), tenant,
+                                         credentials)
     except BadResourceInput as exc:
         raise responses.bad_body(str(exc)) from None
     except LookupFailed:
@@ -436,6 +476,9 @@ async def hold_request(gw: Gateway, principal: Principal, route: Route, resource
                       f"you already have {MAX_PENDING_PER_REQUESTER} requests waiting for approval; "
                       "wait or withdraw some", headers={"Retry-After": "60"})
     record.detail.update({"acr": principal.acr, "auth_time": principal.auth_time})
+    identity = {n: principal.attributes[n] for n in sorted(gw.identity.attribute_names) if n in principal.attributes}
+    if identity:  # the request runs later under the same WMS identity (staff id per tenant...)
+        policy_input = {**policy_input, "subject": {**policy_input["subject"], "attributes": identity}}
     approval = await gw.approvals.create(HeldRequest(
         operation=rule["operation"], required_approvals=rule["approvals"], expires_seconds=rule["expires_seconds"],
         requester_id=principal.user_id, requester_username=principal.username, requester_roles=list(principal.roles),
@@ -448,9 +491,22 @@ async def hold_request(gw: Gateway, principal: Principal, route: Route, resource
     return approval
 
 
-def _credential_warehouse(resource: Resource, decision: Decision) -> str | None:
+def _credential_warehouse(gw: Gateway, resource: Resource, decision: Decision) -> str | None:
+    """The warehouse whose WMS credential the request uses: the tenant, else the resource's
+    single warehouse (or a list's single warehouse in scope)."""
+    tenant = gw.config.upstream.tenant
+    if tenant is not None:
+        return resource.attributes[tenant.dimension][0]
     values = resource.attributes.get("warehouse") or list(decision.obligations.row_filter.get("warehouse", ()))
     return values[0] if len(values) == 1 and values[0] != ALL else None
+
+
+def without_params(raw_query: str, names: frozenset[str]) -> str:
+    """``raw_query`` without the parameters ``names`` (compared decoded); the rest is kept byte for byte."""
+    if not names or not raw_query:
+        return raw_query
+    kept = [part for part in raw_query.split("&") if unquote_plus(part.partition("=")[0]) not in names]
+    return "&".join(kept)
 
 
 async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,
@@ -462,7 +518,8 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
     spec = route.list_spec
     if spec is not None:  # a list's audit record shows the scope it was narrowed to
         for dim, values in obligations.row_filter.items():
-            setattr(record, dim, ",".join(values))
+            if not resource.attributes.get(dim):  # a list pinned to a tenant shows the tenant
+                setattr(record, dim, ",".join(values))
     restricted = spec is not None and any(ALL not in v for v in obligations.row_filter.values())
     if spec is not None and restricted:
         narrowing = narrow_query(target.query, spec, obligations)
@@ -476,8 +533,11 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
             query_string = urlencode(list(narrowing.query.items()), quote_via=quote)
             record.detail["narrowed_query"] = query_string
     rewrite = _rewrite(route, decision, restricted)
-    added = gw.identity.headers(principal, _credential_warehouse(resource, decision))
+    added = gw.identity.headers(principal, _credential_warehouse(gw, resource, decision))
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
+    query_string = without_params(query_string, gw.gateway_params)
+    if body_bytes is not None:  # the gateway may have rewritten it (identity fields)
+        headers["Content-Length"] = str(len(body_bytes))
     path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
     try:
         response, result = await gw.forwarder.forward(request, path_and_query, headers, body_bytes, rewrite,

@@ -21,7 +21,7 @@ from authorizer.approvals import EXECUTED, OUTCOME_UNKNOWN, Approval, ApprovalSt
 from authorizer.audit import AuditRecord, AuditWriter
 from authorizer.config import UpstreamSettings
 from authorizer.identity import Principal
-from proxy.forward import UpstreamIdentity
+from proxy.upstream_identity import UpstreamIdentity
 from proxy.responses import Refusal
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,10 @@ class ApprovalExecutor:
 
     async def _run(self, approval: Approval) -> None:
         row = approval.row
+        subject = (row["decision_input"] or {}).get("subject") or {}
         requester = Principal(user_id=row["requester_id"], username=row["requester_username"],
-                              roles=tuple(r for r in row["requester_roles"].split(",") if r))
+                              roles=tuple(r for r in row["requester_roles"].split(",") if r),
+                              attributes=dict(subject.get("attributes") or {}))
         if row["path"].startswith("/_gateway/"):
             await self._run_internal(approval, requester)
             return

@@ -193,14 +193,16 @@ dimension_in_scope(dim) if {
 # description: >-
 #   Single, bulk and aggregate resources must lie inside the scope on every
 #   dimension of the module; lists need some scope on every dimension and are
-#   narrowed by the row_filter obligation.
+#   narrowed by the row_filter obligation, except on a dimension the list is
+#   pinned to (a WMS tenant per warehouse answers only for that warehouse), which
+#   the scope must cover.
 # scope: document
 default in_scope := false
 
 in_scope if {
 	input.resource.kind == "list"
 	every dim in module_def.dimensions {
-		count(scope_values(dim)) > 0
+		tenant_or_scope_covers(dim)
 	}
 }
 
@@ -211,3 +213,25 @@ in_scope if {
 		dimension_in_scope(dim)
 	}
 }
+
+# METADATA
+# title: List dimension in scope
+# description: >-
+#   A list not pinned on dim needs some scope there (its rows are narrowed); a list
+#   pinned on dim (input.resource.attributes[dim], the WMS tenant) needs the scope to
+#   cover the pinned value.
+# scope: document
+tenant_or_scope_covers(dim) if {
+	not pinned_dimension(dim)
+	count(scope_values(dim)) > 0
+}
+
+tenant_or_scope_covers(dim) if {
+	pinned_dimension(dim)
+	dimension_in_scope(dim)
+}
+
+# METADATA
+# title: List pinned
+# description: The list request names values on dim (the WMS tenant it runs in).
+pinned_dimension(dim) if count(input.resource.attributes[dim]) > 0

@@ -300,3 +300,15 @@ test_a_mask_limited_to_routes_applies_only_to_those_routes if {
 	e := authz.decision with input as elsewhere with data.wms.masks as scoped_masks
 	e.obligations.mask == {"**.secret"}
 }
+
+tenant_list(warehouse) := {"kind": "list", "attributes": {"warehouse": [warehouse]}}
+
+test_a_list_pinned_to_a_tenant_needs_the_scope_to_cover_it if {
+	keeper := person(["warehouse_keeper"], hf_staff)
+	inside := authz.decision with input as request(keeper, "inventory", "view", tenant_list("HF"))
+	inside.allow
+	inside.obligations.row_filter.warehouse == ["*"]
+	outside := authz.decision with input as request(keeper, "inventory", "view", tenant_list("SH"))
+	not outside.allow
+	"out_of_scope" in reason_codes(outside)
+}

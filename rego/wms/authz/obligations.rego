@@ -46,10 +46,21 @@ approval_obligation := held if {
 
 # METADATA
 # title: Row filter
-# description: For list requests, the values each row must carry on every dimension of the module.
+# description: >-
+#   For list requests, the values each row must carry on every dimension of the
+#   module; ["*"] on a dimension the list is pinned to (the WMS answers only for the
+#   pinned value, which in_scope checked against the scope).
+# scope: document
 row_filter[dim] := filter_values(dim) if {
 	input.resource.kind == "list"
 	some dim in module_def.dimensions
+	not pinned_dimension(dim)
+}
+
+row_filter[dim] := ["*"] if {
+	input.resource.kind == "list"
+	some dim in module_def.dimensions
+	pinned_dimension(dim)
 }
 
 # METADATA

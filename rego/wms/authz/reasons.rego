@@ -91,9 +91,8 @@ reason_set contains msg if {
 reason_set contains msg if {
 	not allow
 	permitted
-	input.resource.kind != "list"
 	some dim in module_def.dimensions
-	some value in input.resource.attributes[dim]
+	some value in input.resource.attributes[dim] # lists too: a list pinned to a WMS tenant
 	value != "*"
 	not covers(dim, value)
 	scope := scope_text(dim)

@@ -1,0 +1,100 @@
+"""Tenant per warehouse: a WMS where one credential is one warehouse and rows carry no warehouse.
+
+Many multi-tenant WMSs (GreaterWMS and other Django/DRF systems) scope every request
+by the credential it carries: the ``token`` of warehouse HF sees only HF's goods, and
+the goods rows have no warehouse field. The gateway then has to choose the tenant for
+each request itself, in this order:
+
+1. the gateway's own query parameter (``?warehouse=SH``), consumed by the gateway and
+   never forwarded (the WMS would not know it);
+2. the route's own attribute for the tenant dimension (``path.warehouse``...);
+3. the caller's data scope, when it holds exactly one value there (a keeper of HF).
+
+A caller with several warehouses (or ``*``) who names none gets 400 ``tenant_required``.
+The chosen tenant is the resource's attribute on that dimension (so the policy checks
+the caller's scope covers it, lists included) and picks the WMS credential.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from multidict import MultiMapping
+
+from authorizer.scope import SCOPE_DIMENSIONS
+
+if TYPE_CHECKING:
+    from authorizer.identity import Principal
+
+ALL = "*"
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """``upstream.tenant``: the dimension one WMS credential stands for.
+
+    Attributes:
+        dimension: the scope dimension (``warehouse``).
+        query_param: the gateway's own query parameter naming the tenant (never forwarded),
+            or None when clients cannot name one.
+    """
+
+    dimension: str = "warehouse"
+    query_param: str | None = "warehouse"
+
+    def __post_init__(self) -> None:
+        if self.dimension not in SCOPE_DIMENSIONS:
+            raise ValueError(f"upstream.tenant.dimension {self.dimension!r} is not one of {', '.join(SCOPE_DIMENSIONS)}")
+
+
+class TenantError(Exception):
+    """The tenant of a request cannot be chosen (answered with 400).
+
+    Attributes:
+        code: ``tenant_required`` or ``ambiguous_tenant``.
+        zh, en: the message in zh-CN and English.
+    """
+
+    def __init__(self, code: str, zh: str, en: str) -> None:
+        super().__init__(en)
+        self.code, self.zh, self.en = code, zh, en
+
+
+def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_values: list[str],
+                  principal: "Principal") -> str:
+    """The tenant a request runs under.
+
+    Args:
+        settings: the tenant dimension and the gateway's query parameter.
+        query: the request's decoded query.
+        route_values: values the route map's own sources give for the dimension (may be empty).
+        principal: the caller (their scope is the last resort).
+
+    Returns:
+        One tenant value (a warehouse code).
+
+    Raises:
+        TenantError: none can be chosen, or the request names several or contradicting ones.
+    """
+    dim, param = settings.dimension, settings.query_param
+    named = sorted(set(query.getall(param, []))) if param else []
+    given = sorted(set(route_values))
+    if len(named) > 1 or len(given) > 1 or (named and given and named != given):
+        raise TenantError("ambiguous_tenant", f"请求只能指定一个{_zh(dim)}(WMS 按{_zh(dim)}分租户)",
+                          f"a request names exactly one {dim} (the WMS has one tenant per {dim})")
+    if named or given:
+        value = (named or given)[0]
+        if value == ALL or not value:
+            raise TenantError("ambiguous_tenant", f"请指定具体的{_zh(dim)}", f"name one {dim}, not all of them")
+        return value
+    scope = [v for v in principal.scope.get(dim, ()) if v]
+    if len(scope) == 1 and scope[0] != ALL:
+        return scope[0]
+    hint = f"?{param}=..." if param else ""
+    raise TenantError("tenant_required", f"您可访问多个{_zh(dim)},请用 {hint} 指定一个",
+                      f"you may use several {dim}s: name one with {hint}".rstrip())
+
+
+def _zh(dim: str) -> str:
+    return {"warehouse": "仓库", "channel": "渠道", "order_type": "订单类型"}.get(dim, dim)
