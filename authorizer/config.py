@@ -316,6 +316,13 @@ def _mode(data: dict[str, Any], oidc: dict[str, Any]) -> str:
     return mode
 
 
+def _enforcement(value: Any) -> str:
+    """``enforce`` (default) or ``report``: shadow mode, refusals recorded as would_deny and forwarded."""
+    if value not in ("enforce", "report"):
+        raise ConfigError("config: enforcement must be enforce or report (shadow mode)")
+    return str(value)
+
+
 def _public_url(value: Any) -> str:
     if value is None:
         return ""
@@ -359,6 +366,7 @@ class GatewayConfig:
     trust_ca_file: Path | None = None
     mode: str = "production"
     public_url: str = ""
+    enforcement: str = "enforce"
 
     @property
     def public_origin(self) -> str:
@@ -567,6 +575,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             if (data.get("trust") or {}).get("ca_file") else None,
             mode=_mode(data, oidc),
             public_url=_public_url(data.get("public_url")),
+            enforcement=_enforcement(data.get("enforcement", "enforce")),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

@@ -111,6 +111,8 @@ class Route:
         query: the query parameters the route accepts (allow or deny list, ordering parameters).
         body_identity: JSON body fields that carry who acts (``creater``, ``operator``), each
             forced to the caller's value or refused when it differs.
+        enforcement: ``enforce`` or ``report`` (shadow mode) for this route; None = the
+            gateway's default (``enforcement:`` in its config).
     """
 
     method: str
@@ -130,6 +132,12 @@ class Route:
     columns: dict[str, str] = field(default_factory=dict)
     query: QuerySpec = field(default_factory=QuerySpec)
     body_identity: tuple["BodyIdentityField", ...] = ()
+    enforcement: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``METHOD /template``, how policy data (masks) and reports name the route."""
+        return f"{self.method} {self.template}"
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -299,7 +307,7 @@ class _Parser:
             raise self.fail(None, "each route must be a mapping")
         line = item.get("__line__")
         self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
-                         "also_when_body_has", "note", "html", "columns", "query", "body_identity"}, "route")
+                         "also_when_body_has", "note", "html", "columns", "query", "body_identity", "enforcement"}, "route")
         html = item.get("html")
         if html is not None and html not in HTML_KINDS:
             raise self.fail(item.get("__line__"), f"html {html!r} is not one of {', '.join(sorted(HTML_KINDS))}")
@@ -360,7 +368,13 @@ class _Parser:
             raise self.fail(line, "columns must map header labels to field names")
         return Route(method, template, segments, module, verb, kind, None if resource_id is None else str(resource_id),
                      attributes, lookup, list_spec, also, needs_body, line or 0, html, columns,
-                     self.query_spec(item.get("query"), line), body_identity)
+                     self.query_spec(item.get("query"), line), body_identity, self.enforcement(item, line))
+
+    def enforcement(self, item: dict[str, Any], line: int | None) -> str | None:
+        mode = item.get("enforcement")
+        if mode is not None and mode not in ("enforce", "report"):
+            raise self.fail(line, f"enforcement {mode!r} must be enforce or report")
+        return mode
 
     def body_identity(self, spec: Any, line: int | None, method: str) -> tuple[BodyIdentityField, ...]:
         if spec is None:

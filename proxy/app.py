@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +15,7 @@ from aiohttp import web
 from authorizer.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.approvals import ApprovalStore
 from authorizer.attributes import AttributeResolver
-from authorizer.audit import AuditStore, AuditWriter
+from authorizer.audit import AuditRecord, AuditStore, AuditWriter
 from authorizer.audit.chain import load_private_key
 from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
@@ -21,6 +23,7 @@ from authorizer.tls import client_context
 from authorizer.oidc_rp import RelyingParty, RpSettings
 from authorizer.sessions import SessionStore
 from authorizer.config import GatewayConfig
+from authorizer.enforcement import EnforcementModes, ModeChange, record_modes
 from authorizer.db import create_schema, make_engine
 from authorizer.grants import GrantStore
 from authorizer.identity import JwksCache, TokenVerifier
@@ -47,6 +50,18 @@ TASKS = web.AppKey("background_tasks", list)
 log = logging.getLogger(__name__)
 
 
+def mode_change_record(change: ModeChange) -> AuditRecord:
+    """The audit record of a route (or the default, ``*``) switched between enforce and report."""
+    zh = {"enforce": "强制执行", "report": "仅记录(影子模式)"}
+    return AuditRecord(
+        decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="allow",
+        reason_code="enforcement_mode_changed", http_status=0, method="", path="", username="wmsgate-config",
+        module="sysadmin", verb="update", resource_id=change.key,
+        reason_zh=f"执行模式变更:{change.key} 从{zh[change.before]}改为{zh[change.after]}",
+        reason_en=f"enforcement changed: {change.key} from {change.before} to {change.after}",
+        detail={"route": change.key, "from": change.before, "to": change.after})
+
+
 async def _neutral_server_header(_: web.Request, response: web.StreamResponse) -> None:
     """``on_response_prepare`` hook: no answer names the software behind the gateway (the WMS's
     banner is dropped by the forwarder; aiohttp would add its own name and version)."""
@@ -70,6 +85,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         ValueError: a credential file cannot be read.
     """
     routes = RouteMap.load(config.route_map)
+    enforcement = EnforcementModes(config.enforcement,
+                                   {r.key: r.enforcement for r in routes.routes if r.enforcement is not None})
     identity = UpstreamIdentity(config.upstream)
     app = web.Application(client_max_size=config.upstream.max_body_bytes)
     engine = make_engine(config.audit.url)
@@ -103,6 +120,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
                              config.audit.max_pending, spool, signing_key, config.audit.checkpoint_every_records,
                              config.audit.checkpoint_every_seconds)
         await writer.start()
+        for change in await record_modes(engine, enforcement.snapshot([r.key for r in routes.routes])):
+            await writer.commit(mode_change_record(change))
         verifier = TokenVerifier(config.oidc, jwks)
         sso = None
         if config.sso is not None:
@@ -135,6 +154,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             access=access,
             sso=sso,
             alerts=alerts_api.AlertsClient(config.alerting, session) if config.alerting is not None else None,
+            enforcement=enforcement,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),

@@ -17,7 +17,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlencode
 
@@ -30,6 +30,7 @@ from authorizer.attributes import (AttributeResolver, BadResourceInput, LookupFa
                                    source_values)
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditStore, AuditUnavailable, AuditWriter
 from authorizer.config import GatewayConfig
+from authorizer.enforcement import EnforcementModes
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
 from authorizer.html_tables import rewrite_tables
 from authorizer.obligations import ALL, column_names, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
@@ -75,6 +76,7 @@ class Gateway:
     access: AccessService | None
     sso: SsoService | None = None
     alerts: alerts_api.AlertsClient | None = None
+    enforcement: EnforcementModes = field(default_factory=EnforcementModes)
 
     @property
     def gateway_params(self) -> frozenset[str]:
@@ -155,17 +157,22 @@ def _refused(record: AuditRecord, refusal: Refusal, request: web.Request, gw: Ga
     """Record and render a refusal (JSON for API clients; for browsers a login redirect or a
     friendly page). A request the policy allowed keeps ``decision=allow`` (the refusal then
     came after the decision, e.g. the WMS was unreachable)."""
-    reason = refusal.audit_reason
     if refusal.subject is not None and not record.user_id:  # who used a revoked token
         record.user_id, record.username, record.roles = refusal.subject
-    if reason is not None:
-        record.reason_code, record.reason_zh, record.reason_en = reason.code, reason.zh, reason.en
-    else:
-        record.reason_code, record.reason_zh, record.reason_en = refusal.code, refusal.zh, refusal.en
+    record_refusal_reason(record, refusal)
     if browser.wants_page(request):
         return browser.refusal_answer(request, refusal, record.decision_id, record.username or None,
                                       gw.sso.origin if gw.sso is not None else None)
     return refusal_response(refusal, record.decision_id)
+
+
+def record_refusal_reason(record: AuditRecord, refusal: Refusal) -> None:
+    """The refusal's reason in the record: the real one when the client is told less (a 404)."""
+    reason = refusal.audit_reason
+    if reason is not None:
+        record.reason_code, record.reason_zh, record.reason_en = reason.code, reason.zh, reason.en
+    else:
+        record.reason_code, record.reason_zh, record.reason_en = refusal.code, refusal.zh, refusal.en
 
 
 async def _authorize_and_forward(request: web.Request, gw: Gateway, record: AuditRecord) -> web.StreamResponse:
@@ -184,12 +191,30 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     if match is None and (alert_route := alerts_api.match(request.method, target.raw_path)) is not None:
         return await _alerts_call(request, gw, *alert_route, principal, record)
     if match is None:
-        raise responses.not_mapped()
+        if not gw.enforcement.reports(None):
+            raise responses.not_mapped()
+        tenant = choose_request_tenant(gw, None, target, None, principal)
+        return await _shadow_forward(request, gw, target, tenant, principal, None, record, responses.not_mapped())
     route = match.route
     record.module, record.verb = route.module, route.verb
-    check_query(target, route, gw.gateway_params)
     body_bytes, body = await _read_body(request, gw) if route.needs_body else (None, None)
     tenant = choose_request_tenant(gw, match, target, body, principal)
+    try:
+        return await _decide_and_enforce(request, gw, target, match, principal, (body_bytes, body), tenant, record)
+    except Refusal as refusal:
+        if not (refusal.reportable and gw.enforcement.reports(route.key)):
+            raise
+        return await _shadow_forward(request, gw, target, tenant, principal, body_bytes, record, refusal)
+
+
+async def _decide_and_enforce(request: web.Request, gw: Gateway, target: CleanTarget, match: RouteMatch,
+                              principal: Principal, body_parts: tuple[bytes | None, Any],
+                              tenant: tuple[str, str] | None, record: AuditRecord) -> web.StreamResponse:
+    """The policy's part of a mapped request: query rules, identity fields, resource, decision,
+    then hold (four-eyes), or forward with the obligations."""
+    route = match.route
+    body_bytes, body = body_parts
+    check_query(target, route, gw.gateway_params)
     if route.body_identity:
         forced, changed = enforce_body_identity(route.body_identity, body, principal, tenant[1] if tenant else None)
         if forced is not None:
@@ -200,11 +225,44 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
     decision, policy_input = await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
     if decision.obligations.approval is not None:
-        return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
+        if gw.enforcement.reports(route.key):  # shadow mode holds nothing: it notes what it would hold
+            record.detail["shadow"] = {"would_hold": decision.obligations.approval["operation"]}
+        else:
+            return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input,
+                               record)
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
 
 
-def choose_request_tenant(gw: Gateway, match: RouteMatch, target: CleanTarget, body: Any,
+async def _shadow_forward(request: web.Request, gw: Gateway, target: CleanTarget, tenant: tuple[str, str] | None,
+                          principal: Principal, body_bytes: bytes | None, record: AuditRecord,
+                          refusal: Refusal) -> web.StreamResponse:
+    """Report mode: record the refusal as ``would_deny`` and forward the request untouched (no
+    row filter, no masks), as the WMS served it before the gateway, under the gateway's identity
+    headers and credentials."""
+    record_refusal_reason(record, refusal)
+    record.decision = "would_deny"
+    route = gw.routes.match(request.method, target.segments)
+    record.detail["shadow"] = {"would_status": refusal.status,
+                               "route": route.route.key if route is not None else None}
+    single = record.warehouse if record.warehouse and "," not in record.warehouse else None
+    added = gw.identity.headers(principal, tenant[1] if tenant else single)
+    headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
+    if body_bytes is not None:
+        headers["Content-Length"] = str(len(body_bytes))
+    query_string = without_params(target.raw_query, gw.gateway_params)
+    try:
+        response, result = await gw.forwarder.forward(
+            request, target.raw_path + (f"?{query_string}" if query_string else ""), headers, body_bytes, None,
+            {"X-Decision-Id": record.decision_id, "X-Gateway-Shadow": "would_deny"}, gw.config.public_origin)
+    except UpstreamFailure as failure:
+        record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
+        raise
+    record.upstream_status, record.upstream_ms = result.status, round(result.ms, 3)
+    record.detail.update(result.detail)
+    return response
+
+
+def choose_request_tenant(gw: Gateway, match: RouteMatch | None, target: CleanTarget, body: Any,
                           principal: Principal) -> tuple[str, str] | None:
     """``(dimension, value)`` of the WMS tenant the request runs in (``upstream.tenant``), or
     None when the WMS has no tenants (see :mod:`authorizer.tenancy`).
@@ -215,9 +273,10 @@ def choose_request_tenant(gw: Gateway, match: RouteMatch, target: CleanTarget, b
     settings = gw.config.upstream.tenant
     if settings is None:
         return None
-    source = match.route.attributes.get(settings.dimension)
+    source = match.route.attributes.get(settings.dimension) if match is not None else None
     try:
-        values = source_values(source, RequestParts(match.params, target.query, body)) if source else []
+        values = source_values(source, RequestParts(match.params, target.query, body)) \
+            if source and match is not None else []
         return settings.dimension, choose_tenant(settings, target.query, values, principal)
     except BadResourceInput as exc:
         raise responses.bad_body(str(exc)) from None
@@ -236,7 +295,7 @@ def check_query(target: CleanTarget, route: Route, gateway_params: frozenset[str
     if refused:
         names = ", ".join(refused)
         raise Refusal(400, "query_parameter_not_allowed", f"此接口不接受查询参数:{names}",
-                      f"this endpoint does not accept the query parameter(s): {names}")
+                      f"this endpoint does not accept the query parameter(s): {names}", reportable=True)
 
 
 def check_masked_lookups(target: CleanTarget, route: Route, decision: Decision, record: AuditRecord) -> None:
@@ -251,7 +310,7 @@ def check_masked_lookups(target: CleanTarget, route: Route, decision: Decision, 
         record.decision, record.detail["masked_lookups"] = "deny", found
         names = ", ".join(found)
         raise Refusal(403, "filter_on_masked_field", f"不能按您无权查看的字段筛选或排序:{names}",
-                      f"you may not filter or sort by fields you are not allowed to see: {names}")
+                      f"you may not filter or sort by fields you are not allowed to see: {names}", reportable=True)
 
 
 async def authenticate(request: web.Request, gw: Gateway) -> Principal:

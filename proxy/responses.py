@@ -30,6 +30,9 @@ class Refusal(Exception):
         step_up: the RFC 9470 step-up asked for (``acr_values``, ``max_age``), if that is what is missing.
         subject: ``(user_id, username, roles)`` of a caller whose token was genuine but is refused
             (revoked): recorded in the audit trail, never shown to the client.
+        reportable: a refusal of the access policy (not of hygiene, authentication or an
+            outage): on a route in report mode it is recorded as ``would_deny`` and the
+            request forwarded (:mod:`authorizer.enforcement`).
     """
 
     status: int
@@ -41,6 +44,7 @@ class Refusal(Exception):
     audit_reason: Reason | None = None
     step_up: dict[str, Any] | None = None
     subject: tuple[str, str, str] | None = None
+    reportable: bool = False
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.en)
@@ -72,7 +76,8 @@ def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: dict[str, A
     """
     main = reasons[0]
     if status == 404:
-        return Refusal(404, "not_found", "资源不存在", "the resource does not exist", audit_reason=main)
+        return Refusal(404, "not_found", "资源不存在", "the resource does not exist", audit_reason=main,
+                       reportable=True)
     headers = {}
     if status == 401 and step_up is not None:
         description = main.en.replace('"', "'").replace("\\", "/")
@@ -80,13 +85,13 @@ def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: dict[str, A
             f'Bearer realm="wms", error="insufficient_user_authentication", error_description="{description}", '
             f'acr_values="{step_up["acr_values"]}", max_age={step_up["max_age"]}')
     return Refusal(status, main.code, main.zh, main.en, reasons, headers=headers,
-                   step_up=step_up if status == 401 else None)
+                   step_up=step_up if status == 401 else None, reportable=True)
 
 
 def not_mapped() -> Refusal:
     """The route map has no entry for this method and path."""
     return Refusal(403, "route_not_mapped", "此接口未在路由表中登记,默认拒绝",
-                   "this endpoint is not in the route map; denied by default")
+                   "this endpoint is not in the route map; denied by default", reportable=True)
 
 
 def pdp_unavailable() -> Refusal:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from authorizer import timeparse
+from wmsgate import rollout_cli
 from wmsgate.tools import REPO
 
 DEMO_USERS = ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh", "keeper.sz", "supervisor",
@@ -622,6 +623,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--denials", type=int, default=20, help="refusals of one person within 10 minutes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit_anomalies)
+
+    shadow = sub.add_parser("shadow", help="report (shadow) mode").add_subparsers(dest="shadow_command",
+                                                                                    required=True)
+    p = shadow.add_parser("report", help="would-be refusals of routes in report mode, by route, role and reason")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of --config)")
+    p.add_argument("--since", type=parse_time, help="default 1d (30m, 1h, 2d or ISO)")
+    p.add_argument("--until", type=parse_time)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda a: rollout_cli.cmd_shadow_report(a, _audit_url, parse_time("1d")))
 
     policy = sub.add_parser("policy", help="ask the policy").add_subparsers(dest="policy_command", required=True)
     p = policy.add_parser("explain", help="why would this request be allowed or denied?")
