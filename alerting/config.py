@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from authorizer.config import ConfigError, apply_overrides, read_secret, read_yaml_mapping, resolve_path
+from authorizer.config import store_url as resolve_store_url
 
 NOTIFIER_KINDS = ("webhook", "dingtalk", "wecom", "slack", "email")
 
@@ -183,13 +184,13 @@ def _load(path: Path, overrides: dict[str, Any] | None = None) -> AlertingConfig
     names = [n.name for n in notifiers]
     if len(set(names)) != len(names):
         raise ConfigError("alerting config: notifier names must be unique")
-    store_url = os.path.expandvars(str((data.get("store") or {}).get("url", "")))
-    if not store_url:
+    store = resolve_store_url(base, str((data.get("store") or {}).get("url", "")))
+    if not store:
         raise ConfigError("alerting config: store.url is required")
     return AlertingConfig(
-        host=str(listen.get("host", "127.0.0.1")), port=int(listen.get("port", 8070)), store_url=store_url,
+        host=str(listen.get("host", "127.0.0.1")), port=int(listen.get("port", 8070)), store_url=store,
         events_secret=secret, api_token=token, keycloak=keycloak,
-        audit_url=os.path.expandvars(str(audit["url"])) if audit.get("url") else None,
+        audit_url=resolve_store_url(base, str(audit["url"])) if audit.get("url") else None,
         audit_poll_seconds=float(audit.get("poll_seconds", 1)),
         rules_file=resolve_path(base, str(data["rules"])) if data.get("rules") else None,
         notifiers=notifiers, retry_initial_seconds=float(delivery.get("retry_initial_seconds", 1)),

@@ -80,6 +80,8 @@ def source_values(source: Source, parts: RequestParts) -> list[str]:
     """
     if source.kind == "const":
         return [source.name]
+    if source.kind == "tenant":
+        return []  # the resolver puts the tenant itself in place
     if source.kind == "path":
         value = parts.params.get(source.name)
         return [value] if value is not None else []

@@ -422,6 +422,17 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def store_url(base: Path, value: str) -> str:
+    """A store URL with ``${ENV}`` expanded; a SQLite file given relative
+    (``sqlite+aiosqlite:///state/audit.db``) lies in ``base`` (the config file's folder), so a
+    deployment folder works wherever it is and from any working directory."""
+    url = os.path.expandvars(value)
+    prefix, sep, path = url.partition(":///")
+    if sep and prefix.startswith("sqlite") and path and not path.startswith("/") and path != ":memory:":
+        return f"{prefix}:///{(base / path).resolve()}"
+    return url
+
+
 def resolve_path(base: Path, value: str) -> Path:
     """``value`` with ``${ENV}`` and ``~`` expanded, relative to ``base`` unless absolute."""
     p = Path(os.path.expandvars(value)).expanduser()
@@ -547,7 +558,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 tenant=_tenant(up.get("tenant")),
             ),
             audit=AuditSettings(
-                url=os.path.expandvars(str(audit["url"])),
+                url=store_url(base, str(audit["url"])),
                 flush_interval_seconds=float(audit.get("flush_interval_seconds", 0.2)),
                 batch_size=int(audit.get("batch_size", 1000)),
                 max_pending=int(audit.get("max_pending", 200_000)),

@@ -10,7 +10,8 @@ empty one. Anything not in the map is denied by the caller (``route_not_mapped``
 Source expressions say where a value comes from:
 ``path.NAME`` (a ``{NAME}`` segment of the route), ``query.NAME`` (every value
 of a query parameter), ``body.A.B`` (a field of the JSON body; a list gives
-several values) and ``const.VALUE``.
+several values), ``const.VALUE`` and ``tenant`` (the WMS tenant the request runs in,
+``upstream.tenant`` in the gateway config: rows of such a WMS carry no warehouse).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Source:
     name: str
 
     def __str__(self) -> str:
-        return f"{self.kind}.{self.name}"
+        return f"{self.kind}.{self.name}" if self.name else self.kind
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,11 @@ class Route:
     def key(self) -> str:
         """``METHOD /template``, how policy data (masks) and reports name the route."""
         return f"{self.method} {self.template}"
+
+    @property
+    def uses_tenant(self) -> bool:
+        """The route's resource lies in the request's tenant (an attribute with source ``tenant``)."""
+        return any(s.kind == "tenant" for s in self.attributes.values())
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -257,9 +263,12 @@ class _Parser:
             raise self.fail(node.get("__line__"), f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
 
     def source(self, value: Any, line: int | None, params: tuple[str, ...] | None) -> Source:
+        if value == "tenant":
+            return Source("tenant", "")
         m = _SOURCE_RE.match(value) if isinstance(value, str) else None
         if not m:
-            raise self.fail(line, f"bad source {value!r}; use path.NAME, query.NAME, body.FIELD or const.VALUE")
+            raise self.fail(line, f"bad source {value!r}; use path.NAME, query.NAME, body.FIELD, const.VALUE "
+                                  "or tenant")
         src = Source(m.group(1), m.group(2))
         if src.kind == "path" and params is not None and src.name not in params:
             raise self.fail(line, f"source {value!r} names no {{{src.name}}} segment of the route")

@@ -1,4 +1,5 @@
-"""Run the policy bundle service: ``python -m policy_service --source rego/ --opa PATH --workdir DIR``."""
+"""Run the policy bundle service:
+``python -m policy_service --source rego/base --source SITE_POLICY --opa PATH --workdir DIR``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from policy_service.server import create_app
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and serve until interrupted."""
     parser = argparse.ArgumentParser(prog="policy_service", description="OPA policy bundle service")
-    parser.add_argument("--source", type=Path, required=True, help="policy folder (rego/)")
+    parser.add_argument("--source", type=Path, required=True, action="append",
+                        help="a policy layer (repeat: rego/base, then the deployment's policy folder)")
     parser.add_argument("--opa", type=Path, required=True, help="OPA binary")
     parser.add_argument("--workdir", type=Path, required=True, help="where bundles are built")
     parser.add_argument("--host", default="127.0.0.1")
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="RSA private key (PEM) signing every bundle; OPA verifies with the public key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    builder = BundleBuilder(args.source.resolve(), args.opa, args.workdir, run_tests=not args.no_tests,
+    builder = BundleBuilder(tuple(p.resolve() for p in args.source), args.opa, args.workdir, run_tests=not args.no_tests,
                             signing_key=args.signing_key)
     web.run_app(create_app(builder, args.poll_seconds), host=args.host, port=args.port, print=None, access_log=None)
 

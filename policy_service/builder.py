@@ -32,19 +32,52 @@ class BuildResult:
     at: str
 
 
-def tree_revision(source: Path) -> str:
-    """Content hash of every policy file under ``source`` (paths and bytes), ``sha256:<16 hex>``."""
+def _policy_files(source: Path) -> list[Path]:
+    return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix in POLICY_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(source).parts))
+
+
+def tree_revision(*sources: Path) -> str:
+    """Content hash of every policy file of the layers ``sources`` as one tree (relative paths
+    and bytes, in path order), ``sha256:<16 hex>``: the layers and the bundle built from them
+    have the same revision."""
+    files = sorted((str(path.relative_to(source)), str(source), path) for source in sources
+                   for path in _policy_files(source))
     digest = hashlib.sha256()
-    for path in sorted(p for p in source.rglob("*") if p.is_file() and p.suffix in POLICY_SUFFIXES):
-        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for rel, _, path in files:
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return "sha256:" + digest.hexdigest()[:16]
+
+
+class LayerConflict(ValueError):
+    """Two policy layers hold the same file (a deployment may not replace a base file)."""
+
+
+def merge_layers(sources: tuple[Path, ...], into: Path) -> None:
+    """Copy the layers into one tree, the bundle's root.
+
+    Raises:
+        LayerConflict: a file is in more than one layer.
+    """
+    owner: dict[Path, Path] = {}
+    for source in sources:
+        for path in _policy_files(source):
+            rel = path.relative_to(source)
+            if rel in owner:
+                raise LayerConflict(f"{rel} is in two policy layers ({owner[rel]} and {source}); "
+                                    "a deployment adds files, it does not replace the base layer's")
+            owner[rel] = source
+            (into / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, into / rel)
 
 
 class BundleBuilder:
     """Builds bundles with the pinned OPA binary.
 
     Args:
-        source: the policy folder (``rego/``: packages under ``wms/``, schemas under ``schemas/``).
+        sources: the policy layers merged into one bundle, e.g. ``rego/base`` (the gateway's
+            rules and own data, schemas under ``schemas/``) and a deployment's policy folder
+            (``rego/demo`` for the demo WMS); no file may be in two layers.
         opa: the OPA binary.
         workdir: where snapshots and bundles are written.
         run_tests: also run ``opa test``; a failing test rejects the edit.
@@ -53,9 +86,9 @@ class BundleBuilder:
             OPA's bundle signing format), or None for unsigned bundles.
     """
 
-    def __init__(self, source: Path, opa: Path, workdir: Path, run_tests: bool = True,
+    def __init__(self, sources: tuple[Path, ...], opa: Path, workdir: Path, run_tests: bool = True,
                  timeout_seconds: float = 120.0, signing_key: Path | None = None) -> None:
-        self.source = source
+        self.sources = sources
         self.opa = opa
         self.workdir = workdir
         self.run_tests = run_tests
@@ -82,7 +115,11 @@ class BundleBuilder:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="snapshot-") as tmp:
             snap = Path(tmp) / "policy"
-            shutil.copytree(self.source, snap, ignore=shutil.ignore_patterns(".*"))
+            snap.mkdir()
+            try:
+                merge_layers(self.sources, snap)
+            except (LayerConflict, OSError) as exc:
+                return BuildResult(tree_revision(*self.sources), False, None, str(exc), now)
             revision = tree_revision(snap)
             schema = ["--schema", "schemas"] if (snap / "schemas").is_dir() else []
             error = self._run("check", "--strict", *schema, "--ignore", "schemas", ".", cwd=snap)

@@ -87,7 +87,7 @@ def create_app(builder: BundleBuilder, poll_seconds: float = 1.0) -> web.Applica
         while True:
             await asyncio.sleep(poll_seconds)
             try:
-                revision = await loop.run_in_executor(None, tree_revision, builder.source)
+                revision = await loop.run_in_executor(None, tree_revision, *builder.sources)
                 if revision == state.last_seen:
                     continue
                 state.last_seen = revision
@@ -98,7 +98,7 @@ def create_app(builder: BundleBuilder, poll_seconds: float = 1.0) -> web.Applica
     async def startup(app: web.Application) -> None:
         result = await asyncio.get_running_loop().run_in_executor(None, builder.build)
         if not result.ok:
-            raise RuntimeError(f"the policy in {builder.source} does not build:\n{result.error}")
+            raise RuntimeError(f"the policy in {', '.join(map(str, builder.sources))} does not build:\n{result.error}")
         state.last_seen = result.revision
         state.accept(result)
         app[_WATCHER] = asyncio.get_running_loop().create_task(watch())

@@ -29,7 +29,7 @@ from authorizer.grants import GrantStore
 from authorizer.identity import JwksCache, TokenVerifier
 from authorizer.pdp import OpaClient
 from authorizer.revocation import RevocationCache, RevocationStore
-from authorizer.routes import RouteMap
+from authorizer.routes import RouteMap, RouteMapError
 from proxy.forward import Forwarder
 from proxy.upstream_identity import UpstreamIdentity
 from proxy.management import access as access_api
@@ -85,6 +85,17 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         ValueError: a credential file cannot be read.
     """
     routes = RouteMap.load(config.route_map)
+    tenant_routes = [r for r in routes.routes if r.uses_tenant]
+    if tenant_routes and config.upstream.tenant is None:
+        raise RouteMapError(f"{config.route_map}:{tenant_routes[0].line}: {tenant_routes[0].key} takes an attribute "
+                            "from the tenant, but the gateway config has no upstream.tenant")
+    for route in tenant_routes:
+        wrong = [d for d, src in route.attributes.items() if src.kind == "tenant"
+                 and config.upstream.tenant is not None and d != config.upstream.tenant.dimension]
+        if wrong:
+            raise RouteMapError(f"{config.route_map}:{route.line}: {route.key}: only the tenant dimension "
+                                f"({config.upstream.tenant.dimension if config.upstream.tenant else ''}) "
+                                f"can come from the tenant, not {', '.join(wrong)}")
     enforcement = EnforcementModes(config.enforcement,
                                    {r.key: r.enforcement for r in routes.routes if r.enforcement is not None})
     identity = UpstreamIdentity(config.upstream)

@@ -102,7 +102,7 @@ async def who_can(config: GatewayConfig, people: list[Person], module: str, verb
     """
     perm = f"{module}:{verb}"
     async with aiohttp.ClientSession(timeout=_timeout(config)) as session:
-        async with session.get(f"{config.opa.url}/v1/data/wms/roles") as resp:
+        async with session.get(f"{config.opa.url}/v1/data/wms/authz/role_permissions") as resp:  # both layers
             resp.raise_for_status()
             role_data = (await resp.json()).get("result") or {}
         users = []
@@ -120,5 +120,5 @@ async def who_can(config: GatewayConfig, people: list[Person], module: str, verb
                    for dim, value in filters.items()):
                 users.append({"username": person.username, "roles": list(person.roles),
                               "scope": {k: list(v) for k, v in person.scope.items()}})
-    roles = sorted(name for name, spec in role_data.items() if perm in (spec.get("permissions") or []))
+    roles = sorted(name for name, perms in role_data.items() if perm in (perms or []))
     return {"permission": perm, "filters": filters, "roles": roles, "users": users}

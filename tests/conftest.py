@@ -95,7 +95,7 @@ def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
     shutil.rmtree(STATE, ignore_errors=True)
     STATE.mkdir(parents=True)
     (STATE / "service-token").write_text(SERVICE_TOKEN + "\n", encoding="utf-8")
-    shutil.copytree(REPO / "rego", STATE / "policy")  # a copy the hot-reload tests may edit
+    shutil.copytree(REPO / "rego" / "demo", STATE / "policy")  # a copy of the demo layer the hot-reload tests edit
     settings = StackSettings(
         policy_dir=STATE / "policy",
         state=STATE,

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from authorizer import timeparse
-from wmsgate import rollout_cli
+from wmsgate import init_cli, rollout_cli
 from wmsgate.tools import REPO
 
 DEMO_USERS = ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh", "keeper.sz", "supervisor",
@@ -113,7 +113,7 @@ def _banner(stack: Any) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the whole stack in the foreground until Ctrl-C."""
-    from wmsgate.devstack import LocalStack, StackError, StackSettings
+    from wmsgate.devstack import LocalStack, StackSettings
     from wmsgate.tools import ToolMissing
 
     keep = args.keep or os.environ.get("KEEP", "") not in ("", "0")
@@ -122,16 +122,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ToolMissing as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2
+    print("starting Keycloak, OPA, demo WMS and the proxy (Keycloak takes 20-60 s)...", flush=True)
+    return _run_foreground(stack, stack.start, lambda: _banner(stack))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run a deployment folder's services in the foreground until Ctrl-C."""
+    from authorizer.config import ConfigError
+    from wmsgate.deployment_stack import DeploymentFolder, DeploymentStack
+    from wmsgate.tools import ToolMissing
+
+    admin = tuple(args.keycloak_admin.split(":", 1)) if args.keycloak_admin else ("kcadmin", "kcadmin-demo")
+    try:
+        stack = DeploymentStack(DeploymentFolder(Path(args.config).resolve()), args.keycloak_url,
+                                admin)  # type: ignore[arg-type]
+    except (ConfigError, ToolMissing) as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    print(f"starting the gateway for {args.config} ...", flush=True)
+
+    def banner() -> str:
+        return (f"wmsgate is up for {args.config}\n  proxy     {stack.proxy_url}  (health: /_gateway/health)\n"
+                f"  Keycloak  {stack.keycloak_url}  realm {stack.config.oidc.issuer.rpartition('/')[2]}\n"
+                f"  OPA       {stack.config.opa.url}\n  logs      {stack.logs}\nCtrl-C stops everything.")
+
+    return _run_foreground(stack, lambda: stack.start(args.replace_realm), banner)
+
+
+def _run_foreground(stack: Any, start: Any, banner: Any) -> int:
+    """Start ``stack``, print ``banner()``, wait until Ctrl-C/SIGTERM or a service dies, stop it."""
+    from wmsgate.processes import StackError
 
     def _terminate(_signo: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)  # also when started with SIGINT ignored (e.g. from a script)
-    print("starting Keycloak, OPA, demo WMS and the proxy (Keycloak takes 20-60 s)...", flush=True)
     try:
-        stack.start()
-        print(_banner(stack), flush=True)
+        start()
+        print(banner(), flush=True)
         while not stack.failed():
             time.sleep(0.5)
         print(f"wmsgate: service(s) stopped unexpectedly: {', '.join(stack.failed())}; see {stack.logs}",
@@ -520,7 +549,16 @@ def cmd_realm(args: argparse.Namespace) -> int:
         print("wmsgate: --gateway-url must be an http(s) URL, e.g. https://wms-gateway.example.com",
               file=sys.stderr)
         return 2
-    rep = build_realm(demo=args.demo, gateway_url=args.gateway_url)
+    if args.site:
+        from wmsgate.site_realm import SiteRealm, SiteRealmError, build_site_realm
+
+        try:
+            rep = build_site_realm(SiteRealm.load(Path(args.site)), args.gateway_url)
+        except SiteRealmError as exc:
+            print(f"wmsgate: {exc}", file=sys.stderr)
+            return 2
+    else:
+        rep = build_realm(demo=args.demo, gateway_url=args.gateway_url)
     if not args.apply:
         print(json.dumps(rep, ensure_ascii=False, indent=2))
         return 0
@@ -634,7 +672,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda a: rollout_cli.cmd_shadow_report(a, _audit_url, parse_time("1d")))
 
+    p = sub.add_parser("init", help="write a deployment folder for fronting your WMS (see docs/onboarding.md)")
+    p.add_argument("dir")
+    p.add_argument("--wms-url", required=True, help="the WMS's base URL")
+    p.add_argument("--realm", default="wms-site", help="the Keycloak realm (client ids derive from it)")
+    p.add_argument("--warehouses", default="*", help="warehouse codes, comma separated (HF,SH)")
+    p.add_argument("--channels", default="*")
+    p.add_argument("--order-types", default="*")
+    p.add_argument("--openapi", default=None, help="draft routes.yaml (and policy modules) from this document")
+    p.add_argument("--tenant-per-warehouse", action="store_true",
+                   help="the WMS has one credential per warehouse and no warehouse field on rows")
+    p.add_argument("--port-offset", type=int, default=0, help="added to the default ports (8080, 8180, ...)")
+    p.set_defaults(func=init_cli.cmd_init)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("new", help="a new signing key pair (never overwrites)")
+    p.add_argument("path", help="the private key file (the public key goes beside it)")
+    p.add_argument("--kind", choices=("audit", "policy"), default="audit",
+                   help="audit: Ed25519 for audit checkpoints; policy: RSA for policy bundles")
+    p.set_defaults(func=init_cli.cmd_keys_new)
+
+    p = sub.add_parser("up", help="run Keycloak, OPA, the bundle service, alerting and the proxy for a deployment folder")
+    p.add_argument("--config", required=True, help="the deployment folder (made by wmsgate init)")
+    p.add_argument("--keycloak-url", default=None, help="use this running Keycloak instead of starting one")
+    p.add_argument("--keycloak-admin", default=None, metavar="USER:PASSWORD",
+                   help="its master-realm admin (default: the bootstrap admin of a started Keycloak)")
+    p.add_argument("--replace-realm", action="store_true", help="re-create the realm from realm.yaml")
+    p.set_defaults(func=cmd_up)
+
+    routes = sub.add_parser("routes", help="the route map").add_subparsers(dest="routes_command", required=True)
+    p = routes.add_parser("import-openapi", help="draft a route map from an OpenAPI 3 document (JSON or YAML)")
+    p.add_argument("spec", help="the WMS's OpenAPI document (file)")
+    p.add_argument("--tenant", default=None, metavar="DIMENSION",
+                   help="the WMS has one tenant per warehouse (upstream.tenant): resources lie in the tenant")
+    p.add_argument("-o", "--output", default=None, help="write the draft here (default: stdout)")
+    p.set_defaults(func=init_cli.cmd_import_openapi)
+    p = routes.add_parser("check", help="validate the route map; --from-audit lists traffic it does not cover")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--routes", default=None, help="a route map file (default: the config's route_map)")
+    p.add_argument("--from-audit", type=parse_time, default=None, metavar="SINCE",
+                   help="compare with the audit trail since then (1d, 12h or ISO)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda a: rollout_cli.cmd_routes_check(a, _load_config, parse_time("1d")))
+
     policy = sub.add_parser("policy", help="ask the policy").add_subparsers(dest="policy_command", required=True)
+    p = policy.add_parser("check", help="check a deployment's policy folder with the base layer (opa check, opa test)")
+    p.add_argument("--policy", required=True, help="the deployment's policy folder")
+    p.set_defaults(func=init_cli.cmd_policy_check)
     p = policy.add_parser("explain", help="why would this request be allowed or denied?")
     p.add_argument("--config", default=default_config)
     p.add_argument("--user", required=True, help="username in the realm")
@@ -711,6 +795,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("realm", help="print the realm as code, or create it in a Keycloak")
     p.add_argument("--demo", action="store_true", help="include the demo overlay")
+    p.add_argument("--site", default=None, metavar="REALM_YAML",
+                   help="a deployment's realm.yaml (its realm, clients, codes, roles, attributes, trial users)")
     p.add_argument("--gateway-url", default=None, help="the gateway's public URL (redirect and logout URLs)")
     p.add_argument("--apply", metavar="KEYCLOAK_URL", default=None,
                    help="create the realm there unless it exists (admin from $KEYCLOAK_ADMIN/_PASSWORD)")

@@ -10,13 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import ssl
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authorizer.audit.chain import generate_key
 from authorizer.config import apply_overrides
+from wmsgate.processes import ProcessGroup, Service, StackError, port_in_use
 from wmsgate.realm import apply_realm, build_realm, demo_overlay, keycloak_admin
 from wmsgate.tools import REPO, Tools, locate_tools
 
@@ -61,7 +56,9 @@ class StackSettings:
         host: bind address (loopback only).
         kc_admin: Keycloak bootstrap admin (username, password) for the master realm.
         proxy_overrides: extra gateway config values (dotted keys), e.g. credentials for tests.
-        policy_dir: the policy folder the bundle service serves (edits there are live).
+        policy_dir: the deployment's policy layer the bundle service serves on top of
+            ``policy_base`` (edits to either are live).
+        policy_base: the gateway's own policy layer (rules and its own data).
         audit_url: the proxy's audit store (SQLAlchemy async URL); None = SQLite in ``state``.
         alerting_overrides: extra alerting service config values (dotted keys), e.g. notifiers.
         alerts_url: the alert store (SQLAlchemy async URL); None = SQLite in ``state``.
@@ -73,7 +70,8 @@ class StackSettings:
     host: str = "127.0.0.1"
     kc_admin: tuple[str, str] = ("kcadmin", "kcadmin-demo")
     proxy_overrides: dict[str, object] = field(default_factory=dict)
-    policy_dir: Path = REPO / "rego"
+    policy_dir: Path = REPO / "rego" / "demo"
+    policy_base: Path = REPO / "rego" / "base"
     audit_url: str | None = None
     alerting_overrides: dict[str, object] = field(default_factory=dict)
     alerts_url: str | None = None
@@ -94,42 +92,86 @@ def generate_rsa_key(private: Path, public: Path) -> None:
                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
-class StackError(RuntimeError):
-    """A service did not start; the message includes the end of its log."""
+def policy_signing_key(state: Path) -> tuple[Path, Path]:
+    """The policy bundles' RSA signing key and its public key in ``state`` (made on first use)."""
+    private = state / "policy-signing-key.pem"
+    public = state / "policy-signing-key.pub.pem"
+    if not private.exists() or not public.exists():
+        generate_rsa_key(private, public)
+    return private, public
 
 
-@dataclass
-class _Service:
-    name: str
-    argv: list[str]
-    ready_url: str
-    log: Path
-    env: dict[str, str]
-    cwd: Path
-    timeout: float
-    process: subprocess.Popen[bytes] | None = None
-    ready_on_any_answer: bool = False
-    ca_file: Path | None = None  # an https ready_url is checked trusting this CA
+@dataclass(frozen=True)
+class KeycloakRun:
+    """How to run Keycloak (``kc.sh start-dev`` with an H2 file database in ``data``).
+
+    Attributes:
+        events_url, events_secret: where the gateway's event listener pushes (the alerting
+            service's ``/events``) and the HMAC key it signs with.
+    """
+
+    host: str
+    port: int
+    management_port: int
+    data: Path
+    admin: tuple[str, str]
+    events_url: str
+    events_secret: str
 
 
-def _get(url: str, timeout: float = 2.0, ca_file: Path | None = None) -> int:
-    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else None
-    try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:  # noqa: S310 - loopback URLs
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return 0
+def keycloak_service(tools: Tools, run: KeycloakRun, logs: Path) -> Service:
+    """The Keycloak service (the pinned distribution with the gateway's event listener)."""
+    db = run.data / "keycloakdb"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        "JAVA_HOME": str(tools.java_home),
+        # newer JDKs (25) need this for JBoss threads' access to Thread internals
+        "JAVA_OPTS_APPEND": "--add-opens=java.base/java.lang=ALL-UNNAMED",
+        "KC_BOOTSTRAP_ADMIN_USERNAME": run.admin[0],
+        "KC_BOOTSTRAP_ADMIN_PASSWORD": run.admin[1],
+    }
+    argv = [str(tools.keycloak_home / "bin" / "kc.sh"), "start-dev",
+            f"--http-host={run.host}", f"--http-port={run.port}",
+            f"--http-management-port={run.management_port}", "--health-enabled=true",
+            "--db=dev-file", f"--db-url=jdbc:h2:file:{db};NON_KEYWORDS=VALUE",
+            "--log-level=WARN,org.keycloak.events:DEBUG",
+            # the gateway's event listener pushes user and admin events to the alerting service
+            f"--spi-events-listener--wms-gateway-events--url={run.events_url}",
+            f"--spi-events-listener--wms-gateway-events--secret={run.events_secret}",
+            "--spi-events-listener--wms-gateway-events--max-backoff-ms=2000"]
+    return Service("keycloak", argv, f"http://{run.host}:{run.management_port}/health/ready",
+                   logs / "keycloak.log", env, REPO, timeout=240)
 
 
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+def policy_bundle_service(tools: Tools, layers: tuple[Path, ...], host: str, port: int, state: Path,
+                          logs: Path) -> Service:
+    """The policy bundle service building ``layers`` (base first) into signed bundles."""
+    sources = [arg for layer in layers for arg in ("--source", str(layer))]
+    argv = [sys.executable, "-m", "policy_service", *sources, "--opa", str(tools.opa),
+            "--workdir", str(state / "policy-bundles"), "--host", host, "--port", str(port),
+            "--signing-key", str(policy_signing_key(state)[0])]
+    return Service("policy-service", argv, f"http://{host}:{port}/status", logs / "policy-service.log", {},
+                   REPO, timeout=120)
 
 
-class LocalStack:
+def opa_service(tools: Tools, host: str, port: int, policy_url: str, state: Path, logs: Path) -> Service:
+    """OPA polling the bundle service and verifying each bundle's signature (key in ``state``)."""
+    config = state / "opa-config.yaml"
+    public_key = policy_signing_key(state)[1].read_text(encoding="utf-8")
+    config.write_text(yaml.safe_dump({
+        "services": {"policy": {"url": policy_url}},
+        # OPA refuses a bundle whose signature does not verify and keeps the last good one
+        "keys": {POLICY_KEY_ID: {"algorithm": "RS256", "key": public_key}},
+        "bundles": {"wms": {"service": "policy", "resource": "/bundles/wms.tar.gz",
+                            "signing": {"keyid": POLICY_KEY_ID},
+                            "polling": {"min_delay_seconds": 1, "max_delay_seconds": 2}}},
+    }), encoding="utf-8")
+    argv = [str(tools.opa), "run", "--server", f"--addr={host}:{port}", "--log-level=error",
+            "--skip-version-check", f"--config-file={config}"]
+    return Service("opa", argv, f"http://{host}:{port}/health?bundles", logs / "opa.log", {}, REPO, timeout=120)
+
+
+class LocalStack(ProcessGroup):
     """Starts and stops the whole gateway stack.
 
     Args:
@@ -138,9 +180,9 @@ class LocalStack:
     """
 
     def __init__(self, settings: StackSettings, tools: Tools | None = None) -> None:
+        super().__init__()
         self.settings = settings
         self.tools = tools or locate_tools()
-        self.services: list[_Service] = []
         s = settings
         self.issuer = f"http://{s.host}:{s.ports.keycloak}/realms/wms"
         self.keycloak_url = f"http://{s.host}:{s.ports.keycloak}"
@@ -167,7 +209,7 @@ class LocalStack:
             StackError: a service exited or did not become ready in time (its log tail is included).
         """
         s = self.settings
-        busy = [f"{name} {port}" for name, port in vars(s.ports).items() if _port_in_use(s.host, port)]
+        busy = [f"{name} {port}" for name, port in vars(s.ports).items() if port_in_use(s.host, port)]
         if busy:
             raise StackError(f"port(s) already in use on {s.host}: {', '.join(busy)}; "
                              "is another demo or test run still going?")
@@ -192,35 +234,6 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-
-    def stop(self) -> None:
-        """Stop every started process (SIGTERM to its group, SIGKILL after 15 s), newest first."""
-        for service in reversed(self.services):
-            proc = service.process
-            if proc is None or proc.poll() is not None:
-                continue
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-        deadline = time.monotonic() + 15
-        for service in reversed(self.services):
-            proc = service.process
-            if proc is None:
-                continue
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
-        self.services.clear()
-
-    def failed(self) -> list[str]:
-        """Names of services whose process has exited."""
-        return [s.name for s in self.services if s.process is not None and s.process.poll() is not None]
 
     def kill_proxy(self) -> None:
         """SIGKILL the proxy (no shutdown handlers run), as a crash would."""
@@ -264,7 +277,7 @@ class LocalStack:
         argv = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", str(config or self.gateway_config),
                 "--port", str(port), *extra_args]
         url = f"{scheme}://{self.settings.host}:{port}"
-        service = _Service(name, argv, f"{url}/_gateway/health", self.logs / f"{name}.log",
+        service = Service(name, argv, f"{url}/_gateway/health", self.logs / f"{name}.log",
                            {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60, ca_file=verify,
                            ready_on_any_answer=not require_healthy)
         self._spawn(service)
@@ -277,18 +290,6 @@ class LocalStack:
         service = self._policy_service()
         self._spawn(service)
         self._wait_ready(service)
-
-    def stop_service(self, name: str) -> None:
-        """Stop one named service (SIGTERM to its process group; SIGKILL after 20 s)."""
-        for service in [s for s in self.services if s.name == name]:
-            if service.process is not None and service.process.poll() is None:
-                os.killpg(service.process.pid, signal.SIGTERM)
-                try:
-                    service.process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(service.process.pid, signal.SIGKILL)
-                    service.process.wait()
-            self.services.remove(service)
 
     def stop_alerting(self) -> None:
         """Stop the alerting service (SIGTERM, as an operator would)."""
@@ -306,78 +307,42 @@ class LocalStack:
         """
         self.stop_alerting()
         self._write_alerting_config(extra_overrides)
-        service = _Service("alerting", [sys.executable, "-m", "alerting", "--config", str(self.alerting_config)],
+        service = Service("alerting", [sys.executable, "-m", "alerting", "--config", str(self.alerting_config)],
                            f"{self.alerting_url}/health", self.logs / "alerting.log",
                            {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=90)
         self._spawn(service)
         self._wait_ready(service)
 
     # -- services ----------------------------------------------------------------------
-    def _keycloak(self) -> _Service:
-        s, t = self.settings, self.tools
-        db = s.state / "keycloak" / "keycloakdb"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            "JAVA_HOME": str(t.java_home),
-            # newer JDKs (25) need this for JBoss threads' access to Thread internals
-            "JAVA_OPTS_APPEND": "--add-opens=java.base/java.lang=ALL-UNNAMED",
-            "KC_BOOTSTRAP_ADMIN_USERNAME": s.kc_admin[0],
-            "KC_BOOTSTRAP_ADMIN_PASSWORD": s.kc_admin[1],
-        }
-        argv = [str(t.keycloak_home / "bin" / "kc.sh"), "start-dev",
-                f"--http-host={s.host}", f"--http-port={s.ports.keycloak}",
-                f"--http-management-port={s.ports.keycloak_management}", "--health-enabled=true",
-                "--db=dev-file", f"--db-url=jdbc:h2:file:{db};NON_KEYWORDS=VALUE",
-                "--log-level=WARN,org.keycloak.events:DEBUG",
-                # the gateway's event listener pushes user and admin events to the alerting service
-                f"--spi-events-listener--wms-gateway-events--url={self.alerting_url}/events",
-                f"--spi-events-listener--wms-gateway-events--secret={demo_overlay()['events_secret']}",
-                "--spi-events-listener--wms-gateway-events--max-backoff-ms=2000"]
-        return _Service("keycloak", argv, f"http://{s.host}:{s.ports.keycloak_management}/health/ready",
-                        self.logs / "keycloak.log", env, REPO, timeout=240)
-
-    def _policy_service(self) -> _Service:
+    def _keycloak(self) -> Service:
         s = self.settings
-        argv = [sys.executable, "-m", "policy_service", "--source", str(s.policy_dir), "--opa", str(self.tools.opa),
-                "--workdir", str(s.state / "policy-bundles"), "--host", s.host, "--port", str(s.ports.policy),
-                "--signing-key", str(self.policy_signing_key()[0])]
-        return _Service("policy-service", argv, f"{self.policy_url}/status", self.logs / "policy-service.log", {},
-                        REPO, timeout=120)
+        return keycloak_service(self.tools, KeycloakRun(
+            s.host, s.ports.keycloak, s.ports.keycloak_management, s.state / "keycloak", s.kc_admin,
+            f"{self.alerting_url}/events", demo_overlay()["events_secret"]), self.logs)
+
+    def _policy_service(self) -> Service:
+        s = self.settings
+        return policy_bundle_service(self.tools, (s.policy_base, s.policy_dir), s.host, s.ports.policy, s.state,
+                                     self.logs)
 
     def policy_signing_key(self) -> tuple[Path, Path]:
         """The policy bundles' RSA signing key and its public key (PEM files in the state folder,
         made on first use)."""
-        private = self.settings.state / "policy-signing-key.pem"
-        public = self.settings.state / "policy-signing-key.pub.pem"
-        if not private.exists() or not public.exists():
-            generate_rsa_key(private, public)
-        return private, public
+        return policy_signing_key(self.settings.state)
 
-    def _opa(self) -> _Service:
+    def _opa(self) -> Service:
         s = self.settings
-        config = s.state / "opa-config.yaml"
-        public_key = self.policy_signing_key()[1].read_text(encoding="utf-8")
-        config.write_text(yaml.safe_dump({
-            "services": {"policy": {"url": self.policy_url}},
-            # OPA refuses a bundle whose signature does not verify and keeps the last good one
-            "keys": {POLICY_KEY_ID: {"algorithm": "RS256", "key": public_key}},
-            "bundles": {"wms": {"service": "policy", "resource": "/bundles/wms.tar.gz",
-                                "signing": {"keyid": POLICY_KEY_ID},
-                                "polling": {"min_delay_seconds": 1, "max_delay_seconds": 2}}},
-        }), encoding="utf-8")
-        argv = [str(self.tools.opa), "run", "--server", f"--addr={s.host}:{s.ports.opa}", "--log-level=error",
-                "--skip-version-check", f"--config-file={config}"]
-        return _Service("opa", argv, f"{self.opa_url}/health?bundles", self.logs / "opa.log", {}, REPO, timeout=120)
+        return opa_service(self.tools, s.host, s.ports.opa, self.policy_url, s.state, self.logs)
 
-    def _wms(self) -> _Service:
+    def _wms(self) -> Service:
         s = self.settings
         argv = [sys.executable, "-m", "demo_wms", "--db", str(self.wms_db), "--host", s.host,
                 "--port", str(s.ports.wms), "--access-log", str(self.wms_access_log)]
-        return _Service("demo-wms", argv, f"{self.wms_url}/healthz", self.logs / "demo-wms.log", {}, REPO, timeout=60)
+        return Service("demo-wms", argv, f"{self.wms_url}/healthz", self.logs / "demo-wms.log", {}, REPO, timeout=60)
 
-    def _proxy(self) -> _Service:
+    def _proxy(self) -> Service:
         argv = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", str(self.gateway_config)]
-        return _Service("proxy", argv, f"{self.proxy_url}/_gateway/health", self.logs / "proxy.log",
+        return Service("proxy", argv, f"{self.proxy_url}/_gateway/health", self.logs / "proxy.log",
                         {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60)
 
     def write_gateway_config(self, path: Path, extra: dict[str, object] | None = None) -> Path:
@@ -425,32 +390,3 @@ class LocalStack:
     def _apply_realm(self) -> None:
         admin = keycloak_admin(self.keycloak_url, *self.settings.kc_admin)
         apply_realm(admin, build_realm(demo=True, gateway_url=self.proxy_url), replace=self.settings.fresh)
-
-    def _spawn(self, service: _Service) -> None:
-        log = service.log.open("ab")
-        env = {**os.environ, **service.env}
-        service.process = subprocess.Popen(service.argv, cwd=service.cwd, env=env, stdout=log,
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        self.services.append(service)
-
-    def _wait_ready(self, service: _Service) -> None:
-        deadline = time.monotonic() + service.timeout
-        while time.monotonic() < deadline:
-            assert service.process is not None
-            if service.process.poll() is not None:
-                raise StackError(f"{service.name} exited with {service.process.returncode}\n{self._tail(service)}")
-            status = _get(service.ready_url, ca_file=service.ca_file)
-            if status == 200 or (service.ready_on_any_answer and status != 0):
-                return
-            time.sleep(0.3)
-        raise StackError(f"{service.name} not ready after {service.timeout:.0f}s at {service.ready_url}\n"
-                         f"{self._tail(service)}")
-
-    @staticmethod
-    def _tail(service: _Service, lines: int = 40) -> str:
-        try:
-            text = service.log.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return f"--- last lines of {service.log} ---\n" + "\n".join(text[-lines:])

@@ -1,6 +1,6 @@
 """Policy edits take effect without restarts; broken edits are rejected while the last good policy serves.
 
-The test stack serves a copy of rego/ (.state/test/policy), which these tests edit
+The test stack serves rego/base with a copy of the demo layer rego/demo (.state/test/policy), which these tests edit
 and restore.
 """
 

@@ -68,7 +68,8 @@ def test_a_bundle_with_a_bad_signature_is_refused_and_the_last_good_one_keeps_de
     assert good
     # a policy that would allow everything, signed with a key OPA does not trust
     forged_src = tmp_path / "forged"
-    shutil.copytree(stack.stack.settings.policy_dir, forged_src, ignore=shutil.ignore_patterns(".*", "*_test.rego"))
+    for layer in (stack.stack.settings.policy_base, stack.stack.settings.policy_dir):
+        shutil.copytree(layer, forged_src, ignore=shutil.ignore_patterns(".*", "*_test.rego"), dirs_exist_ok=True)
     (forged_src / "wms" / "authz" / "allow_all.rego").write_text(
         "package wms.authz\n\nallow if input.subject.username == \"picker.hf\"\n", encoding="utf-8")
     other_key, other_pub = tmp_path / "other.pem", tmp_path / "other.pub.pem"

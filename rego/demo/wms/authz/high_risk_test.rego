@@ -131,12 +131,6 @@ test_approver_must_cover_the_resource_scope if {
 	codes(d) == ["out_of_scope"]
 }
 
-test_every_message_code_has_a_place_in_the_reason_order if {
-	every code, _ in data.wms.messages {
-		code in authz.reason_order
-	}
-}
-
 test_decision_names_the_high_risk_operation if {
 	d := authz.decision with input as ask(keeper_mfa, "inventory", "update", hf_item)
 	d.high_risk == "inventory_change"

@@ -87,7 +87,7 @@ policy_revision := data.system.bundles.wms.manifest.revision
 # METADATA
 # title: Module definition
 # description: The policy data of the requested module; undefined for unknown modules.
-module_def := data.wms.modules[input.action.module]
+module_def := modules[input.action.module]
 
 # METADATA
 # title: Required permissions
@@ -102,7 +102,7 @@ required contains sprintf("%s:%s", [p.module, p.verb]) if some p in input.action
 # description: Union of the permissions of every role that counts now (effective_roles).
 granted contains perm if {
 	some role in effective_roles
-	some perm in data.wms.roles[role].permissions
+	some perm in role_permissions[role]
 }
 
 # METADATA

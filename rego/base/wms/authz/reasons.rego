@@ -50,7 +50,7 @@ reason_set contains message("missing_permission", [perm, holders], [perm, holder
 	module_def
 	some perm in required
 	not perm in granted
-	holders := concat(", ", sort([role | some role, def in data.wms.roles; perm in def.permissions]))
+	holders := concat(", ", sort([role | some role, perms in role_permissions; perm in perms]))
 }
 
 reason_set contains message("no_scope", [dim_name(dim, "zh-CN")], [dim_name(dim, "en")]) if {
@@ -104,7 +104,7 @@ reason_set contains msg if {
 # description: The person's roles that the role matrix defines.
 known_roles contains role if {
 	some role in input.subject.roles
-	data.wms.roles[role]
+	role in role_names
 }
 
 # METADATA
@@ -112,14 +112,14 @@ known_roles contains role if {
 # description: A reason object {code, zh-CN, en} from the message table.
 message(code, zh_args, en_args) := {
 	"code": code,
-	"zh-CN": sprintf(data.wms.messages[code]["zh-CN"], zh_args),
-	"en": sprintf(data.wms.messages[code].en, en_args),
+	"zh-CN": sprintf(messages[code]["zh-CN"], zh_args),
+	"en": sprintf(messages[code].en, en_args),
 }
 
 # METADATA
 # title: Dimension name
 # description: The display name of a scope dimension in one language.
-dim_name(dim, lang) := data.wms.dimensions[dim][lang]
+dim_name(dim, lang) := data.wms.base.dimensions[dim][lang]
 
 # METADATA
 # title: Scope text

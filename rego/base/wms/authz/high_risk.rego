@@ -4,10 +4,10 @@ package wms.authz
 
 # METADATA
 # title: Matched operations
-# description: The high-risk operations (data.wms.high_risk.operations) the request is.
+# description: The high-risk operations (high_risk_operations) the request is.
 matched_operations contains id if {
 	input.action.verb != "approve"
-	some id, op in data.wms.high_risk.operations
+	some id, op in high_risk_operations
 	op.when.module == input.action.module
 	input.action.verb in op.when.verbs
 	kind_matches(op.when)
@@ -37,17 +37,17 @@ operation := sort(matched_operations)[0]
 # scope: document
 default operation_title := {"zh-CN": "高风险操作", "en": "high-risk operation"}
 
-operation_title := data.wms.high_risk.operations[operation].title
+operation_title := high_risk_operations[operation].title
 
-operation_title := data.wms.high_risk.operations[input.approval.operation].title if input.action.verb == "approve"
+operation_title := high_risk_operations[input.approval.operation].title if input.action.verb == "approve"
 
 # METADATA
 # title: Step-up requirement
 # description: The ACR and freshness (max_age_seconds) an operation or an approval needs.
 # scope: document
-step_up_requirement := data.wms.high_risk.operations[operation].step_up
+step_up_requirement := high_risk_operations[operation].step_up
 
-step_up_requirement := data.wms.high_risk.approver_step_up if input.action.verb == "approve"
+step_up_requirement := approver_step_up if input.action.verb == "approve"
 
 # METADATA
 # title: Step-up satisfied
@@ -56,8 +56,7 @@ step_up_requirement := data.wms.high_risk.approver_step_up if input.action.verb 
 #   than max_age_seconds at the request time. Only token claims count, never
 #   request parameters.
 step_up_satisfied if {
-	levels := data.wms.high_risk.acr_levels
-	levels[input.subject.acr] >= levels[step_up_requirement.acr]
+	acr_levels[input.subject.acr] >= acr_levels[step_up_requirement.acr]
 	age_seconds := (input.request.time_ms / 1000) - input.subject.auth_time
 	age_seconds <= step_up_requirement.max_age_seconds
 }
@@ -65,7 +64,7 @@ step_up_satisfied if {
 # METADATA
 # title: Approval rule
 # description: How many approvals the operation needs and how long a request may wait (hours).
-approval_rule := data.wms.high_risk.operations[operation].approval
+approval_rule := high_risk_operations[operation].approval
 
 # METADATA
 # title: Needs step-up

@@ -78,7 +78,7 @@ filter_values(dim) := ["*"] if {
 #   module: an answer that embeds an order (a review, a pick confirmation) is masked
 #   like the order. A rule with modules or routes applies only to those answers.
 mask contains field if {
-	some rules in data.wms.masks
+	some rules in site_masks
 	some rule in rules
 	not rule.permission in granted
 	mask_applies(rule)

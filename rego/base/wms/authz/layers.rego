@@ -1,0 +1,88 @@
+# Policy data in two layers: the gateway's own (data.wms.base: its modules, the
+# sysadmin's gateway permissions, its high-risk operation, messages, dimensions) and a
+# deployment's (data.wms.roles, modules, masks, high_risk, messages: what a site
+# writes for its WMS). The rules read only the merged documents below.
+package wms.authz
+
+# METADATA
+# title: Site modules
+# description: The deployment's modules (data.wms.modules), empty when it defines none.
+# scope: document
+default site_modules := {}
+
+site_modules := data.wms.modules
+
+# METADATA
+# title: Modules
+# description: Every module, the gateway's own and the deployment's (the deployment cannot redefine the gateway's).
+modules := object.union(site_modules, data.wms.base.modules)
+
+# METADATA
+# title: Site roles
+# description: The deployment's roles (data.wms.roles), empty when it defines none.
+# scope: document
+default site_roles := {}
+
+site_roles := data.wms.roles
+
+# METADATA
+# title: Role names
+# description: Every role either layer defines.
+# scope: document
+role_names contains name if some name, _ in site_roles
+
+role_names contains name if some name, _ in data.wms.base.roles
+
+# METADATA
+# title: Role permissions
+# description: A role's permissions, the union of both layers.
+role_permissions[name] := perms if {
+	some name in role_names
+	perms := {p | some p in object.get(site_roles, [name, "permissions"], [])} | {p |
+		some p in object.get(data.wms.base.roles, [name, "permissions"], [])
+	}
+}
+
+# METADATA
+# title: Site high-risk table
+# description: The deployment's high-risk data (data.wms.high_risk), empty when it defines none.
+# scope: document
+default site_high_risk := {}
+
+site_high_risk := data.wms.high_risk
+
+# METADATA
+# title: High-risk operations
+# description: The operations of both layers (the gateway's own cannot be redefined).
+high_risk_operations := object.union(object.get(site_high_risk, "operations", {}), data.wms.base.high_risk.operations)
+
+# METADATA
+# title: ACR levels
+# description: The LoA of each acr value (RFC 9470); a deployment may override the base's.
+acr_levels := object.get(site_high_risk, "acr_levels", data.wms.base.high_risk.acr_levels)
+
+# METADATA
+# title: Approver step-up
+# description: The ACR and freshness an approver needs; a deployment may override the base's.
+approver_step_up := object.get(site_high_risk, "approver_step_up", data.wms.base.high_risk.approver_step_up)
+
+# METADATA
+# title: Site messages
+# description: The deployment's extra reason messages (data.wms.messages), empty when none.
+# scope: document
+default site_messages := {}
+
+site_messages := data.wms.messages
+
+# METADATA
+# title: Messages
+# description: Reason messages {code -> {zh-CN, en}}, the gateway's with the deployment's added.
+messages := object.union(site_messages, data.wms.base.messages)
+
+# METADATA
+# title: Site masks
+# description: The deployment's field masks (data.wms.masks), empty when none.
+# scope: document
+default site_masks := {}
+
+site_masks := data.wms.masks
