@@ -147,11 +147,19 @@ class Forwarder:
                                      self.conventions.replaced_headers(upstream.headers))
             response_headers = self.conventions.response_headers(upstream.headers, public_origin)
             response_headers.update(extra_headers)
-            if rewrite is not None or (self.conventions.reads_json and _is_json(upstream.content_type)):
+            if rewrite is not None or self._conventions_read(upstream):
                 return await self._rewritten(upstream, response_headers, rewrite, started, public_origin)
             return await self._streamed(request, upstream, response_headers, started)
         finally:
             upstream.release()
+
+    def _conventions_read(self, upstream: aiohttp.ClientResponse) -> bool:
+        """True when an answer no obligation touches is still read whole for the conventions
+        (links, body status): a JSON answer of known size within the rewrite bound. Others
+        are streamed as they come (a chunked or huge JSON answer keeps its WMS links)."""
+        length = upstream.content_length
+        return (self.conventions.reads_json and _is_json(upstream.content_type) and length is not None
+                and length <= self._max_transform)
 
     async def _streamed(self, request: web.Request, upstream: aiohttp.ClientResponse,
                         response_headers: CIMultiDict[str], started: float) -> tuple[web.StreamResponse, UpstreamResult]:
@@ -222,6 +230,8 @@ class Forwarder:
         """
         if not raw:
             return raw, status, {}
+        if rewrite is None and not self.conventions.concerns(raw):
+            return raw, status, {}  # nothing to rewrite or read in it: relayed byte for byte
         if _is_json(content_type):
             try:
                 document = json.loads(raw)

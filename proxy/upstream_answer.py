@@ -90,6 +90,14 @@ class AnswerConventions:
         """True when every JSON answer must be read (a body status field, or links to rewrite)."""
         return self._status_field is not None or bool(self._origins)
 
+    def concerns(self, raw: bytes) -> bool:
+        """A cheap look at an answer's bytes: could it hold a WMS link (plain or with ``\\/``
+        escapes) or the body status field? When not, it need not be parsed."""
+        if self._status_field is not None and f'"{self._status_field}"'.encode() in raw:
+            return True
+        lowered = raw.lower()
+        return any(o.encode() in lowered or o.replace("/", "\\/").encode() in lowered for o in self._origins)
+
     def response_headers(self, upstream: CIMultiDictProxy[str], public_origin: str) -> CIMultiDict[str]:
         """The WMS's headers as the client may see them: hop-by-hop, banner (``Server``,
         ``X-Powered-By``...) and cookie headers dropped, a ``Location`` on the WMS rewritten

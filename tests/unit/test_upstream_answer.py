@@ -74,22 +74,26 @@ def test_the_status_a_200_body_reports_is_read(document: Any, status: int | None
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+async def _serve(handler: Handler) -> tuple[web.AppRunner, int]:
+    """``handler`` answering every path on a free loopback port; returns the runner and the port."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
 async def _through(wms_handler: Handler, rewrite: Rewrite | None = None,
                    answers: AnswerSettings | None = None) -> tuple[int, dict[str, str], bytes, Any]:
     """Run one GET through a Forwarder in front of ``wms_handler``; returns the client's view
     (status, headers, body) and the UpstreamResult (or the raised refusal)."""
-    wms = web.Application()
-    wms.router.add_route("*", "/{tail:.*}", wms_handler)
-    wms_runner = web.AppRunner(wms)
-    await wms_runner.setup()
-    site = web.TCPSite(wms_runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    upstream_url = f"http://127.0.0.1:{port}"
+    wms_runner, port = await _serve(wms_handler)
     outcome: dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        forwarder = Forwarder(session, UpstreamSettings(url=upstream_url, answers=answers or AnswerSettings(
-            status_field="status_code")))
+        forwarder = Forwarder(session, UpstreamSettings(url=f"http://127.0.0.1:{port}", answers=answers or
+                                                        AnswerSettings(status_field="status_code")))
 
         async def gateway(request: web.Request) -> web.StreamResponse:
             try:
@@ -101,13 +105,7 @@ async def _through(wms_handler: Handler, rewrite: Rewrite | None = None,
             outcome["result"] = result
             return response
 
-        gw = web.Application()
-        gw.router.add_route("*", "/{tail:.*}", gateway)
-        gw_runner = web.AppRunner(gw)
-        await gw_runner.setup()
-        gw_site = web.TCPSite(gw_runner, "127.0.0.1", 0)
-        await gw_site.start()
-        gw_port = gw_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        gw_runner, gw_port = await _serve(gateway)
         async with session.get(f"http://127.0.0.1:{gw_port}/goods/", allow_redirects=False) as resp:
             status, headers, body = resp.status, dict(resp.headers), await resp.read()
         await gw_runner.cleanup()
@@ -186,3 +184,18 @@ def test_an_unreadable_2xx_answer_is_refused_when_the_decision_needs_a_rewrite()
 
     status, _, _, refusal = run(_through(binary, Rewrite(lambda d, s: {})))
     assert status == 502 and refusal.code == "response_not_enforceable"
+
+
+def test_an_answer_with_no_wms_link_or_status_field_is_relayed_byte_for_byte() -> None:
+    raw = b'{"b": 1,   "a": "\\u5f20"}'
+
+    async def plain(_: web.Request) -> web.Response:
+        return web.Response(body=raw, content_type="application/json")
+
+    status, _, body, result = run(_through(plain))
+    assert status == 200 and body == raw and result.detail == {}
+
+
+def test_escaped_wms_links_are_found_too() -> None:
+    assert conventions().concerns(b'{"next": "http:\\/\\/wms.internal:8000\\/goods\\/?page=2"}')
+    assert not conventions().concerns(b'{"next": "http://other:8000/goods/"}')
