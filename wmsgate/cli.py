@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import faulthandler
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     logging.basicConfig(level=os.environ.get("WMSGATE_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where is it stuck?
     if args.workers < 1 or args.workers > 64:
         print("wmsgate: --workers must be between 1 and 64", file=sys.stderr)
         return 2

@@ -250,11 +250,7 @@ class LocalStack(ProcessGroup):
             require_healthy: wait for a 200 health answer; when False, any answer will do
                 (for tests that point the proxy at a dead dependency).
         """
-        for service in [s for s in self.services if s.name == "proxy"]:
-            if service.process is not None and service.process.poll() is None:
-                os.killpg(service.process.pid, signal.SIGTERM)
-                service.process.wait(timeout=15)
-            self.services.remove(service)
+        self.stop_service("proxy")
         self._write_gateway_config(extra_overrides)
         proxy = self._proxy()
         proxy.ready_on_any_answer = not require_healthy
@@ -293,11 +289,7 @@ class LocalStack(ProcessGroup):
 
     def stop_alerting(self) -> None:
         """Stop the alerting service (SIGTERM, as an operator would)."""
-        for service in [s for s in self.services if s.name == "alerting"]:
-            if service.process is not None and service.process.poll() is None:
-                os.killpg(service.process.pid, signal.SIGTERM)
-                service.process.wait(timeout=15)
-            self.services.remove(service)
+        self.stop_service("alerting")
 
     def start_alerting(self, extra_overrides: dict[str, object] | None = None) -> None:
         """(Re)start the alerting service and wait until it answers (its Keycloak catch-up done).

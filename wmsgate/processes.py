@@ -101,14 +101,21 @@ class ProcessGroup:
         """Names of services whose process has exited."""
         return [s.name for s in self.services if s.process is not None and s.process.poll() is not None]
 
-    def stop_service(self, name: str) -> None:
-        """Stop one named service (SIGTERM to its process group; SIGKILL after 20 s)."""
+    def stop_service(self, name: str, timeout: float = 30.0) -> None:
+        """Stop one named service: SIGTERM to its process group; one that has not stopped
+        after ``timeout`` seconds gets SIGUSR1 first (a Python service dumps its threads'
+        stacks into its log, to show where shutdown hung), then SIGKILL."""
         for service in [s for s in self.services if s.name == name]:
             if service.process is not None and service.process.poll() is None:
                 os.killpg(service.process.pid, signal.SIGTERM)
                 try:
-                    service.process.wait(timeout=20)
+                    service.process.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:
+                    with service.log.open("ab") as log:
+                        log.write(f"\n[stack] {name} did not stop {timeout:.0f} s after SIGTERM; "
+                                  "stacks follow, then SIGKILL\n".encode())
+                    os.kill(service.process.pid, signal.SIGUSR1)
+                    time.sleep(1)
                     os.killpg(service.process.pid, signal.SIGKILL)
                     service.process.wait()
             self.services.remove(service)
