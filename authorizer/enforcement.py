@@ -9,8 +9,9 @@ route's ``enforcement:`` in the route map), and every change of it is audited: a
 start the proxy compares the modes with the last ones recorded in the store and writes
 one audit record per change (once, however many processes start).
 
-What report mode does not relax: request hygiene, authentication, the tenant choice,
-the audit trail itself and an unreachable PDP (503) are enforced in both modes.
+What report mode does not relax: request hygiene, authentication, the tenant choice, the
+identity the WMS receives (headers, body fields naming who acts), the audit trail itself
+and an unreachable PDP (503) are enforced in both modes.
 """
 
 from __future__ import annotations

@@ -49,8 +49,7 @@ def enforce_body_identity(fields: tuple[BodyIdentityField, ...], body: dict[str,
             if spec.field in body and str(sent) != text:
                 raise Refusal(403, "identity_field_mismatch",
                               f"请求体字段 {spec.field} 必须是您本人({text}),不能代他人操作",
-                              f"body field {spec.field} must name you ({text}); acting as someone else is refused",
-                              reportable=True)
+                              f"body field {spec.field} must name you ({text}); acting as someone else is refused")
             continue
         if sent != value:
             body[spec.field] = value

@@ -199,6 +199,10 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     record.module, record.verb = route.module, route.verb
     body_bytes, body = await _read_body(request, gw) if route.needs_body else (None, None)
     tenant = choose_request_tenant(gw, match, target, body, principal)
+    if route.body_identity:  # who acts is never the client's say, in report mode too
+        forced, changed = enforce_body_identity(route.body_identity, body, principal, tenant[1] if tenant else None)
+        if forced is not None:
+            body_bytes, record.detail["body_identity_set"] = forced, changed
     try:
         return await _decide_and_enforce(request, gw, target, match, principal, (body_bytes, body), tenant, record)
     except Refusal as refusal:
@@ -210,15 +214,11 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
 async def _decide_and_enforce(request: web.Request, gw: Gateway, target: CleanTarget, match: RouteMatch,
                               principal: Principal, body_parts: tuple[bytes | None, Any],
                               tenant: tuple[str, str] | None, record: AuditRecord) -> web.StreamResponse:
-    """The policy's part of a mapped request: query rules, identity fields, resource, decision,
-    then hold (four-eyes), or forward with the obligations."""
+    """The policy's part of a mapped request (what report mode only records): query rules,
+    resource, decision, then hold (four-eyes), or forward with the obligations."""
     route = match.route
     body_bytes, body = body_parts
     check_query(target, route, gw.gateway_params)
-    if route.body_identity:
-        forced, changed = enforce_body_identity(route.body_identity, body, principal, tenant[1] if tenant else None)
-        if forced is not None:
-            body_bytes, record.detail["body_identity_set"] = forced, changed
     resource = await _resolve(gw, match, target, body, tenant)
     record.resource_id = (resource.id or "")[:2048]
     record.warehouse, record.channel, record.order_type = (
