@@ -43,29 +43,36 @@ def attribute_names(templates: list[str]) -> set[str]:
 def caller_value(value: Any, tenant: str | None) -> str | None:
     """One value of a caller attribute for ``tenant``.
 
+    With a tenant (a WMS with one tenant per warehouse) only per-tenant values count: a
+    ``TENANT:value`` (or ``TENANT=value``) text or list item, ``*:value`` for every tenant,
+    or an object ``{tenant: value}``. A plain value would be used in every tenant, where
+    it may be someone else's id, so it counts only without tenants.
+
     Args:
-        value: the claim's value: a scalar, a list (one plain value, or ``TENANT:value`` /
-            ``TENANT=value`` items) or an object ``{tenant: value}``.
+        value: the claim's value: a scalar, a list or an object.
         tenant: the request's tenant (warehouse), or None.
 
     Returns:
-        The value as text, or None when there is none (or, per tenant, none for ``tenant``).
+        The value as text, or None when there is none for ``tenant``.
     """
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (str, int, float)):
-        return str(value) if str(value) else None
     if isinstance(value, dict):
         picked = value.get(tenant) if tenant is not None else None
-        return caller_value(picked, None) if not isinstance(picked, (dict, list)) else None
-    if isinstance(value, list):
-        pairs = [m for v in value if isinstance(v, str) and (m := _PER_TENANT.match(v))]
-        if pairs:
-            found = [m.group(2) for m in pairs if m.group(1) == tenant]
-            return found[0] if len(found) == 1 else None
-        plain = [v for v in value if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
-        return str(plain[0]) if len(plain) == 1 and str(plain[0]) else None
-    return None
+        return _plain(picked)
+    items = value if isinstance(value, list) else [value]
+    pairs = [m for v in items if isinstance(v, str) and (m := _PER_TENANT.match(v))]
+    if tenant is not None:
+        found = [m.group(2) for m in pairs if m.group(1) == tenant] or [m.group(2) for m in pairs if m.group(1) == "*"]
+        return found[0] if len(found) == 1 else None
+    plain = [v for v in items if not (isinstance(v, str) and _PER_TENANT.match(v))]
+    return _plain(plain[0]) if len(plain) == 1 and not pairs else None
+
+
+def _plain(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    return str(value) if str(value) else None
 
 
 def render(template: str, principal: "Principal", tenant: str | None) -> str:

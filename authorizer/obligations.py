@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +162,18 @@ def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None) -
         mask_fields(document, paths)
 
 
+_CELL_SPLIT = re.compile(r"[,;\t|]")
+
+
+def _refuse_unrecognized_header(text: str, names: frozenset[str] | set[str]) -> None:
+    """Raise when a masked name starts a cell of the first lines although no header column is it."""
+    for line in text.splitlines()[:5]:
+        for cell in _CELL_SPLIT.split(line):
+            cell = cell.strip().strip('"')
+            if any(name and cell.startswith(name) for name in names):
+                raise ValueError(f"masked column {cell!r} is not a column of the CSV's header row")
+
+
 def mask_csv(text: str, paths: tuple[str, ...], labels: dict[str, str] | None = None) -> str:
     """Mask columns of CSV text (header row first): a path's last field names the column
     (``revenue`` and ``rows[].revenue`` both mask the ``revenue`` column, since CSV is the
@@ -168,7 +181,9 @@ def mask_csv(text: str, paths: tuple[str, ...], labels: dict[str, str] | None = 
     (``labels={"商品成本": "goods_cost"}``); every non-empty cell of such a column becomes ``***``.
 
     Raises:
-        ValueError: the text is not CSV with a header row.
+        ValueError: the text is not CSV with a header row, or a masked field or label shows
+            in its first lines other than as a column of the header row (a title row first,
+            another delimiter, a label with a unit): masking would miss it, so it fails closed.
     """
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -178,6 +193,8 @@ def mask_csv(text: str, paths: tuple[str, ...], labels: dict[str, str] | None = 
     columns = column_names(paths)
     labels = labels or {}
     masked = {i for i, name in enumerate(header) if name.strip() in columns or labels.get(name.strip()) in columns}
+    if paths and not masked:
+        _refuse_unrecognized_header(text, columns | {label for label, name in labels.items() if name in columns})
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)

@@ -7,19 +7,22 @@ and ``?ordering=cost`` sorts by it. The route map may name the parameters a rout
 or an ordering on a field the caller sees masked is refused.
 
 Parameter names follow Django's lookup convention: ``field`` or ``field__lookup``
-(``cost__gt``, ``supplier__name__icontains``); ordering parameters hold comma-separated
-field names, ``-`` for descending.
+(``cost__gt``, ``supplier__name__icontains``), or a bracket or dot form
+(``filter[cost][gt]``); ordering parameters hold comma-separated field names, ``-`` for
+descending. A free-text ``search`` parameter may search masked fields too: deny it on
+routes whose masked fields it searches (``query: {deny: [search]}``), or use an allow list.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from multidict import MultiMapping
 
 #: Parameters that name sort fields when the route map does not say.
-DEFAULT_ORDERING = ("ordering", "order_by", "sort")
+DEFAULT_ORDERING = ("ordering", "order_by", "sort", "sort_by", "o")
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,14 @@ def refused_parameters(query: MultiMapping[str], spec: QuerySpec, always_allowed
     return sorted(out)
 
 
+_NAME_PARTS = re.compile(r"__|[^A-Za-z0-9_]+")
+
+
 def _names_masked(name: str, masked: frozenset[str]) -> bool:
-    """True when any ``__`` part of a lookup names a masked field (``supplier__phone__icontains``
-    reads the nested ``phone``; a lookup word such as ``gt`` is never a field that matters)."""
-    return any(part in masked for part in name.split("__"))
+    """True when any part of a lookup names a masked field: Django's ``supplier__phone__icontains``,
+    and the bracket and dot forms other filters use (``filter[goods_cost][gt]``,
+    ``filter{goods_cost.gt}``); a lookup word such as ``gt`` is never a field that matters."""
+    return any(part in masked for part in _NAME_PARTS.split(name) if part)
 
 
 def masked_lookups(query: MultiMapping[str], spec: QuerySpec, masked: frozenset[str]) -> list[str]:

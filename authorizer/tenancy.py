@@ -49,16 +49,18 @@ class TenantSettings:
 
 
 class TenantError(Exception):
-    """The tenant of a request cannot be chosen (answered with 400).
+    """The tenant of a request cannot be chosen (400), or the caller may not be in it (403).
 
     Attributes:
-        code: ``tenant_required`` or ``ambiguous_tenant``.
+        code: ``tenant_required``, ``ambiguous_tenant`` or ``tenant_out_of_scope``.
         zh, en: the message in zh-CN and English.
+        status: the HTTP status to answer with.
+        value: the tenant the request named, when it was refused for being out of scope.
     """
 
-    def __init__(self, code: str, zh: str, en: str) -> None:
+    def __init__(self, code: str, zh: str, en: str, status: int = 400, value: str | None = None) -> None:
         super().__init__(en)
-        self.code, self.zh, self.en = code, zh, en
+        self.code, self.zh, self.en, self.status, self.value = code, zh, en, status, value
 
 
 def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_values: list[str],
@@ -75,7 +77,9 @@ def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_valu
         One tenant value (a warehouse code).
 
     Raises:
-        TenantError: none can be chosen, or the request names several or contradicting ones.
+        TenantError: none can be chosen, the request names several or contradicting ones, or
+            one the caller's scope does not cover (403: whatever the route's module, whatever
+            the enforcement mode, since the tenant's credential opens all of it).
     """
     dim, param = settings.dimension, settings.query_param
     named = sorted(set(query.getall(param, []))) if param else []
@@ -87,6 +91,10 @@ def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_valu
         value = (named or given)[0]
         if value == ALL or not value:
             raise TenantError("ambiguous_tenant", f"请指定具体的{_zh(dim)}", f"name one {dim}, not all of them")
+        scope = principal.scope.get(dim, ())
+        if value not in scope and ALL not in scope:  # its credential opens the whole tenant: never for outsiders
+            raise TenantError("tenant_out_of_scope", f"您的数据范围不包括{_zh(dim)} {value}",
+                              f"your data scope does not include {dim} {value}", 403, value)
         return value
     scope = [v for v in principal.scope.get(dim, ()) if v]
     if len(scope) == 1 and scope[0] != ALL:

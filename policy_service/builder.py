@@ -57,12 +57,18 @@ def merge_layers(sources: tuple[Path, ...], into: Path) -> None:
     """Copy the layers into one tree, the bundle's root.
 
     Raises:
-        LayerConflict: a file is in more than one layer.
+        LayerConflict: a file is in more than one layer, or a later layer (a deployment's)
+            holds rules (non-test ``.rego``) or data under ``wms/base``.
     """
     owner: dict[Path, Path] = {}
-    for source in sources:
+    for index, source in enumerate(sources):
         for path in _policy_files(source):
             rel = path.relative_to(source)
+            if index > 0 and (path.suffix == ".rego" and not path.name.endswith("_test.rego")
+                              or rel.parts[:2] == ("wms", "base")):
+                raise LayerConflict(f"{source}/{rel}: a deployment's layer holds policy data (wms/<name>/data.yaml) "
+                                    "and tests (*_test.rego); rules and the gateway's own data (wms/base) are the "
+                                    "base layer's, so a deployment cannot weaken them")
             if rel in owner:
                 raise LayerConflict(f"{rel} is in two policy layers ({owner[rel]} and {source}); "
                                     "a deployment adds files, it does not replace the base layer's")

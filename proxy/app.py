@@ -52,14 +52,15 @@ log = logging.getLogger(__name__)
 
 def mode_change_record(change: ModeChange) -> AuditRecord:
     """The audit record of a route (or the default, ``*``) switched between enforce and report."""
-    zh = {"enforce": "强制执行", "report": "仅记录(影子模式)"}
+    zh = {"enforce": "强制执行", "report": "仅记录(影子模式)", "none": "(首次启动)"}
     return AuditRecord(
         decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="allow",
         reason_code="enforcement_mode_changed", http_status=0, method="", path="", username="wmsgate-config",
         module="sysadmin", verb="update", resource_id=change.key,
         reason_zh=f"执行模式变更:{change.key} 从{zh[change.before]}改为{zh[change.after]}",
         reason_en=f"enforcement changed: {change.key} from {change.before} to {change.after}",
-        detail={"route": change.key, "from": change.before, "to": change.after})
+        detail={"route": change.key, "from": change.before, "to": change.after,
+                **({"routes": change.routes} if change.routes else {})})
 
 
 async def _neutral_server_header(_: web.Request, response: web.StreamResponse) -> None:
@@ -131,7 +132,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
                              config.audit.max_pending, spool, signing_key, config.audit.checkpoint_every_records,
                              config.audit.checkpoint_every_seconds)
         await writer.start()
-        for change in await record_modes(engine, enforcement.snapshot([r.key for r in routes.routes])):
+        for change in await record_modes(engine, enforcement, [r.key for r in routes.routes]):
             await writer.commit(mode_change_record(change))
         verifier = TokenVerifier(config.oidc, jwks)
         sso = None
@@ -160,7 +161,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             executor=ApprovalExecutor(
                 approval_store, session, config.upstream, identity, writer,
                 internal=None if access is None else
-                (lambda method, path, body, actor: access_api.replay(access, method, path, body, actor))),
+                (lambda method, path, body, actor: access_api.replay(access, method, path, body, actor)),
+                public_origin=config.public_origin),
             revocations=revocations,
             access=access,
             sso=sso,

@@ -13,13 +13,18 @@ from typing import Any
 
 import aiohttp
 
-from authorizer.attributes import AttributeResolver, RequestParts, ResolutionError
+from authorizer.attributes import AttributeResolver, RequestParts, ResolutionError, source_values
 from authorizer.config import GatewayConfig
 from authorizer.identity import Principal
 from authorizer.pdp import parse_decision
 from authorizer.policy_input import build_policy_input
+from authorizer.obligations import column_names
+from authorizer.query_params import masked_lookups, refused_parameters
 from authorizer.routes import RouteMap
+from authorizer.tenancy import TenantError, choose_tenant
 from proxy.hygiene import HygieneError, check_target
+from proxy.responses import Refusal
+from proxy.upstream_identity import UpstreamIdentity
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,33 @@ async def explain(config: GatewayConfig, person: Person, method: str, target: st
     route = match.route
     out["route"] = {"method": route.method, "template": route.template, "module": route.module, "verb": route.verb,
                     "kind": route.kind, "line": f"{config.route_map}:{route.line}", "params": match.params}
+    refused = refused_parameters(clean.query, route.query, frozenset(
+        {config.upstream.tenant.query_param} if config.upstream.tenant and config.upstream.tenant.query_param
+        else ()))
+    if refused:
+        out.update(refused_at="query", query={"code": "query_parameter_not_allowed", "parameters": refused})
+        return out
+    parts = RequestParts(match.params, clean.query, body)
+    tenant: tuple[str, str] | None = None
+    if config.upstream.tenant is not None:  # the WMS tenant, chosen as the proxy chooses it
+        settings = config.upstream.tenant
+        source = route.attributes.get(settings.dimension)
+        try:
+            tenant = settings.dimension, choose_tenant(settings, clean.query,
+                                                       source_values(source, parts) if source else [],
+                                                       person.principal())
+        except TenantError as exc:
+            out.update(refused_at="tenant", tenant={"code": exc.code, "en": exc.en, "zh": exc.zh})
+            return out
+        out["tenant"] = tenant[1]
     async with aiohttp.ClientSession(timeout=_timeout(config)) as session:
         resolver = AttributeResolver(session, config.upstream.url, config.upstream.lookup_headers, 0)
         try:
-            resource = await resolver.resolve(route, RequestParts(match.params, clean.query, body))
+            credentials = UpstreamIdentity(config.upstream).credentials(tenant[1]) if tenant else None
+            resource = await resolver.resolve(route, parts, tenant, credentials)
+        except Refusal as refusal:  # no WMS credential for that tenant
+            out.update(refused_at="credentials", credentials_error=refusal.en)
+            return out
         except ResolutionError as exc:
             out.update(refused_at="attributes", attributes_error=str(exc))
             return out
@@ -89,6 +117,10 @@ async def explain(config: GatewayConfig, person: Person, method: str, target: st
         package = await ask_opa(session, config, config.opa.decision_path.rsplit("/", 1)[0], policy_input) or {}
     out["rules"] = {name: package.get(name) for name in
                     ("allow", "permitted", "in_scope", "resource_found", "required", "granted", "status")}
+    lookups = masked_lookups(clean.query, route.query, column_names(tuple(
+        (out["decision"].get("obligations") or {}).get("mask") or ())))
+    if out["decision"].get("allow") and lookups:  # the PEP's own check after the policy allowed
+        out.update(refused_at="masked_lookup", masked_lookup={"code": "filter_on_masked_field", "parameters": lookups})
     return out
 
 

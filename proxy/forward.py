@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 
 from authorizer.config import UpstreamSettings
 from proxy.responses import Refusal, upstream_failed
-from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, upstream_error
+from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, LinkTarget, upstream_error
 
 _NEVER_FORWARD = HOP_BY_HOP | {"host", "authorization", "cookie", "content-length", "accept-encoding", "expect"}
 _CHUNK = 64 * 1024
@@ -102,7 +102,7 @@ class Forwarder:
 
     async def forward(self, request: web.Request, path_and_query: str, headers: CIMultiDict[str],
                       body: bytes | None, rewrite: Rewrite | None, extra_headers: dict[str, str],
-                      public_origin: str) -> tuple[web.StreamResponse, UpstreamResult]:
+                      public_origin: str, link_params: str = "") -> tuple[web.StreamResponse, UpstreamResult]:
         """Send the request and relay the answer.
 
         A 5xx answer's body never reaches the client (it may be a debug page carrying
@@ -118,6 +118,8 @@ class Forwarder:
                 answers that the conventions need not read.
             extra_headers: headers added to the client's answer.
             public_origin: the gateway's origin as clients reach it (``scheme://host[:port]``).
+            link_params: the gateway's own query parameters of the request (``warehouse=SH``),
+                added to every rewritten WMS link so following it stays in the same tenant.
 
         Returns:
             The prepared (and, when streamed, completed) response and the upstream result
@@ -145,29 +147,50 @@ class Forwarder:
                 await self._drain(upstream)
                 raise upstream_error(upstream.status, (time.perf_counter() - started) * 1000,
                                      self.conventions.replaced_headers(upstream.headers))
-            response_headers = self.conventions.response_headers(upstream.headers, public_origin)
+            links = LinkTarget(public_origin, link_params)
+            response_headers = self.conventions.response_headers(upstream.headers, links)
             response_headers.update(extra_headers)
-            if rewrite is not None or self._conventions_read(upstream):
-                return await self._rewritten(upstream, response_headers, rewrite, started, public_origin)
+            if rewrite is not None:
+                return await self._rewritten(upstream, response_headers, rewrite, started, links)
+            if self._conventions_read(upstream):
+                return await self._inspected(request, upstream, response_headers, started, links)
             return await self._streamed(request, upstream, response_headers, started)
         finally:
             upstream.release()
 
     def _conventions_read(self, upstream: aiohttp.ClientResponse) -> bool:
-        """True when an answer no obligation touches is still read whole for the conventions
-        (links, body status): a JSON answer of known size within the rewrite bound. Others
-        are streamed as they come (a chunked or huge JSON answer keeps its WMS links)."""
+        """True when an answer no obligation touches is still read for the conventions (links,
+        body status): a JSON answer not declared larger than the rewrite bound."""
         length = upstream.content_length
-        return (self.conventions.reads_json and _is_json(upstream.content_type) and length is not None
-                and length <= self._max_transform)
+        return (self.conventions.reads_json and _is_json(upstream.content_type)
+                and (length is None or length <= self._max_transform))
+
+    async def _inspected(self, request: web.Request, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str],
+                         started: float, links: LinkTarget) -> tuple[web.StreamResponse, UpstreamResult]:
+        """A JSON answer no obligation touches, read for the conventions; one that turns out
+        larger than the rewrite bound (chunked) is relayed as it comes, prefix first."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in upstream.content.iter_chunked(_CHUNK):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > self._max_transform:
+                    return await self._streamed(request, upstream, headers, started, b"".join(chunks))
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raise upstream_failed(timeout=False) from None
+        return self._answer(upstream, headers, b"".join(chunks), None, started, links)
 
     async def _streamed(self, request: web.Request, upstream: aiohttp.ClientResponse,
-                        response_headers: CIMultiDict[str], started: float) -> tuple[web.StreamResponse, UpstreamResult]:
+                        response_headers: CIMultiDict[str], started: float,
+                        prefix: bytes = b"") -> tuple[web.StreamResponse, UpstreamResult]:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=response_headers)
         if upstream.content_length is not None and "Content-Encoding" not in upstream.headers:
             response.content_length = upstream.content_length
         await response.prepare(request)
         try:
+            if prefix:
+                await response.write(prefix)
             async for chunk in upstream.content.iter_chunked(_CHUNK):
                 await response.write(chunk)
         except (aiohttp.ClientError, asyncio.TimeoutError):
@@ -201,12 +224,22 @@ class Forwarder:
         return b"".join(chunks)
 
     async def _rewritten(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], rewrite: Rewrite | None,
-                         started: float, public_origin: str) -> tuple[web.StreamResponse, UpstreamResult]:
-        status, content_type = upstream.status, upstream.content_type
+                         started: float, links: LinkTarget) -> tuple[web.StreamResponse, UpstreamResult]:
         try:
             raw = await self._read(upstream)
-            ms = (time.perf_counter() - started) * 1000
-            body, real_status, facts = self._apply(raw, status, content_type, rewrite, public_origin, ms)
+        except (ValueError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
+                          f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
+        return self._answer(upstream, headers, raw, rewrite, started, links)
+
+    def _answer(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], raw: bytes,
+                rewrite: Rewrite | None, started: float, links: LinkTarget) -> tuple[web.StreamResponse, UpstreamResult]:
+        """The client's answer from the WMS answer's whole body, rewritten as ``rewrite`` and the
+        conventions require."""
+        status, content_type = upstream.status, upstream.content_type
+        ms = (time.perf_counter() - started) * 1000
+        try:
+            body, real_status, facts = self._apply(raw, status, content_type, rewrite, links, ms)
         except (ValueError, UnicodeDecodeError, RecursionError, csv.Error, aiohttp.ClientError,
                 asyncio.TimeoutError) as exc:
             raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
@@ -220,7 +253,7 @@ class Forwarder:
                                     else None, headers=headers)
         return response, UpstreamResult(real_status, ms, facts)
 
-    def _apply(self, raw: bytes, status: int, content_type: str, rewrite: Rewrite | None, public_origin: str,
+    def _apply(self, raw: bytes, status: int, content_type: str, rewrite: Rewrite | None, links: LinkTarget,
                ms: float) -> tuple[bytes, int, dict[str, Any]]:
         """The answer's new body, the status it really has and facts for the audit record.
 
@@ -241,7 +274,7 @@ class Forwarder:
                 if 200 <= status < 300:
                     raise
                 raise upstream_error(status, ms, None) from None
-            outcome = self.conventions.inspect(document, public_origin)
+            outcome = self.conventions.inspect(document, links)
             facts: dict[str, Any] = {"links_rewritten": outcome.links} if outcome.links else {}
             real = status
             if outcome.status is not None and outcome.status != status:
@@ -250,6 +283,8 @@ class Forwarder:
                 facts["upstream_failure_in_body"] = True
             if rewrite is not None:
                 facts.update(rewrite.json(document, real))
+            elif not outcome.links:
+                return raw, real, facts  # only read: relayed byte for byte
             return json.dumps(document, ensure_ascii=False).encode(), real, facts
         if rewrite is None:
             return raw, status, {}

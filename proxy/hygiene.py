@@ -5,8 +5,9 @@ one interpretation of the path: percent-decoding is done once, per segment, and 
 request is refused (400, never forwarded) when it has an encoded slash or
 backslash, a dot segment (plain or encoded), an empty segment (``//``; one
 trailing ``/``, as every Django/DRF URL has, is a path of its own and matched
-exactly), ``;`` path parameters, double encoding, NUL or other control characters, non-ASCII bytes,
-or a target that is not in origin form (RFC 9112 section 3.2.1).
+exactly), ``;`` path parameters, double encoding, NUL or other control characters (in the path and in
+query names and values), a ``;`` in the query (some servers split parameters on it),
+non-ASCII bytes, or a target that is not in origin form (RFC 9112 section 3.2.1).
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def check_target(method: str, raw_target: str) -> CleanTarget:
         raise _refuse("bad_percent_encoding", "百分号编码格式错误", "malformed percent-encoding")
     if ";" in raw_path:
         raise _refuse("path_parameters", "路径含有 ; 参数", "the path has ';' parameters")
+    if ";" in raw_query:  # older Django, Rack and others split parameters on ';' too: one reading only
+        raise _refuse("query_semicolon", "查询字符串含有 ;(部分 WMS 把它当作参数分隔符)",
+                      "the query string has a ';' (some WMSs read it as a parameter separator)")
     segments = raw_path.split("/")[1:]
     # One trailing "/" is an empty last segment the route map matches exactly
     # (``/goods/`` is not ``/goods``); any other empty segment ("//") is refused.
@@ -105,8 +109,8 @@ def check_target(method: str, raw_target: str) -> CleanTarget:
     decoded = [_decode_segment(s) if s else "" for s in segments]
     try:
         query = URL.build(path="/", query_string=raw_query, encoded=True).query
-        for value in query.values():
-            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        for name, value in query.items():
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name + value):
                 raise _refuse("control_character", "查询参数含有控制字符", "a query parameter has a control character")
     except ValueError:
         raise _refuse("bad_query", "查询字符串无法解析", "the query string cannot be parsed") from None

@@ -34,7 +34,7 @@ from authorizer.enforcement import EnforcementModes
 from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
 from authorizer.html_tables import rewrite_tables
 from authorizer.obligations import ALL, column_names, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
-from authorizer.pdp import Decision, OpaClient, PdpUnavailable
+from authorizer.pdp import Decision, Obligations, OpaClient, PdpUnavailable
 from authorizer.policy_input import build_policy_input
 from authorizer.query_params import masked_lookups, refused_parameters
 from authorizer.revocation import RevocationCache
@@ -155,10 +155,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
 
 def _refused(record: AuditRecord, refusal: Refusal, request: web.Request, gw: Gateway) -> web.Response:
     """Record and render a refusal (JSON for API clients; for browsers a login redirect or a
-    friendly page). A request the policy allowed keeps ``decision=allow`` (the refusal then
-    came after the decision, e.g. the WMS was unreachable)."""
+    friendly page). A request the policy allowed keeps ``decision=allow`` when the refusal is
+    an outage after the decision (5xx: the WMS was unreachable); a 4xx the gateway answers
+    after the decision (no WMS identity for the caller, a masked filter) makes it a deny."""
     if refusal.subject is not None and not record.user_id:  # who used a revoked token
         record.user_id, record.username, record.roles = refusal.subject
+    if record.decision != "deny" and refusal.status < 500 and not isinstance(refusal, UpstreamFailure):
+        # refused by the gateway after the policy allowed (a WMS refusal keeps the policy's allow)
+        record.decision = "deny"
     record_refusal_reason(record, refusal)
     if browser.wants_page(request):
         return browser.refusal_answer(request, refusal, record.decision_id, record.username or None,
@@ -193,12 +197,13 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     if match is None:
         if not gw.enforcement.reports(None):
             raise responses.not_mapped()
-        tenant = choose_request_tenant(gw, None, target, None, principal)
-        return await _shadow_forward(request, gw, target, tenant, principal, None, record, responses.not_mapped())
+        tenant = choose_request_tenant(gw, None, target, None, principal, record)
+        return await _shadow_forward(request, gw, target, None, (tenant, principal), None, record,
+                                     responses.not_mapped())
     route = match.route
     record.module, record.verb = route.module, route.verb
     body_bytes, body = await _read_body(request, gw) if route.needs_body else (None, None)
-    tenant = choose_request_tenant(gw, match, target, body, principal)
+    tenant = choose_request_tenant(gw, match, target, body, principal, record)
     if route.body_identity:  # who acts is never the client's say, in report mode too
         forced, changed = enforce_body_identity(route.body_identity, body, principal, tenant[1] if tenant else None)
         if forced is not None:
@@ -208,7 +213,7 @@ async def _authorize_and_forward(request: web.Request, gw: Gateway, record: Audi
     except Refusal as refusal:
         if not (refusal.reportable and gw.enforcement.reports(route.key)):
             raise
-        return await _shadow_forward(request, gw, target, tenant, principal, body_bytes, record, refusal)
+        return await _shadow_forward(request, gw, target, match, (tenant, principal), body_bytes, record, refusal)
 
 
 async def _decide_and_enforce(request: web.Request, gw: Gateway, target: CleanTarget, match: RouteMatch,
@@ -233,27 +238,35 @@ async def _decide_and_enforce(request: web.Request, gw: Gateway, target: CleanTa
     return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
 
 
-async def _shadow_forward(request: web.Request, gw: Gateway, target: CleanTarget, tenant: tuple[str, str] | None,
-                          principal: Principal, body_bytes: bytes | None, record: AuditRecord,
-                          refusal: Refusal) -> web.StreamResponse:
-    """Report mode: record the refusal as ``would_deny`` and forward the request untouched (no
-    row filter, no masks), as the WMS served it before the gateway, under the gateway's identity
-    headers and credentials."""
+async def _shadow_forward(request: web.Request, gw: Gateway, target: CleanTarget, match: RouteMatch | None,
+                          caller: tuple[tuple[str, str] | None, Principal], body_bytes: bytes | None,
+                          record: AuditRecord, refusal: Refusal) -> web.StreamResponse:
+    """Report mode: record the policy's refusal as ``would_deny`` and forward the request as the
+    WMS served it before the gateway (no row filter), under the gateway's identity headers and
+    credentials, with the person's masks still applied (report mode never shows more than the
+    gateway would). When the WMS identity cannot be made (no staff id for that tenant), the
+    request is really refused and recorded as such, the would-be reason beside it."""
+    tenant, principal = caller
     record_refusal_reason(record, refusal)
-    record.decision = "would_deny"
-    route = gw.routes.match(request.method, target.segments)
-    record.detail["shadow"] = {"would_status": refusal.status,
-                               "route": route.route.key if route is not None else None}
+    would = {"would_status": refusal.status, "would_reason": record.reason_code,
+             "route": match.route.key if match is not None else None}
+    record.detail["shadow"] = would
     single = record.warehouse if record.warehouse and "," not in record.warehouse else None
     added = gw.identity.headers(principal, tenant[1] if tenant else single)
+    route = match.route if match is not None else Route(request.method, target.raw_path, tuple(target.segments),
+                                                        "unmapped", "view", kind="aggregate")
+    mask = await _shadow_mask(gw, refusal, route, principal, request, record)
+    record.decision = "would_deny"
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
     if body_bytes is not None:
         headers["Content-Length"] = str(len(body_bytes))
     query_string = without_params(target.raw_query, gw.gateway_params)
     try:
         response, result = await gw.forwarder.forward(
-            request, target.raw_path + (f"?{query_string}" if query_string else ""), headers, body_bytes, None,
-            {"X-Decision-Id": record.decision_id, "X-Gateway-Shadow": "would_deny"}, gw.config.public_origin)
+            request, target.raw_path + (f"?{query_string}" if query_string else ""), headers, body_bytes,
+            _rewrite(route, Obligations(mask=mask), False),
+            {"X-Decision-Id": record.decision_id, "X-Gateway-Shadow": "would_deny"},
+            gw.config.public_origin, _link_params(gw, target))
     except UpstreamFailure as failure:
         record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
         raise
@@ -262,13 +275,43 @@ async def _shadow_forward(request: web.Request, gw: Gateway, target: CleanTarget
     return response
 
 
+async def _shadow_mask(gw: Gateway, refusal: Refusal, route: Route, principal: Principal, request: web.Request,
+                       record: AuditRecord) -> tuple[str, ...]:
+    """The masks of a request forwarded in report mode: the refusing decision's, or (refused
+    before the PDP was asked: an unmapped route, a query rule) the PDP's for the route.
+
+    Raises:
+        Refusal: 503 when the PDP cannot answer (nothing is forwarded unmasked).
+    """
+    if refusal.decision is not None:
+        return tuple(refusal.decision.obligations.mask)
+    policy_input = build_policy_input(principal, route, None, Resource(kind=route.kind), request.method,
+                                      record.client_ip, record.ts_ms)
+    try:
+        return tuple((await gw.pdp.decide(policy_input)).obligations.mask)
+    except PdpUnavailable:
+        raise responses.pdp_unavailable() from None
+
+
+def _link_params(gw: Gateway, target: CleanTarget) -> str:
+    """The gateway's own parameters of the request (``warehouse=SH``), carried into the WMS
+    links rewritten in the answer so that following them stays in the same tenant."""
+    names = gw.gateway_params
+    if not names or not target.raw_query:
+        return ""
+    return "&".join(p for p in target.raw_query.split("&") if unquote_plus(p.partition("=")[0]) in names)
+
+
 def choose_request_tenant(gw: Gateway, match: RouteMatch | None, target: CleanTarget, body: Any,
-                          principal: Principal) -> tuple[str, str] | None:
+                          principal: Principal, record: AuditRecord) -> tuple[str, str] | None:
     """``(dimension, value)`` of the WMS tenant the request runs in (``upstream.tenant``), or
     None when the WMS has no tenants (see :mod:`authorizer.tenancy`).
 
+    The caller's scope must cover the tenant whatever the route's module (its credential
+    opens the whole tenant) and whatever the enforcement mode. ``record`` names the tenant.
+
     Raises:
-        Refusal: 400 ``tenant_required`` / ``ambiguous_tenant``.
+        Refusal: 400 ``tenant_required`` / ``ambiguous_tenant``; 403 ``tenant_out_of_scope``.
     """
     settings = gw.config.upstream.tenant
     if settings is None:
@@ -277,11 +320,15 @@ def choose_request_tenant(gw: Gateway, match: RouteMatch | None, target: CleanTa
     try:
         values = source_values(source, RequestParts(match.params, target.query, body)) \
             if source and match is not None else []
-        return settings.dimension, choose_tenant(settings, target.query, values, principal)
+        tenant = choose_tenant(settings, target.query, values, principal)
     except BadResourceInput as exc:
         raise responses.bad_body(str(exc)) from None
     except TenantError as exc:
-        raise Refusal(400, exc.code, exc.zh, exc.en) from None
+        if exc.value is not None:  # the record names the tenant that was asked for
+            setattr(record, settings.dimension, exc.value)
+        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+    setattr(record, settings.dimension, tenant)  # the record names the tenant as soon as it is chosen
+    return settings.dimension, tenant
 
 
 def check_query(target: CleanTarget, route: Route, gateway_params: frozenset[str]) -> None:
@@ -310,7 +357,8 @@ def check_masked_lookups(target: CleanTarget, route: Route, decision: Decision, 
         record.decision, record.detail["masked_lookups"] = "deny", found
         names = ", ".join(found)
         raise Refusal(403, "filter_on_masked_field", f"不能按您无权查看的字段筛选或排序:{names}",
-                      f"you may not filter or sort by fields you are not allowed to see: {names}", reportable=True)
+                      f"you may not filter or sort by fields you are not allowed to see: {names}", reportable=True,
+                      decision=decision)
 
 
 async def authenticate(request: web.Request, gw: Gateway) -> Principal:
@@ -427,7 +475,9 @@ async def decide_or_refuse(pdp: OpaClient, principal: Principal, route: Route, b
     main = decision.reason
     record.reason_code, record.reason_zh, record.reason_en = main.code, main.zh, main.en
     if not decision.allow:
-        raise responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
+        refusal = responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
+        refusal.decision = decision
+        raise refusal
     record.decision = "allow"
     return decision, policy_input
 
@@ -499,7 +549,8 @@ async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: R
         body_bytes, _ = await _read_body(request, gw)
     content_type = request.headers.get("Content-Type", "") if body_bytes is not None else ""
     approval = await hold_request(gw, principal, route, resource, decision, policy_input, record, request.method,
-                                  target.raw_path, target.raw_query, body_bytes, content_type)
+                                  target.raw_path, without_params(target.raw_query, gw.gateway_params), body_bytes,
+                                  content_type)
     location = f"/_gateway/approvals/{approval.approval_id}"
     body = {"approval_id": approval.approval_id, "status": approval.status, "operation": rule["operation"],
             "required_approvals": rule["approvals"], "expires_at": approval.document()["expires_at"],
@@ -591,7 +642,7 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
         if narrowing.query is not None:
             query_string = urlencode(list(narrowing.query.items()), quote_via=quote)
             record.detail["narrowed_query"] = query_string
-    rewrite = _rewrite(route, decision, restricted)
+    rewrite = _rewrite(route, decision.obligations, restricted)
     added = gw.identity.headers(principal, _credential_warehouse(gw, resource, decision))
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
     query_string = without_params(query_string, gw.gateway_params)
@@ -601,7 +652,7 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
     try:
         response, result = await gw.forwarder.forward(request, path_and_query, headers, body_bytes, rewrite,
                                                       {"X-Decision-Id": record.decision_id},
-                                                      gw.config.public_origin)
+                                                      gw.config.public_origin, _link_params(gw, target))
     except UpstreamFailure as failure:  # the WMS's error body is withheld; its status is the outcome
         record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
         record.detail["upstream_body"] = "withheld"
@@ -611,14 +662,14 @@ async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route
     return response
 
 
-def _rewrite(route: Route, decision: Decision, restricted: bool) -> Rewrite | None:
+def _rewrite(route: Route, obligations: Obligations, restricted: bool) -> Rewrite | None:
     """What the answer needs (row filter on a successful list, masks on every answer), or
     None when nothing: the answer is then relayed as the WMS sent it."""
-    mask = decision.obligations.mask
+    mask = obligations.mask
     spec = route.list_spec
     if not mask and not restricted:
         return None
-    row_filter = decision.obligations.row_filter
+    row_filter = obligations.row_filter
     masked_columns = column_names(mask)
     masked_columns |= {label for label, name in route.columns.items() if name in masked_columns}
 
@@ -626,7 +677,7 @@ def _rewrite(route: Route, decision: Decision, restricted: bool) -> Rewrite | No
         detail: dict[str, Any] = {}
         succeeded = 200 <= status < 300
         if spec is not None and restricted and succeeded:
-            dropped = filter_rows(document, spec, decision.obligations)
+            dropped = filter_rows(document, spec, obligations)
             if dropped:
                 detail["rows_dropped"] = dropped
                 if spec.total and isinstance(document.get(spec.total), int):
@@ -642,7 +693,7 @@ def _rewrite(route: Route, decision: Decision, restricted: bool) -> Rewrite | No
         keep = None
         needed: frozenset[str] = frozenset()
         if spec is not None and restricted and 200 <= status < 300:
-            keep = lambda cells: row_in_scope(cells, spec, decision.obligations)  # noqa: E731
+            keep = lambda cells: row_in_scope(cells, spec, obligations)  # noqa: E731
             needed = frozenset(spec.row_fields[d] for d, values in row_filter.items() if ALL not in values)
         result = rewrite_tables(body.decode("utf-8"), keep, needed, masked_columns)
         detail: dict[str, Any] = {"rows_dropped": result.rows_dropped} if result.rows_dropped else {}

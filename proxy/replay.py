@@ -10,10 +10,11 @@ reached the WMS without an answer, it is marked ``outcome_unknown`` and never re
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 
@@ -21,6 +22,7 @@ from authorizer.approvals import EXECUTED, OUTCOME_UNKNOWN, Approval, ApprovalSt
 from authorizer.audit import AuditRecord, AuditWriter
 from authorizer.config import UpstreamSettings
 from authorizer.identity import Principal
+from proxy.upstream_answer import AnswerConventions, LinkTarget, upstream_error
 from proxy.upstream_identity import UpstreamIdentity
 from proxy.responses import Refusal
 
@@ -56,14 +58,18 @@ class ApprovalExecutor:
         upstream: the WMS settings (URL, timeout).
         identity: identity headers and credentials for the WMS (the requester's identity is replayed).
         audit: where every execution is recorded.
+        public_origin: the gateway's origin, for WMS links in stored answers.
         internal: runs held requests addressed to the gateway itself (paths under
             ``/_gateway/``, e.g. access changes): ``(method, path, body, requester) ->
             (status, body, content type)``; None when there are none.
     """
 
     def __init__(self, store: ApprovalStore, session: aiohttp.ClientSession, upstream: UpstreamSettings,
-                 identity: UpstreamIdentity, audit: AuditWriter, internal: Internal | None = None) -> None:
+                 identity: UpstreamIdentity, audit: AuditWriter, internal: Internal | None = None,
+                 public_origin: str = "") -> None:
         self._internal = internal
+        self._conventions = AnswerConventions(upstream.answers, upstream.url)
+        self._links = LinkTarget(public_origin)
         self._store = store
         self._session = session
         self._upstream = upstream
@@ -88,7 +94,8 @@ class ApprovalExecutor:
         if row["path"].startswith("/_gateway/"):
             await self._run_internal(approval, requester)
             return
-        warehouses = (row["resource"] or {}).get("attributes", {}).get("warehouse", [])
+        dimension = self._upstream.tenant.dimension if self._upstream.tenant is not None else "warehouse"
+        warehouses = (row["resource"] or {}).get("attributes", {}).get(dimension, [])
         try:
             headers = self._identity.headers(requester, warehouses[0] if len(warehouses) == 1 else None)
         except Refusal as refusal:
@@ -119,11 +126,37 @@ class ApprovalExecutor:
                                                      username=requester.username, user_id=requester.user_id))
             return
         ms = (time.perf_counter() - started) * 1000
+        real, body, content_type, facts = self._safe_answer(status, body, content_type)
         await self._store.finish(approval.approval_id, EXECUTED, status, body, content_type)
         await self._audit.commit(approval_audit_record(
             approval, "approved_request_executed", status, username=requester.username, user_id=requester.user_id,
-            roles=row["requester_roles"], upstream_status=status, upstream_ms=round(ms, 3),
-            detail={"operation": row["operation"], "approved_by": approval.approvers()}))
+            roles=row["requester_roles"], upstream_status=real, upstream_ms=round(ms, 3),
+            detail={"operation": row["operation"], "approved_by": approval.approvers(), **facts}))
+
+    def _safe_answer(self, status: int, body: bytes, content_type: str) -> tuple[int, bytes, str, dict[str, Any]]:
+        """The WMS answer as it may be stored and shown to the requester, by the same conventions
+        as a forwarded answer: a 5xx body withheld (a debug page may carry credentials), WMS
+        links rewritten to the gateway, a failure reported inside a 200 read.
+
+        Returns:
+            ``(the real status, body, content type, facts for the audit record)``.
+        """
+        if status >= 500:
+            error = upstream_error(status, 0.0, None)
+            text = json.dumps({"error": error.code, "reason_zh": error.zh, "reason_en": error.en}, ensure_ascii=False)
+            return status, text.encode("utf-8"), "application/json", {"upstream_body": "withheld"}
+        if "json" not in content_type or not body:
+            return status, body, content_type, {}
+        try:
+            document = json.loads(body)
+        except ValueError:
+            return status, body, content_type, {}
+        outcome = self._conventions.inspect(document, self._links)
+        facts: dict[str, Any] = {"links_rewritten": outcome.links} if outcome.links else {}
+        if outcome.status is not None and outcome.status != status:
+            facts.update(upstream_http_status=status, upstream_failure_in_body=True)
+        body = json.dumps(document, ensure_ascii=False).encode("utf-8") if outcome.links else body
+        return outcome.status or status, body, content_type, facts
 
     async def _run_internal(self, approval: Approval, requester: Principal) -> None:
         row = approval.row

@@ -33,6 +33,8 @@ class Refusal(Exception):
         reportable: a refusal of the access policy (not of hygiene, authentication or an
             outage): on a route in report mode it is recorded as ``would_deny`` and the
             request forwarded (:mod:`authorizer.enforcement`).
+        decision: the PDP's decision behind a policy refusal (report mode still applies
+            its masks to what it forwards), or None.
     """
 
     status: int
@@ -45,6 +47,7 @@ class Refusal(Exception):
     step_up: dict[str, Any] | None = None
     subject: tuple[str, str, str] | None = None
     reportable: bool = False
+    decision: Any = None
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.en)

@@ -60,6 +60,20 @@ def _origin(url: str) -> str:
 
 
 @dataclass(frozen=True)
+class LinkTarget:
+    """Where rewritten WMS links point.
+
+    Attributes:
+        origin: the gateway's origin as clients reach it (``scheme://host[:port]``).
+        params: query parameters added to each rewritten link (the gateway's own, e.g.
+            ``warehouse=SH``: the next page stays in the tenant the request named), or "".
+    """
+
+    origin: str
+    params: str = ""
+
+
+@dataclass(frozen=True)
 class BodyOutcome:
     """What a JSON answer's body says about the outcome.
 
@@ -91,24 +105,26 @@ class AnswerConventions:
         return self._status_field is not None or bool(self._origins)
 
     def concerns(self, raw: bytes) -> bool:
-        """A cheap look at an answer's bytes: could it hold a WMS link (plain or with ``\\/``
-        escapes) or the body status field? When not, it need not be parsed."""
+        """A cheap look at an answer's bytes: could it hold a WMS link (plain, with ``\\/`` or
+        ``\\u`` escapes) or the body status field? When not, it need not be parsed."""
+        if b"\\u" in raw:  # \u escapes can spell an origin or the field: let the parser read them
+            return True
         if self._status_field is not None and f'"{self._status_field}"'.encode() in raw:
             return True
         lowered = raw.lower()
         return any(o.encode() in lowered or o.replace("/", "\\/").encode() in lowered for o in self._origins)
 
-    def response_headers(self, upstream: CIMultiDictProxy[str], public_origin: str) -> CIMultiDict[str]:
+    def response_headers(self, upstream: CIMultiDictProxy[str], links: LinkTarget) -> CIMultiDict[str]:
         """The WMS's headers as the client may see them: hop-by-hop, banner (``Server``,
         ``X-Powered-By``...) and cookie headers dropped, a ``Location`` on the WMS rewritten
-        to ``public_origin`` (scheme://host[:port] of the gateway as clients reach it)."""
+        to the gateway (``links``)."""
         listed = {t.strip().lower() for v in upstream.getall("Connection", []) for t in v.split(",")}
         out: CIMultiDict[str] = CIMultiDict()
         for name, value in upstream.items():
             lower = name.lower()
             if lower in self._drop or lower in listed:
                 continue
-            out.add(name, self.rewrite_url(value, public_origin) if lower in ("location", "content-location")
+            out.add(name, self.rewrite_url(value, links) if lower in ("location", "content-location")
                     else value)
         return out
 
@@ -117,18 +133,25 @@ class AnswerConventions:
         """The ``Retry-After`` of an answer whose body is replaced (the only header kept)."""
         return next((v for k, v in upstream.items() if k.lower() in _KEPT_ON_REPLACE), None)
 
-    def rewrite_url(self, value: str, public_origin: str) -> str:
-        """``value`` with a leading WMS origin replaced by ``public_origin`` (else unchanged)."""
+    def rewrite_url(self, value: str, links: LinkTarget) -> str:
+        """``value`` with a leading WMS origin replaced by the gateway's (else unchanged), and
+        ``links.params`` added to its query."""
         lower = value.lower()
         for origin in self._origins:
             if lower.startswith(origin) and (len(value) == len(origin) or value[len(origin)] in "/?#"):
-                return public_origin + value[len(origin):]
+                rest = value[len(origin):]
+                if links.params:
+                    rest = rest or "/"
+                    path, hash_mark, fragment = rest.partition("#")
+                    path += ("&" if "?" in path else "?") + links.params
+                    rest = path + hash_mark + fragment
+                return links.origin + rest
         return value
 
-    def inspect(self, document: Any, public_origin: str) -> BodyOutcome:
+    def inspect(self, document: Any, links: LinkTarget) -> BodyOutcome:
         """Rewrite absolute WMS links anywhere in a JSON ``document`` (in place) and read the
         status its body reports (``status_field``, an integer 100-599 at the top level)."""
-        links = self._rewrite_links(document, public_origin) if self._origins else 0
+        count = self._rewrite_links(document, links) if self._origins else 0
         status = None
         if self._status_field is not None and isinstance(document, dict):
             value = document.get(self._status_field)
@@ -136,9 +159,9 @@ class AnswerConventions:
                 status = value
             elif isinstance(value, str) and value.isdigit() and 100 <= int(value) <= 599:
                 status = int(value)
-        return BodyOutcome(status, links)
+        return BodyOutcome(status, count)
 
-    def _rewrite_links(self, node: Any, public_origin: str) -> int:
+    def _rewrite_links(self, node: Any, links: LinkTarget) -> int:
         count = 0
         if isinstance(node, dict):
             items = node.items()
@@ -149,10 +172,10 @@ class AnswerConventions:
         for key, value in list(items):
             if isinstance(value, str):
                 if "://" in value:
-                    new = self.rewrite_url(value, public_origin)
+                    new = self.rewrite_url(value, links)
                     if new is not value and new != value:
                         node[key] = new
                         count += 1
             elif isinstance(value, (dict, list)):
-                count += self._rewrite_links(value, public_origin)
+                count += self._rewrite_links(value, links)
         return count

@@ -144,9 +144,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"starting the gateway for {args.config} ...", flush=True)
 
     def banner() -> str:
+        realm = stack.config.oidc.issuer.rpartition("/")[2]
+        realm_note = "created from realm.yaml" if stack.realm_created else (
+            "exists, left as it is: edits to realm.yaml are not applied (--replace-realm re-creates it, losing "
+            "the people, sessions and changes made in Keycloak since)")
         return (f"wmsgate is up for {args.config}\n  proxy     {stack.proxy_url}  (health: /_gateway/health)\n"
-                f"  Keycloak  {stack.keycloak_url}  realm {stack.config.oidc.issuer.rpartition('/')[2]}\n"
-                f"  OPA       {stack.config.opa.url}\n  logs      {stack.logs}\nCtrl-C stops everything.")
+                f"  Keycloak  {stack.keycloak_url}  realm {realm} {realm_note}\n"
+                f"  OPA       {stack.config.opa.url}\n  logs      {stack.logs}\n"
+                "gateway.yaml and routes.yaml are read at start (restart to apply edits); policy/ edits are "
+                "live.\nCtrl-C (or SIGTERM to this process) stops everything.")
 
     return _run_foreground(stack, lambda: stack.start(args.replace_realm), banner)
 
@@ -192,13 +198,13 @@ def parse_time(value: str, now: dt.datetime | None = None) -> dt.datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-_COLUMNS = ("time_utc", "username", "decision", "http_status", "module", "verb", "resource_id", "warehouse",
-            "reason_code", "client_ip")
+_COLUMNS = ("time_utc", "username", "decision", "http_status", "upstream_status", "module", "verb", "resource_id",
+            "warehouse", "reason_code", "client_ip")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Render audit rows as an aligned text table (UTC times with milliseconds)."""
-    cells = [[str(r.get(c, "")) if c != "time_utc" else
+    cells = [[("" if r.get(c) is None else str(r.get(c))) if c != "time_utc" else
               dt.datetime.fromtimestamp(r["ts_ms"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
               for c in _COLUMNS] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(_COLUMNS)]
@@ -712,6 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = routes.add_parser("check", help="validate the route map; --from-audit lists traffic it does not cover")
     p.add_argument("--config", default=default_config)
     p.add_argument("--routes", default=None, help="a route map file (default: the config's route_map)")
+    p.add_argument("--policy", default=None,
+                   help="the deployment's policy folder (default: policy/ beside the config): route modules must be in it")
     p.add_argument("--from-audit", type=parse_time, default=None, metavar="SINCE",
                    help="compare with the audit trail since then (1d, 12h or ISO)")
     p.add_argument("--json", action="store_true")

@@ -84,6 +84,7 @@ class DeploymentStack(ProcessGroup):
         self.kc_admin = kc_admin
         self.logs = folder.state / "logs"
         self.proxy_url = f"{'https' if self.config.tls else 'http'}://{self.config.host}:{self.config.port}"
+        self.realm_created = False
 
     def start(self, replace_realm: bool = False) -> None:
         """Start every service and wait until each answers (the proxy last, after the realm exists).
@@ -118,7 +119,7 @@ class DeploymentStack(ProcessGroup):
                 self._spawn(service)
             for service in first:
                 self._wait_ready(service)
-            self.apply_realm(replace_realm)
+            self.realm_created = self.apply_realm(replace_realm)
             if alerting is not None:
                 service = Service("alerting", [sys.executable, "-m", "alerting", "--config",
                                                str(self.folder.alerting_config)],

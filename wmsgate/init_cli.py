@@ -44,14 +44,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     Returns:
         0, or 2 when the folder is not empty or the OpenAPI document cannot be read.
     """
-    from wmsgate.scaffold import InitOptions, load_openapi, scaffold
+    from wmsgate.scaffold import InitOptions, checklist, load_openapi, scaffold
 
     try:
         spec = load_openapi(Path(args.openapi)) if args.openapi else None
-        files = scaffold(Path(args.dir), InitOptions(
+        options = InitOptions(
             wms_url=args.wms_url, realm=args.realm, warehouses=tuple(_codes(args.warehouses)),
             channels=tuple(_codes(args.channels)), order_types=tuple(_codes(args.order_types)),
-            port_offset=args.port_offset, tenant=args.tenant_per_warehouse, openapi=spec))
+            port_offset=args.port_offset, tenant=args.tenant_per_warehouse, openapi=spec)
+        files = scaffold(Path(args.dir), options)
     except (OSError, ValueError) as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2
@@ -60,6 +61,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"  {path.relative_to(root)}")
     print(f"部署目录已创建 / deployment folder written: {root} ({len(files)} files). "
           f"Next: {root / 'README.md'} and docs/onboarding.md")
+    print("待您决定 / still yours to decide:")
+    for item in checklist(root, options):
+        print(f"  - {item}")
     return 0
 
 
@@ -97,19 +101,30 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     """Check a deployment's policy layer with the product's base layer: ``opa check --strict``
     against the input schema, then ``opa test`` (the same gate the bundle service applies).
 
+    Also: every permission names a module some layer defines and a known verb
+    (:mod:`wmsgate.policy_lint`).
+
     Returns:
-        0 when it would be served, 1 when it would be rejected (the reason is printed).
+        0 when it would be served and every name resolves, 1 otherwise (the reasons are printed).
     """
     import tempfile
 
     from policy_service.builder import BundleBuilder
+    from wmsgate.policy_lint import policy_problems
     from wmsgate.tools import REPO, locate_tools
 
     layers = (REPO / "rego" / "base", Path(args.policy).resolve())
     with tempfile.TemporaryDirectory(prefix="wmsgate-policy-check-") as work:
         result = BundleBuilder(layers, locate_tools().opa, Path(work)).build()
-    if result.ok:
-        print(f"策略检查通过 / policy OK: {result.revision} (rego/base + {args.policy})")
-        return 0
-    print(f"策略被拒绝 / policy rejected ({result.revision}):\n{result.error}", file=sys.stderr)
-    return 1
+    if not result.ok:
+        print(f"策略被拒绝 / policy rejected ({result.revision}):\n{result.error}", file=sys.stderr)
+        return 1
+    problems = policy_problems(layers[0], layers[1])
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    if problems:
+        print(f"策略可编译但有 {len(problems)} 处名称无效 / the policy compiles and passes its tests, but "
+              f"{len(problems)} name(s) point at nothing (a typo grants nothing)", file=sys.stderr)
+        return 1
+    print(f"策略检查通过 / policy OK: {result.revision} (rego/base + {args.policy})")
+    return 0

@@ -146,6 +146,10 @@ def draft_route(method: str, path: str, op: dict[str, Any], spec: dict[str, Any]
             draft.todo.append(f"action '{action}' is no known verb: 'update' guessed")
     else:
         draft.verb = {"put": "update", "patch": "update", "delete": "delete"}[method]
+    documented = [str(p.get("name")) for p in (op.get("parameters") or [])
+                  if isinstance(p, dict) and p.get("in") == "query" and p.get("name")]
+    if documented and method == "get":  # what the document says the endpoint takes, and nothing else
+        draft.fields["query"] = {"allow": sorted(dict.fromkeys(documented))}
     if draft.kind == "list":
         list_spec, problem = _list_spec(op, spec)
         draft.fields["list"] = list_spec
@@ -156,6 +160,8 @@ def draft_route(method: str, path: str, op: dict[str, Any], spec: dict[str, Any]
     params = [m.group(1) for s in segs if (m := _PARAM.match(s))]
     if is_item and params:
         draft.fields["resource"] = "{path.%s}" % params[-1]
+    if tenant is not None and draft.kind == "list":
+        draft.fields["attributes"] = {tenant: "tenant"}  # the tenant's rows, all of them in it
     if draft.kind in ("item", "bulk", "aggregate"):
         if tenant is not None:
             draft.fields["attributes"] = {tenant: "tenant"}
@@ -207,5 +213,7 @@ def draft_route_map(spec: dict[str, Any], tenant: str | None = None) -> tuple[st
 def _flow(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
     text = str(value)
     return f'"{text}"' if any(c in text for c in "{}:#,[]") or text.startswith("TODO") else text

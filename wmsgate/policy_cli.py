@@ -77,8 +77,17 @@ def render_explanation(doc: dict[str, Any]) -> str:
     r = doc["route"]
     lines.append(f"路由 Route       {r['method']} {r['template']} -> {r['module']}:{r['verb']} kind={r['kind']}"
                  f"  ({r['line']})")
-    if doc.get("refused_at") == "attributes":
-        return "\n".join(lines + [f"属性 Attributes  FAILED: {doc['attributes_error']}"])
+    if doc.get("refused_at") == "query":
+        names = ", ".join(doc["query"]["parameters"])
+        return "\n".join(lines + [f"查询 Query       REFUSED 400 query_parameter_not_allowed: {names}"])
+    if doc.get("refused_at") == "tenant":
+        t = doc["tenant"]
+        return "\n".join(lines + [f"租户 Tenant      REFUSED 400 {t['code']}: {t['zh']} / {t['en']}"])
+    if doc.get("tenant"):
+        lines.append(f"租户 Tenant      {doc['tenant']}")
+    if doc.get("refused_at") in ("attributes", "credentials"):
+        error = doc.get("attributes_error") or doc.get("credentials_error")
+        return "\n".join(lines + [f"属性 Attributes  FAILED: {error}"])
     res = doc["resource"]
     attrs = "  ".join(f"{k}={v}" for k, v in res["attributes"].items()) or "(narrowed by the row filter)"
     lines.append(f"资源 Resource    id={res['id']}  {attrs}  found={res['found']}")
@@ -97,6 +106,9 @@ def render_explanation(doc: dict[str, Any]) -> str:
         lines.append(f"原因 Reason      {reason.code}: {reason.zh} / {reason.en}")
     ob = d.obligations
     lines.append(f"义务 Obligations row_filter={ob.row_filter or {}}  mask={list(ob.mask)}")
+    if doc.get("refused_at") == "masked_lookup":
+        names = ", ".join(doc["masked_lookup"]["parameters"])
+        lines.append(f"网关 Gateway     REFUSED 403 filter_on_masked_field (after the policy allowed): {names}")
     lines.append("发送给 OPA 的输入 Input sent to OPA:")
     lines.append(json.dumps(doc["input"], ensure_ascii=False, indent=2))
     return "\n".join(lines)

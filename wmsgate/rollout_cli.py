@@ -101,10 +101,14 @@ def cmd_routes_check(args: argparse.Namespace, load_config: Callable[[str], Any]
     """Validate the route map; with ``--from-audit``, list traffic it does not cover.
 
     Returns:
-        0 when the map is valid (and, with ``--from-audit``, every recorded request still
-        matches a route), 1 when traffic is not covered, 2 when the map or config is invalid.
+        0 when the map is valid, nothing is left undecided (``TODO(wmsgate)``), every module
+        is in a policy layer (when the deployment's policy folder is found) and, with
+        ``--from-audit``, every recorded request still matches a route; 1 when something is
+        to decide or fix, 2 when the map or config is invalid.
     """
     from authorizer.routes import RouteMap, RouteMapError
+    from wmsgate.policy_lint import defined_modules, route_problems
+    from wmsgate.tools import REPO
 
     try:
         config = load_config(args.config)
@@ -113,9 +117,16 @@ def cmd_routes_check(args: argparse.Namespace, load_config: Callable[[str], Any]
     except (ConfigError, RouteMapError) as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2
-    print(f"{path}: {len(route_map.routes)} route(s), valid / 路由表有效")
+    policy = Path(args.policy) if args.policy else Path(args.config).parent / "policy"
+    modules = defined_modules(REPO / "rego" / "base", policy) if (policy / "wms").is_dir() else None
+    problems = route_problems(path, route_map, modules)
+    for problem in problems:
+        print(f"  {problem}")
+    print(f"{path}: {len(route_map.routes)} route(s), valid / 路由表有效"
+          + (f"; {len(problems)} to decide or fix / {len(problems)} 处待处理" if problems else "")
+          + ("" if modules is not None else f" (modules not checked: no policy folder {policy})"))
     if args.from_audit is None:
-        return 0
+        return 1 if problems else 0
     found = _with_store(config.audit.url, lambda store: route_coverage(store, route_map, args.from_audit))
     if args.json:
         print(json.dumps(found, ensure_ascii=False))
@@ -126,4 +137,4 @@ def cmd_routes_check(args: argparse.Namespace, load_config: Callable[[str], Any]
         print(f"路由表已删除的路由 / requests of routes the map no longer has ({len(found['gone'])}):")
         for e in found["gone"]:
             print(f"  {e['count']:>6}  {e['route']}   (module {e['module']}) e.g. {e['example']}")
-    return 1 if found["unmapped"] or found["gone"] else 0
+    return 1 if found["unmapped"] or found["gone"] or problems else 0

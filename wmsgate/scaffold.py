@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +70,28 @@ def new_secret(path: Path) -> None:
     _write(path, secrets.token_urlsafe(32) + "\n", 0o600)
 
 
+def checklist(folder: Path, options: InitOptions) -> list[str]:
+    """What ``init`` could not decide and a person must, in the order docs/onboarding.md takes it."""
+    todo = sum(1 for line in (folder / "routes.yaml").read_text(encoding="utf-8").splitlines()
+               if "TODO(wmsgate)" in line)
+    items = []
+    if todo:
+        items.append(f"routes.yaml: {todo} route(s) marked TODO(wmsgate) to decide; then `wmsgate routes check`")
+    items.append("routes.yaml: body fields naming who acts (body_identity), query allow lists, CSV column labels")
+    if options.tenant:
+        wanted = [wh for wh in options.warehouses if wh != "*"]
+        items.append(f"secrets/: the WMS's tenant credentials, one file each: "
+                     f"{', '.join(f'wms-token-{wh}' for wh in wanted) or '(name your warehouses with --warehouses)'}")
+    else:
+        items.append("gateway.yaml upstream.credentials: the secret(s) your WMS wants, if any")
+    items.append("gateway.yaml upstream.identity_headers: how the WMS learns who acts (e.g. operator: "
+                 "\"{attr:wms_staff_id}\" with the attribute in realm.yaml)")
+    items.append("gateway.yaml upstream.answers.status_field: set it if the WMS reports failures inside a 200")
+    items.append("policy/wms/masks/data.yaml: empty; until you add masks every field reaches everyone allowed")
+    items.append("realm.yaml: roles, attributes, people; then `wmsgate policy check --policy policy`")
+    return items
+
+
 def scaffold(folder: Path, options: InitOptions) -> list[Path]:
     """Write a deployment folder.
 
@@ -101,7 +122,10 @@ def scaffold(folder: Path, options: InitOptions) -> list[Path]:
     _write(folder / "routes.yaml", routes_text)
     _write(folder / "gateway.yaml", _gateway_yaml(options, ports, clients))
     _write(folder / "alerting.yaml", _alerting_yaml(options, ports, clients))
-    shutil.copyfile(REPO / "config" / "alert-rules.yaml", folder / "alert-rules.yaml")
+    rules = (REPO / "config" / "alert-rules.yaml").read_text(encoding="utf-8")
+    # the gateway's own service account is this realm's (its changes are policy-decided and audited)
+    _write(folder / "alert-rules.yaml", rules.replace("service-account-wms-access-admin",
+                                                      f"service-account-{clients['access_admin']}"))
     _write(folder / "realm.yaml", _realm_yaml(options, clients))
     _policy(folder / "policy", modules, options.tenant)
     _write(folder / "README.md", _readme(folder, options, ports))

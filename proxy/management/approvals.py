@@ -172,7 +172,8 @@ async def inbox(gw: Gateway, record: AuditRecord, principal: Principal) -> dict[
             doc = approval.document(mask=decision.obligations.mask, include_result=False)
             doc["step_up_needed"] = decision.obligations.step_up
             to_decide.append(doc)
-    mine = [a.document() for a in await gw.approvals.list(requester_id=principal.user_id)]
+    mine = [a.document(mask=await _requester_mask(gw, a))
+            for a in await gw.approvals.list(requester_id=principal.user_id)]
     record.decision, record.reason_code = "allow", "allowed"
     return {"to_decide": to_decide, "requested": mine}
 
@@ -193,6 +194,15 @@ async def get_approval(request: web.Request, gw: Gateway, record: AuditRecord, p
     record.decision, record.reason_code = "allow", "allowed"
     return _json(approval.document(mask=decision.obligations.mask), record)
 
+
+
+async def _requester_mask(gw: Gateway, approval: Approval) -> tuple[str, ...]:
+    """The masks of the requester's own request (its stored decision input, decided again): what
+    they see of its held body and of the WMS answer is what they would see of it directly."""
+    try:
+        return tuple((await gw.pdp.decide(approval.row["decision_input"])).obligations.mask)
+    except PdpUnavailable:
+        raise responses.pdp_unavailable() from None
 
 
 async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:

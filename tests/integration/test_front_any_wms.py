@@ -115,7 +115,9 @@ def _onboard(folder: Path, keycloak_url: str) -> None:
         doc["receiver"] = {"title": {"zh-CN": "收货员", "en": "Receiver"}, "permissions": ["asn:view", "asn:create"]}
     _edit_yaml(folder / "policy" / "wms" / "roles" / "data.yaml", roles)
     _edit_yaml(folder / "policy" / "wms" / "modules" / "data.yaml", lambda doc: doc.update(
-        cyclecount={"title": {"zh-CN": "盘点", "en": "Cycle counts"}, "dimensions": ["warehouse"]}))
+        cyclecount={"title": {"zh-CN": "盘点", "en": "Cycle counts"}, "dimensions": ["warehouse"]},
+        goods_cost={"title": {"zh-CN": "商品成本", "en": "Goods cost"}, "dimensions": ["warehouse"]},
+        contacts={"title": {"zh-CN": "联系方式", "en": "Contact data"}, "dimensions": ["warehouse"]}))
     (folder / "policy" / "wms" / "masks" / "data.yaml").write_text(yaml.safe_dump({"goods": [
         {"permission": "goods_cost:view", "fields": ["goods_cost"]},
         {"permission": "contacts:view", "fields": ["**.phone"]}]}), encoding="utf-8")
@@ -164,10 +166,16 @@ def site(stack: Stack) -> Iterator[Site]:
                               cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
         assert made.returncode == 0, made.stderr
         assert "TODO(wmsgate)" in (folder / "routes.yaml").read_text(encoding="utf-8")
+        undecided = subprocess.run([*WMSGATE, "routes", "check", "--config", str(folder / "gateway.yaml")],
+                                   cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+        assert undecided.returncode == 1 and "undecided" in undecided.stdout  # the TODOs are not ignored
         _onboard(folder, stack.stack.keycloak_url)
         checked = subprocess.run([*WMSGATE, "policy", "check", "--policy", str(folder / "policy")], cwd=REPO,
                                  capture_output=True, text=True, timeout=120, check=False)
         assert checked.returncode == 0, checked.stderr
+        routes = subprocess.run([*WMSGATE, "routes", "check", "--config", str(folder / "gateway.yaml")], cwd=REPO,
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert routes.returncode == 0, routes.stdout + routes.stderr
         up = subprocess.Popen([*WMSGATE, "up", "--config", str(folder), "--keycloak-url", stack.stack.keycloak_url,
                                "--replace-realm"], cwd=REPO, start_new_session=True,
                               stdout=(root / "up.log").open("wb"), stderr=subprocess.STDOUT)
@@ -225,9 +233,12 @@ def test_a_caller_with_several_warehouses_names_one_and_it_is_never_forwarded(si
 def test_a_tenant_outside_the_callers_scope_is_refused(site: Site) -> None:
     mark = site.wms_log.mark()
     with site.client("clerk.hf") as clerk:
-        body = assert_refused(clerk.get("/goods/", params={"warehouse": "SH"}), 403, "out_of_scope")
-    assert site.wms_log.since(mark) == []
-    assert site.audit(body["decision_id"])["decision"] == "deny"
+        body = assert_refused(clerk.get("/goods/", params={"warehouse": "SH"}), 403, "tenant_out_of_scope")
+        in_report_mode = assert_refused(clerk.get("/dn/list/2/?warehouse=SH"), 403, "tenant_out_of_scope")
+    assert site.wms_log.since(mark) == []  # SH's credential never went out for an HF clerk
+    for refused in (body, in_report_mode):
+        record = site.audit(refused["decision_id"])
+        assert (record["decision"], record["warehouse"]) == ("deny", "SH")
 
 
 def test_the_wms_gets_the_callers_staff_id_of_that_tenant_and_the_creator_is_forced(site: Site) -> None:
@@ -248,8 +259,12 @@ def test_the_wms_gets_the_callers_staff_id_of_that_tenant_and_the_creator_is_for
 def test_a_caller_without_a_staff_id_is_refused_before_the_wms(site: Site) -> None:
     mark = site.wms_log.mark()
     with site.client("nostaff.hf") as nobody:
-        assert_refused(nobody.post("/asn/list/", json={"asn_code": "ASN-T3"}), 403, "no_caller_identity")
+        body = assert_refused(nobody.post("/asn/list/", json={"asn_code": "ASN-T3"}), 403, "no_caller_identity")
+        in_report_mode = assert_refused(nobody.get("/dn/list/2/"), 403, "no_caller_identity")
     assert site.wms_log.since(mark) == []
+    for refused in (body, in_report_mode):  # the policy allowed, the gateway refused: the record says deny
+        record = site.audit(refused["decision_id"])
+        assert (record["decision"], record["reason_code"]) == ("deny", "no_caller_identity")
 
 
 def test_filters_and_orderings_on_masked_fields_are_refused(site: Site) -> None:
@@ -292,6 +307,10 @@ def test_json_links_point_at_the_gateway_and_banners_are_dropped(site: Site) -> 
     with site.client("clerk.hf") as clerk:
         page = clerk.get("/goods/", params={"max_page": "5"})
     assert page.json()["next"].startswith(f"{PROXY}/goods/?")
+    with site.client("manager") as manager:  # a tenant named by the caller stays on the next page
+        sh = manager.get("/goods/", params={"warehouse": "SH", "max_page": "5"}).json()
+        assert sh["next"].endswith("&warehouse=SH")
+        assert manager.get(sh["next"]).json()["results"][0]["goods_code"].startswith("S")
     assert "WSGIServer" not in page.headers.get("Server", "") and "X-Powered-By" not in page.headers
     assert site.audit(page.headers["X-Decision-Id"])["detail"]["links_rewritten"] == 1
 
@@ -321,9 +340,11 @@ def test_a_route_in_report_mode_forwards_and_records_would_deny_and_the_report_g
         shadowed = receiver.get("/dn/list/2/")  # receivers may not see delivery notes: would be refused
         enforced = receiver.get("/dn/list/")     # the list route enforces
     assert shadowed.status_code == 200 and shadowed.headers["X-Gateway-Shadow"] == "would_deny"
+    assert shadowed.json()["customer_detail"]["phone"] == "***"  # report mode never shows more than enforce
     record = site.audit(shadowed.headers["X-Decision-Id"])
     assert (record["decision"], record["reason_code"]) == ("would_deny", "missing_permission")
-    assert record["detail"]["shadow"] == {"would_status": 403, "route": "GET /dn/list/{id}/"}
+    assert record["detail"]["shadow"] == {"would_status": 403, "would_reason": "missing_permission",
+                                          "route": "GET /dn/list/{id}/"}
     assert_refused(enforced, 403, "missing_permission")
     report = site.cli("shadow", "report", "--config", str(site.folder / "gateway.yaml"), "--since", "1h", "--json")
     assert report.returncode == 0, report.stderr
@@ -336,8 +357,9 @@ def test_switching_a_route_between_report_and_enforce_is_audited(site: Site) -> 
     with sqlite3.connect(site.folder / "state" / "audit.db") as db:
         changes = db.execute("SELECT resource_id, detail FROM audit_records WHERE reason_code = "
                              "'enforcement_mode_changed'").fetchall()
-    assert ("GET /dn/list/{id}/", {"route": "GET /dn/list/{id}/", "from": "enforce", "to": "report"}) in \
-        [(r, json.loads(d)) for r, d in changes]
+    # the first start is one record: the default, and the routes that set their own mode
+    assert [json.loads(d) for r, d in changes if r == "*"] == [
+        {"route": "*", "from": "none", "to": "enforce", "routes": {"GET /dn/list/{id}/": "report"}}]
     # the team switches the route to enforce: a second proxy on the same store with the edited map
     routes = yaml.safe_load((site.folder / "routes.yaml").read_text(encoding="utf-8"))
     for route in routes["routes"]:
@@ -382,3 +404,19 @@ def test_routes_check_lists_traffic_the_map_does_not_cover(site: Site) -> None:
     report = json.loads(found.stdout.splitlines()[-1])
     assert any(e["route"] == "GET /warehouse/list/" for e in report["unmapped"])
     assert all(e["route"] != "GET /goods/" for e in report["unmapped"])
+
+
+def test_policy_explain_chooses_the_tenant_as_the_proxy_does(site: Site) -> None:
+    def explain(path: str) -> dict[str, Any]:
+        done = site.cli("policy", "explain", "--config", str(site.folder / "gateway.yaml"), "--user", "clerk.hf",
+                        "--method", "GET", "--path", path, "--json")
+        assert done.returncode in (0, 1), done.stderr
+        return dict(json.loads(done.stdout))
+
+    own = explain("/goods/3/")
+    assert own["tenant"] == "HF" and own["decision"]["allow"] is True
+    other = explain("/goods/?warehouse=SH")
+    assert other["refused_at"] == "tenant" and other["tenant"]["code"] == "tenant_out_of_scope"
+    masked = explain("/goods/?ordering=-goods_cost")
+    assert masked["decision"]["allow"] is True and masked["refused_at"] == "masked_lookup"
+    assert explain("/goods/?format=api")["refused_at"] == "query"

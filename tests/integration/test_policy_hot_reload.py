@@ -85,11 +85,12 @@ def test_a_data_edit_changes_decisions_within_seconds_without_restarts(stack: St
 
 def test_a_broken_edit_is_rejected_and_the_last_good_policy_keeps_serving(stack: Stack, policy_dir: Path) -> None:
     good = _status(stack)["serving"]["revision"]
-    (policy_dir / "wms" / "authz" / "typo.rego").write_text("package wms.authz\n\nallow if {\n", encoding="utf-8")
+    (policy_dir / "wms" / "authz" / "typo_test.rego").write_text("package wms.authz_test\n\ntest_x if {\n",
+                                                                  encoding="utf-8")
     _wait(lambda: _status(stack)["rejected"] is not None, 30, "the broken edit to be rejected")
     status = _status(stack)
     assert status["serving"]["revision"] == good and status["status"] == "rejected_edit"
-    assert "typo.rego" in status["rejected"]["error"]
+    assert "typo_test.rego" in status["rejected"]["error"] and "rego_parse_error" in status["rejected"]["error"]
     health = httpx.get(f"{stack.proxy}/_gateway/health", timeout=10)
     assert health.status_code == 200
     assert health.json()["policy"]["rejected_edit"]["revision"] == status["rejected"]["revision"]
@@ -117,3 +118,16 @@ def test_an_edit_that_fails_the_policy_tests_is_rejected(stack: Stack, policy_di
         resp = c.post("/api/inventory/adjust", json={"warehouse": "HF", "location": "A01-01", "sku": "SKU00001",
                                                       "delta": 1, "reason": "x"})
     assert_refused(resp, 403, "missing_permission")
+
+
+def test_a_deployment_layer_holding_rules_is_rejected(stack: Stack, policy_dir: Path) -> None:
+    """Rules are the base layer's: a deployment's layer cannot add to package wms.authz (a rule
+    there could lift the hold on access changes)."""
+    good = _status(stack)["serving"]["revision"]
+    (policy_dir / "wms" / "authz" / "lift.rego").write_text(
+        'package wms.authz\n\nmatched_operations contains "aa" if input.subject.username == "admin1"\n',
+        encoding="utf-8")
+    _wait(lambda: _status(stack)["rejected"] is not None, 30, "the rule to be rejected")
+    status = _status(stack)
+    assert status["serving"]["revision"] == good and "lift.rego" in status["rejected"]["error"]
+    assert "base layer" in status["rejected"]["error"]

@@ -34,8 +34,14 @@ from proxy.hygiene import HygieneError, check_headers, check_target
     ("/api/orders/订单", "bad_character"),
     ("/api/orders#frag", "bad_character"),
     ("/api/orders?x=%00", "control_character"),
+    ("/api/orders?x%00=1", "control_character"),
+    ("/goods/?page=1;goods_cost__gt=5", "query_semicolon"),
+    ("/goods/?page=1%3Bwarehouse=SH", None),
 ])
-def test_ambiguous_targets_are_refused(target: str, code: str) -> None:
+def test_ambiguous_targets_are_refused(target: str, code: str | None) -> None:
+    if code is None:  # an encoded ';' is a value's character, read the same by every parser
+        assert check_target("GET", target).query["page"] == "1;warehouse=SH"
+        return
     with pytest.raises(HygieneError) as err:
         check_target("GET", target)
     assert err.value.code == code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from multidict import MultiDict
 
 from authorizer.obligations import filter_rows, mask_document, mask_fields, narrow_query
@@ -104,3 +105,17 @@ def test_csv_columns_are_masked_by_label_too() -> None:
     text = "商品编码,商品名称,商品成本\r\nA01,螺丝,1.25\r\n"
     assert mask_csv(text, ("**.goods_cost",), {"商品成本": "goods_cost"}) == \
         "商品编码,商品名称,商品成本\r\nA01,螺丝,***\r\n"
+
+
+
+@pytest.mark.parametrize("text", [
+    "商品导出 2024-11-01\r\n商品编码,商品成本\r\nA01,1.25\r\n",   # a title row first
+    "商品编码;商品成本\r\nA01;1.25\r\n",                         # another delimiter
+    "商品编码\t商品成本\r\nA01\t1.25\r\n",
+    "商品编码,商品成本(元)\r\nA01,1.25\r\n",                     # a label with a unit
+])
+def test_csv_masking_fails_closed_when_the_masked_column_is_not_recognised(text: str) -> None:
+    from authorizer.obligations import mask_csv
+
+    with pytest.raises(ValueError, match="not a column"):
+        mask_csv(text, ("goods_cost",), {"商品成本": "goods_cost"})

@@ -126,3 +126,21 @@ def test_the_realm_takes_its_name_clients_codes_roles_and_attribute_claims_from_
 def test_a_bad_realm_file_is_a_clear_error(tmp_path: Path, extra: dict[str, object], message: str) -> None:
     with pytest.raises(SiteRealmError, match=message):
         SiteRealm.load(_realm_yaml(tmp_path, **extra))
+
+
+def test_names_that_point_at_nothing_are_found(tmp_path: Path) -> None:
+    from wmsgate.policy_lint import policy_problems
+
+    assert policy_problems(REPO / "rego" / "base", REPO / "rego" / "demo") == []
+    site = tmp_path / "policy" / "wms"
+    for name, doc in {"modules": {"goods": {"dimensions": ["warehouse"]}},
+                      "roles": {"clerk": {"permissions": ["goods:view", "goods:craete", "gods:view", "audit:view"]}},
+                      "masks": {"goodz": [{"permission": "goods_cost:view", "fields": ["goods_cost"]}]},
+                      "high_risk": {"operations": {"x": {"when": {"module": "stock", "verbs": ["adjust"]}}}}}.items():
+        (site / name).mkdir(parents=True)
+        (site / name / "data.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    problems = policy_problems(REPO / "rego" / "base", tmp_path / "policy")
+    assert len(problems) == 5, problems
+    assert any("goods:craete" in p and "verb" in p for p in problems)
+    assert any("'gods'" in p for p in problems) and any("'goods_cost'" in p for p in problems)
+    assert not any("audit:view" in p for p in problems)  # the base layer's module

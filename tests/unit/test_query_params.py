@@ -37,3 +37,10 @@ def test_deny_list_refuses_only_what_it_names() -> None:
     spec = QuerySpec(deny=("search", "format"))
     query = MultiDict([("search", "张三"), ("page", "1")])
     assert refused_parameters(query, spec, frozenset()) == ["search"]
+
+
+def test_bracket_dot_and_other_ordering_forms_are_found() -> None:
+    query = MultiDict([("filter[goods_cost][gt]", "5"), ("filter{phone.startswith}", "138"), ("o", "-goods_cost"),
+                       ("sort_by", "goods_cost"), ("filter[goods_code]", "A1")])
+    assert masked_lookups(query, QuerySpec(), MASKED) == [
+        "filter[goods_cost][gt]", "filter{phone.startswith}", "o=-goods_cost", "sort_by=goods_cost"]

@@ -30,6 +30,14 @@ def test_the_gateway_parameter_names_the_tenant() -> None:
     assert choose_tenant(TENANT, MultiDict(warehouse="SH"), [], person(("*",))) == "SH"
 
 
+def test_a_named_tenant_outside_the_callers_scope_is_refused_with_403() -> None:
+    with pytest.raises(TenantError) as err:
+        choose_tenant(TENANT, MultiDict(warehouse="SH"), [], person(("HF",)))
+    assert (err.value.code, err.value.status) == ("tenant_out_of_scope", 403)
+    with pytest.raises(TenantError):
+        choose_tenant(TENANT, MultiDict(), ["SH"], person(("HF",)))
+
+
 def test_a_route_attribute_names_the_tenant() -> None:
     assert choose_tenant(TENANT, MultiDict(), ["GZ"], person(("*",))) == "GZ"
 
@@ -53,11 +61,18 @@ def test_a_tenant_that_cannot_be_chosen_is_a_clear_error(query: MultiDict[str], 
     (["HF:12", "SH:7"], "SH", "7"),
     (["HF=12"], "HF", "12"),
     (["HF:12"], "GZ", None),
+    ("HF:12", "HF", "12"),            # a single-valued attribute is parsed too
+    ("HF:12", "SH", None),            # ... and never sent to another tenant as "HF:12"
+    (["*:42", "SH:7"], "HF", "42"),   # the same id in every tenant, said so
+    (["*:42", "SH:7"], "SH", "7"),
     ({"HF": 12, "SH": 7}, "HF", "12"),
     ({"HF": 12}, None, None),
-    (42, "HF", "42"),
-    (["only"], "HF", "only"),
-    (["a", "b"], "HF", None),
+    (42, "HF", None),                 # a plain value could be someone else's id in another tenant
+    (["only"], "HF", None),
+    (42, None, "42"),                 # without tenants a plain value is the value
+    (["only"], None, "only"),
+    (["HF:12"], None, None),
+    (["a", "b"], None, None),
     (True, "HF", None),
     (None, "HF", None),
 ])

@@ -15,9 +15,10 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from authorizer.config import AnswerSettings, UpstreamSettings
 from proxy.forward import Forwarder, Rewrite
 from proxy.responses import Refusal
-from proxy.upstream_answer import AnswerConventions, UpstreamFailure
+from proxy.upstream_answer import AnswerConventions, LinkTarget, UpstreamFailure
 
 PUBLIC = "https://gw.example.com"
+LINKS = LinkTarget(PUBLIC)
 WMS = "http://wms.internal:8000"
 
 
@@ -30,7 +31,7 @@ def test_banner_and_hop_by_hop_headers_are_dropped_and_location_rewritten() -> N
         ("Server", "WSGIServer/0.2 CPython/3.8.10"), ("X-Powered-By", "Django"), ("Connection", "close, X-Trace"),
         ("X-Trace", "abc"), ("Location", "http://WMS.internal:8000/goods/?page=2"), ("Set-Cookie", "sessionid=1"),
         ("Content-Type", "application/json"), ("X-Custom", "kept")]))
-    out = conventions().response_headers(upstream, PUBLIC)
+    out = conventions().response_headers(upstream, LINKS)
     assert "Server" not in out and "X-Powered-By" not in out and "X-Trace" not in out and "Set-Cookie" not in out
     assert out["Location"] == "https://gw.example.com/goods/?page=2"
     assert out["X-Custom"] == "kept"
@@ -45,13 +46,13 @@ def test_banner_and_hop_by_hop_headers_are_dropped_and_location_rewritten() -> N
     ("/goods/?page=2", "/goods/?page=2"),
 ])
 def test_only_the_wms_origin_is_rewritten(value: str, expected: str) -> None:
-    assert conventions().rewrite_url(value, PUBLIC) == expected
+    assert conventions().rewrite_url(value, LINKS) == expected
 
 
 def test_links_anywhere_in_json_are_rewritten_including_extra_origins() -> None:
     doc = {"count": 3, "next": "http://wms.internal:8000/goods/?page=2", "previous": None,
            "results": [{"image": "http://wms.example.cn/media/1.png", "name": "http://not-a-link"}]}
-    outcome = conventions(origins=("http://wms.example.cn",)).inspect(doc, PUBLIC)
+    outcome = conventions(origins=("http://wms.example.cn",)).inspect(doc, LINKS)
     assert outcome.links == 2
     assert doc["next"] == "https://gw.example.com/goods/?page=2"
     assert doc["results"][0] == {"image": "https://gw.example.com/media/1.png", "name": "http://not-a-link"}
@@ -66,7 +67,7 @@ def test_links_anywhere_in_json_are_rewritten_including_extra_origins() -> None:
     ({"results": []}, None),
 ])
 def test_the_status_a_200_body_reports_is_read(document: Any, status: int | None) -> None:
-    assert conventions(status_field="status_code").inspect(document, PUBLIC).status == status
+    assert conventions(status_field="status_code").inspect(document, LINKS).status == status
 
 
 # --- the Forwarder against a stand-in WMS ------------------------------------------------
@@ -199,3 +200,50 @@ def test_an_answer_with_no_wms_link_or_status_field_is_relayed_byte_for_byte() -
 def test_escaped_wms_links_are_found_too() -> None:
     assert conventions().concerns(b'{"next": "http:\\/\\/wms.internal:8000\\/goods\\/?page=2"}')
     assert not conventions().concerns(b'{"next": "http://other:8000/goods/"}')
+
+
+def test_links_keep_the_tenant_the_request_named() -> None:
+    links = LinkTarget(PUBLIC, "warehouse=SH")
+    c = conventions()
+    assert c.rewrite_url("http://wms.internal:8000/goods/?page=2", links) == \
+        "https://gw.example.com/goods/?page=2&warehouse=SH"
+    assert c.rewrite_url("http://wms.internal:8000/goods/#top", links) == "https://gw.example.com/goods/?warehouse=SH#top"
+    assert c.rewrite_url("http://wms.internal:8000", links) == "https://gw.example.com/?warehouse=SH"
+
+
+def test_an_approved_requests_stored_answer_follows_the_same_conventions() -> None:
+    """A held request runs later; its stored answer (shown to the requester) never carries a
+    debug page, and its links and body status are read like a forwarded answer's."""
+    from proxy.replay import ApprovalExecutor
+
+    executor = ApprovalExecutor.__new__(ApprovalExecutor)
+    executor._conventions = conventions(status_field="status_code")  # noqa: SLF001 - the unit under test
+    executor._links = LINKS  # noqa: SLF001
+    status, body, ctype, facts = executor._safe_answer(  # noqa: SLF001
+        500, b"<pre>HTTP_TOKEN = 'openid-hf-5b1c2d'</pre>", "text/html")
+    assert status == 500 and b"openid" not in body and ctype == "application/json"
+    assert facts == {"upstream_body": "withheld"}
+    status, body, _, facts = executor._safe_answer(  # noqa: SLF001
+        200, b'{"detail": "x", "status_code": 400, "next": "http://wms.internal:8000/a/"}', "application/json")
+    assert status == 400 and facts["upstream_failure_in_body"] is True
+    assert json.loads(body)["next"] == "https://gw.example.com/a/"
+
+
+def test_unicode_escaped_links_and_fields_are_read() -> None:
+    assert conventions().concerns(b'{"next": "http:\\u002f\\u002fwms.internal:8000/a/"}')
+    assert conventions(status_field="status_code").concerns(b'{"status\\u005fcode": 404}')
+
+
+def test_a_chunked_json_answer_is_read_for_the_conventions() -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b'{"next": "http://' + request.host.encode() + b'/goods/?page=2", ')
+        await response.write(b'"status_code": 404}')
+        await response.write_eof()
+        return response
+
+    status, _, body, result = run(_through(chunked))
+    assert status == 200 and json.loads(body)["next"] == "https://gw.example.com/goods/?page=2"
+    assert result.status == 404

@@ -75,3 +75,25 @@ test_without_site_data_only_the_gateways_own_modules_exist if {
 	not d.allow
 	"unknown_module" in {r.code | some r in d.reasons}
 }
+
+engine_weakening_ops := {"operations": {"aa_bulk_onboarding": {
+	"title": {"zh-CN": "批量入职", "en": "bulk onboarding"},
+	"when": {"module": "iam", "verbs": ["create", "update"]},
+}}}
+
+test_a_deployment_cannot_lift_the_hold_on_access_changes if {
+	inp := object.union(engine_ask(["sysadmin"], "iam", "create", {"kind": "item", "id": "x", "attributes": {}}), {
+		"subject": {"id": "u1", "username": "t", "roles": ["sysadmin"], "scope": engine_hf, "acr": "pwd", "auth_time": 1},
+		"request": {"method": "POST", "route": "/_gateway/access/bulk-grant", "time_ms": 60000},
+	})
+	d := authz.decision with input as inp with data.wms.roles as engine_site_roles
+		with data.wms.high_risk as engine_weakening_ops
+	not d.allow
+	d.status == 401
+	d.high_risk == "iam_change"
+}
+
+test_a_deployment_cannot_lower_the_acr_levels if {
+	levels := authz.acr_levels with data.wms.high_risk as {"acr_levels": {"pwd": 2, "mfa": 2}}
+	levels.pwd == 1
+}

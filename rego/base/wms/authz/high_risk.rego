@@ -24,12 +24,23 @@ kind_matches(when) if input.resource.kind in when.kinds
 # METADATA
 # title: Operation
 # description: >-
-#   The high-risk operation a request is (the first by name if several match), or
-#   null; the decision carries it so the PEP records it for the alerting service.
+#   The high-risk operation a request is, or null: the gateway's own when one of them
+#   matches (a deployment's cannot displace it), else the first by name. The decision
+#   carries it so the PEP records it for the alerting service.
 # scope: document
 default operation := null
 
-operation := sort(matched_operations)[0]
+operation := sort(base_matched)[0] if count(base_matched) > 0
+
+operation := sort(matched_operations)[0] if count(base_matched) == 0
+
+# METADATA
+# title: Matched gateway operations
+# description: The gateway's own high-risk operations the request is.
+base_matched contains id if {
+	some id in matched_operations
+	data.wms.base.high_risk.operations[id]
+}
 
 # METADATA
 # title: Operation title

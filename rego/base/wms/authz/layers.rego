@@ -52,19 +52,29 @@ default site_high_risk := {}
 site_high_risk := data.wms.high_risk
 
 # METADATA
+# title: Site high-risk operations
+# description: >-
+#   The deployment's operations, except any on a module of the gateway's own: a
+#   deployment cannot change how access changes are held (four-eyes, step-up).
+site_operations[id] := op if {
+	some id, op in object.get(site_high_risk, "operations", {})
+	not data.wms.base.modules[op.when.module]
+}
+
+# METADATA
 # title: High-risk operations
 # description: The operations of both layers (the gateway's own cannot be redefined).
-high_risk_operations := object.union(object.get(site_high_risk, "operations", {}), data.wms.base.high_risk.operations)
+high_risk_operations := object.union(site_operations, data.wms.base.high_risk.operations)
 
 # METADATA
 # title: ACR levels
-# description: The LoA of each acr value (RFC 9470); a deployment may override the base's.
-acr_levels := object.get(site_high_risk, "acr_levels", data.wms.base.high_risk.acr_levels)
+# description: The LoA of each acr value (RFC 9470), the gateway's (a deployment cannot lower them).
+acr_levels := data.wms.base.high_risk.acr_levels
 
 # METADATA
 # title: Approver step-up
-# description: The ACR and freshness an approver needs; a deployment may override the base's.
-approver_step_up := object.get(site_high_risk, "approver_step_up", data.wms.base.high_risk.approver_step_up)
+# description: The ACR and freshness an approver needs (the gateway's; a deployment cannot weaken it).
+approver_step_up := data.wms.base.high_risk.approver_step_up
 
 # METADATA
 # title: Site messages
