@@ -29,22 +29,52 @@ class Reason:
 
 
 @dataclass(frozen=True)
+class StepUp:
+    """A step-up obligation (RFC 9470): the authentication the request needs.
+
+    Attributes:
+        acr_values: the ACR (level of assurance) to ask the identity provider for (``mfa``).
+        max_age: how long ago, in seconds, that authentication may have happened at most.
+    """
+
+    acr_values: str
+    max_age: int
+
+    def document(self) -> dict[str, Any]:
+        """``{"acr_values": str, "max_age": int}`` (as the policy wrote it; for JSON answers)."""
+        return {"acr_values": self.acr_values, "max_age": self.max_age}
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """An approval obligation: hold the request for four-eyes approval.
+
+    Attributes:
+        operation: the high-risk operation's name (``order_delete``...).
+        approvals: how many other people must approve (>= 1).
+        expires_seconds: how long the held request waits for them, in seconds.
+    """
+
+    operation: str
+    approvals: int
+    expires_seconds: int
+
+
+@dataclass(frozen=True)
 class Obligations:
     """What the PEP must do to an allowed request.
 
     Attributes:
         row_filter: scope dimension -> allowed values (``("*",)`` = all) for list rows.
         mask: field paths to mask in the answer (``amount``, ``items[].price``).
-        step_up: with a 401 deny, what to ask the identity provider for:
-            ``{"acr_values": "mfa", "max_age": 300}`` (RFC 9470; max_age in seconds).
-        approval: with an allow, hold the request for four-eyes approval:
-            ``{"operation": "...", "approvals": 1, "expires_seconds": 86400}``.
+        step_up: with a 401 deny, what to ask the identity provider for (RFC 9470).
+        approval: with an allow, hold the request for four-eyes approval.
     """
 
     row_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)
     mask: tuple[str, ...] = ()
-    step_up: dict[str, Any] | None = None
-    approval: dict[str, Any] | None = None
+    step_up: StepUp | None = None
+    approval: ApprovalRule | None = None
 
 
 @dataclass(frozen=True)
@@ -130,23 +160,23 @@ def parse_decision(result: Any) -> Decision:
                     high_risk if isinstance(high_risk, str) and high_risk else None)
 
 
-def _step_up(doc: Any) -> dict[str, Any] | None:
+def _step_up(doc: Any) -> StepUp | None:
     if doc is None:
         return None
     acr, max_age = doc["acr_values"], doc["max_age"]
     if not isinstance(acr, str) or not acr.replace("-", "").replace("_", "").isalnum() or not isinstance(max_age, int):
         raise ValueError("step_up needs acr_values (a word) and max_age (seconds)")
-    return {"acr_values": acr, "max_age": max_age}
+    return StepUp(acr, max_age)
 
 
-def _approval(doc: Any) -> dict[str, Any] | None:
+def _approval(doc: Any) -> ApprovalRule | None:
     if doc is None:
         return None
     approvals, expires = doc["approvals"], doc["expires_seconds"]
     if not isinstance(doc["operation"], str) or not isinstance(approvals, int) or approvals < 1 \
             or not isinstance(expires, int) or expires < 1:
         raise ValueError("approval needs operation, approvals >= 1 and expires_seconds >= 1")
-    return {"operation": doc["operation"], "approvals": approvals, "expires_seconds": expires}
+    return ApprovalRule(doc["operation"], approvals, expires)
 
 
 class OpaClient:

@@ -39,7 +39,10 @@ from proxy.management import console, console_alerts
 from proxy.management import approvals as approvals_api
 from proxy.management.health import health_handler
 from proxy.sso import SSO, SsoService, apply_session_cookie
-from proxy.pipeline import GATEWAY, Gateway, handle
+from proxy.gateway import GATEWAY, Gateway
+from proxy.lifecycle import PREFIX, audited_requests, sub_path
+from proxy.management import api_routes
+from proxy.pipeline import handle
 from proxy.replay import ApprovalExecutor
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -67,6 +70,23 @@ async def _neutral_server_header(_: web.Request, response: web.StreamResponse) -
     """``on_response_prepare`` hook: no answer names the software behind the gateway (the WMS's
     banner is dropped by the forwarder; aiohttp would add its own name and version)."""
     response.headers["Server"] = "wmsgate"
+
+
+def gateway_endpoints(config: GatewayConfig) -> web.Application:
+    """The ``/_gateway`` sub-application: every endpoint of the gateway's own on one router
+    (the console and logins only with SSO). Its requests run in the one audited-request path
+    (:mod:`proxy.lifecycle`, the parent app's middleware); a path it does not know is a 404."""
+    endpoints = web.Application()
+    if config.sso is not None:
+        auth_api.add_routes(endpoints)
+        console.add_routes(endpoints)
+        console_alerts.add_routes(endpoints)
+    endpoints.router.add_get(sub_path("/_gateway/health"), health_handler(
+        SESSION, JWKS, config.opa, config.upstream.url, config.upstream.health,
+        audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None))
+    approvals_api.add_routes(endpoints)
+    api_routes.add_routes(endpoints)
+    return endpoints
 
 
 def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Application:
@@ -100,7 +120,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     enforcement = EnforcementModes(config.enforcement,
                                    {r.key: r.enforcement for r in routes.routes if r.enforcement is not None})
     identity = UpstreamIdentity(config.upstream)
-    app = web.Application(client_max_size=config.upstream.max_body_bytes)
+    app = web.Application(client_max_size=config.upstream.max_body_bytes, middlewares=[audited_requests])
     engine = make_engine(config.audit.url)
     store = AuditStore(engine=engine)
     app[STORE] = store
@@ -197,13 +217,6 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     app.on_cleanup.append(cleanup)
     app.on_response_prepare.append(apply_session_cookie)
     app.on_response_prepare.append(_neutral_server_header)
-    if config.sso is not None:
-        auth_api.add_routes(app)
-        console.add_routes(app)
-        console_alerts.add_routes(app)
-    app.router.add_get("/_gateway/health", health_handler(
-        SESSION, JWKS, config.opa, config.upstream.url, config.upstream.health,
-        audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None))
-    approvals_api.add_routes(app)
+    app.add_subapp(PREFIX, gateway_endpoints(config))
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

@@ -55,8 +55,8 @@ def refusal_answer(request: web.Request, refusal: Refusal, decision_id: str, use
     """
     here = safe_return_to(request.raw_path)
     step_up = refusal.step_up
-    acr = str(step_up.get("acr_values", "")) if step_up else ""
-    max_age = int(step_up["max_age"]) if step_up and str(step_up.get("max_age", "")).isdigit() else None
+    acr = step_up.acr_values if step_up else ""
+    max_age = step_up.max_age if step_up and step_up.max_age >= 0 else None
     if origin is not None and is_navigation(request):
         if refusal.code in LOGIN_FIXES:
             return _redirect(login_href(here), decision_id)

@@ -7,85 +7,43 @@
 5. ask the PDP once (403/404 deny, 503 when it cannot answer)
 6. narrow list queries to the caller's scope
 7. forward with the gateway's identity headers; stream or rewrite the answer
-8. record the audit entry (always, allowed or refused)
+8. record the audit entry (always, allowed or refused): :mod:`proxy.lifecycle`, which runs
+   this path and every ``/_gateway`` endpoint alike
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlencode
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
-from authorizer.access import AccessService
-from authorizer.approvals import Approval, ApprovalStore, HeldRequest
-from authorizer.attributes import (AttributeResolver, BadResourceInput, LookupFailed, RequestParts, Resource,
-                                   source_values)
-from authorizer.audit import AuditBackpressure, AuditRecord, AuditStore, AuditUnavailable, AuditWriter
-from authorizer.config import GatewayConfig
-from authorizer.enforcement import EnforcementModes
-from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier, bearer_token
+from authorizer.approvals import Approval, HeldRequest
+from authorizer.attributes import BadResourceInput, LookupFailed, RequestParts, Resource, source_values
+from authorizer.audit import AuditRecord
+from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, bearer_token
 from authorizer.html_tables import rewrite_tables
 from authorizer.obligations import ALL, column_names, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
-from authorizer.pdp import Decision, Obligations, OpaClient, PdpUnavailable
+from authorizer.pdp import Decision, Obligations, PdpUnavailable
 from authorizer.policy_input import build_policy_input
 from authorizer.query_params import masked_lookups, refused_parameters
-from authorizer.revocation import RevocationCache
 from authorizer.tenancy import TenantError, choose_tenant
-from authorizer.routes import Route, RouteMap, RouteMatch
-from proxy import browser, responses
+from authorizer.routes import Route, RouteMatch
+from proxy import responses
 from proxy.body_identity import enforce_body_identity
 from proxy.browser_pages import nothing_in_scope_page
-from proxy.management import access as access_api
-from proxy.management import alerts as alerts_api
-from proxy.management import audit as audit_api
-from proxy.sso import SESSION_COOKIE, SsoService
-from proxy.forward import Forwarder, Rewrite, upstream_request_headers
-from proxy.upstream_identity import UpstreamIdentity
+from proxy.gateway import Gateway
+from proxy.lifecycle import PEP, RequestContext, context_of, endpoint, record_reason
+from proxy.sso import SESSION_COOKIE
+from proxy.forward import Rewrite, upstream_request_headers
 from proxy.upstream_answer import UpstreamFailure
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
-from proxy.replay import ApprovalExecutor
-from proxy.responses import Refusal, refusal_response
+from proxy.responses import Refusal
 
 
-@dataclass
-class Gateway:
-    """The PEP's collaborators, built once per app by :func:`proxy.app.create_app`."""
-
-    config: GatewayConfig
-    routes: RouteMap
-    verifier: TokenVerifier
-    resolver: AttributeResolver
-    pdp: OpaClient
-    forwarder: Forwarder
-    identity: UpstreamIdentity
-    audit: AuditWriter
-    audit_store: AuditStore
-    strip_headers: frozenset[str]
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    approvals: ApprovalStore
-    executor: ApprovalExecutor
-    revocations: RevocationCache
-    access: AccessService | None
-    sso: SsoService | None = None
-    alerts: alerts_api.AlertsClient | None = None
-    enforcement: EnforcementModes = field(default_factory=EnforcementModes)
-
-    @property
-    def gateway_params(self) -> frozenset[str]:
-        """Query parameters the gateway consumes itself (never forwarded to the WMS)."""
-        tenant = self.config.upstream.tenant
-        return frozenset({tenant.query_param}) if tenant is not None and tenant.query_param else frozenset()
-
-
-GATEWAY = web.AppKey("gateway", Gateway)
 log = logging.getLogger(__name__)
 
 #: Largest body of a request held for approval (approvers are shown all of it), bytes.
@@ -94,168 +52,122 @@ MAX_HELD_BODY = 64 * 1024
 MAX_PENDING_PER_REQUESTER = 20
 
 
-def client_address(request: web.Request, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> str:
-    """The real client IP: the peer, or, when the peer is a trusted proxy, the last
-    ``X-Forwarded-For`` entry that is not itself trusted."""
-    peer = request.remote or ""
+@dataclass(frozen=True)
+class RequestLine:
+    """A request as it will run once approved (what a held request stores).
 
-    def is_trusted(addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in trusted)
+    Attributes:
+        method, path, query: the request line (``query`` without the gateway's own parameters).
+        body: the body bytes, or None.
+        content_type: the body's ``Content-Type`` ('' without a body).
+    """
 
-    if not trusted or not is_trusted(peer):
-        return peer
-    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop):
-            return hop
-    return peer
+    method: str
+    path: str
+    query: str
+    body: bytes | None
+    content_type: str
 
 
-def new_record(request: web.Request, gw: Gateway, path_limit: int = 2048) -> AuditRecord:
-    """A fresh audit record of ``request`` (denied until decided): time, request line, from where."""
-    raw_path, _, raw_query = request.raw_path.partition("?")
-    return AuditRecord(
-        decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="deny", reason_code="",
-        http_status=0, method=request.method, path=raw_path[:path_limit], query=raw_query[:path_limit],
-        client_ip=client_address(request, gw.trusted_proxies),
-        user_agent=request.headers.get("User-Agent", "")[:512], device_id=request.headers.get("X-Device-Id", "")[:128],
-    )
-
-
+@endpoint(PEP)
 async def handle(request: web.Request) -> web.StreamResponse:
-    """Authorize one request and forward it, or refuse it; audit either way."""
-    gw = request.app[GATEWAY]
-    started = time.perf_counter()
-    record = new_record(request, gw)
-    try:
-        gw.audit.check_capacity()
-        response = await _authorize_and_forward(request, gw, record)
-    except AuditBackpressure:
-        response = _refused(record, responses.audit_unavailable(), request, gw)
-    except Refusal as refusal:
-        response = _refused(record, refusal, request, gw)
-    except Exception:  # noqa: BLE001 - a bug or an unexpected dependency failure: refuse, keep the record
-        log.exception("request %s failed unexpectedly", record.decision_id)
-        response = _refused(record, responses.internal_error(), request, gw)
-    record.http_status = response.status
-    record.total_ms = round((time.perf_counter() - started) * 1000, 3)
-    if record.approval_id is not None or record.module == "iam":
-        try:  # high-risk: the record is durable (database or spool) before the client sees the answer
-            await gw.audit.commit(record)
-        except AuditUnavailable:  # the writer keeps the record queued; do not answer as if recorded
-            return refusal_response(responses.audit_unavailable(), record.decision_id)
-    else:
-        gw.audit.submit(record)
-    return response
+    """The PEP: authorize one request to the WMS and forward it, or refuse it (raises
+    :class:`~proxy.responses.Refusal`; :mod:`proxy.lifecycle` answers and audits either way)."""
+    return await _authorize_and_forward(request)
 
 
-def _refused(record: AuditRecord, refusal: Refusal, request: web.Request, gw: Gateway) -> web.Response:
-    """Record and render a refusal (JSON for API clients; for browsers a login redirect or a
-    friendly page). A request the policy allowed keeps ``decision=allow`` when the refusal is
-    an outage after the decision (5xx: the WMS was unreachable); a 4xx the gateway answers
-    after the decision (no WMS identity for the caller, a masked filter) makes it a deny."""
-    if refusal.subject is not None and not record.user_id:  # who used a revoked token
-        record.user_id, record.username, record.roles = refusal.subject
-    if record.decision != "deny" and refusal.status < 500 and not isinstance(refusal, UpstreamFailure):
-        # refused by the gateway after the policy allowed (a WMS refusal keeps the policy's allow)
-        record.decision = "deny"
-    record_refusal_reason(record, refusal)
-    if browser.wants_page(request):
-        return browser.refusal_answer(request, refusal, record.decision_id, record.username or None,
-                                      gw.sso.origin if gw.sso is not None else None)
-    return refusal_response(refusal, record.decision_id)
+def clean_target(request: web.Request, gw: Gateway) -> CleanTarget:
+    """The request line and headers after hygiene (see :mod:`proxy.hygiene`).
 
-
-def record_refusal_reason(record: AuditRecord, refusal: Refusal) -> None:
-    """The refusal's reason in the record: the real one when the client is told less (a 404)."""
-    reason = refusal.audit_reason
-    if reason is not None:
-        record.reason_code, record.reason_zh, record.reason_en = reason.code, reason.zh, reason.en
-    else:
-        record.reason_code, record.reason_zh, record.reason_en = refusal.code, refusal.zh, refusal.en
-
-
-async def _authorize_and_forward(request: web.Request, gw: Gateway, record: AuditRecord) -> web.StreamResponse:
+    Raises:
+        Refusal: 400 (405 for a method) for a request line or header the gateway will not interpret.
+    """
     try:
         target = check_target(request.method, request.raw_path)
         check_headers(request.headers, gw.config.refuse_request_headers)
     except HygieneError as exc:
         raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
-    principal = await authenticate(request, gw)
-    record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
+    return target
+
+
+async def authenticated(request: web.Request) -> tuple[RequestContext, CleanTarget]:
+    """The request's context once the request passed hygiene and its caller is authenticated
+    (the record names them): the first step of the PEP and of every authenticated gateway endpoint.
+
+    Raises:
+        Refusal: see :func:`clean_target` and :func:`authenticate`.
+    """
+    ctx = context_of(request)
+    target = clean_target(request, ctx.gw)
+    ctx.identify(await authenticate(request, ctx.gw))
+    return ctx, target
+
+
+async def _authorize_and_forward(request: web.Request) -> web.StreamResponse:
+    ctx, target = await authenticated(request)
+    gw, record, principal = ctx.gw, ctx.record, ctx.principal
+    assert principal is not None
     match = gw.routes.match(request.method, target.segments)
-    if match is None and request.method == "POST" and target.raw_path in access_api.ROUTES:
-        return await _access_change(request, gw, access_api.ROUTES[target.raw_path], target, principal, record)
-    if match is None and request.method == "GET" and target.raw_path in audit_api.ROUTES:
-        return await _audit_read(request, gw, audit_api.ROUTES[target.raw_path], principal, record)
-    if match is None and (alert_route := alerts_api.match(request.method, target.raw_path)) is not None:
-        return await _alerts_call(request, gw, *alert_route, principal, record)
     if match is None:
         if not gw.enforcement.reports(None):
             raise responses.not_mapped()
         tenant = choose_request_tenant(gw, None, target, None, principal, record)
-        return await _shadow_forward(request, gw, target, None, (tenant, principal), None, record,
-                                     responses.not_mapped())
+        return await _shadow_forward(ctx, target, None, tenant, None, responses.not_mapped())
     route = match.route
-    record.module, record.verb = route.module, route.verb
-    body_bytes, body = await _read_body(request, gw) if route.needs_body else (None, None)
+    ctx.classify(route)
+    body_bytes, body = await read_body(request, gw) if route.needs_body else (None, None)
     tenant = choose_request_tenant(gw, match, target, body, principal, record)
     if route.body_identity:  # who acts is never the client's say, in report mode too
         forced, changed = enforce_body_identity(route.body_identity, body, principal, tenant[1] if tenant else None)
         if forced is not None:
             body_bytes, record.detail["body_identity_set"] = forced, changed
     try:
-        return await _decide_and_enforce(request, gw, target, match, principal, (body_bytes, body), tenant, record)
+        return await _decide_and_enforce(ctx, target, match, (body_bytes, body), tenant)
     except Refusal as refusal:
         if not (refusal.reportable and gw.enforcement.reports(route.key)):
             raise
-        return await _shadow_forward(request, gw, target, match, (tenant, principal), body_bytes, record, refusal)
+        return await _shadow_forward(ctx, target, match, tenant, body_bytes, refusal)
 
 
-async def _decide_and_enforce(request: web.Request, gw: Gateway, target: CleanTarget, match: RouteMatch,
-                              principal: Principal, body_parts: tuple[bytes | None, Any],
-                              tenant: tuple[str, str] | None, record: AuditRecord) -> web.StreamResponse:
+async def _decide_and_enforce(ctx: RequestContext, target: CleanTarget, match: RouteMatch,
+                              body_parts: tuple[bytes | None, Any],
+                              tenant: tuple[str, str] | None) -> web.StreamResponse:
     """The policy's part of a mapped request (what report mode only records): query rules,
     resource, decision, then hold (four-eyes), or forward with the obligations."""
-    route = match.route
+    gw, record, route = ctx.gw, ctx.record, match.route
     body_bytes, body = body_parts
     check_query(target, route, gw.gateway_params)
     resource = await _resolve(gw, match, target, body, tenant)
-    record.resource_id = (resource.id or "")[:2048]
     record.warehouse, record.channel, record.order_type = (
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
-    decision, policy_input = await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
+    decision, policy_input = await decide_or_refuse(ctx, route, resource, body)
     if decision.obligations.approval is not None:
         if gw.enforcement.reports(route.key):  # shadow mode holds nothing: it notes what it would hold
-            record.detail["shadow"] = {"would_hold": decision.obligations.approval["operation"]}
+            record.detail["shadow"] = {"would_hold": decision.obligations.approval.operation}
         else:
-            return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input,
-                               record)
-    return await _forward(request, gw, target, route, resource, decision, principal, body_bytes, record)
+            return await hold(ctx, target, body_bytes, policy_input)
+    return await _forward(ctx, target, body_bytes)
 
 
-async def _shadow_forward(request: web.Request, gw: Gateway, target: CleanTarget, match: RouteMatch | None,
-                          caller: tuple[tuple[str, str] | None, Principal], body_bytes: bytes | None,
-                          record: AuditRecord, refusal: Refusal) -> web.StreamResponse:
+async def _shadow_forward(ctx: RequestContext, target: CleanTarget, match: RouteMatch | None,
+                          tenant: tuple[str, str] | None, body_bytes: bytes | None,
+                          refusal: Refusal) -> web.StreamResponse:
     """Report mode: record the policy's refusal as ``would_deny`` and forward the request as the
     WMS served it before the gateway (no row filter), under the gateway's identity headers and
     credentials, with the person's masks still applied (report mode never shows more than the
     gateway would). When the WMS identity cannot be made (no staff id for that tenant), the
     request is really refused and recorded as such, the would-be reason beside it."""
-    tenant, principal = caller
-    record_refusal_reason(record, refusal)
+    request, gw, record = ctx.request, ctx.gw, ctx.record
+    assert ctx.principal is not None
+    record_reason(record, refusal)
     would = {"would_status": refusal.status, "would_reason": record.reason_code,
              "route": match.route.key if match is not None else None}
     record.detail["shadow"] = would
     single = record.warehouse if record.warehouse and "," not in record.warehouse else None
-    added = gw.identity.headers(principal, tenant[1] if tenant else single)
+    added = gw.identity.headers(ctx.principal, tenant[1] if tenant else single)
     route = match.route if match is not None else Route(request.method, target.raw_path, tuple(target.segments),
                                                         "unmapped", "view", kind="aggregate")
-    mask = await _shadow_mask(gw, refusal, route, principal, request, record)
+    mask = await _shadow_mask(ctx, refusal, route)
     record.decision = "would_deny"
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
     if body_bytes is not None:
@@ -275,8 +187,7 @@ async def _shadow_forward(request: web.Request, gw: Gateway, target: CleanTarget
     return response
 
 
-async def _shadow_mask(gw: Gateway, refusal: Refusal, route: Route, principal: Principal, request: web.Request,
-                       record: AuditRecord) -> tuple[str, ...]:
+async def _shadow_mask(ctx: RequestContext, refusal: Refusal, route: Route) -> tuple[str, ...]:
     """The masks of a request forwarded in report mode: the refusing decision's, or (refused
     before the PDP was asked: an unmapped route, a query rule) the PDP's for the route.
 
@@ -285,10 +196,11 @@ async def _shadow_mask(gw: Gateway, refusal: Refusal, route: Route, principal: P
     """
     if refusal.decision is not None:
         return tuple(refusal.decision.obligations.mask)
-    policy_input = build_policy_input(principal, route, None, Resource(kind=route.kind), request.method,
-                                      record.client_ip, record.ts_ms)
+    assert ctx.principal is not None
+    policy_input = build_policy_input(ctx.principal, route, None, Resource(kind=route.kind), ctx.request.method,
+                                      ctx.record.client_ip, ctx.record.ts_ms)
     try:
-        return tuple((await gw.pdp.decide(policy_input)).obligations.mask)
+        return tuple((await ctx.gw.pdp.decide(policy_input)).obligations.mask)
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
 
@@ -404,7 +316,7 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-async def _read_body(request: web.Request, gw: Gateway) -> tuple[bytes, Any]:
+async def read_body(request: web.Request, gw: Gateway) -> tuple[bytes, Any]:
     """Read a JSON body the decision depends on, exactly as the WMS will read it.
 
     Only ``application/json`` in UTF-8 is accepted (a declared charset such as UTF-7
@@ -456,19 +368,36 @@ async def _resolve(gw: Gateway, match: RouteMatch, target: CleanTarget, body: An
         raise Refusal(502, "attribute_lookup_failed", "无法从 WMS 查询资源属性", "could not look up the resource on the WMS") from None
 
 
-async def decide_or_refuse(pdp: OpaClient, principal: Principal, route: Route, body: Any, resource: Resource,
-                  request: web.Request, record: AuditRecord) -> tuple[Decision, dict[str, Any]]:
-    """Ask the PDP; record how it decided; refuse (401/403/404) unless it allowed.
+async def decide_or_refuse(ctx: RequestContext, route: Route, resource: Resource,
+                           body: Any = None) -> tuple[Decision, dict[str, Any]]:
+    """Ask the PDP whether ``ctx.principal`` may do ``route`` on ``resource``; record how it
+    decided (the context keeps route, resource and decision); refuse unless it allowed.
+
+    Args:
+        ctx: the request (its principal must be known).
+        route: what is asked (module, verb); the record's module and verb become its.
+        resource: the resource's id and scope attributes.
+        body: the request's JSON body, when the policy reads it.
 
     Returns:
         The allowing decision and the input it was made on.
+
+    Raises:
+        Refusal: 401 (a step-up, RFC 9470), 403 or 404 as the policy denied; 503 when the PDP
+            cannot answer.
     """
-    policy_input = build_policy_input(principal, route, body, resource, request.method, record.client_ip,
+    record = ctx.record
+    assert ctx.principal is not None
+    ctx.classify(route)
+    ctx.resource = resource
+    record.resource_id = (resource.id or "")[:2048]
+    policy_input = build_policy_input(ctx.principal, route, body, resource, ctx.request.method, record.client_ip,
                                       record.ts_ms)
     try:
-        decision = await pdp.decide(policy_input)
+        decision = await ctx.gw.pdp.decide(policy_input)
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
+    ctx.decision = decision
     record.policy_revision = decision.policy_revision
     if decision.high_risk is not None:
         record.detail["high_risk"] = decision.high_risk  # the alerting service reports these
@@ -482,103 +411,51 @@ async def decide_or_refuse(pdp: OpaClient, principal: Principal, route: Route, b
     return decision, policy_input
 
 
-async def _access_change(request: web.Request, gw: Gateway, route: Route, target: CleanTarget,
-                         principal: Principal, record: AuditRecord) -> web.StreamResponse:
-    """An access change (module iam): decided like any request; held for approval when widening."""
-    record.module, record.verb = route.module, route.verb
-    if gw.access is None:
-        raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
-                      "access management is not configured (keycloak_admin)")
-    body_bytes, body = await _read_body(request, gw)
-    resource = access_api.resource_for(route.template, body)
-    record.resource_id = resource.id or ""
-    decision, policy_input = await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
-    if decision.obligations.approval is not None:
-        return await _hold(request, gw, target, route, resource, decision, principal, body_bytes, policy_input, record)
-    report = await access_api.apply_change(gw.access, route.template, body, principal.username)
-    record.detail.update({"report": report} if isinstance(report, list) else report.document())
-    return access_api.respond(report, record.decision_id)
-
-
-async def _audit_read(request: web.Request, gw: Gateway, route: Route, principal: Principal,
-                      record: AuditRecord) -> web.StreamResponse:
-    """A search or export of the audit trail (module audit): decided like any request."""
-    record.module, record.verb = route.module, route.verb
-    paged = route is audit_api.RECORDS
-    query = audit_api.parse_query(request.query, paged)
-    fmt = None if paged else audit_api.export_format(request.query)
-    record.resource_id = ""
-    decision, _ = await decide_or_refuse(gw.pdp, principal, route, None, Resource(kind="list"), request, record)
-    if decision.obligations.approval is not None:
-        raise audit_api.approval_not_supported()
-    if fmt is None:
-        try:
-            return await audit_api.records_response(gw.audit_store, query, record.decision_id)
-        except SQLAlchemyError:
-            raise Refusal(503, "audit_store_unavailable", "审计日志库暂不可用,请稍后重试",
-                          "the audit store is unavailable; try again later", headers={"Retry-After": "5"}) from None
-    response, error = await audit_api.export_response(request, gw.audit_store, query, fmt, record.decision_id)
-    if error is not None:
-        record.detail["export_error"] = error
-    return response
-
-
-async def _alerts_call(request: web.Request, gw: Gateway, route: Route, alert_id: str | None, principal: Principal,
-                       record: AuditRecord) -> web.StreamResponse:
-    """A call of the alert API (module alerts): decided like any request, then passed to the alerting service."""
-    record.module, record.verb, record.resource_id = route.module, route.verb, alert_id or ""
-    resource = Resource(kind=route.kind, id=alert_id)
-    decision, _ = await decide_or_refuse(gw.pdp, principal, route, None, resource, request, record)
-    if decision.obligations.approval is not None:
-        raise alerts_api.approval_not_supported()
-    if gw.alerts is None:
-        raise alerts_api.unavailable()
-    response, detail = await alerts_api.respond(gw.alerts, route, alert_id, request, principal.username,
-                                                record.decision_id)
-    record.detail.update(detail)
-    return response
-
-
-async def _hold(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,
-                decision: Decision, principal: Principal, body_bytes: bytes | None, policy_input: dict[str, Any],
-                record: AuditRecord) -> web.Response:
+async def hold(ctx: RequestContext, target: CleanTarget, body_bytes: bytes | None,
+                policy_input: dict[str, Any]) -> web.Response:
     """Store a high-risk request for four-eyes approval and answer 202 with where to follow it."""
-    assert decision.obligations.approval is not None
-    rule = decision.obligations.approval
+    request, gw, record = ctx.request, ctx.gw, ctx.record
     if body_bytes is None and request.body_exists:
-        body_bytes, _ = await _read_body(request, gw)
+        body_bytes, _ = await read_body(request, gw)
     content_type = request.headers.get("Content-Type", "") if body_bytes is not None else ""
-    approval = await hold_request(gw, principal, route, resource, decision, policy_input, record, request.method,
-                                  target.raw_path, without_params(target.raw_query, gw.gateway_params), body_bytes,
-                                  content_type)
-    location = f"/_gateway/approvals/{approval.approval_id}"
-    body = {"approval_id": approval.approval_id, "status": approval.status, "operation": rule["operation"],
-            "required_approvals": rule["approvals"], "expires_at": approval.document()["expires_at"],
+    approval = await hold_request(ctx, policy_input, RequestLine(
+        request.method, target.raw_path, without_params(target.raw_query, gw.gateway_params), body_bytes,
+        content_type))
+    return held_response(approval, record.decision_id)
+
+
+def held_response(approval: Approval, decision_id: str) -> web.Response:
+    """202 for a request held for four-eyes approval, with ``Location`` to follow it."""
+    row = approval.row
+    body = {"approval_id": approval.approval_id, "status": approval.status, "operation": row["operation"],
+            "required_approvals": row["required_approvals"], "expires_at": approval.document()["expires_at"],
             "reason_zh": "此操作需要第二人审批,已提交;审批通过后由网关执行",
             "reason_en": "this operation needs a second person's approval; it will run once approved",
-            "decision_id": record.decision_id}
+            "decision_id": decision_id}
     return web.Response(status=202, text=json.dumps(body, ensure_ascii=False), content_type="application/json",
-                        charset="utf-8", headers={"Location": location, "X-Decision-Id": record.decision_id,
-                                                  "Cache-Control": "no-store"})
+                        charset="utf-8", headers={"Location": f"/_gateway/approvals/{approval.approval_id}",
+                                                  "X-Decision-Id": decision_id, "Cache-Control": "no-store"})
 
 
-async def hold_request(gw: Gateway, principal: Principal, route: Route, resource: Resource, decision: Decision,
-                       policy_input: dict[str, Any], record: AuditRecord, method: str, path: str, query: str,
-                       body_bytes: bytes | None, content_type: str) -> Approval:
-    """Store a request the policy holds for four-eyes approval (the decision carries the rule).
+async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: RequestLine) -> Approval:
+    """Store a request the policy holds for four-eyes approval (``ctx.decision`` carries the rule).
 
     Args:
-        method, path, query, body_bytes, content_type: the request as it will run once approved.
+        ctx: the request, decided (principal, route, resource and decision known).
+        policy_input: the input the decision was made on (decided again before the request runs).
+        line: the request as it will run once approved.
 
     Returns:
-        The pending approval (``record`` now names it).
+        The pending approval (the record now names it).
 
     Raises:
         Refusal: 413 the body is too large for approvers to see; 429 too many pending requests.
     """
-    rule = decision.obligations.approval
+    gw, record, principal, route = ctx.gw, ctx.record, ctx.principal, ctx.route
+    assert principal is not None and route is not None and ctx.decision is not None and ctx.resource is not None
+    rule = ctx.decision.obligations.approval
     assert rule is not None
-    if body_bytes is not None and len(body_bytes) > MAX_HELD_BODY:
+    if line.body is not None and len(line.body) > MAX_HELD_BODY:
         raise Refusal(413, "held_body_too_large", f"需审批的请求体不能超过 {MAX_HELD_BODY} 字节(审批人须能看到全部内容)",
                       f"a request held for approval may carry at most {MAX_HELD_BODY} bytes (approvers see all of it)")
     if await gw.approvals.pending_count(principal.user_id) >= MAX_PENDING_PER_REQUESTER:
@@ -590,10 +467,10 @@ async def hold_request(gw: Gateway, principal: Principal, route: Route, resource
     if identity:  # the request runs later under the same WMS identity (staff id per tenant...)
         policy_input = {**policy_input, "subject": {**policy_input["subject"], "attributes": identity}}
     approval = await gw.approvals.create(HeldRequest(
-        operation=rule["operation"], required_approvals=rule["approvals"], expires_seconds=rule["expires_seconds"],
+        operation=rule.operation, required_approvals=rule.approvals, expires_seconds=rule.expires_seconds,
         requester_id=principal.user_id, requester_username=principal.username, requester_roles=list(principal.roles),
-        method=method, path=path, query=query, body=body_bytes, content_type=content_type,
-        module=route.module, verb=route.verb, resource_id=resource.id or "", resource=resource.policy_input(),
+        method=line.method, path=line.path, query=line.query, body=line.body, content_type=line.content_type,
+        module=route.module, verb=route.verb, resource_id=ctx.resource.id or "", resource=ctx.resource.policy_input(),
         decision_input=policy_input))
     record.approval_id = approval.approval_id
     record.reason_code = "approval_required"
@@ -619,9 +496,12 @@ def without_params(raw_query: str, names: frozenset[str]) -> str:
     return "&".join(kept)
 
 
-async def _forward(request: web.Request, gw: Gateway, target: CleanTarget, route: Route, resource: Resource,
-                   decision: Decision, principal: Principal, body_bytes: bytes | None,
-                   record: AuditRecord) -> web.StreamResponse:
+async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes | None) -> web.StreamResponse:
+    """Forward an allowed request with its obligations: query narrowed to the caller's scope,
+    the gateway's identity headers, the answer's rows filtered and fields masked."""
+    request, gw, record, route = ctx.request, ctx.gw, ctx.record, ctx.route
+    principal, resource, decision = ctx.principal, ctx.resource, ctx.decision
+    assert route is not None and principal is not None and resource is not None and decision is not None
     check_masked_lookups(target, route, decision, record)
     obligations = decision.obligations
     query_string = target.raw_query

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from authorizer.pdp import Reason
+from authorizer.pdp import Reason, StepUp
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Refusal(Exception):
     reasons: tuple[Reason, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     audit_reason: Reason | None = None
-    step_up: dict[str, Any] | None = None
+    step_up: StepUp | None = None
     subject: tuple[str, str, str] | None = None
     reportable: bool = False
     decision: Any = None
@@ -68,7 +68,7 @@ def refusal_response(refusal: Refusal, decision_id: str) -> web.Response:
                         content_type="application/json", charset="utf-8", headers=headers)
 
 
-def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: dict[str, Any] | None = None) -> Refusal:
+def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: StepUp | None = None) -> Refusal:
     """A policy deny.
 
     A 404 tells the client only that nothing is there (existence must not leak); the
@@ -86,7 +86,7 @@ def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: dict[str, A
         description = main.en.replace('"', "'").replace("\\", "/")
         headers["WWW-Authenticate"] = (
             f'Bearer realm="wms", error="insufficient_user_authentication", error_description="{description}", '
-            f'acr_values="{step_up["acr_values"]}", max_age={step_up["max_age"]}')
+            f'acr_values="{step_up.acr_values}", max_age={step_up.max_age}')
     return Refusal(status, main.code, main.zh, main.en, reasons, headers=headers,
                    step_up=step_up if status == 401 else None, reportable=True)
 

@@ -13,7 +13,6 @@ alerting service with its API token, naming the person as the one who acted.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import aiohttp
@@ -29,30 +28,7 @@ ACKNOWLEDGE = Route("POST", "/_gateway/alerts/{alert_id}/acknowledge",
                     ("_gateway", "alerts", "{alert_id}", "acknowledge"), "alerts", "update", kind="item")
 RESOLVE = Route("POST", "/_gateway/alerts/{alert_id}/resolve", ("_gateway", "alerts", "{alert_id}", "resolve"),
                 "alerts", "update", kind="item")
-_ITEM_PATH = re.compile(r"^/_gateway/alerts/([0-9a-f]{32})(?:/(acknowledge|resolve))?$")
 MAX_NOTE = 2000
-
-
-def match(method: str, path: str) -> tuple[Route, str | None] | None:
-    """The alert API route of a request and the alert id in its path, or None when it is not one.
-
-    Raises:
-        Refusal: 404 for a path under ``/_gateway/alerts/`` that names no alert (a malformed id).
-    """
-    if path == LIST.template:
-        return (LIST, None) if method == "GET" else None
-    found = _ITEM_PATH.match(path)
-    if found is None:
-        if path.startswith(LIST.template + "/"):
-            raise Refusal(404, "alert_not_found", "没有这条告警(告警编号为 32 位十六进制)",
-                          "no such alert (alert ids are 32 hexadecimal digits)")
-        return None
-    alert_id, action = found.groups()
-    if action is None:
-        return (ITEM, alert_id) if method == "GET" else None
-    if method != "POST":
-        return None
-    return (ACKNOWLEDGE if action == "acknowledge" else RESOLVE), alert_id
 
 
 def unavailable() -> Refusal:

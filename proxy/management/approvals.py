@@ -22,24 +22,21 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from authorizer.approvals import PENDING, Approval, now_ms
-from authorizer.audit import AuditRecord, AuditUnavailable
+from authorizer.audit import AuditRecord
 from authorizer.identity import Principal
 from authorizer.pdp import Decision, PdpUnavailable
 from proxy import responses
-from proxy.pipeline import GATEWAY, Gateway, authenticate, new_record, parse_json_object
+from proxy.gateway import Gateway
+from proxy.lifecycle import API, endpoint, sub_path
+from proxy.pipeline import authenticated, parse_json_object
 from proxy.replay import approval_audit_record
-from proxy.responses import Refusal, refusal_response
+from proxy.responses import Refusal
 
 MAX_COMMENT = 2000
 APPROVAL_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def _record(request: web.Request, gw: Gateway) -> AuditRecord:
-    return new_record(request, gw, path_limit=300)
-
-
 def _who(record: AuditRecord, principal: Principal) -> None:
-    record.user_id, record.username, record.roles = principal.user_id, principal.username, ",".join(principal.roles)
     record.detail["acr"], record.detail["auth_time"] = principal.acr, principal.auth_time
 
 
@@ -66,45 +63,19 @@ def _json(data: Any, record: AuditRecord, status: int = 200) -> web.Response:
                         charset="utf-8", headers={"Cache-Control": "no-store", "X-Decision-Id": record.decision_id})
 
 
-async def _finish(gw: Gateway, record: AuditRecord, work: Callable[[], Awaitable[web.Response]]) -> web.Response:
-    """Run a handler body; audit the outcome whatever it is."""
-    try:
-        response = await work()
-    except Refusal as refusal:
-        reason = refusal.audit_reason
-        if refusal.subject is not None and not record.user_id:  # who used a revoked token
-            record.user_id, record.username, record.roles = refusal.subject
-        record.reason_code = reason.code if reason else refusal.code
-        record.reason_en = reason.en if reason else refusal.en
-        record.reason_zh = reason.zh if reason else refusal.zh
-        response = refusal_response(refusal, record.decision_id)
-    record.http_status = response.status
-    if record.approval_id is None:
-        gw.audit.submit(record)
-        return response
-    try:  # a decision on an approval is committed before it is answered
-        await gw.audit.commit(record)
-    except AuditUnavailable:  # the writer keeps the record queued; the answer would claim an unrecorded step
-        return refusal_response(responses.audit_unavailable(), record.decision_id)
-    return response
-
-
 Body = Callable[[web.Request, Gateway, AuditRecord, Principal], Awaitable[web.Response]]
 
 
 def _audited(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Wrap a handler body: authenticate the caller, pass the audit record, audit the outcome."""
+    """Wrap a handler body: authenticate the caller and pass them with the audit record (the
+    one audited-request path, :mod:`proxy.lifecycle`, answers and records the outcome)."""
 
+    @endpoint(API)
     async def handler(request: web.Request) -> web.Response:
-        gw = request.app[GATEWAY]
-        record = _record(request, gw)
-
-        async def work() -> web.Response:
-            principal = await authenticate(request, gw)
-            _who(record, principal)
-            return await body(request, gw, record, principal)
-
-        return await _finish(gw, record, work)
+        ctx, _ = await authenticated(request)
+        assert ctx.principal is not None
+        _who(ctx.record, ctx.principal)
+        return await body(request, ctx.gw, ctx.record, ctx.principal)
 
     handler.__doc__ = body.__doc__
     return handler
@@ -170,7 +141,8 @@ async def inbox(gw: Gateway, record: AuditRecord, principal: Principal) -> dict[
         decision = await _policy(gw, principal, approval, record.client_ip)
         if decision.allow or decision.status == 401:
             doc = approval.document(mask=decision.obligations.mask, include_result=False)
-            doc["step_up_needed"] = decision.obligations.step_up
+            step_up = decision.obligations.step_up
+            doc["step_up_needed"] = step_up.document() if step_up is not None else None
             to_decide.append(doc)
     mine = [a.document(mask=await _requester_mask(gw, a))
             for a in await gw.approvals.list(requester_id=principal.user_id)]
@@ -308,9 +280,10 @@ async def _comment(request: web.Request) -> str:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the approvals API on ``app`` (before the proxy's catch-all route)."""
-    app.router.add_get("/_gateway/approvals", list_approvals)
-    app.router.add_get("/_gateway/approvals/{approval_id}", get_approval)
-    app.router.add_post("/_gateway/approvals/{approval_id}/approve", decide_handler("approve"))
-    app.router.add_post("/_gateway/approvals/{approval_id}/reject", decide_handler("reject"))
-    app.router.add_post("/_gateway/approvals/{approval_id}/withdraw", withdraw)
+    """Register the approvals API on the gateway's ``/_gateway`` sub-application ``app``."""
+    base = sub_path("/_gateway/approvals")
+    app.router.add_get(base, list_approvals)
+    app.router.add_get(base + "/{approval_id}", get_approval)
+    app.router.add_post(base + "/{approval_id}/approve", decide_handler("approve"))
+    app.router.add_post(base + "/{approval_id}/reject", decide_handler("reject"))
+    app.router.add_post(base + "/{approval_id}/withdraw", withdraw)

@@ -23,7 +23,7 @@ from authorizer.identity import AuthenticationError, IssuerUnavailable
 from authorizer.oidc_rp import LoginFailed, new_code_verifier
 from authorizer.sessions import BrowserSession, Tokens
 from proxy.browser_pages import Text, logged_out_page, login_problem_page, logout_confirm_page, refusal_page
-from proxy.pipeline import GATEWAY, new_record
+from proxy.lifecycle import Endpoint, context_of, endpoint, sub_path
 from proxy.redirects import safe_return_to
 from proxy.responses import Refusal
 from proxy.sso import LOGIN_COOKIE, SESSION_COOKIE, SSO, SsoService, origin_of
@@ -34,18 +34,21 @@ PREFIX = "/_gateway/auth"
 CALLBACK = f"{PREFIX}/callback"
 LOGGED_OUT = f"{PREFIX}/logged-out"
 _ACR = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+#: Recorded when a login or logout happens (or fails); codes and states in the query are secrets, never stored.
+AUTH = Endpoint(quiet=True, keep_query=False)
 _UNAVAILABLE = Text("身份服务暂不可用,请稍后重试", "The identity provider is unavailable; try again later")
 
 
-def _audit(request: web.Request, verb: str, reason: str, allowed: bool, status: int, username: str = "",
+def _audit(request: web.Request, verb: str, reason: str, allowed: bool, username: str = "",
            user_id: str = "", detail: dict[str, object] | None = None) -> AuditRecord:
-    record = new_record(request, request.app[GATEWAY], path_limit=300)
-    record.query = ""  # codes and states are secrets; never store them
+    """Fill the request's audit record (module ``auth``) and have it written; the status is the answer's."""
+    ctx = context_of(request)
+    record = ctx.record
     record.module, record.verb, record.reason_code = "auth", verb, reason
-    record.decision, record.http_status = ("allow" if allowed else "deny"), status
+    record.decision = "allow" if allowed else "deny"
     record.username, record.user_id = username, user_id
     record.detail = dict(detail or {})
-    request.app[GATEWAY].audit.submit(record)
+    ctx.note()
     return record
 
 
@@ -53,9 +56,10 @@ def _redirect(location: str, status: int = 302) -> web.Response:
     return web.Response(status=status, headers={"Location": location, "Cache-Control": "no-store"})
 
 
+@endpoint(AUTH)
 async def login(request: web.Request) -> web.Response:
     """Send the browser to Keycloak, remembering where to come back to (same-origin paths only)."""
-    sso = request.app[SSO]
+    sso = request.config_dict[SSO]
     return_to = safe_return_to(request.query.get("return_to"))
     acr = request.query.get("acr", "")
     acr = acr if _ACR.match(acr) else ""
@@ -75,17 +79,18 @@ async def login(request: web.Request) -> web.Response:
     return response
 
 
+@endpoint(AUTH)
 async def callback(request: web.Request) -> web.Response:
     """Finish the login: check state and browser binding, trade the code (PKCE), check the ID
     token (nonce), start a session with a new id and go back where the person was."""
-    sso = request.app[SSO]
+    sso = request.config_dict[SSO]
     state = request.query.get("state", "")
     pending = await sso.sessions.finish_login(state, request.cookies.get(LOGIN_COOKIE)) if state else None
     if "error" in request.query:
-        _audit(request, "login", "login_refused", False, 401, detail={"error": request.query["error"][:64]})
+        _audit(request, "login", "login_refused", False, detail={"error": request.query["error"][:64]})
         return login_problem_page(401, Text("登录已取消或未通过", "The login was cancelled or refused"))
     if pending is None or not request.query.get("code"):
-        _audit(request, "login", "login_expired", False, 400)
+        _audit(request, "login", "login_expired", False)
         return login_problem_page(400, Text("登录请求已过期,或不是在此浏览器中发起的",
                                             "The login expired or was not started in this browser"))
     try:
@@ -93,24 +98,24 @@ async def callback(request: web.Request) -> web.Response:
         claims = await sso.rp.verify_id_token(str(token.get("id_token", "")), pending.nonce)
         principal = await sso.verifier.verify(str(token["access_token"]))
     except (LoginFailed, AuthenticationError) as exc:
-        _audit(request, "login", "login_failed", False, 401, detail={"error": str(exc)[:200]})
+        _audit(request, "login", "login_failed", False, detail={"error": str(exc)[:200]})
         return login_problem_page(401, Text("登录未通过校验,请重新登录", "The login could not be verified; log in again"))
     except IssuerUnavailable as exc:
         log.warning("login cannot finish: %s", exc)
-        _audit(request, "login", "issuer_unavailable", False, 503, detail={"error": str(exc)[:200]})
+        _audit(request, "login", "issuer_unavailable", False, detail={"error": str(exc)[:200]})
         return login_problem_page(503, _UNAVAILABLE)
     if principal.user_id != claims.get("sub"):
-        _audit(request, "login", "login_failed", False, 401, detail={"error": "ID and access token differ"})
+        _audit(request, "login", "login_failed", False, detail={"error": "ID and access token differ"})
         return login_problem_page(401, Text("登录未通过校验,请重新登录", "The login could not be verified; log in again"))
     if pending.acr and principal.acr != pending.acr:  # RFC 9470: the step-up asked for did not happen
-        _audit(request, "login", "step_up_not_met", False, 401, principal.username, principal.user_id,
+        _audit(request, "login", "step_up_not_met", False, principal.username, principal.user_id,
                {"asked": pending.acr, "got": principal.acr})
         return login_problem_page(401, Text("未完成所需的身份验证(动态验证码)", "The identity check asked for "
                                                                             "(one-time code) was not completed"))
     await _end_current(request, sso)
     sid = str(claims.get("sid") or principal.session_id or "")
     _, cookie = await sso.sessions.create(principal.user_id, principal.username, sid, Tokens.from_response(token))
-    _audit(request, "login", "sso_login", True, 303, principal.username, principal.user_id,
+    _audit(request, "login", "sso_login", True, principal.username, principal.user_id,
            {"acr": principal.acr, "step_up": bool(pending.acr)})
     response = _redirect(pending.return_to, 303)
     response.set_cookie(SESSION_COOKIE, cookie, **sso.cookie_options())  # type: ignore[arg-type]
@@ -128,11 +133,12 @@ async def _end_current(request: web.Request, sso: SsoService) -> None:
 
 
 async def _current(request: web.Request) -> tuple[SsoService, BrowserSession | None]:
-    sso = request.app[SSO]
+    sso = request.config_dict[SSO]
     cookie = request.cookies.get(SESSION_COOKIE)
     return sso, (await sso.sessions.get(cookie) if cookie else None)
 
 
+@endpoint(AUTH)
 async def logout_page(request: web.Request) -> web.Response:
     """Ask to confirm the logout (a form, so a link elsewhere cannot log people out)."""
     sso, session = await _current(request)
@@ -141,6 +147,7 @@ async def logout_page(request: web.Request) -> web.Response:
     return logout_confirm_page(session.username, session.csrf, origin_of(sso.rp.settings.issuer))
 
 
+@endpoint(AUTH)
 async def logout(request: web.Request) -> web.Response:
     """End the session (CSRF token and origin checked), then log out at Keycloak too."""
     sso, session = await _current(request)
@@ -152,10 +159,10 @@ async def logout(request: web.Request) -> web.Response:
         if not secrets.compare_digest(str(form.get("_csrf", "")), session.csrf):
             raise Refusal(403, "csrf_check_failed", "表单已失效,请刷新页面后重试", "the form expired; reload and retry")
     except Refusal as refusal:
-        record = _audit(request, "logout", refusal.code, False, 403, session.username, session.user_id)
+        record = _audit(request, "logout", refusal.code, False, session.username, session.user_id)
         return refusal_page(403, refusal.code, Text(refusal.zh, refusal.en), record.decision_id, session.username)
     await sso.sessions.end(session)
-    _audit(request, "logout", "sso_logout", True, 303, session.username, session.user_id)
+    _audit(request, "logout", "sso_logout", True, session.username, session.user_id)
     try:
         target = await sso.rp.end_session_url(session.tokens.id_token, sso.settings.public_url + LOGGED_OUT)
     except IssuerUnavailable:
@@ -165,36 +172,38 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+@endpoint(AUTH)
 async def logged_out(request: web.Request) -> web.Response:
     """The page after logout."""
     return logged_out_page()
 
 
+@endpoint(AUTH)
 async def backchannel_logout(request: web.Request) -> web.Response:
     """Keycloak ended a session: end the browser sessions it belongs to (by ``sid``, else by ``sub``)."""
-    sso = request.app[SSO]
+    sso = request.config_dict[SSO]
     form = await request.post()
     token = str(form.get("logout_token", ""))
     headers = {"Cache-Control": "no-store"}
     try:
         claims = await sso.rp.verify_logout_token(token)
     except AuthenticationError as exc:
-        _audit(request, "logout", "backchannel_logout_rejected", False, 400, detail={"error": exc.detail[:200]})
+        _audit(request, "logout", "backchannel_logout_rejected", False, detail={"error": exc.detail[:200]})
         return web.json_response({"error": "invalid_request", "error_description": exc.detail}, status=400,
                                  headers=headers)
     except IssuerUnavailable:
         return web.json_response({"error": "temporarily_unavailable"}, status=503, headers=headers)
     sid, sub = str(claims.get("sid") or ""), str(claims.get("sub") or "")
     ended = await sso.sessions.end_by_sid(sid) if sid else await sso.sessions.end_by_user(sub)
-    _audit(request, "logout", "backchannel_logout", True, 200, user_id=sub, detail={"sessions_ended": ended})
+    _audit(request, "logout", "backchannel_logout", True, user_id=sub, detail={"sessions_ended": ended})
     return web.json_response({"sessions_ended": ended}, headers=headers)
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the login/logout endpoints (before the catch-all PEP route)."""
-    app.router.add_get(f"{PREFIX}/login", login)
-    app.router.add_get(CALLBACK, callback)
-    app.router.add_get(f"{PREFIX}/logout", logout_page)
-    app.router.add_post(f"{PREFIX}/logout", logout)
-    app.router.add_get(LOGGED_OUT, logged_out)
-    app.router.add_post(f"{PREFIX}/backchannel-logout", backchannel_logout)
+    """Register the login/logout endpoints on the gateway's ``/_gateway`` sub-application ``app``."""
+    app.router.add_get(sub_path(f"{PREFIX}/login"), login)
+    app.router.add_get(sub_path(CALLBACK), callback)
+    app.router.add_get(sub_path(f"{PREFIX}/logout"), logout_page)
+    app.router.add_post(sub_path(f"{PREFIX}/logout"), logout)
+    app.router.add_get(sub_path(LOGGED_OUT), logged_out)
+    app.router.add_post(sub_path(f"{PREFIX}/backchannel-logout"), backchannel_logout)

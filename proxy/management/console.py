@@ -27,19 +27,19 @@ from aiohttp import web
 from authorizer.access import AccessError, AccessService
 from authorizer.approvals import Approval
 from authorizer.attributes import Resource
-from authorizer.audit import AuditRecord, AuditUnavailable
+from authorizer.audit import AuditRecord
 from authorizer.identity import Principal
 from authorizer.pdp import Decision, Reason, parse_decision
 from authorizer.routes import Route
-from proxy import browser, responses
 from proxy.browser_pages import Text, login_href
 from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, pretty_body, table
 from proxy.explain import Person, explain, who_can
 from proxy.management import access as access_api
 from proxy.management import approvals as approvals_api
 from proxy.management import audit as audit_api
-from proxy.pipeline import GATEWAY, Gateway, authenticate, decide_or_refuse, hold_request, new_record
-from proxy.redirects import safe_return_to
+from proxy.gateway import Gateway
+from proxy.lifecycle import CONSOLE, QUIET, context_of, endpoint, sub_path
+from proxy.pipeline import RequestLine, authenticated, decide_or_refuse, hold_request
 from proxy.responses import Refusal
 from proxy.sso import CONTEXT, origin_of
 
@@ -58,45 +58,23 @@ Body = Callable[[web.Request, Gateway, AuditRecord, Principal, Form, str], Await
 
 
 def console_view(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Wrap a console handler: session login, CSRF token on forms, audit, friendly refusals."""
+    """Wrap a console handler: session login and the CSRF token on forms (the one audited-request
+    path, :mod:`proxy.lifecycle`, answers refusals as pages and records the outcome)."""
 
+    @endpoint(CONSOLE)
     async def handler(request: web.Request) -> web.Response:
-        gw = request.app[GATEWAY]
-        record = new_record(request, gw, path_limit=300)
-        try:
-            principal = await authenticate(request, gw)
-            record.user_id, record.username = principal.user_id, principal.username
-            record.roles = ",".join(principal.roles)
-            ctx = request.get(CONTEXT)
-            if ctx is None or ctx.session is None:
-                raise Refusal(401, "session_ended", "控制台需要通过浏览器登录", "the console needs a browser login")
-            form: Form = {}
-            if request.method == "POST":
-                form = {k: str(v) for k, v in (await request.post()).items()}
-                if not secrets.compare_digest(form.get("_csrf", ""), ctx.session.csrf):
-                    raise Refusal(403, "csrf_check_failed", "表单已失效,请刷新页面后重试",
-                                  "the form expired; reload the page and try again")
-            response = await body(request, gw, record, principal, form, ctx.session.csrf)
-        except Exception as exc:  # noqa: BLE001 - every outcome is answered and audited
-            refusal = exc if isinstance(exc, Refusal) else responses.internal_error()
-            if not isinstance(exc, Refusal):
-                log.exception("console request %s failed unexpectedly", record.decision_id)
-            reason = refusal.audit_reason
-            if refusal.subject is not None and not record.user_id:  # who used a revoked token
-                record.user_id, record.username, record.roles = refusal.subject
-            record.reason_code = reason.code if reason else refusal.code
-            record.reason_zh, record.reason_en = (reason.zh, reason.en) if reason else (refusal.zh, refusal.en)
-            response = _refusal(request, gw, refusal, record)
-        record.http_status = response.status
-        if record.approval_id is None and record.module != "iam":
-            gw.audit.submit(record)
-            return response
-        try:  # approval decisions and access changes are durable before they are answered
-            await gw.audit.commit(record)
-        except AuditUnavailable:
-            return browser.refusal_answer(request, responses.audit_unavailable(), record.decision_id,
-                                          record.username or None, _origin(gw))
-        return response
+        ctx, _ = await authenticated(request)
+        assert ctx.principal is not None
+        browser_ctx = request.get(CONTEXT)
+        if browser_ctx is None or browser_ctx.session is None:
+            raise Refusal(401, "session_ended", "控制台需要通过浏览器登录", "the console needs a browser login")
+        form: Form = {}
+        if request.method == "POST":
+            form = {k: str(v) for k, v in (await request.post()).items()}
+            if not secrets.compare_digest(form.get("_csrf", ""), browser_ctx.session.csrf):
+                raise Refusal(403, "csrf_check_failed", "表单已失效,请刷新页面后重试",
+                              "the form expired; reload the page and try again")
+        return await body(request, ctx.gw, ctx.record, ctx.principal, form, browser_ctx.session.csrf)
 
     handler.__doc__ = body.__doc__
     return handler
@@ -109,18 +87,6 @@ def _origin(gw: Gateway) -> str | None:
 def identity_provider_origin(gw: Gateway) -> str:
     """The identity provider's origin (for the pages' form-action policy)."""
     return origin_of(gw.sso.rp.settings.issuer) if gw.sso is not None else ""
-
-
-def _refusal(request: web.Request, gw: Gateway, refusal: Refusal, record: AuditRecord) -> web.Response:
-    """A form post that needs a step-up goes to the login with ``acr_values`` and back to its page."""
-    if refusal.step_up and request.method == "POST":
-        back = safe_return_to(request.query.get("back") or APPROVALS)
-        acr = str(refusal.step_up.get("acr_values", ""))
-        max_age = refusal.step_up.get("max_age")
-        return web.Response(status=303, headers={
-            "Location": login_href(back, acr, int(max_age) if str(max_age).isdigit() else None),
-            "Cache-Control": "no-store", "X-Decision-Id": record.decision_id})
-    return browser.refusal_answer(request, refusal, record.decision_id, record.username or None, _origin(gw))
 
 
 def _when(iso_text: str | None) -> str:
@@ -222,8 +188,7 @@ async def _person(gw: Gateway, username: str) -> dict[str, Any]:
 
 async def _people_decision(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord,
                            username: str) -> None:
-    record.module, record.verb, record.resource_id = "iam", "view", username
-    await decide_or_refuse(gw.pdp, principal, PEOPLE_VIEW, None, Resource(kind="item", id=username), request, record)
+    await decide_or_refuse(context_of(request), PEOPLE_VIEW, Resource(kind="item", id=username))
 
 
 def _revoke_form(username: str, grant: dict[str, Any], csrf: str, lang: Lang) -> str:
@@ -319,12 +284,11 @@ async def _access_change(gw: Gateway, request: web.Request, principal: Principal
     record.module, record.verb = route.module, route.verb
     service = _service(gw)
     resource = access_api.resource_for(route.template, body)
-    record.resource_id = resource.id or ""
-    decision, policy_input = await decide_or_refuse(gw.pdp, principal, route, body, resource, request, record)
+    decision, policy_input = await decide_or_refuse(context_of(request), route, resource, body)
     if decision.obligations.approval is not None:
         raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        return await hold_request(gw, principal, route, resource, decision, policy_input, record, route.method,
-                                  route.template, "", raw, "application/json")
+        return await hold_request(context_of(request), policy_input,
+                                  RequestLine(route.method, route.template, "", raw, "application/json"))
     report = await access_api.apply_change(service, route.template, body, principal.username)
     record.detail.update({"report": report} if isinstance(report, list) else report.document())
     return None
@@ -433,9 +397,7 @@ async def audit_page(request: web.Request, gw: Gateway, record: AuditRecord, pri
     lang = lang_of(request)
     params = {k: v for k, v in request.query.items() if k in {f for f, _ in _AUDIT_FIELDS} | {"offset"} and v}
     query = audit_api.parse_query({**params, "limit": "100"}, paged=True)
-    record.module, record.verb = audit_api.RECORDS.module, audit_api.RECORDS.verb
-    decision, _ = await decide_or_refuse(gw.pdp, principal, audit_api.RECORDS, None, Resource(kind="list"), request,
-                                         record)
+    decision, _ = await decide_or_refuse(context_of(request), audit_api.RECORDS, Resource(kind="list"))
     if decision.obligations.approval is not None:
         raise audit_api.approval_not_supported()
     rows = await gw.audit_store.search(query)
@@ -468,8 +430,8 @@ async def _person_for(gw: Gateway, request: web.Request, principal: Principal, r
                       username: str) -> Person:
     """The person to explain: oneself (as the current token says), or anyone with ``iam:view``."""
     if username == principal.username:
-        record.module, record.verb, record.resource_id = "portal", "view", username
-        await decide_or_refuse(gw.pdp, principal, WHY_SELF, None, Resource(kind="aggregate"), request, record)
+        await decide_or_refuse(context_of(request), WHY_SELF, Resource(kind="aggregate"))
+        record.resource_id = username
         return Person(principal.user_id, principal.username, principal.roles, principal.scope, True)
     await _people_decision(gw, request, principal, record, username)
     who = await _person(gw, username)
@@ -583,6 +545,7 @@ async def who_can_page(request: web.Request, gw: Gateway, record: AuditRecord, p
                         decision_id=record.decision_id)
 
 
+@endpoint(QUIET)
 async def home(request: web.Request) -> web.Response:
     """``/_gateway/ui/`` opens the approvals inbox."""
     return web.Response(status=302, headers={"Location": APPROVALS, "Cache-Control": "no-store"})
@@ -590,16 +553,16 @@ async def home(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the console (only with SSO: it needs browser sessions)."""
-    app.router.add_get(UI, home)
-    app.router.add_get(f"{UI}/", home)
-    app.router.add_get(APPROVALS, approvals_page)
-    app.router.add_post(APPROVALS + "/{approval_id}/approve", console_view(_decide("approve")))
-    app.router.add_post(APPROVALS + "/{approval_id}/reject", console_view(_decide("reject")))
-    app.router.add_get(PEOPLE, people_page)
-    app.router.add_post(PEOPLE + "/{username}/offboard", offboard)
-    app.router.add_post(PEOPLE + "/{username}/grants/{grant_id}/revoke", revoke_grant)
-    app.router.add_post(PEOPLE + "/{username}/roles", change_roles)
-    app.router.add_post(PEOPLE + "/{username}/grant", grant)
-    app.router.add_get(AUDIT, audit_page)
-    app.router.add_get(WHY, why_page)
-    app.router.add_get(WHO_CAN, who_can_page)
+    app.router.add_get(sub_path(UI), home)
+    app.router.add_get(sub_path(f"{UI}/"), home)
+    app.router.add_get(sub_path(APPROVALS), approvals_page)
+    app.router.add_post(sub_path(APPROVALS + "/{approval_id}/approve"), console_view(_decide("approve")))
+    app.router.add_post(sub_path(APPROVALS + "/{approval_id}/reject"), console_view(_decide("reject")))
+    app.router.add_get(sub_path(PEOPLE), people_page)
+    app.router.add_post(sub_path(PEOPLE + "/{username}/offboard"), offboard)
+    app.router.add_post(sub_path(PEOPLE + "/{username}/grants/{grant_id}/revoke"), revoke_grant)
+    app.router.add_post(sub_path(PEOPLE + "/{username}/roles"), change_roles)
+    app.router.add_post(sub_path(PEOPLE + "/{username}/grant"), grant)
+    app.router.add_get(sub_path(AUDIT), audit_page)
+    app.router.add_get(sub_path(WHY), why_page)
+    app.router.add_get(sub_path(WHO_CAN), who_can_page)

@@ -24,7 +24,9 @@ from proxy.browser_pages import Text
 from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, table
 from proxy.management import alerts as alerts_api
 from proxy.management.console import UI, Body, Form, console_view, identity_provider_origin
-from proxy.pipeline import Gateway, decide_or_refuse
+from proxy.gateway import Gateway
+from proxy.lifecycle import context_of, sub_path
+from proxy.pipeline import decide_or_refuse
 from proxy.responses import Refusal
 
 ALERTS = f"{UI}/alerts"
@@ -46,8 +48,7 @@ def _client(gw: Gateway) -> alerts_api.AlertsClient:
 
 async def _decide(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord, route: Route,
                   resource: Resource) -> None:
-    record.module, record.verb, record.resource_id = route.module, route.verb, resource.id or ""
-    decision, _ = await decide_or_refuse(gw.pdp, principal, route, None, resource, request, record)
+    decision, _ = await decide_or_refuse(context_of(request), route, resource)
     if decision.obligations.approval is not None:
         raise alerts_api.approval_not_supported()
 
@@ -131,6 +132,6 @@ def _change(route: Route) -> Body:
 
 def add_routes(app: web.Application) -> None:
     """Register the alerts page and its forms (with the console: it needs browser sessions)."""
-    app.router.add_get(ALERTS, alerts_page)
-    app.router.add_post(ALERTS + "/{alert_id}/acknowledge", console_view(_change(alerts_api.ACKNOWLEDGE)))
-    app.router.add_post(ALERTS + "/{alert_id}/resolve", console_view(_change(alerts_api.RESOLVE)))
+    app.router.add_get(sub_path(ALERTS), alerts_page)
+    app.router.add_post(sub_path(ALERTS + "/{alert_id}/acknowledge"), console_view(_change(alerts_api.ACKNOWLEDGE)))
+    app.router.add_post(sub_path(ALERTS + "/{alert_id}/resolve"), console_view(_change(alerts_api.RESOLVE)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import aiohttp
 from aiohttp import web
@@ -12,6 +12,7 @@ from aiohttp import web
 from authorizer.audit.writer import AuditBackpressure, AuditWriter
 from authorizer.config import HealthProbe, OpaSettings
 from authorizer.identity import IssuerUnavailable, JwksCache
+from proxy.lifecycle import QUIET, endpoint
 
 _TIMEOUT = aiohttp.ClientTimeout(total=2.0)
 
@@ -72,7 +73,7 @@ def audit_check(writer: AuditWriter) -> dict[str, Any]:
 
 def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web.AppKey[JwksCache],
                    opa: OpaSettings, upstream_url: str, wms_probe: HealthProbe,
-                   audit: Callable[[web.Application], AuditWriter | None] | None = None) -> Any:
+                   audit: Callable[[Mapping[Any, Any]], AuditWriter | None] | None = None) -> Any:
     """Build the handler; it probes the dependencies concurrently (2-3 s timeouts).
 
     Answers ``{"status": "ok"|"degraded", "failing": [...], "checks": {"keycloak_keys", "opa", "wms",
@@ -90,15 +91,16 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
         audit: gives the application's audit writer (None: no audit check).
     """
 
+    @endpoint(QUIET)  # a probe is recorded only when it fails unexpectedly
     async def handler(request: web.Request) -> web.Response:
-        session = request.app[session_key]
+        session = request.config_dict[session_key]
         keycloak, opa_check, wms, policy, active = await asyncio.gather(
-            _keys(request.app[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
+            _keys(request.config_dict[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
             _probe(session, f"{upstream_url}{wms_probe.path}", wms_probe.expect_status), _policy(session, opa.policy_status_url),
             _active_revision(session, opa.url))
         policy = {**(policy or {}), "active": active}
         checks = {"keycloak_keys": keycloak, "opa": opa_check, "wms": wms}
-        writer = audit(request.app) if audit is not None else None
+        writer = audit(request.config_dict) if audit is not None else None
         warnings = []
         if writer is not None:
             checks["audit"] = audit_check(writer)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.alerting import alerts_api, detail_of, login_from, wait_alert
+from tests.support.alerting import detail_of, login_from, wait_alert
 from tests.support.sinks import SmtpSink, WebhookSink
 from tests.support.stack import Stack, assert_refused
 from wmsgate.tools import REPO

@@ -8,7 +8,7 @@ from unittest import mock
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from proxy.pipeline import client_address
+from proxy.gateway import client_address
 
 TRUSTED = (ipaddress.ip_network("10.0.0.0/8"),)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authorizer.pdp import parse_decision
+from authorizer.pdp import ApprovalRule, StepUp, parse_decision
 
 
 def test_undefined_result_is_a_deny() -> None:
@@ -43,7 +43,7 @@ def test_deny_status_is_limited_to_403_or_404() -> None:
 def test_step_up_challenge_is_parsed_and_needed_for_a_401() -> None:
     d = parse_decision({"allow": False, "status": 401,
                         "obligations": {"step_up": {"acr_values": "mfa", "max_age": 300}, "approval": None}})
-    assert d.status == 401 and d.obligations.step_up == {"acr_values": "mfa", "max_age": 300}
+    assert d.status == 401 and d.obligations.step_up == StepUp("mfa", 300)
     assert parse_decision({"allow": False, "status": 401}).status == 403
 
 
@@ -59,4 +59,4 @@ def test_malformed_step_up_or_approval_is_a_deny() -> None:
 def test_approval_obligation_is_parsed() -> None:
     d = parse_decision({"allow": True, "obligations": {"approval": {"operation": "batch_change", "approvals": 1,
                                                                     "expires_seconds": 86400}}})
-    assert d.allow and d.obligations.approval == {"operation": "batch_change", "approvals": 1, "expires_seconds": 86400}
+    assert d.allow and d.obligations.approval == ApprovalRule("batch_change", 1, 86400)

@@ -1,0 +1,113 @@
+"""The JSON management API's handlers for access changes, the audit trail and alerts.
+
+``POST /_gateway/access/{offboard|set-roles|bulk-grant|revoke-grant}``  see :mod:`proxy.management.access`
+``GET  /_gateway/audit/{records|export}``                                see :mod:`proxy.management.audit`
+``GET|POST /_gateway/alerts[/{id}[/acknowledge|resolve]]``               see :mod:`proxy.management.alerts`
+
+Each is decided by the policy like any request (module ``iam``, ``audit``, ``alerts``) and runs
+in the one audited-request path (:mod:`proxy.lifecycle`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Awaitable, Callable
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from authorizer.attributes import Resource
+from authorizer.routes import Route
+from proxy.lifecycle import API, endpoint, sub_path
+from proxy.management import access as access_api
+from proxy.management import alerts as alerts_api
+from proxy.management import audit as audit_api
+from proxy.pipeline import authenticated, decide_or_refuse, hold, read_body
+from proxy.responses import Refusal
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ALERT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _access_change(route: Route) -> Handler:
+    @endpoint(API)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """An access change (module iam): decided like any request; held for approval when widening."""
+        ctx, target = await authenticated(request)
+        ctx.classify(route)
+        gw = ctx.gw
+        if gw.access is None:
+            raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
+                          "access management is not configured (keycloak_admin)")
+        body_bytes, body = await read_body(request, gw)
+        resource = access_api.resource_for(route.template, body)
+        decision, policy_input = await decide_or_refuse(ctx, route, resource, body)
+        if decision.obligations.approval is not None:
+            return await hold(ctx, target, body_bytes, policy_input)
+        assert ctx.principal is not None
+        report = await access_api.apply_change(gw.access, route.template, body, ctx.principal.username)
+        ctx.record.detail.update({"report": report} if isinstance(report, list) else report.document())
+        return access_api.respond(report, ctx.record.decision_id)
+
+    return handler
+
+
+def _audit_read(route: Route) -> Handler:
+    @endpoint(API)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """A search or export of the audit trail (module audit): decided like any request."""
+        ctx, _ = await authenticated(request)
+        ctx.classify(route)
+        paged = route is audit_api.RECORDS
+        query = audit_api.parse_query(request.query, paged)
+        fmt = None if paged else audit_api.export_format(request.query)
+        decision, _ = await decide_or_refuse(ctx, route, Resource(kind="list"))
+        if decision.obligations.approval is not None:
+            raise audit_api.approval_not_supported()
+        if fmt is None:
+            try:
+                return await audit_api.records_response(ctx.gw.audit_store, query, ctx.record.decision_id)
+            except SQLAlchemyError:
+                raise Refusal(503, "audit_store_unavailable", "审计日志库暂不可用,请稍后重试",
+                              "the audit store is unavailable; try again later", headers={"Retry-After": "5"}) from None
+        response, error = await audit_api.export_response(request, ctx.gw.audit_store, query, fmt,
+                                                          ctx.record.decision_id)
+        if error is not None:
+            ctx.record.detail["export_error"] = error
+        return response
+
+    return handler
+
+
+def _alerts_call(route: Route) -> Handler:
+    @endpoint(API)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """A call of the alert API (module alerts): decided like any request, then passed to the alerting service."""
+        ctx, _ = await authenticated(request)
+        ctx.classify(route)
+        alert_id = request.match_info.get("alert_id")
+        if alert_id is not None and not _ALERT_ID.match(alert_id):
+            raise Refusal(404, "alert_not_found", "没有这条告警(告警编号为 32 位十六进制)",
+                          "no such alert (alert ids are 32 hexadecimal digits)")
+        decision, _ = await decide_or_refuse(ctx, route, Resource(kind=route.kind, id=alert_id))
+        if decision.obligations.approval is not None:
+            raise alerts_api.approval_not_supported()
+        if ctx.gw.alerts is None:
+            raise alerts_api.unavailable()
+        assert ctx.principal is not None
+        response, detail = await alerts_api.respond(ctx.gw.alerts, route, alert_id, request, ctx.principal.username,
+                                                    ctx.record.decision_id)
+        ctx.record.detail.update(detail)
+        return response
+
+    return handler
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the handlers on the gateway's ``/_gateway`` sub-application ``app``."""
+    for route in access_api.ROUTES.values():
+        app.router.add_post(sub_path(route.template), _access_change(route))
+    for route in audit_api.ROUTES.values():
+        app.router.add_get(sub_path(route.template), _audit_read(route))
+    for route in (alerts_api.LIST, alerts_api.ITEM, alerts_api.ACKNOWLEDGE, alerts_api.RESOLVE):
+        app.router.add_route(route.method, sub_path(route.template), _alerts_call(route))

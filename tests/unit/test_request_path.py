@@ -1,0 +1,215 @@
+"""The one audited-request path, in process: the real gateway app (aiohttp test server) with a
+fake PDP that validates every input against ``rego/base/schemas/input.json``, a static JWKS and
+a small WMS (``tests/support/inprocess.py``). The same behaviours run against Keycloak, OPA
+and the demo WMS in ``tests/integration``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any, Awaitable, Callable, NoReturn
+
+import pytest
+from aiohttp import web
+from sqlalchemy import select
+
+from authorizer.audit.store import audit_records
+from authorizer.db import make_engine
+from proxy.app import JWKS
+from proxy import pipeline
+from proxy.gateway import GATEWAY
+from proxy.lifecycle import PREFIX
+from proxy.management import auth as auth_api
+from proxy.management import console
+from proxy.sso import SESSION_COOKIE, SSO
+from tests.support.inprocess import FakePdp, InProcessGateway, start
+
+HEX_ID = "0123456789abcdef0123456789abcdef"
+
+
+class Boom:
+    """A collaborator that fails unexpectedly on any use (a bug, a dependency's odd failure)."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise RuntimeError(f"boom: {name}")
+
+
+async def _records(gw: InProcessGateway) -> list[dict[str, Any]]:
+    """The audit records of requests the gateway wrote (after it stopped: the writer flushed);
+    not the record of the first start's enforcement modes."""
+    engine = make_engine(f"sqlite+aiosqlite:///{gw.config_path.parent / 'audit.db'}")
+    try:
+        async with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(select(audit_records))]
+    finally:
+        await engine.dispose()
+    return [r for r in rows if r["reason_code"] != "enforcement_mode_changed"]
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+def _gateway_routes(app: web.Application) -> list[tuple[str, str]]:
+    """``(method, concrete path)`` of every endpoint on the ``/_gateway`` sub-application."""
+    sub = next(r for r in app.router.resources() if r.canonical == PREFIX)
+    found = []
+    for resource in sub._app.router.resources():  # type: ignore[attr-defined]
+        path = re.sub(r"\{[^}]+\}", HEX_ID, resource.canonical)
+        for route in resource:
+            if route.method != "HEAD":
+                found.append((route.method, path))
+    return sorted(set(found))
+
+
+def _fail_inside(app: web.Application, handler: Callable[..., Any]) -> None:
+    """Make ``handler`` fail after it started (for handlers that use no collaborator to break)."""
+    sub = next(r for r in app.router.resources() if r.canonical == PREFIX)
+    for resource in sub._app.router.resources():  # type: ignore[attr-defined]
+        for route in resource:
+            if route.handler is handler:
+                async def failing(request: web.Request, original: Any = handler) -> web.StreamResponse:
+                    await original(request)
+                    raise RuntimeError("boom after the handler ran")
+
+                failing.__wmsgate_endpoint__ = handler.__wmsgate_endpoint__  # type: ignore[attr-defined]
+                route._handler = failing  # type: ignore[attr-defined]
+
+
+def test_every_gateway_endpoint_answers_an_unexpected_error_with_the_bilingual_500_and_one_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        gw = await start(tmp_path, sso=True)
+        try:
+            routes = _gateway_routes(gw.app)
+            assert len(routes) >= 25, routes  # the API, the console and the logins are all on the router
+            gateway = gw.app[GATEWAY]
+            gateway.verifier = Boom()  # type: ignore[assignment]  # every authenticated endpoint
+            sso = gw.app[SSO]
+            sso.sessions = Boom()  # type: ignore[assignment]  # the logins and logouts
+            sso.rp = Boom()  # type: ignore[assignment]
+            monkeypatch.setattr(gw.app[JWKS], "fetch", _boom)  # the health probe
+            monkeypatch.setattr(auth_api, "logged_out_page", _sync_boom)
+            _fail_inside(gw.app, console.home)  # a redirect that uses no collaborator
+            answers = {}
+            for method, path in routes:
+                resp = await gw.client.request(
+                    method, path + "?state=x", headers={"Authorization": "Bearer x", "Accept": "application/json"},
+                    cookies={SESSION_COOKIE: "x"}, data={"logout_token": "x"} if method == "POST" else None,
+                    allow_redirects=False)
+                text = await resp.text()
+                assert resp.status == 500, (method, path, resp.status, text)
+                assert "网关内部错误" in text and "the gateway failed internally" in text, (method, path, text)
+                answers[resp.headers["X-Decision-Id"]] = (method, path)
+        finally:
+            await gw.close()
+        records = [r for r in await _records(gw) if r["reason_code"] == "gateway_error"]
+        by_id = {r["decision_id"]: r for r in records}
+        assert len(records) == len(answers) == len(routes)
+        for decision_id, (method, path) in answers.items():
+            record = by_id[decision_id]
+            assert (record["method"], record["path"], record["http_status"]) == (method, path, 500)
+            assert record["decision"] == "deny"
+        assert gw.pdp.invalid == []
+
+    run(scenario)
+
+
+async def _boom(*_: Any, **__: Any) -> NoReturn:
+    raise RuntimeError("boom")
+
+
+def _sync_boom(*_: Any, **__: Any) -> NoReturn:
+    raise RuntimeError("boom")
+
+
+def test_an_unknown_gateway_path_and_a_wrong_method_are_bilingual_refusals_and_audited(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gw = await start(tmp_path)
+        try:
+            missing = await gw.client.get("/_gateway/nothing-here", headers=gw.bearer())
+            assert missing.status == 404
+            doc = await missing.json()
+            assert doc["error"] == "gateway_endpoint_not_found" and doc["reason_zh"] and doc["reason_en"]
+            wrong = await gw.client.delete("/_gateway/approvals", headers=gw.bearer())
+            assert wrong.status == 405 and (await wrong.json())["error"] == "method_not_allowed"
+            assert "GET" in wrong.headers["Allow"]
+        finally:
+            await gw.close()
+        codes = sorted(r["reason_code"] for r in await _records(gw))
+        assert codes == ["gateway_endpoint_not_found", "method_not_allowed"]
+
+    run(scenario)
+
+
+def test_the_pep_path_asks_the_pdp_with_a_schema_valid_input_and_records_the_decision(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pdp = FakePdp()
+        gw = await start(tmp_path, pdp)
+        try:
+            listed = await gw.client.get("/api/orders", headers=gw.bearer(username="clerk.hf"))
+            assert listed.status == 200 and (await listed.json())["rows"][0]["order_no"] == "SO1"
+            one = await gw.client.get("/api/orders/SO1?warehouse=HF", headers=gw.bearer(username="clerk.hf"))
+            assert one.status == 200
+            approvals = await gw.client.get("/_gateway/approvals", headers=gw.bearer(username="clerk.hf"))
+            assert approvals.status == 200
+        finally:
+            await gw.close()
+        assert pdp.invalid == [] and len(pdp.inputs) >= 2
+        assert {i["action"]["module"] for i in pdp.inputs} == {"orders"}
+        records = await _records(gw)
+        pep = [r for r in records if r["module"] == "orders"]
+        assert [(r["decision"], r["http_status"], r["username"]) for r in pep] == [("allow", 200, "clerk.hf")] * 2
+        assert [r["resource_id"] for r in pep] == ["", "SO1"]
+        assert any(r["path"] == "/_gateway/approvals" and r["decision"] == "allow" for r in records)
+
+    run(scenario)
+
+
+def test_a_policy_deny_is_refused_and_recorded_once_with_its_reason(tmp_path: Path) -> None:
+    def deny(_: dict[str, Any]) -> dict[str, Any]:
+        return {"allow": False, "status": 403, "policy_revision": "test",
+                "reasons": [{"code": "out_of_scope", "zh-CN": "超出数据范围", "en": "outside your data scope"}]}
+
+    async def scenario() -> None:
+        gw = await start(tmp_path, FakePdp(decide=deny))
+        try:
+            refused = await gw.client.get("/api/orders/SO1?warehouse=SH", headers=gw.bearer())
+            assert refused.status == 403
+            doc = await refused.json()
+            assert (doc["error"], doc["reason_zh"], doc["reason_en"]) == (
+                "out_of_scope", "超出数据范围", "outside your data scope")
+        finally:
+            await gw.close()
+        assert gw.pdp.invalid == []
+        assert gw.pdp.inputs[0]["resource"]["attributes"]["warehouse"] == ["SH"]
+        [record] = await _records(gw)
+        assert (record["decision"], record["reason_code"], record["warehouse"]) == ("deny", "out_of_scope", "SH")
+
+    run(scenario)
+
+
+def test_a_pdp_input_that_breaks_the_schema_fails_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake PDP's validation is real: an input outside the schema is refused (503, never forwarded)."""
+    build = pipeline.build_policy_input
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        doc = build(*args, **kwargs)
+        doc["action"]["verb"] = 42
+        return doc
+
+    monkeypatch.setattr(pipeline, "build_policy_input", broken)
+
+    async def scenario() -> None:
+        gw = await start(tmp_path)
+        try:
+            answer = await gw.client.get("/api/orders", headers=gw.bearer())
+            assert answer.status == 503 and (await answer.json())["error"] == "pdp_unavailable"
+        finally:
+            await gw.close()
+        assert len(gw.pdp.invalid) == 1 and "verb" in gw.pdp.invalid[0]
+        [record] = await _records(gw)
+        assert (record["decision"], record["http_status"]) == ("deny", 503)
+
+    run(scenario)
