@@ -343,6 +343,34 @@ def _alerting(base: Path, section: Any) -> AlertingLink | None:
 
 
 @dataclass(frozen=True)
+class ManagementListener:
+    """The management listener (``/metrics``), apart from the public one, on loopback by default.
+
+    Attributes:
+        host: address to bind (``127.0.0.1``; a private interface for a scraper elsewhere).
+        port: TCP port; a process run with ``--worker-index i`` listens on ``port + i``
+            (0: any free port, for tests).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 9080
+
+
+def _management(section: Any) -> ManagementListener | None:
+    if section is None:
+        return None
+    if not isinstance(section, dict):
+        raise ConfigError("config: management must be a mapping {host, port}")
+    unknown = set(section) - {"host", "port"}
+    if unknown:
+        raise ConfigError(f"config: management: unknown key(s) {', '.join(sorted(unknown))}")
+    port = int(section.get("port", ManagementListener.port))
+    if not 0 <= port < 65536:
+        raise ConfigError("config: management.port must be between 0 (any free port) and 65535")
+    return ManagementListener(host=str(section.get("host", ManagementListener.host)), port=port)
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """Everything the proxy needs. Build with :func:`load_config`."""
 
@@ -367,6 +395,7 @@ class GatewayConfig:
     mode: str = "production"
     public_url: str = ""
     enforcement: str = "enforce"
+    management: ManagementListener | None = None
 
     @property
     def public_origin(self) -> str:
@@ -587,6 +616,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             mode=_mode(data, oidc),
             public_url=_public_url(data.get("public_url")),
             enforcement=_enforcement(data.get("enforcement", "enforce")),
+            management=_management(data.get("management")),
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
                  *(c["header"] for c in up.get("credentials", []))])),

@@ -103,6 +103,10 @@ class RevocationCache:
         self._seen_ms = 0
         self._last_ok = time.monotonic()
 
+    def age_seconds(self) -> float:
+        """Seconds since the records were last refreshed successfully (monotonic clock)."""
+        return time.monotonic() - self._last_ok
+
     def fresh(self) -> bool:
         """False when the records could not be refreshed for a while (max(5 s, 10 refreshes)):
         another process's revocation might be missed, so the proxy refuses (fail closed)."""

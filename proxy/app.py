@@ -42,6 +42,7 @@ from proxy.sso import SSO, SsoService, apply_session_cookie
 from proxy.gateway import GATEWAY, Gateway
 from proxy.lifecycle import PREFIX, audited_requests, sub_path
 from proxy.management import api_routes
+from proxy.metrics import GatewayMetrics, management_app, start_management
 from proxy.pipeline import handle
 from proxy.replay import ApprovalExecutor
 
@@ -49,6 +50,9 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 JWKS = web.AppKey("jwks", JwksCache)
 STORE = web.AppKey("audit_store", AuditStore)
 TASKS = web.AppKey("background_tasks", list)
+MANAGEMENT = web.AppKey("management_runner", web.AppRunner)
+#: The port the management listener (``/metrics``) is bound to, once started.
+MANAGEMENT_PORT = web.AppKey("management_port", int)
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,8 @@ def gateway_endpoints(config: GatewayConfig) -> web.Application:
     return endpoints
 
 
-def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Application:
+def create_app(config: GatewayConfig, spool_dir: Path | None = None,
+               management_offset: int = 0) -> web.Application:
     """Build the gateway application.
 
     The route map and credential files are read and validated here, so a bad
@@ -100,6 +105,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         config: the loaded configuration.
         spool_dir: directory for the audit spool file (records wait there while the
             database is down) when ``audit.spool_file`` is not set; defaults to the working directory.
+        management_offset: added to ``management.port`` (a worker's index under ``--workers``).
 
     Raises:
         authorizer.routes.RouteMapError: the route map is invalid.
@@ -154,6 +160,10 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
         await writer.start()
         for change in await record_modes(engine, enforcement, [r.key for r in routes.routes]):
             await writer.commit(mode_change_record(change))
+        metrics = GatewayMetrics(lambda: writer.pending, lambda: writer.spool_bytes, revocations.age_seconds)
+        if config.management is not None:  # before serving: a port taken is a start-up error
+            app[MANAGEMENT], app[MANAGEMENT_PORT] = await start_management(
+                management_app(lambda: metrics), config.management, management_offset)
         verifier = TokenVerifier(config.oidc, jwks)
         sso = None
         if config.sso is not None:
@@ -188,6 +198,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
             sso=sso,
             alerts=alerts_api.AlertsClient(config.alerting, session) if config.alerting is not None else None,
             enforcement=enforcement,
+            metrics=metrics,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),
@@ -207,6 +218,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None) -> web.Appl
     async def cleanup(app: web.Application) -> None:
         for task in app.get(TASKS, []):
             task.cancel()
+        if MANAGEMENT in app:
+            await app[MANAGEMENT].cleanup()
         if GATEWAY in app:
             await app[GATEWAY].audit.close()
         await engine.dispose()

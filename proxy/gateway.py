@@ -21,6 +21,7 @@ from authorizer.revocation import RevocationCache
 from authorizer.routes import RouteMap
 from proxy.forward import Forwarder
 from proxy.management.alerts import AlertsClient
+from proxy.metrics import GatewayMetrics
 from proxy.replay import ApprovalExecutor
 from proxy.sso import SsoService
 from proxy.upstream_identity import UpstreamIdentity
@@ -48,6 +49,7 @@ class Gateway:
     sso: SsoService | None = None
     alerts: AlertsClient | None = None
     enforcement: EnforcementModes = field(default_factory=EnforcementModes)
+    metrics: GatewayMetrics | None = None
 
     @property
     def gateway_params(self) -> frozenset[str]:

@@ -101,6 +101,7 @@ class RequestContext:
         resource: the resource's id and scope attributes, once resolved.
         decision: the PDP's decision, once asked.
         noted: a quiet endpoint's handler asked for the record to be written.
+        decision_seconds: the PDP's round trip, once asked (for the metrics).
     """
 
     request: web.Request
@@ -112,6 +113,7 @@ class RequestContext:
     resource: Resource | None = None
     decision: Decision | None = None
     noted: bool = False
+    decision_seconds: float | None = None
 
     def identify(self, principal: Principal) -> None:
         """Record who is calling (user id, name, roles)."""
@@ -238,6 +240,8 @@ async def audited_requests(request: web.Request, handler: Handler) -> web.Stream
         ctx.noted = True
     record.http_status = response.status
     record.total_ms = round((time.perf_counter() - started) * 1000, 3)
+    if gw.metrics is not None:
+        gw.metrics.observe(record, ctx.decision_seconds)
     if kind.quiet and not ctx.noted:
         return response
     if not _must_commit(ctx):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlencode
@@ -393,10 +394,13 @@ async def decide_or_refuse(ctx: RequestContext, route: Route, resource: Resource
     record.resource_id = (resource.id or "")[:2048]
     policy_input = build_policy_input(ctx.principal, route, body, resource, ctx.request.method, record.client_ip,
                                       record.ts_ms)
+    asked = time.perf_counter()
     try:
         decision = await ctx.gw.pdp.decide(policy_input)
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
+    finally:
+        ctx.decision_seconds = time.perf_counter() - asked
     ctx.decision = decision
     record.policy_revision = decision.policy_revision
     if decision.high_risk is not None:

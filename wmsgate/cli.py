@@ -35,7 +35,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     """Run the proxy in the foreground until SIGINT/SIGTERM."""
     from aiohttp import web
 
-    from authorizer.config import ConfigError, load_config
+    from authorizer.config import ConfigError, ManagementListener, load_config
     from authorizer.routes import RouteMapError
     from proxy.app import create_app
 
@@ -50,13 +50,17 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         print("wmsgate: --workers must be between 1 and 64", file=sys.stderr)
         return 2
     if args.workers > 1 and args.worker_index is None:
-        return supervise(args.config, args.workers, args.port)
+        return supervise(args.config, args.workers, args.port, args.management_port)
     try:
         config = load_config(Path(args.config))
         spool = worker_spool(config.audit.spool_file or Path(os.environ["WMSGATE_STATE"]) / "audit-spool.jsonl",
                              args.worker_index)
         config = dataclasses.replace(config, audit=dataclasses.replace(config.audit, spool_file=spool))
-        app = create_app(config, spool_dir=Path(os.environ["WMSGATE_STATE"]))
+        if args.management_port is not None:
+            config = dataclasses.replace(config, management=ManagementListener(
+                config.management.host if config.management else "127.0.0.1", args.management_port))
+        offset = 0 if args.management_port is not None else (args.worker_index or 0)  # an explicit port is exact
+        app = create_app(config, spool_dir=Path(os.environ["WMSGATE_STATE"]), management_offset=offset)
     except (ConfigError, RouteMapError, ValueError) as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2
@@ -67,8 +71,12 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         print(f"wmsgate: listen.tls: cannot use {config.tls.cert_file} / {config.tls.key_file}: {exc}",
               file=sys.stderr)
         return 2
-    web.run_app(app, host=config.host, port=port, access_log=None, print=None, handle_signals=True,
-                reuse_port=args.worker_index is not None, ssl_context=tls)
+    try:
+        web.run_app(app, host=config.host, port=port, access_log=None, print=None, handle_signals=True,
+                    reuse_port=args.worker_index is not None, ssl_context=tls)
+    except OSError as exc:  # the public or the management port is taken
+        print(f"wmsgate: cannot listen: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -602,6 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-index", type=int, default=None,
                    help="this process's index among those sharing the config (keeps its audit spool apart); "
                         "set by --workers, or by hand for proxies on other ports")
+    p.add_argument("--management-port", type=int, default=None,
+                   help="port of the management listener (/metrics) instead of management.port + the worker "
+                        "index; with --workers, worker i listens on this + i")
     p.set_defaults(func=cmd_proxy)
 
     p = sub.add_parser("demo", help="run Keycloak, OPA, the demo WMS and the proxy until Ctrl-C")

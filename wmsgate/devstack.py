@@ -36,13 +36,14 @@ class Ports:
     wms: int = 8090
     policy: int = 8182
     alerting: int = 8070
+    gateway_management: int = 9080
 
     @classmethod
     def offset(cls, delta: int) -> "Ports":
         """Default ports shifted by ``delta`` (tests use +10000 so a running demo is untouched)."""
         d = cls()
         return cls(d.proxy + delta, d.keycloak + delta, d.keycloak_management + delta, d.opa + delta, d.wms + delta,
-                   d.policy + delta, d.alerting + delta)
+                   d.policy + delta, d.alerting + delta, d.gateway_management + delta)
 
 
 @dataclass(frozen=True)
@@ -264,14 +265,15 @@ class LocalStack(ProcessGroup):
 
         Args:
             name: the service's name (and log file).
-            extra_args: more ``wmsgate proxy`` arguments (``--worker-index 1``, ``--workers 2``).
+            extra_args: more ``wmsgate proxy`` arguments (``--worker-index 1``, ``--workers 2``); its
+                management listener takes any free port (nothing scrapes it).
             config: another gateway config (:meth:`write_gateway_config`); default the stack's.
             scheme: ``https`` when that config makes the proxy listen with TLS.
             verify: for ``https``, the CA file the readiness check trusts.
             require_healthy: wait for a 200 health answer; False = any answer (a dependency is meant to fail).
         """
         argv = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", str(config or self.gateway_config),
-                "--port", str(port), *extra_args]
+                "--port", str(port), "--management-port", "0", *extra_args]
         url = f"{scheme}://{self.settings.host}:{port}"
         service = Service(name, argv, f"{url}/_gateway/health", self.logs / f"{name}.log",
                            {"WMSGATE_STATE": str(self.settings.state)}, REPO, timeout=60, ca_file=verify,
@@ -347,6 +349,7 @@ class LocalStack(ProcessGroup):
         s = self.settings
         data = yaml.safe_load((REPO / "config" / "gateway.yaml").read_text(encoding="utf-8"))
         data["listen"] = {"host": s.host, "port": s.ports.proxy}
+        data["management"] = {"host": s.host, "port": s.ports.gateway_management}
         data["oidc"]["issuer"] = self.issuer
         data["opa"]["url"] = self.opa_url
         data["opa"]["policy_status_url"] = f"{self.policy_url}/status"

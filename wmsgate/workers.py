@@ -41,10 +41,13 @@ class Supervisor:
     Args:
         command: the worker command line without ``--worker-index`` (``wmsgate proxy --config ...``).
         workers: how many processes.
+        management_port: worker ``i``'s management listener is on this + ``i`` (0: any free port;
+            None: the config's ``management.port`` + ``i``).
     """
 
     command: list[str]
     workers: int
+    management_port: int | None = None
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
     quick_deaths: dict[int, int] = field(default_factory=dict)
@@ -52,7 +55,9 @@ class Supervisor:
 
     def _start(self, index: int) -> None:
         env = {**os.environ, "WMSGATE_WORKER": str(index)}
-        self.processes[index] = subprocess.Popen([*self.command, "--worker-index", str(index)], env=env)
+        management = [] if self.management_port is None else [
+            "--management-port", str(self.management_port + index if self.management_port else 0)]
+        self.processes[index] = subprocess.Popen([*self.command, *management, "--worker-index", str(index)], env=env)
         self.started[index] = time.monotonic()
         log.warning("worker %d started (pid %d)", index, self.processes[index].pid)
 
@@ -98,9 +103,10 @@ class Supervisor:
         return 1 if failed else 0
 
 
-def supervise(config: str, workers: int, port: int | None) -> int:
-    """Run ``workers`` proxy processes with ``config`` on one port until SIGTERM/SIGINT."""
+def supervise(config: str, workers: int, port: int | None, management_port: int | None = None) -> int:
+    """Run ``workers`` proxy processes with ``config`` on one port until SIGTERM/SIGINT
+    (worker ``i``'s management listener on ``management_port + i``, or the config's port + i)."""
     command = [sys.executable, "-m", "wmsgate.cli", "proxy", "--config", config]
     if port:
         command += ["--port", str(port)]
-    return Supervisor(command, workers).run()
+    return Supervisor(command, workers, management_port=management_port).run()

@@ -78,6 +78,11 @@ class AuditWriter:
         return len(self._queue) + (self._spool.pending if self._spool is not None else 0)
 
     @property
+    def spool_bytes(self) -> int:
+        """The spool file's size in bytes (0 without a spool)."""
+        return self._spool.size if self._spool is not None else 0
+
+    @property
     def spooled(self) -> int:
         """Records waiting in the spool file."""
         return self._spool.pending if self._spool is not None else 0

@@ -178,6 +178,7 @@ async def start(tmp: Path, pdp: FakePdp | None = None, sso: bool = False) -> InP
                   "spool_file": str(tmp / "spool.jsonl")},
         "route_map": "routes.yaml",
         "revocation": {"refresh_seconds": 0.5},
+        "management": {"host": "127.0.0.1", "port": 0},
     }
     if sso:
         config["sso"] = {"client_id": "wms-gateway", "client_secret": "test-secret",

@@ -73,3 +73,19 @@ def test_wms_health_probe_is_configurable() -> None:
 def test_bad_wms_health_probe_is_refused(health: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(REPO / "config" / "gateway.yaml", {"upstream.health": health})
+
+
+def test_the_management_listener_is_configured_apart_from_the_public_one() -> None:
+    shipped = load_config(REPO / "config" / "gateway.yaml").management
+    assert shipped is not None and (shipped.host, shipped.port) == ("127.0.0.1", 9080)
+    assert load_config(REPO / "config" / "gateway.yaml", {"management": None}).management is None
+
+
+@pytest.mark.parametrize("management, message", [
+    ({"port": 70000}, "management.port"),
+    ({"port": 9080, "path": "/metrics"}, "unknown key"),
+    ("9080", "must be a mapping"),
+])
+def test_a_bad_management_listener_is_refused(management: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "config" / "gateway.yaml", {"management": management})

@@ -10,13 +10,14 @@ import re
 from pathlib import Path
 from typing import Any, Awaitable, Callable, NoReturn
 
+import aiohttp
 import pytest
 from aiohttp import web
 from sqlalchemy import select
 
 from authorizer.audit.store import audit_records
 from authorizer.db import make_engine
-from proxy.app import JWKS
+from proxy.app import JWKS, MANAGEMENT_PORT
 from proxy import pipeline
 from proxy.gateway import GATEWAY
 from proxy.lifecycle import PREFIX
@@ -211,5 +212,31 @@ def test_a_pdp_input_that_breaks_the_schema_fails_closed(tmp_path: Path, monkeyp
         assert len(gw.pdp.invalid) == 1 and "verb" in gw.pdp.invalid[0]
         [record] = await _records(gw)
         assert (record["decision"], record["http_status"]) == ("deny", 503)
+
+    run(scenario)
+
+
+def test_metrics_are_on_the_management_listener_only(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gw = await start(tmp_path)
+        try:
+            assert (await gw.client.get("/api/orders", headers=gw.bearer())).status == 200
+            public = await gw.client.get("/metrics", headers=gw.bearer())
+            assert public.status == 403 and (await public.json())["error"] == "route_not_mapped"
+            assert "wmsgate_requests_total" not in await public.text()
+            port = gw.app[MANAGEMENT_PORT]
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+                    text = await resp.text()
+        finally:
+            await gw.close()
+        assert 'wmsgate_requests_total{decision="allow",module="orders",status="200",verb="view"} 1.0' in text
+        assert 'wmsgate_requests_total{decision="deny",module="-",status="403",verb="-"} 1.0' in text
+        assert "wmsgate_decision_seconds_count 1.0" in text and "wmsgate_upstream_seconds_count 1.0" in text
+        assert 'wmsgate_policy_bundle_info{revision="test"} 1.0' in text
+        for gauge in ("wmsgate_audit_queue_records", "wmsgate_audit_spool_bytes",
+                      "wmsgate_revocation_refresh_age_seconds"):
+            assert re.search(rf"^{gauge} [0-9.e+-]+$", text, re.M), gauge
 
     run(scenario)
