@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit bench-alerts bench-scale
+.PHONY: setup demo test lint rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit bench-alerts bench-scale
 
 setup:
 	@bash deploy/local/setup.sh
@@ -18,9 +18,15 @@ unit-test: setup
 integration-test: setup
 	.venv/bin/pytest -q tests/integration
 
-# Every test on SQLite (the default store), then the store and integration tests again
-# on PostgreSQL (a throwaway cluster from the Debian package).
+# ruff over the repository, mypy --strict over authorizer/ and proxy/ (settings in pyproject.toml).
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+# Lint, then every test on SQLite (the default store), then the store and integration tests
+# again on PostgreSQL (a throwaway cluster from the Debian package).
 test: setup
+	@$(MAKE) --no-print-directory lint
 	@bash deploy/local/rego-check.sh
 	@$(MAKE) --no-print-directory plugin-test
 	.venv/bin/pytest -q -p no:cacheprovider tests

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from cachetools import TTLCache
-from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from alerting.api import AlertApi
@@ -22,12 +22,12 @@ from alerting.delivery import DeliveryWorker
 from alerting.detectors import build_detectors
 from alerting.engine import Engine, UsernameLookup
 from alerting.intake import Intake
-from alerting.notifiers import (DingTalkNotifier, EmailNotifier, Notifier, SlackNotifier, WebhookNotifier,
-                                WeComNotifier)
+from alerting.notifiers import DingTalkNotifier, EmailNotifier, Notifier, SlackNotifier, WebhookNotifier, WeComNotifier
 from alerting.rules import Rules, load_rules
 from alerting.store import AlertStore, now_ms, service_status
 from authorizer.db import make_engine
 from authorizer.tls import client_context
+from keycloak import KeycloakAdmin
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ async def _forget_old_events(store: AlertStore, days: int) -> None:
             gone = await store.forget_events(now_ms() - days * 86_400_000)
             if gone:
                 log.info("forgot %d stored event(s) older than %d days", gone, days)
-        except Exception:  # noqa: BLE001 - retried next hour
+        except Exception:
             log.exception("event retention failed")
         await asyncio.sleep(3600)
 

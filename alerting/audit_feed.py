@@ -95,6 +95,6 @@ class AuditFeed:
                 await self.poll()
             except SQLAlchemyError as exc:
                 log.warning("reading the gateway audit trail failed (will retry): %s", str(exc).splitlines()[0])
-            except Exception:  # noqa: BLE001 - keep tailing through surprises
+            except Exception:
                 log.exception("reading the gateway audit trail failed (will retry)")
             await asyncio.sleep(self._interval)

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
 
 from alerting.engine import Engine, ingest_or_skip
 from alerting.events import EventFormatError, SecurityEvent, from_rest_admin, from_rest_user
 from alerting.store import AlertStore, now_ms
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class KeycloakBackfill:
             return await asyncio.wait_for(self.poll(), timeout=timeout_seconds)
         except (KeycloakError, OSError, TimeoutError) as exc:
             log.warning("start-up catch-up from Keycloak's event store failed (will retry): %s", exc)
-        except Exception:  # noqa: BLE001 - a surprise from Keycloak must not stop the service starting
+        except Exception:
             log.exception("start-up catch-up from Keycloak's event store failed (will retry)")
         return 0
 
@@ -131,5 +132,5 @@ class KeycloakBackfill:
                 await self.poll()
             except (KeycloakError, OSError) as exc:
                 log.warning("Keycloak event backfill failed (will retry): %s", exc)
-            except Exception:  # noqa: BLE001 - the loop must outlive store and network hiccups
+            except Exception:
                 log.exception("Keycloak event backfill failed (will retry)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -71,7 +71,7 @@ class DeliveryWorker:
                         attempts, exc, delay / 1000)
             await self._store.delivery_failed(row["delivery_id"], str(exc), now_ms() + delay)
             return
-        except Exception as exc:  # noqa: BLE001 - a notifier bug must not stop deliveries
+        except Exception as exc:
             log.exception("alert %s via %s: unexpected failure", row["alert_id"], row["notifier"])
             delay = backoff_ms(attempts, self._initial, self._max)
             await self._store.delivery_failed(row["delivery_id"], f"{type(exc).__name__}: {exc}", now_ms() + delay)
@@ -88,7 +88,7 @@ class DeliveryWorker:
             except SQLAlchemyError:
                 log.exception("alert store unavailable; deliveries wait")
                 next_due = now_ms() + 2000
-            except Exception:  # noqa: BLE001 - the worker must never stop: alerts would wait unseen
+            except Exception:
                 log.exception("delivery pass failed unexpectedly; retrying")
                 next_due = now_ms() + 2000
             wait = 5.0 if next_due is None else max(0.05, min(5.0, (next_due - now_ms()) / 1000))

@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Awaitable, Callable
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from alerting.detectors import Detection, Detector
 from alerting.events import ADMIN, SecurityEvent
-from sqlalchemy.exc import SQLAlchemyError
-
 from alerting.store import AlertStore, IngestResult, now_ms, transient
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ class Engine:
         on_new_alert: called after a transaction that opened alerts (wakes the delivery worker).
     """
 
-    def __init__(self, store: AlertStore, make_detectors: Callable[[], list[Detector]], notifiers: list[str], lookback_ms: int,
+    def __init__(self, store: AlertStore, make_detectors: Callable[[], list[Detector]], notifiers: list[str],
+                 lookback_ms: int,
                  username_of: UsernameLookup | None = None, on_new_alert: Callable[[], None] | None = None) -> None:
         self._store = store
         self._make_detectors = make_detectors

@@ -10,8 +10,9 @@ same event twice.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 #: Event kinds.
 USER, ADMIN, DECISION = "user", "admin", "decision"
@@ -70,7 +71,7 @@ class SecurityEvent:
                 "details": dict(self.details)}
 
     @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> "SecurityEvent":
+    def from_document(cls, doc: Mapping[str, Any]) -> SecurityEvent:
         """The inverse of :meth:`document`.
 
         Raises:

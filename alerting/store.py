@@ -12,11 +12,27 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, Text, and_, delete, func,
-                        insert, select, update)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -128,7 +144,7 @@ class IngestResult:
 def alert_document(row: Any) -> dict[str, Any]:
     """An alert row as the API and notifiers show it (times ISO 8601 UTC and ms)."""
     def iso(ms: int | None) -> str | None:
-        return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(
+        return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(
             timespec="milliseconds")
 
     r = dict(row)

@@ -17,12 +17,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakError
 
 from authorizer.grants import GrantRow, GrantStore, shanghai
-from authorizer.identity import SCOPE_DIMENSIONS
 from authorizer.revocation import RevocationCache, RevocationStore
+from authorizer.scope import SCOPE_DIMENSIONS
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ class AccessService:
         match = [u for u in users if u.get("username") == username]
         if not match:
             raise AccessError(404, "user_not_found", f"用户 {username} 不存在", f"no user {username!r}")
-        return match[0]
+        found: dict[str, Any] = match[0]
+        return found
 
     async def person(self, username: str) -> dict[str, Any]:
         """What the console shows about a person: ``username, user_id, enabled, name, roles,
@@ -220,7 +221,8 @@ class AccessService:
             raise AccessError(400, "unknown_role", "不能授予内置角色", "built-in roles cannot be granted")
         await self._revoke(report, f"roles set to {', '.join(roles)}", actor)
         try:
-            current = [r for r in await kc.a_get_realm_roles_of_user(user["id"]) if _is_wms_role(r["name"], self._s.realm)]
+            current = [r for r in await kc.a_get_realm_roles_of_user(user["id"])
+                       if _is_wms_role(r["name"], self._s.realm)]
             removed = [r for r in current if r["name"] not in roles]
             added = [r for r in wanted if r["name"] not in {c["name"] for c in current}]
             if removed:
@@ -340,6 +342,7 @@ class AccessService:
         person's attributes, the role goes when no other live grant needs it, and an account that
         existed only for grants now all ended is disabled and logged out."""
         kc = self._kc()
+        assert self._grants is not None  # grants exist only with a grant store
         user_id = grant["user_id"]
         live = [g for g in await self._grants.active_for(user_id, now_s) if g["grant_id"] != grant["grant_id"]]
         report = ChangeReport(grant["username"], user_id)
@@ -393,7 +396,7 @@ class AccessService:
         while True:
             try:
                 await self.sweep_grants()
-            except Exception:  # noqa: BLE001 - keep sweeping after a Keycloak or database hiccup
+            except Exception:
                 log.exception("grant sweep failed")
             await asyncio.sleep(interval_seconds)
 
@@ -452,7 +455,7 @@ class AdminEventWatcher:
 
     async def poll(self) -> int:
         """One pass; returns how many revocations it made."""
-        events = await self._service._kc().a_get_admin_events({"first": 0, "max": 200})  # noqa: SLF001
+        events = await self._service._kc().a_get_admin_events({"first": 0, "max": 200})
         made = 0
         newest = self._checkpoint_ms
         for event in events:
@@ -476,6 +479,6 @@ class AdminEventWatcher:
         while True:
             try:
                 await self.poll()
-            except Exception:  # noqa: BLE001 - Keycloak restarts must not stop the watcher
+            except Exception:
                 log.exception("admin event poll failed")
             await asyncio.sleep(self._interval)

@@ -14,14 +14,30 @@ run a request twice:
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Column, Index, Integer, LargeBinary, String, Table, Text, UniqueConstraint,
-                        and_, func, insert, select, update)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -101,14 +117,14 @@ class _LostRace(Exception):
 
 def now_ms() -> int:
     """Milliseconds since the epoch (UTC)."""
-    return int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    return int(dt.datetime.now(dt.UTC).timestamp() * 1000)
 
 
 def iso(ms: int | None) -> str | None:
     """An epoch-milliseconds time as ISO 8601 UTC, or None."""
     if ms is None:
         return None
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -236,7 +252,8 @@ class ApprovalStore:
     async def get(self, approval_id: str) -> Approval | None:
         """One approval with its decisions, or None."""
         async with self.engine.connect() as conn:
-            row = (await conn.execute(select(approvals).where(approvals.c.approval_id == approval_id))).mappings().first()
+            row = (await conn.execute(
+                select(approvals).where(approvals.c.approval_id == approval_id))).mappings().first()
             if row is None:
                 return None
             decisions = (await conn.execute(
@@ -351,7 +368,7 @@ class ApprovalStore:
             "result_body": (body or b"")[:MAX_STORED_RESULT_BYTES] if body is not None else None,
             "result_content_type": content_type, "result_detail": detail or None})
 
-    async def expire_due(self) -> list[str]:
+    async def expire_due(self) -> builtins.list[str]:
         """Mark pending approvals past their expiry as ``expired``; returns their ids."""
         at = now_ms()
         async with self.engine.begin() as conn:
@@ -363,7 +380,7 @@ class ApprovalStore:
                     .values(status=EXPIRED, finished_ms=at))
         return list(ids)
 
-    async def abandon_stale_claims(self, older_than_ms: int) -> list[str]:
+    async def abandon_stale_claims(self, older_than_ms: int) -> builtins.list[str]:
         """Requests claimed longer ago than ``older_than_ms`` (a process died mid-flight) become
         ``outcome_unknown``: they may have reached the WMS, so they are never replayed."""
         cutoff = now_ms() - older_than_ms

@@ -8,15 +8,16 @@ never forwarded before the decision.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 from cachetools import TTLCache
 from multidict import MultiMapping
 
-from authorizer.routes import Lookup, Route, Source, TEMPLATE_PART
+from authorizer.routes import TEMPLATE_PART, Lookup, Route, Source
 
 _NOT_FOUND: dict[str, list[str]] = {}
 
@@ -170,7 +171,8 @@ class AttributeResolver:
             if not keys:
                 raise BadResourceInput(f"{key_source} is required")
             if len(keys) > self._max_keys:
-                raise BadResourceInput(f"{key_source} names {len(keys)} resources; at most {self._max_keys} per request")
+                raise BadResourceInput(f"{key_source} names {len(keys)} resources; "
+                                       f"at most {self._max_keys} per request")
             results = await self._lookup_all(lookup, keys, tenant[1] if tenant else "", credentials or {})
             if any(r is _NOT_FOUND for r in results):
                 resource.found = False
@@ -216,7 +218,7 @@ class AttributeResolver:
                         raise LookupFailed(f"lookup {lookup.name} {key!r}: not a JSON object")
                     result = {dim: [str(record[fld])] if record.get(fld) not in (None, "") else []
                               for dim, fld in lookup.attributes.items()}
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise LookupFailed(f"lookup {lookup.name} {key!r}: {exc!r}") from exc
         if self._cache is not None:
             self._cache[cache_key] = result

@@ -75,7 +75,7 @@ def _plain(value: Any) -> str | None:
     return str(value) if str(value) else None
 
 
-def render(template: str, principal: "Principal", tenant: str | None) -> str:
+def render(template: str, principal: Principal, tenant: str | None) -> str:
     """Fill a header template for ``principal`` in ``tenant``.
 
     Raises:

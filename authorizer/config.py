@@ -472,7 +472,8 @@ def _credentials(base: Path, items: list[dict[str, Any]]) -> tuple[CredentialSet
     out = []
     for item in items:
         if "header" not in item or ("file" in item) == ("per_warehouse" in item):
-            raise ConfigError("config: each upstream.credentials entry needs 'header' and one of 'file', 'per_warehouse'")
+            raise ConfigError("config: each upstream.credentials entry needs 'header' and one of "
+                              "'file', 'per_warehouse'")
         unknown = set(item) - {"header", "file", "per_warehouse", "format"}
         if unknown:
             raise ConfigError(f"config: upstream.credentials: unknown key(s) {', '.join(sorted(unknown))}")
@@ -591,7 +592,8 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
                 flush_interval_seconds=float(audit.get("flush_interval_seconds", 0.2)),
                 batch_size=int(audit.get("batch_size", 1000)),
                 max_pending=int(audit.get("max_pending", 200_000)),
-                signing_key_file=resolve_path(base, audit["signing_key_file"]) if audit.get("signing_key_file") else None,
+                signing_key_file=(resolve_path(base, audit["signing_key_file"])
+                                  if audit.get("signing_key_file") else None),
                 checkpoint_every_records=int(audit.get("checkpoint_every_records", 1000)),
                 checkpoint_every_seconds=float(audit.get("checkpoint_every_seconds", 60)),
                 spool_file=resolve_path(base, str(audit["spool_file"])) if audit.get("spool_file")

@@ -79,7 +79,7 @@ class GrantRow:
     valid_until: int
 
     @classmethod
-    def parse(cls, row: dict[str, Any], number: int) -> "GrantRow":
+    def parse(cls, row: dict[str, Any], number: int) -> GrantRow:
         """Validate one row (``warehouses``/``channels``/``order_types`` hold ``|``-separated values).
 
         Raises:
@@ -143,7 +143,7 @@ class GrantStore:
                 "grant_id": grant_id, "username": row.username, "user_id": user_id, "role": row.role,
                 "scope": row.scope, "valid_from_s": row.valid_from, "valid_until_s": row.valid_until,
                 "temporary_account": temporary_account, "created_by": created_by,
-                "created_ms": int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000), "swept_ms": None,
+                "created_ms": int(dt.datetime.now(dt.UTC).timestamp() * 1000), "swept_ms": None,
                 "note": None})
         return grant_id
 
@@ -165,7 +165,7 @@ class GrantStore:
     async def claim(self, grant_id: str, stale_after_ms: int = 120_000) -> bool:
         """Take a grant to end it: True for exactly one of several proxy processes sweeping at
         once. A claim older than ``stale_after_ms`` (its process died) can be taken again."""
-        now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
         async with self.engine.begin() as conn:
             taken = await conn.execute(update(grants).where(and_(
                 grants.c.grant_id == grant_id, grants.c.swept_ms.is_(None),
@@ -181,4 +181,4 @@ class GrantStore:
         """Record that the sweeper removed an ended grant."""
         async with self.engine.begin() as conn:
             await conn.execute(update(grants).where(grants.c.grant_id == grant_id).values(
-                swept_ms=int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000), note=note))
+                swept_ms=int(dt.datetime.now(dt.UTC).timestamp() * 1000), note=note))

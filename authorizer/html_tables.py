@@ -15,9 +15,9 @@ template, iframe, object, embed, noscript, frames).
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Callable
 
 MASK = "***"
 
@@ -156,7 +156,7 @@ class _Rewriter(HTMLParser):
         elif self._strict:
             if not table.saw_header:
                 raise ValueError("a data row before the table's header row (its columns cannot be named)")
-            if self._keep_row is not None and not self._keep_row(dict(zip(table.headers, row.texts))):
+            if self._keep_row is not None and not self._keep_row(dict(zip(table.headers, row.texts, strict=False))):
                 self.dropped += 1
                 return
         self.out.extend(row.pieces)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from cachetools import TLRUCache
@@ -139,7 +140,7 @@ class JwksCache:
                 if resp.status != 200:
                     raise IssuerUnavailable(f"{url} answered {resp.status}")
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise IssuerUnavailable(f"{url}: {exc!r}") from exc
         if not isinstance(data, dict):
             raise IssuerUnavailable(f"{url} did not answer a JSON object")

@@ -63,7 +63,7 @@ class RpSettings:
 
 def new_code_verifier() -> str:
     """A PKCE code verifier: 64 unreserved characters (RFC 7636 §4.1 allows 43-128)."""
-    return generate_token(64)
+    return str(generate_token(64))
 
 
 class RelyingParty:
@@ -160,7 +160,7 @@ class RelyingParty:
                 token = await call(client)
             except OAuthError as exc:
                 raise LoginFailed(f"{exc.error}: {exc.description}") from None
-            except Exception as exc:  # noqa: BLE001 - transport errors of the HTTP client
+            except Exception as exc:
                 raise IssuerUnavailable(f"token endpoint: {exc!r}") from exc
         if not isinstance(token, dict) or "access_token" not in token:
             raise LoginFailed("the token endpoint answered without an access token")

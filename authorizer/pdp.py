@@ -7,7 +7,6 @@ not know is a deny; OPA unreachable or too slow raises :class:`PdpUnavailable`
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,7 +134,8 @@ def parse_decision(result: Any) -> Decision:
                        Reason("denied", "策略拒绝", "denied by policy"))
     obligations_doc = result.get("obligations", {})
     if not isinstance(obligations_doc, dict):
-        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied", revision)
+        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied",
+                     revision)
     unknown = sorted(k for k, v in obligations_doc.items() if k not in KNOWN_OBLIGATIONS and v not in (None, [], {}))
     if unknown:
         names = ", ".join(unknown)
@@ -148,11 +148,12 @@ def parse_decision(result: Any) -> Decision:
         step_up = _step_up(obligations_doc.get("step_up"))
         approval = _approval(obligations_doc.get("approval"))
     except (AttributeError, TypeError, ValueError, KeyError):
-        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied", revision)
+        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied",
+                     revision)
     if result["allow"]:
         status = 200
     else:
-        status = result.get("status") if result.get("status") in (401, 403, 404) else 403
+        status = int(result["status"]) if result.get("status") in (401, 403, 404) else 403
         if status == 401 and step_up is None:
             status = 403
     high_risk = result.get("high_risk")
@@ -211,7 +212,7 @@ class OpaClient:
                 if resp.status != 200:
                     raise PdpUnavailable(f"OPA answered {resp.status}: {(await resp.text())[:200]}")
                 body = await resp.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise PdpUnavailable(f"OPA unreachable: {exc!r}") from exc
         if not isinstance(body, dict):
             return parse_decision({})

@@ -1,4 +1,4 @@
-"""The ``input`` document the PDP decides on (schema: rego/schemas/input.json)."""
+"""The ``input`` document the PDP decides on (schema: rego/base/schemas/input.json)."""
 
 from __future__ import annotations
 

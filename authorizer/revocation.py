@@ -142,6 +142,6 @@ class RevocationCache:
                     cutoff = int(time.time()) - self._retention
                     self._not_before = {u: nb for u, nb in self._not_before.items() if nb >= cutoff}
                     last_prune = time.monotonic()
-            except Exception:  # noqa: BLE001 - keep refreshing after a database hiccup
+            except Exception:
                 log.exception("revocation refresh failed")
             await asyncio.sleep(self._refresh)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from authorizer.caller_identity import template_problems
-from authorizer.identity import SCOPE_DIMENSIONS
 from authorizer.query_params import DEFAULT_ORDERING, QuerySpec
+from authorizer.scope import SCOPE_DIMENSIONS
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 VERBS = frozenset({"view", "create", "update", "delete", "pick", "scan", "review", "pack", "ship", "count",
@@ -132,7 +132,7 @@ class Route:
     html: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     query: QuerySpec = field(default_factory=QuerySpec)
-    body_identity: tuple["BodyIdentityField", ...] = ()
+    body_identity: tuple[BodyIdentityField, ...] = ()
     enforcement: str | None = None
 
     @property
@@ -182,7 +182,7 @@ class _LineLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
+    mapping = cast(dict[str, Any], loader.construct_mapping(node, deep=True))
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
@@ -204,7 +204,7 @@ class RouteMap:
             self._index.setdefault((route.method, len(route.segments)), []).append(route)
 
     @classmethod
-    def load(cls, path: Path) -> "RouteMap":
+    def load(cls, path: Path) -> RouteMap:
         """Load and validate a route map file.
 
         Raises:
@@ -217,14 +217,14 @@ class RouteMap:
         return cls.from_text(text, str(path))
 
     @classmethod
-    def from_text(cls, text: str, filename: str = "<routes>") -> "RouteMap":
+    def from_text(cls, text: str, filename: str = "<routes>") -> RouteMap:
         """Parse and validate route map YAML text.
 
         Raises:
             RouteMapError: invalid YAML or content; the message names ``filename:line``.
         """
         try:
-            data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+            data = yaml.load(text, Loader=_LineLoader)
         except yaml.YAMLError as exc:
             raise RouteMapError(f"{filename}: invalid YAML: {exc}") from exc
         return _Parser(filename).parse(data)
@@ -237,7 +237,7 @@ class RouteMap:
         """
         for route in self._index.get((method, len(segments)), ()):
             params: dict[str, str] = {}
-            for pattern, actual in zip(route.segments, segments):
+            for pattern, actual in zip(route.segments, segments, strict=True):
                 m = _PARAM_RE.match(pattern)
                 if m:
                     if not actual:
@@ -285,7 +285,8 @@ class _Parser:
         routes_data = data.get("routes")
         if not isinstance(routes_data, list) or not routes_data:
             raise self.fail(data.get("__line__"), "'routes' must be a non-empty list")
-        routes, seen = [], {}
+        routes: list[Route] = []
+        seen: dict[tuple[str, str], int] = {}
         for item in routes_data:
             route = self.route(item, lookups)
             key = (route.method, route.template)
@@ -308,7 +309,8 @@ class _Parser:
         attrs = {k: v for k, v in attrs.items() if k != "__line__"}
         for dim, fld in attrs.items():
             if dim not in SCOPE_DIMENSIONS or not isinstance(fld, str):
-                raise self.fail(line, f"lookup {name!r}: {dim!r} is not a scope dimension ({', '.join(SCOPE_DIMENSIONS)})")
+                raise self.fail(line, f"lookup {name!r}: {dim!r} is not a scope dimension "
+                                      f"({', '.join(SCOPE_DIMENSIONS)})")
         return Lookup(name, path, attrs)
 
     def route(self, item: Any, lookups: dict[str, Lookup]) -> Route:
@@ -316,7 +318,8 @@ class _Parser:
             raise self.fail(None, "each route must be a mapping")
         line = item.get("__line__")
         self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
-                         "also_when_body_has", "note", "html", "columns", "query", "body_identity", "enforcement"}, "route")
+                         "also_when_body_has", "note", "html", "columns", "query", "body_identity",
+                         "enforcement"}, "route")
         html = item.get("html")
         if html is not None and html not in HTML_KINDS:
             raise self.fail(item.get("__line__"), f"html {html!r} is not one of {', '.join(sorted(HTML_KINDS))}")

@@ -18,8 +18,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from sqlalchemy import BigInteger, Column, Index, String, Table, Text, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -80,7 +81,7 @@ class Tokens:
     refresh_expires_ms: int
 
     @classmethod
-    def from_response(cls, token: dict[str, Any], id_token: str = "", at_ms: int | None = None) -> "Tokens":
+    def from_response(cls, token: dict[str, Any], id_token: str = "", at_ms: int | None = None) -> Tokens:
         """From a token response (``expires_in`` / ``refresh_expires_in`` in seconds, RFC 6749 §5.1).
 
         Args:
@@ -226,7 +227,7 @@ class SessionStore:
                 return None
             if at - row.last_seen_ms > 5000:  # coarse, to keep reads cheap
                 await conn.execute(update(browser_sessions).where(t.id_hash == row.id_hash).values(last_seen_ms=at))
-        return _session(row._mapping)
+        return _session(dict(row._mapping))
 
     async def rotate(self, session: BrowserSession, tokens: Tokens | None = None) -> tuple[BrowserSession, str] | None:
         """Give ``session`` a new id (and new tokens, after a refresh or step-up); the old id

@@ -45,7 +45,8 @@ class TenantSettings:
 
     def __post_init__(self) -> None:
         if self.dimension not in SCOPE_DIMENSIONS:
-            raise ValueError(f"upstream.tenant.dimension {self.dimension!r} is not one of {', '.join(SCOPE_DIMENSIONS)}")
+            raise ValueError(f"upstream.tenant.dimension {self.dimension!r} is not one of "
+                             f"{', '.join(SCOPE_DIMENSIONS)}")
 
 
 class TenantError(Exception):
@@ -64,7 +65,7 @@ class TenantError(Exception):
 
 
 def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_values: list[str],
-                  principal: "Principal") -> str:
+                  principal: Principal) -> str:
     """The tenant a request runs under.
 
     Args:
@@ -96,7 +97,7 @@ def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_valu
             raise TenantError("tenant_out_of_scope", f"您的数据范围不包括{_zh(dim)} {value}",
                               f"your data scope does not include {dim} {value}", 403, value)
         return value
-    scope = [v for v in principal.scope.get(dim, ()) if v]
+    scope = tuple(v for v in principal.scope.get(dim, ()) if v)
     if len(scope) == 1 and scope[0] != ALL:
         return scope[0]
     hint = f"?{param}=..." if param else ""

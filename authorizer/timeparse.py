@@ -18,7 +18,7 @@ def parse_time(value: str, now: dt.datetime | None = None) -> dt.datetime:
     Raises:
         ValueError: neither form.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     m = _AGO.match(value.strip())
     if m:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
@@ -27,4 +27,4 @@ def parse_time(value: str, now: dt.datetime | None = None) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(f"not a duration (30m, 1h, 2d) or ISO time: {value!r}") from None
-    return parsed.astimezone(dt.timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -69,7 +69,7 @@ async def _run(events: int, interval: float, port: int) -> None:
         "notifiers": [{"kind": "webhook", "name": "bench", "url": f"http://127.0.0.1:{port + 1}/hook"}],
     }), encoding="utf-8")
     log = (scratch / "alerting.log").open("wb")
-    service = subprocess.Popen([sys.executable, "-m", "alerting", "--config", str(config)], cwd=REPO,
+    service = subprocess.Popen([sys.executable, "-m", "alerting", "--config", str(config)], cwd=REPO,  # noqa: ASYNC220
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     sent: dict[str, float] = {}
     answer_ms: list[float] = []

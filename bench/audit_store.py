@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import platform
 import os
+import platform
 import random
 import shutil
 import sys
@@ -35,11 +35,12 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from authorizer.audit import AuditQuery, AuditRecord, AuditStore  # noqa: E402
-from proxy_overhead import _token, closed_loop  # noqa: E402
-from wmsgate.devstack import LocalStack, Ports, StackSettings  # noqa: E402
-from wmsgate.pgcluster import LocalPostgres  # noqa: E402
-from wmsgate.tools import REPO  # noqa: E402
+from proxy_overhead import _token, closed_loop
+
+from authorizer.audit import AuditQuery, AuditRecord, AuditStore
+from wmsgate.devstack import LocalStack, Ports, StackSettings
+from wmsgate.pgcluster import LocalPostgres
+from wmsgate.tools import REPO
 
 DAY_MS = 86_400_000
 USERS = [f"user{n:03d}" for n in range(500)]
@@ -84,8 +85,8 @@ async def store_bench(url: str, records: int, queries: int) -> None:
     latencies, sizes = [], []
     for _ in range(queries):
         day = t0 + rng.randrange(29) * DAY_MS
-        query = AuditQuery(user=rng.choice(USERS), since=dt.datetime.fromtimestamp(day / 1000, dt.timezone.utc),
-                           until=dt.datetime.fromtimestamp((day + DAY_MS) / 1000, dt.timezone.utc), limit=100)
+        query = AuditQuery(user=rng.choice(USERS), since=dt.datetime.fromtimestamp(day / 1000, dt.UTC),
+                           until=dt.datetime.fromtimestamp((day + DAY_MS) / 1000, dt.UTC), limit=100)
         t = time.perf_counter()
         rows = await store.search(query)
         latencies.append((time.perf_counter() - t) * 1000)

@@ -23,12 +23,13 @@ from pathlib import Path
 import aiohttp
 import httpx
 import pyotp
+
 from keycloak import KeycloakAdmin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wmsgate.devstack import LocalStack, Ports, StackSettings  # noqa: E402
-from wmsgate.tools import REPO  # noqa: E402
+from wmsgate.devstack import LocalStack, Ports, StackSettings
+from wmsgate.tools import REPO
 
 
 def _token(issuer: str, username: str) -> str:

@@ -29,8 +29,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from wmsgate.devstack import LocalStack, Ports, StackSettings  # noqa: E402
-from wmsgate.tools import REPO  # noqa: E402
+from wmsgate.devstack import LocalStack, Ports, StackSettings
+from wmsgate.tools import REPO
 
 
 @dataclass

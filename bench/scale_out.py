@@ -24,16 +24,17 @@ import os
 import platform
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy_overhead import Result, _token, closed_loop  # noqa: E402
-from wmsgate.devstack import LocalStack, Ports, StackSettings  # noqa: E402
-from wmsgate.pgcluster import LocalPostgres  # noqa: E402
-from wmsgate.tools import REPO  # noqa: E402
+from proxy_overhead import Result, _token, closed_loop
+
+from wmsgate.devstack import LocalStack, Ports, StackSettings
+from wmsgate.pgcluster import LocalPostgres
+from wmsgate.tools import REPO
 
 PATH = "/api/picking/tasks?page_size=20"
 DIRECT = "/api/picking/tasks?page_size=20&warehouse=HF"

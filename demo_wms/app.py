@@ -14,8 +14,9 @@ import io
 import json
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -240,7 +241,8 @@ async def picking_scan(request: web.Request) -> web.Response:
         return _not_found()
     if order["status"] not in ("pending_pick", "picking"):
         raise BadRequest(f"order is {order['status']}, not pickable")
-    db.execute("INSERT INTO picking_scans VALUES (?,?,?,?,?)", (order_no, body["sku"], body["qty"], _user(request), _now()))
+    db.execute("INSERT INTO picking_scans VALUES (?,?,?,?,?)",
+               (order_no, body["sku"], body["qty"], _user(request), _now()))
     _set_status(db, order_no, "picking", _user(request))
     db.commit()
     return _json({"order_no": order_no, "status": "picking", "scanned": {"sku": body["sku"], "qty": body["qty"]}})
@@ -274,7 +276,8 @@ async def review(request: web.Request) -> web.Response:
     order = _order(db, order_no)
     if order is None:
         return _not_found()
-    db.execute("INSERT INTO review_records (order_no, warehouse, result, note, reviewer, created_at) VALUES (?,?,?,?,?,?)",
+    db.execute("INSERT INTO review_records (order_no, warehouse, result, note, reviewer, created_at) "
+               "VALUES (?,?,?,?,?,?)",
                (order_no, order["warehouse"], body["result"], str(body.get("note", "")), _user(request), _now()))
     _set_status(db, order_no, "reviewed" if body["result"] == "pass" else "exception", _user(request))
     db.commit()
@@ -309,7 +312,8 @@ async def shipping(request: web.Request) -> web.Response:
         return _not_found()
     if order["status"] != "packed":
         raise BadRequest(f"order is {order['status']}, not packed")
-    db.execute("INSERT OR REPLACE INTO shipments VALUES (?,?,?,?)", (order_no, body["carrier"], body["tracking_no"], _now()))
+    db.execute("INSERT OR REPLACE INTO shipments VALUES (?,?,?,?)",
+               (order_no, body["carrier"], body["tracking_no"], _now()))
     _set_status(db, order_no, "shipped", _user(request))
     db.commit()
     return _json(_order(db, order_no))
@@ -405,7 +409,8 @@ async def move_location(request: web.Request) -> web.Response:
                "WHERE warehouse = ? AND location = ? AND sku = ?",
                (body["qty"], now, user, body["warehouse"], body["from_location"], body["sku"]))
     db.execute("INSERT INTO inventory VALUES (?,?,?,?,?,?,?) ON CONFLICT (warehouse, location, sku) "
-               "DO UPDATE SET qty = qty + excluded.qty, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+               "DO UPDATE SET qty = qty + excluded.qty, updated_at = excluded.updated_at, "
+               "updated_by = excluded.updated_by",
                (body["warehouse"], body["to_location"], body["sku"], body["qty"], src["batch_no"], now, user))
     db.commit()
     return _json({"from": _inventory_row(db, body["warehouse"], body["from_location"], body["sku"]),
@@ -479,7 +484,8 @@ async def put_customs(request: web.Request) -> web.Response:
                      (body["hs_code"], body["declared_value"], body["currency"], body["origin_country"], order_no))
     if cur.rowcount == 0:
         return _not_found()
-    db.execute("UPDATE orders SET updated_at = ?, updated_by = ? WHERE order_no = ?", (_now(), _user(request), order_no))
+    db.execute("UPDATE orders SET updated_at = ?, updated_by = ? WHERE order_no = ?",
+               (_now(), _user(request), order_no))
     db.commit()
     return await get_customs(request)
 

@@ -198,7 +198,7 @@ def _fill_stock(conn: sqlite3.Connection, rng: random.Random) -> None:
     conn.executemany("INSERT INTO batches VALUES (?,?,?,?,?,?,?)", batches)
     per_wh = N_INVENTORY // len(WAREHOUSES)
     inventory = []
-    for w, warehouse in enumerate(WAREHOUSES):
+    for warehouse in WAREHOUSES:
         wh_batches = [b for b in batches if b[1] == warehouse]
         for j in range(per_wh):
             inventory.append(

@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="RSA private key (PEM) signing every bundle; OPA verifies with the public key")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    builder = BundleBuilder(tuple(p.resolve() for p in args.source), args.opa, args.workdir, run_tests=not args.no_tests,
-                            signing_key=args.signing_key)
+    builder = BundleBuilder(tuple(p.resolve() for p in args.source), args.opa, args.workdir,
+                            run_tests=not args.no_tests, signing_key=args.signing_key)
     web.run_app(create_app(builder, args.poll_seconds), host=args.host, port=args.port, print=None, access_log=None)
 
 

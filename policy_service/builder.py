@@ -118,7 +118,7 @@ class BundleBuilder:
         Returns:
             The attempt's result; it never raises for policy errors.
         """
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
         with tempfile.TemporaryDirectory(dir=self.workdir, prefix="snapshot-") as tmp:
             snap = Path(tmp) / "policy"
             snap.mkdir()

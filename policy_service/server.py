@@ -92,7 +92,7 @@ def create_app(builder: BundleBuilder, poll_seconds: float = 1.0) -> web.Applica
                     continue
                 state.last_seen = revision
                 state.accept(await loop.run_in_executor(None, builder.build))
-            except Exception:  # noqa: BLE001 - the watcher must survive anything (e.g. a file vanishing mid-read)
+            except Exception:
                 log.exception("policy watch failed; retrying")
 
     async def startup(app: web.Application) -> None:

@@ -19,32 +19,31 @@ from authorizer.audit import AuditRecord, AuditStore, AuditWriter
 from authorizer.audit.chain import load_private_key
 from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
-from authorizer.tls import client_context
-from authorizer.oidc_rp import RelyingParty, RpSettings
-from authorizer.sessions import SessionStore
 from authorizer.config import GatewayConfig
-from authorizer.enforcement import EnforcementModes, ModeChange, record_modes
 from authorizer.db import create_schema, make_engine
+from authorizer.enforcement import EnforcementModes, ModeChange, record_modes
 from authorizer.grants import GrantStore
 from authorizer.identity import JwksCache, TokenVerifier
+from authorizer.oidc_rp import RelyingParty, RpSettings
 from authorizer.pdp import OpaClient
 from authorizer.revocation import RevocationCache, RevocationStore
 from authorizer.routes import RouteMap, RouteMapError
+from authorizer.sessions import SessionStore
+from authorizer.tls import client_context
 from proxy.forward import Forwarder
-from proxy.upstream_identity import UpstreamIdentity
-from proxy.management import access as access_api
-from proxy.management import alerts as alerts_api
-from proxy.management import auth as auth_api
-from proxy.management import console, console_alerts
-from proxy.management import approvals as approvals_api
-from proxy.management.health import health_handler
-from proxy.sso import SSO, SsoService, apply_session_cookie
 from proxy.gateway import GATEWAY, Gateway
 from proxy.lifecycle import PREFIX, audited_requests, sub_path
-from proxy.management import api_routes
+from proxy.management import access as access_api
+from proxy.management import alerts as alerts_api
+from proxy.management import api_routes, console, console_alerts
+from proxy.management import approvals as approvals_api
+from proxy.management import auth as auth_api
+from proxy.management.health import health_handler
 from proxy.metrics import GatewayMetrics, management_app, start_management
 from proxy.pipeline import handle
 from proxy.replay import ApprovalExecutor
+from proxy.sso import SSO, SsoService, apply_session_cookie
+from proxy.upstream_identity import UpstreamIdentity
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 JWKS = web.AppKey("jwks", JwksCache)

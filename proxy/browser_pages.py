@@ -48,7 +48,8 @@ def page(status: int, title: Text, body: str, headers: dict[str, str] | None = N
     return web.Response(status=status, text=doc, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                  "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                                            f"form-action 'self' {form_targets}; frame-ancestors 'none'",
+                                                            f"form-action 'self' {form_targets}; "
+                                                            "frame-ancestors 'none'",
                                  **(headers or {})})
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -20,7 +21,8 @@ LANG_COOKIE = "wmsgate_lang"
 
 _STYLE = """body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;color:#1f2933;
 line-height:1.5}header{background:#243b53;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;flex-wrap:wrap;
-align-items:center}header a{color:#fff}header nav a{margin-right:1rem}main{padding:1rem 1.2rem;max-width:80rem}h1{font-size:1.3rem}
+align-items:center}header a{color:#fff}header nav a{margin-right:1rem}main{padding:1rem 1.2rem;max-width:80rem}\
+h1{font-size:1.3rem}
 .second{color:#52606d;font-size:.9em}table{border-collapse:collapse;width:100%;margin:.5rem 0 1rem}
 th,td{border:1px solid #cbd2d9;padding:.3rem .5rem;text-align:left;vertical-align:top}th{background:#f0f4f8}
 .card{border:1px solid #cbd2d9;border-radius:6px;padding:.8rem 1rem;margin:.8rem 0;background:#f8fafc}

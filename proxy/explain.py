@@ -16,9 +16,9 @@ import aiohttp
 from authorizer.attributes import AttributeResolver, RequestParts, ResolutionError, source_values
 from authorizer.config import GatewayConfig
 from authorizer.identity import Principal
+from authorizer.obligations import column_names
 from authorizer.pdp import parse_decision
 from authorizer.policy_input import build_policy_input
-from authorizer.obligations import column_names
 from authorizer.query_params import masked_lookups, refused_parameters
 from authorizer.routes import RouteMap
 from authorizer.tenancy import TenantError, choose_tenant

@@ -9,12 +9,12 @@ decision needs to read them (attributes) or rewrite the answer (mask, filter).
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -138,7 +138,7 @@ class Forwarder:
         try:
             upstream = await self._session.request(request.method, self._base + path_and_query, headers=headers,
                                                    data=data, timeout=self._timeout, allow_redirects=False)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise upstream_failed(timeout=True) from None
         except aiohttp.ClientError:
             raise upstream_failed(timeout=False) from None
@@ -177,7 +177,7 @@ class Forwarder:
                 size += len(chunk)
                 if size > self._max_transform:
                     return await self._streamed(request, upstream, headers, started, b"".join(chunks))
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             raise upstream_failed(timeout=False) from None
         return self._answer(upstream, headers, b"".join(chunks), None, started, links)
 
@@ -193,7 +193,7 @@ class Forwarder:
                 await response.write(prefix)
             async for chunk in upstream.content.iter_chunked(_CHUNK):
                 await response.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             # Headers are already sent; cut the connection so the client sees a broken answer.
             if request.transport is not None:
                 request.transport.close()
@@ -211,7 +211,7 @@ class Forwarder:
                 if size > self._max_transform:
                     upstream.close()
                     return
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             upstream.close()
 
     async def _read(self, upstream: aiohttp.ClientResponse) -> bytes:
@@ -227,21 +227,21 @@ class Forwarder:
                          started: float, links: LinkTarget) -> tuple[web.StreamResponse, UpstreamResult]:
         try:
             raw = await self._read(upstream)
-        except (ValueError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ValueError, aiohttp.ClientError) as exc:
             raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
                           f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
         return self._answer(upstream, headers, raw, rewrite, started, links)
 
     def _answer(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], raw: bytes,
-                rewrite: Rewrite | None, started: float, links: LinkTarget) -> tuple[web.StreamResponse, UpstreamResult]:
+                rewrite: Rewrite | None, started: float,
+                links: LinkTarget) -> tuple[web.StreamResponse, UpstreamResult]:
         """The client's answer from the WMS answer's whole body, rewritten as ``rewrite`` and the
         conventions require."""
         status, content_type = upstream.status, upstream.content_type
         ms = (time.perf_counter() - started) * 1000
         try:
             body, real_status, facts = self._apply(raw, status, content_type, rewrite, links, ms)
-        except (ValueError, UnicodeDecodeError, RecursionError, csv.Error, aiohttp.ClientError,
-                asyncio.TimeoutError) as exc:
+        except (TimeoutError, ValueError, UnicodeDecodeError, RecursionError, csv.Error, aiohttp.ClientError) as exc:
             raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
                           f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
         headers.pop("Content-Type", None)

@@ -90,7 +90,8 @@ def check_target(method: str, raw_target: str) -> CleanTarget:
     if method not in ALLOWED_METHODS:
         raise HygieneError("method_not_allowed", f"不支持的方法 {method}", f"method {method} is not allowed", 405)
     if not raw_target.startswith("/"):
-        raise _refuse("bad_request_target", "请求目标必须是以 / 开头的路径", "the request target must be a path starting with /")
+        raise _refuse("bad_request_target", "请求目标必须是以 / 开头的路径",
+                      "the request target must be a path starting with /")
     if not raw_target.isascii() or _RAW_FORBIDDEN.search(raw_target):
         raise _refuse("bad_character", "请求目标含有不允许的字符", "the request target has a forbidden character")
     raw_path, _, raw_query = raw_target.partition("?")

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Literal
+from typing import Literal, TypeVar
 
 from aiohttp import web
 
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/_gateway"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
 Style = Literal["pep", "api", "console"]
 
 
@@ -77,10 +79,10 @@ QUIET = Endpoint(quiet=True)
 _ENDPOINT_ATTR = "__wmsgate_endpoint__"
 
 
-def endpoint(kind: Endpoint) -> Callable[[Handler], Handler]:
+def endpoint(kind: Endpoint) -> Callable[[H], H]:
     """Decorator: ``handler`` is an audited endpoint of ``kind`` (see :class:`Endpoint`)."""
 
-    def mark(handler: Handler) -> Handler:
+    def mark(handler: H) -> H:
         setattr(handler, _ENDPOINT_ATTR, kind)
         return handler
 
@@ -140,7 +142,7 @@ def context_of(request: web.Request) -> RequestContext:
     Raises:
         RuntimeError: the request did not pass through the middleware (a wiring bug).
     """
-    ctx = request.get(REQUEST_CONTEXT)
+    ctx: RequestContext | None = request.get(REQUEST_CONTEXT)
     if ctx is None:
         raise RuntimeError("the request has no context: audited_requests is not installed")
     return ctx
@@ -234,7 +236,7 @@ async def audited_requests(request: web.Request, handler: Handler) -> web.Stream
         response = _refused(ctx, refusal)
     except web.HTTPException as exc:  # the router: no such /_gateway endpoint, or the wrong method
         response = _refused(ctx, _router_refusal(exc))
-    except Exception:  # noqa: BLE001 - a bug or an unexpected dependency failure: refuse, keep the record
+    except Exception:
         log.exception("request %s failed unexpectedly", record.decision_id)
         response = _refused(ctx, responses.internal_error())
         ctx.noted = True

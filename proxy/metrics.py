@@ -22,7 +22,7 @@ Each app has its own :class:`~prometheus_client.CollectorRegistry` (no process-g
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest

@@ -25,25 +25,24 @@ from aiohttp import web
 from authorizer.approvals import Approval, HeldRequest
 from authorizer.attributes import BadResourceInput, LookupFailed, RequestParts, Resource, source_values
 from authorizer.audit import AuditRecord
-from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, bearer_token
 from authorizer.html_tables import rewrite_tables
+from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, bearer_token
 from authorizer.obligations import ALL, column_names, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
 from authorizer.pdp import Decision, Obligations, PdpUnavailable
 from authorizer.policy_input import build_policy_input
 from authorizer.query_params import masked_lookups, refused_parameters
-from authorizer.tenancy import TenantError, choose_tenant
 from authorizer.routes import Route, RouteMatch
+from authorizer.tenancy import TenantError, choose_tenant
 from proxy import responses
 from proxy.body_identity import enforce_body_identity
 from proxy.browser_pages import nothing_in_scope_page
-from proxy.gateway import Gateway
-from proxy.lifecycle import PEP, RequestContext, context_of, endpoint, record_reason
-from proxy.sso import SESSION_COOKIE
 from proxy.forward import Rewrite, upstream_request_headers
-from proxy.upstream_answer import UpstreamFailure
+from proxy.gateway import Gateway
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
+from proxy.lifecycle import PEP, RequestContext, context_of, endpoint, record_reason
 from proxy.responses import Refusal
-
+from proxy.sso import SESSION_COOKIE
+from proxy.upstream_answer import UpstreamFailure
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ async def _authorize_and_forward(request: web.Request) -> web.StreamResponse:
     ctx.classify(route)
     body_bytes, body = await read_body(request, gw) if route.needs_body else (None, None)
     tenant = choose_request_tenant(gw, match, target, body, principal, record)
-    if route.body_identity:  # who acts is never the client's say, in report mode too
+    if route.body_identity and isinstance(body, dict):  # who acts is never the client's say, in report mode too
         forced, changed = enforce_body_identity(route.body_identity, body, principal, tenant[1] if tenant else None)
         if forced is not None:
             body_bytes, record.detail["body_identity_set"] = forced, changed
@@ -366,7 +365,8 @@ async def _resolve(gw: Gateway, match: RouteMatch, target: CleanTarget, body: An
     except BadResourceInput as exc:
         raise responses.bad_body(str(exc)) from None
     except LookupFailed:
-        raise Refusal(502, "attribute_lookup_failed", "无法从 WMS 查询资源属性", "could not look up the resource on the WMS") from None
+        raise Refusal(502, "attribute_lookup_failed", "无法从 WMS 查询资源属性",
+                      "could not look up the resource on the WMS") from None
 
 
 async def decide_or_refuse(ctx: RequestContext, route: Route, resource: Resource,
@@ -460,7 +460,8 @@ async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: 
     rule = ctx.decision.obligations.approval
     assert rule is not None
     if line.body is not None and len(line.body) > MAX_HELD_BODY:
-        raise Refusal(413, "held_body_too_large", f"需审批的请求体不能超过 {MAX_HELD_BODY} 字节(审批人须能看到全部内容)",
+        raise Refusal(413, "held_body_too_large",
+                      f"需审批的请求体不能超过 {MAX_HELD_BODY} 字节(审批人须能看到全部内容)",
                       f"a request held for approval may carry at most {MAX_HELD_BODY} bytes (approvers see all of it)")
     if await gw.approvals.pending_count(principal.user_id) >= MAX_PENDING_PER_REQUESTER:
         raise Refusal(429, "too_many_pending", f"您已有 {MAX_PENDING_PER_REQUESTER} 个待审批的申请,请等待处理或撤回",

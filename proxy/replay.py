@@ -14,7 +14,8 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
@@ -22,9 +23,9 @@ from authorizer.approvals import EXECUTED, OUTCOME_UNKNOWN, Approval, ApprovalSt
 from authorizer.audit import AuditRecord, AuditWriter
 from authorizer.config import UpstreamSettings
 from authorizer.identity import Principal
+from proxy.responses import Refusal
 from proxy.upstream_answer import AnswerConventions, LinkTarget, upstream_error
 from proxy.upstream_identity import UpstreamIdentity
-from proxy.responses import Refusal
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,8 @@ class ApprovalExecutor:
             headers = self._identity.headers(requester, warehouses[0] if len(warehouses) == 1 else None)
         except Refusal as refusal:
             await self._store.finish(approval.approval_id, FAILED, None, None, None, refusal.en)
-            self._audit.submit(approval_audit_record(approval, "approved_request_failed", 0, username=requester.username,
+            self._audit.submit(approval_audit_record(approval, "approved_request_failed", 0,
+                                                     username=requester.username,
                                                      user_id=requester.user_id, reason_en=refusal.en))
             return
         headers["Content-Type"] = row["content_type"] or "application/octet-stream"
@@ -119,7 +121,7 @@ class ApprovalExecutor:
             await self._store.release(approval.approval_id, f"WMS unreachable, will retry: {exc}")
             log.warning("approval %s: WMS unreachable, will retry", approval.approval_id)
             return
-        except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             await self._store.finish(approval.approval_id, OUTCOME_UNKNOWN, None, None, None,
                                      f"sent, but no answer from the WMS ({type(exc).__name__}); check before retrying")
             self._audit.submit(approval_audit_record(approval, "approved_request_outcome_unknown", 0,
@@ -167,7 +169,7 @@ class ApprovalExecutor:
         try:
             status, body, content_type = await self._internal(row["method"], row["path"], row["body"],
                                                               requester.username)
-        except Exception as exc:  # noqa: BLE001 - record the failure; never retried blindly
+        except Exception as exc:
             await self._store.finish(approval.approval_id, OUTCOME_UNKNOWN, None, None, None, repr(exc))
             raise
         await self._store.finish(approval.approval_id, EXECUTED, status, body, content_type)
@@ -195,6 +197,6 @@ class ApprovalExecutor:
         while True:
             try:
                 await self.sweep()
-            except Exception:  # noqa: BLE001 - keep sweeping after a database hiccup
+            except Exception:
                 log.exception("approval sweep failed; retrying")
             await asyncio.sleep(interval_seconds)

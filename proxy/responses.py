@@ -55,7 +55,7 @@ class Refusal(Exception):
 
 def refusal_response(refusal: Refusal, decision_id: str) -> web.Response:
     """Render a refusal as JSON, with the decision id in the body and ``X-Decision-Id``."""
-    body = {
+    body: dict[str, Any] = {
         "error": refusal.code,
         "reason_zh": refusal.zh,
         "reason_en": refusal.en,

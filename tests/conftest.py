@@ -14,10 +14,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import shutil
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-import uuid
-from typing import Callable, Iterator
 
 import pytest
 
@@ -27,7 +27,6 @@ from tests.support.stack import PASSWORD, SERVICE_TOKEN, STATE, AccessLog, Stack
 from wmsgate.devstack import LocalStack, Ports, StackSettings
 from wmsgate.pgcluster import LocalPostgres
 from wmsgate.tools import REPO
-
 
 PG_PORT = 15432  # PostgreSQL's default port + 10000, like the stack's
 _DATABASES = itertools.count(1)

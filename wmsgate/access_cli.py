@@ -96,7 +96,7 @@ def login(issuer: str, client_id: str, mfa: bool, open_browser: bool, timeout: f
     received: dict[str, list[str]] = {}
 
     class Callback(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)
             if urlsplit(self.path).path == "/callback" and not received:
                 received.update(query)

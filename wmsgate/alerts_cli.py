@@ -37,7 +37,8 @@ def _call(gateway: str, method: str, path: str, params: dict[str, str] | None = 
 
 def alert_lines(alerts: list[dict[str, Any]]) -> list[str]:
     """One line per alert: id, status, severity, count, last seen (UTC), title (zh-CN / en)."""
-    lines = ["编号 id                           状态 status        级别 severity  次数 count  最近 last seen (UTC)        告警 alert"]
+    lines = ["编号 id                           状态 status        级别 severity  "
+             "次数 count  最近 last seen (UTC)        告警 alert"]
     for a in alerts:
         status = f"{_STATUS_ZH.get(a['status'], a['status'])} {a['status']}"
         severity = f"{_SEVERITY_ZH.get(a['severity'], a['severity'])} {a['severity']}"

@@ -14,8 +14,9 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from authorizer import timeparse
 from wmsgate import init_cli, rollout_cli
@@ -37,9 +38,8 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
     from authorizer.config import ConfigError, ManagementListener, load_config
     from authorizer.routes import RouteMapError
-    from proxy.app import create_app
-
     from authorizer.tls import server_context
+    from proxy.app import create_app
     from wmsgate.workers import supervise, worker_spool
 
     os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
@@ -91,7 +91,8 @@ def _banner(stack: Any) -> str:
   proxy (PEP)      {p}            health: {p}/_gateway/health
   WMS in a browser {p}/            log in at Keycloak (SSO), e.g. as picker.hf
   admin console    {p}/_gateway/ui/            approvals, people, audit trail
-  Keycloak         {kc}            admin console: {kc}/admin  ({stack.settings.kc_admin[0]} / {stack.settings.kc_admin[1]})
+  Keycloak         {kc}            admin console: {kc}/admin  \
+({stack.settings.kc_admin[0]} / {stack.settings.kc_admin[1]})
                    realm "wms", issuer {stack.issuer}
   Keycloak mgmt    http://127.0.0.1:{stack.settings.ports.keycloak_management}            health: /health/ready
   OPA (PDP)        {stack.opa_url}            policy bundle from the bundle service
@@ -109,7 +110,8 @@ def _banner(stack: Any) -> str:
 
   Try it / 试一试:
     TOKEN=$(curl -s -d grant_type=password -d client_id=wms-cli -d username=picker.hf -d password=wms-demo \\
-      {stack.issuer}/protocol/openid-connect/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+      {stack.issuer}/protocol/openid-connect/token | \
+python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
     curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/picking/tasks?page_size=3'
     curl -s -H "Authorization: Bearer $TOKEN" '{p}/api/reports/finance'      # 403: pickers see no finance data
     .venv/bin/wmsgate audit search --user picker.hf --since 1h
@@ -213,11 +215,11 @@ _COLUMNS = ("time_utc", "username", "decision", "http_status", "upstream_status"
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Render audit rows as an aligned text table (UTC times with milliseconds)."""
     cells = [[("" if r.get(c) is None else str(r.get(c))) if c != "time_utc" else
-              dt.datetime.fromtimestamp(r["ts_ms"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+              dt.datetime.fromtimestamp(r["ts_ms"] / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
               for c in _COLUMNS] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(_COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
 
 
@@ -334,9 +336,10 @@ def cmd_audit_archive(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"wmsgate: {exc}", file=sys.stderr)
             return 2
-        url, archive_dir, key_file = url or audit.url, archive_dir or audit.archive_dir, key_file or audit.signing_key_file
+        url, archive_dir, key_file = (url or audit.url, archive_dir or audit.archive_dir,
+                                      key_file or audit.signing_key_file)
         if cutoff is None and audit.retention_days is not None:
-            cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=audit.retention_days)
+            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=audit.retention_days)
     if archive_dir is None or key_file is None or cutoff is None:
         print("wmsgate: archiving needs an archive folder, the signing key and a cutoff "
               "(--archive-dir, --private-key, --older-than, or audit.* in the config)", file=sys.stderr)
@@ -457,7 +460,7 @@ def cmd_token(args: argparse.Namespace) -> int:
             form["totp"] = totp.now()
         req = urllib.request.Request(url, data=urllib.parse.urlencode(form).encode(), method="POST")
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - configured issuer
+            with urllib.request.urlopen(req, timeout=10) as resp:
                 print(json.loads(resp.read())["access_token"])
             return 0
         except urllib.error.HTTPError as exc:
@@ -528,12 +531,14 @@ def cmd_access(args: argparse.Namespace) -> int:
     gateway = access_cli.gateway_url(args.gateway)
     try:
         if args.access_command == "offboard":
-            resp = access_cli.call(gateway, "/_gateway/access/offboard", {"username": args.username, "reason": args.reason})
+            resp = access_cli.call(gateway, "/_gateway/access/offboard",
+                                   {"username": args.username, "reason": args.reason})
         elif args.access_command == "revoke-grant":
             resp = access_cli.call(gateway, "/_gateway/access/revoke-grant",
                                    {"username": args.username, "grant_id": args.grant_id, "reason": args.reason})
         elif args.access_command == "bulk-grant":
-            resp = access_cli.call(gateway, "/_gateway/access/bulk-grant", {"rows": access_cli.read_grant_csv(args.file)})
+            resp = access_cli.call(gateway, "/_gateway/access/bulk-grant",
+                                   {"rows": access_cli.read_grant_csv(args.file)})
         else:
             body: dict[str, Any] = {"username": args.username, "roles": args.role}
             scope = {dim: getattr(args, dim) for dim in ("warehouse", "channel", "order_type") if getattr(args, dim)}
@@ -711,7 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audit: Ed25519 for audit checkpoints; policy: RSA for policy bundles")
     p.set_defaults(func=init_cli.cmd_keys_new)
 
-    p = sub.add_parser("up", help="run Keycloak, OPA, the bundle service, alerting and the proxy for a deployment folder")
+    p = sub.add_parser("up", help="run Keycloak, OPA, the bundle service, alerting and the proxy "
+                                  "for a deployment folder")
     p.add_argument("--config", required=True, help="the deployment folder (made by wmsgate init)")
     p.add_argument("--keycloak-url", default=None, help="use this running Keycloak instead of starting one")
     p.add_argument("--keycloak-admin", default=None, metavar="USER:PASSWORD",
@@ -730,7 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=default_config)
     p.add_argument("--routes", default=None, help="a route map file (default: the config's route_map)")
     p.add_argument("--policy", default=None,
-                   help="the deployment's policy folder (default: policy/ beside the config): route modules must be in it")
+                   help="the deployment's policy folder (default: policy/ beside the config): "
+                        "route modules must be in it")
     p.add_argument("--from-audit", type=parse_time, default=None, metavar="SINCE",
                    help="compare with the audit trail since then (1d, 12h or ISO)")
     p.add_argument("--json", action="store_true")
@@ -770,7 +777,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = access_sub.add_parser("offboard", help="disable, remove roles and scope, end sessions, revoke tokens")
     p.add_argument("username")
     p.add_argument("--reason", required=True)
-    p = access_sub.add_parser("revoke-grant", help="end one temporary grant now (its id is on the console's person page)")
+    p = access_sub.add_parser("revoke-grant", help="end one temporary grant now "
+                                                   "(its id is on the console's person page)")
     p.add_argument("username")
     p.add_argument("grant_id")
     p.add_argument("--reason", required=True)

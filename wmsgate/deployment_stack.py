@@ -79,7 +79,8 @@ class DeploymentStack(ProcessGroup):
         self.folder = folder
         self.tools = tools or locate_tools()
         self.config: GatewayConfig = load_config(folder.gateway_config)
-        self.keycloak_url = keycloak_url.rstrip("/") if keycloak_url else self.config.oidc.issuer.rpartition("/realms/")[0]
+        self.keycloak_url = (keycloak_url.rstrip("/") if keycloak_url
+                             else self.config.oidc.issuer.rpartition("/realms/")[0])
         self.external_keycloak = keycloak_url is not None
         self.kc_admin = kc_admin
         self.logs = folder.state / "logs"

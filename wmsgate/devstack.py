@@ -39,7 +39,7 @@ class Ports:
     gateway_management: int = 9080
 
     @classmethod
-    def offset(cls, delta: int) -> "Ports":
+    def offset(cls, delta: int) -> Ports:
         """Default ports shifted by ``delta`` (tests use +10000 so a running demo is untouched)."""
         d = cls()
         return cls(d.proxy + delta, d.keycloak + delta, d.keycloak_management + delta, d.opa + delta, d.wms + delta,

@@ -107,7 +107,8 @@ def _list_spec(op: dict[str, Any], spec: dict[str, Any]) -> tuple[dict[str, Any]
     rows = next((k for k in _ROWS_KEYS if (props.get(k) or {}).get("type") == "array"), None)
     total = next((k for k in _TOTAL_KEYS if k in props), None)
     if rows is None:
-        return {"rows": "results", "total": "count"}, "the answer's rows array is not in the document: rows/total guessed"
+        return {"rows": "results", "total": "count"}, ("the answer's rows array is not in the document: "
+                                                       "rows/total guessed")
     return {"rows": rows, **({"total": total} if total else {})}, None
 
 
@@ -159,7 +160,7 @@ def draft_route(method: str, path: str, op: dict[str, Any], spec: dict[str, Any]
             draft.todo.append("how the WMS filters these rows by warehouse/channel: add list.narrow and row_fields")
     params = [m.group(1) for s in segs if (m := _PARAM.match(s))]
     if is_item and params:
-        draft.fields["resource"] = "{path.%s}" % params[-1]
+        draft.fields["resource"] = f"{{path.{params[-1]}}}"
     if tenant is not None and draft.kind == "list":
         draft.fields["attributes"] = {tenant: "tenant"}  # the tenant's rows, all of them in it
     if draft.kind in ("item", "bulk", "aggregate"):

@@ -12,11 +12,10 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from keycloak import KeycloakAdmin
-
 from authorizer.config import GatewayConfig
 from authorizer.identity import SCOPE_DIMENSIONS
 from authorizer.pdp import parse_decision
+from keycloak import KeycloakAdmin
 from proxy.explain import Person, explain, who_can
 
 __all__ = ["Directory", "Person", "explain", "render_explanation", "render_who_can", "run", "who_can"]

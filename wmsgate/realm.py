@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakGetError
 
+from keycloak import KeycloakAdmin
 from wmsgate.tools import REPO
 
 REALM_DIR = REPO / "keycloak" / "realm"
@@ -96,7 +96,8 @@ def build_realm(demo: bool, realm_dir: Path = REALM_DIR, gateway_url: str | None
         client["protocolMappers"] = copy.deepcopy(
             [m for m in mappers if spec.get("gateway_mappers") or m["protocolMapper"] != "oidc-audience-mapper"])
         rep["clients"].append(client)
-    rep["users"] = rep.get("users", []) + [_user(u, overlay["password"], overlay["totp_secret"]) for u in overlay["users"]]
+    rep["users"] = rep.get("users", []) + [_user(u, overlay["password"], overlay["totp_secret"])
+                                           for u in overlay["users"]]
     return rep
 
 

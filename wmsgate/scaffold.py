@@ -249,16 +249,19 @@ def _policy(policy: Path, modules: list[str], tenant: bool) -> None:
             "manager": {"title": {"zh-CN": "仓库主管", "en": "Warehouse manager"},
                         "permissions": ["portal:view", *views, *sorted(f"{m}:{v}" for m in module_data
                                                                        for v in ("create", "update", "export"))]},
-            "sysadmin": {"title": {"zh-CN": "系统管理员", "en": "System administrator"}, "permissions": ["portal:view"]},
+            "sysadmin": {"title": {"zh-CN": "系统管理员", "en": "System administrator"},
+                         "permissions": ["portal:view"]},
         }))
     _write(policy / "wms" / "masks" / "data.yaml", "# Fields masked without a permission, e.g.\n"
            "# goods: [{permission: goods_cost:view, fields: [goods_cost, \"**.phone\"]}]\n{}\n")
     _write(policy / "wms" / "high_risk" / "data.yaml", "# Your WMS's high-risk operations (step-up MFA, four-eyes\n"
            "# approval), e.g. stock_adjust: {title: {zh-CN: 库存调整, en: adjust stock}, when: {module: stock,\n"
-           "# verbs: [update]}, step_up: {acr: mfa, max_age_seconds: 300}, approval: {approvals: 1, expires_hours: 24}}\n"
+           "# verbs: [update]}, step_up: {acr: mfa, max_age_seconds: 300}, "
+           "approval: {approvals: 1, expires_hours: 24}}\n"
            "operations: {}\n")
     scope = '{"warehouse": ["HF"], "channel": ["*"], "order_type": ["*"]}'
-    _write(policy / "wms" / "authz" / "site_test.rego", f"""# Tests of this deployment's policy data (run by `wmsgate policy check`, and before every
+    _write(policy / "wms" / "authz" / "site_test.rego",
+           f"""# Tests of this deployment's policy data (run by `wmsgate policy check`, and before every
 # bundle the bundle service serves). Add one for each rule you rely on.
 package wms.authz_test
 
@@ -291,7 +294,8 @@ def _readme(folder: Path, options: InitOptions, ports: dict[str, int]) -> str:
 
 Made by `wmsgate init`. Next steps (docs/onboarding.md explains each):
 
-1. `routes.yaml`: check every route; decide the ones marked `TODO(wmsgate)`; `wmsgate routes check --config gateway.yaml`.
+1. `routes.yaml`: check every route; decide the ones marked `TODO(wmsgate)`; \
+`wmsgate routes check --config gateway.yaml`.
 2. `gateway.yaml`: the identity and credentials your WMS expects (`upstream:`); WMS credential files in `secrets/`.
 3. `policy/`: your roles, modules, masks, high-risk operations and their tests; `wmsgate policy check --policy policy`.
 4. `realm.yaml`: realm, codes, roles, attributes (staff ids), trial users.

@@ -57,7 +57,7 @@ class SiteRealm:
     cli_redirect: str = "http://127.0.0.1:8765/callback"
 
     @classmethod
-    def load(cls, path: Path) -> "SiteRealm":
+    def load(cls, path: Path) -> SiteRealm:
         """Read and check ``realm.yaml``; client secrets are read from ``client_secrets_dir``.
 
         Raises:
@@ -124,7 +124,8 @@ def _user(spec: dict[str, Any], site: SiteRealm) -> dict[str, Any]:
     credentials = [{"type": "password", "value": str(spec["password"]), "temporary": bool(spec.get("temporary"))}] \
         if spec.get("password") else []
     return {"username": spec["username"], "enabled": True, "firstName": spec.get("first_name", spec["username"]),
-            "lastName": spec.get("last_name", site.realm), "email": spec.get("email", f"{spec['username']}@example.com"),
+            "lastName": spec.get("last_name", site.realm),
+            "email": spec.get("email", f"{spec['username']}@example.com"),
             "emailVerified": True, "realmRoles": list(spec.get("roles", [])), "attributes": attributes,
             "credentials": credentials}
 

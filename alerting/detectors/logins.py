@@ -14,7 +14,6 @@ from alerting.detectors.base import Detection, WindowCounter
 from alerting.events import DECISION, USER, SecurityEvent
 from alerting.rules import BlockedAccountRule, FailedLoginRule
 
-
 #: How a gateway refusal reads in an alert, by reason code.
 _GATEWAY_HOW = {
     "token_revoked": ("用已吊销的令牌访问网关", "used a revoked token at the gateway"),

@@ -25,7 +25,7 @@ from alerting.notifiers.webhook import json_body, post_json
 
 def dingtalk_signed_url(url: str, secret: str, timestamp_ms: int) -> str:
     """``url`` with DingTalk's ``timestamp`` and ``sign`` query parameters."""
-    to_sign = f"{timestamp_ms}\n{secret}".encode("utf-8")
+    to_sign = f"{timestamp_ms}\n{secret}".encode()
     sign = base64.b64encode(hmac.new(secret.encode("utf-8"), to_sign, hashlib.sha256).digest()).decode()
     joiner = "&" if "?" in url else "?"
     return f"{url}{joiner}timestamp={timestamp_ms}&sign={urllib.parse.quote_plus(sign)}"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, select
@@ -45,7 +46,7 @@ class Finding:
     def document(self) -> dict[str, Any]:
         """A JSON-friendly dict (times as ISO 8601 UTC)."""
         def iso(ms: int) -> str:
-            return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+            return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
         return {"kind": self.kind, "subject": self.subject, "count": self.count, "first": iso(self.first_ms),
                 "last": iso(self.last_ms), "summary": self.summary, "evidence": self.evidence[:50]}
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
 
 from authorizer.audit.chain import GENESIS, Problem, chain_hash, signature_valid
 from authorizer.audit.store import AuditQuery, AuditStore
@@ -19,7 +20,7 @@ CSV_COLUMNS = ("seq", "ts_ms", "time_utc", "decision_id", "username", "user_id",
 
 def _utc(ms: int) -> str:
     import datetime as dt
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
 async def export_jsonl(store: AuditStore, query: AuditQuery) -> AsyncIterator[str]:

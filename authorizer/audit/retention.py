@@ -63,9 +63,9 @@ async def archive_older_than(store: AuditStore, private_key: Any, archive_dir: P
         OSError: the archive folder cannot be written.
     """
     if cutoff.tzinfo is None:
-        cutoff = cutoff.replace(tzinfo=dt.timezone.utc)
+        cutoff = cutoff.replace(tzinfo=dt.UTC)
     cutoff_ms = int(cutoff.timestamp() * 1000)
-    archive_dir.mkdir(parents=True, exist_ok=True)
+    archive_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once per run, a local folder
     done: list[ArchivedSegment] = []
     while len(done) < max_segments:
         candidate = await store.archive_candidate(cutoff_ms)
@@ -113,7 +113,7 @@ async def _archive_segment(store: AuditStore, private_key: Any, archive_dir: Pat
     finally:
         os.close(dir_fd)
     sha256 = digest.hexdigest()
-    at_ms = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+    at_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     await store.remove_archived(private_key, first_seq, last_seq, expected_prev, str(checkpoint["hash"]), count,
                                 name, sha256, at_ms)
     log.warning("archived audit records %d-%d (%d) to %s", first_seq, last_seq, count, final)
@@ -129,11 +129,11 @@ async def run_retention_forever(store: AuditStore, private_key: Any, archive_dir
     chain lock and the archive marker's continuity check let only one remove a segment.
     """
     while True:
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=retention_days)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=retention_days)
         try:
             await archive_older_than(store, private_key, archive_dir, cutoff)
         except ArchiveConflict as exc:
             log.info("audit archive skipped: %s", exc)
-        except Exception:  # noqa: BLE001 - keep the loop alive; the records stay until a run succeeds
+        except Exception:
             log.exception("audit archive run failed; will retry")
         await asyncio.sleep(every_seconds)

@@ -45,7 +45,7 @@ class ShadowGroup:
 
     def document(self) -> dict[str, Any]:
         """A JSON-friendly dict (time as ISO 8601 UTC)."""
-        last = dt.datetime.fromtimestamp(self.last_ms / 1000, dt.timezone.utc).isoformat(timespec="seconds")
+        last = dt.datetime.fromtimestamp(self.last_ms / 1000, dt.UTC).isoformat(timespec="seconds")
         return {"route": self.route, "role": self.role, "reason": self.reason, "count": self.count,
                 "people": self.people, "example_decision_id": self.example, "last": last}
 

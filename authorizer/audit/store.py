@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Column, Float, Index, Integer, String, Table, Text, delete, func, insert, select,
-                        text)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authorizer.audit.chain import (GENESIS, Problem, Verification, archive_message, chain_hash, key_id,
-                                    message_signature_valid, sign, sign_message, signature_valid)
+from authorizer.audit.chain import (
+    GENESIS,
+    Problem,
+    Verification,
+    archive_message,
+    chain_hash,
+    key_id,
+    message_signature_valid,
+    sign,
+    sign_message,
+    signature_valid,
+)
 from authorizer.audit.record import AuditRecord
 from authorizer.db import create_schema, make_engine, metadata
 
@@ -123,7 +148,7 @@ class AuditQuery:
 
 def _ms(ts: dt.datetime) -> int:
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=dt.timezone.utc)
+        ts = ts.replace(tzinfo=dt.UTC)
     return int(ts.timestamp() * 1000)
 
 
@@ -237,8 +262,8 @@ class AuditStore:
                 stmt = stmt.where(t.seq >= since_seq)
             unchained = 0
             result = await conn.stream(stmt)
-            async for row in result.mappings():
-                row = dict(row)
+            async for mapping in result.mappings():
+                row = dict(mapping)
                 count += 1
                 if row["hash"] is None:
                     unchained += 1
@@ -331,8 +356,9 @@ class AuditStore:
     async def first_seq_since(self, since: dt.datetime) -> int | None:
         """The sequence number of the first record at or after ``since`` (UTC)."""
         async with self.engine.connect() as conn:
-            return (await conn.execute(select(func.min(audit_records.c.seq))
-                                       .where(audit_records.c.ts_ms >= _ms(since)))).scalar()
+            first = (await conn.execute(select(func.min(audit_records.c.seq))
+                                        .where(audit_records.c.ts_ms >= _ms(since)))).scalar()
+            return int(first) if first is not None else None
 
     # -- retention ----------------------------------------------------------------------
     async def archive_candidate(self, cutoff_ms: int) -> tuple[int, dict[str, Any]] | None:

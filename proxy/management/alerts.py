@@ -112,7 +112,8 @@ async def fetch(client: AlertsClient, method: str, path: str, query: dict[str, s
 async def change(client: AlertsClient, route: Route, alert_id: str, username: str, note: str | None) -> dict[str, Any]:
     """Acknowledge (:data:`ACKNOWLEDGE`) or resolve (:data:`RESOLVE`) an alert as ``username``; returns it."""
     to = "acknowledge" if route is ACKNOWLEDGE else "resolve"
-    result: dict[str, Any] = await fetch(client, "POST", f"/alerts/{alert_id}/{to}", body={"by": username, "note": note})
+    result: dict[str, Any] = await fetch(client, "POST", f"/alerts/{alert_id}/{to}",
+                                         body={"by": username, "note": note})
     return result
 
 

@@ -11,7 +11,7 @@ in the one audited-request path (:mod:`proxy.lifecycle`).
 from __future__ import annotations
 
 import re
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError

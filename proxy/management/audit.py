@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -136,7 +137,7 @@ async def export_response(request: web.Request, store: AuditStore, query: AuditQ
         The response and, when the store failed mid-stream, what went wrong (the export
         then ends with an error line instead of the chain head, so it cannot verify).
     """
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
     response = web.StreamResponse(headers={
         "Content-Type": content_type, "X-Decision-Id": decision_id, "Cache-Control": "no-store",

@@ -99,14 +99,16 @@ async def callback(request: web.Request) -> web.Response:
         principal = await sso.verifier.verify(str(token["access_token"]))
     except (LoginFailed, AuthenticationError) as exc:
         _audit(request, "login", "login_failed", False, detail={"error": str(exc)[:200]})
-        return login_problem_page(401, Text("登录未通过校验,请重新登录", "The login could not be verified; log in again"))
+        return login_problem_page(401, Text("登录未通过校验,请重新登录",
+                                            "The login could not be verified; log in again"))
     except IssuerUnavailable as exc:
         log.warning("login cannot finish: %s", exc)
         _audit(request, "login", "issuer_unavailable", False, detail={"error": str(exc)[:200]})
         return login_problem_page(503, _UNAVAILABLE)
     if principal.user_id != claims.get("sub"):
         _audit(request, "login", "login_failed", False, detail={"error": "ID and access token differ"})
-        return login_problem_page(401, Text("登录未通过校验,请重新登录", "The login could not be verified; log in again"))
+        return login_problem_page(401, Text("登录未通过校验,请重新登录",
+                                            "The login could not be verified; log in again"))
     if pending.acr and principal.acr != pending.acr:  # RFC 9470: the step-up asked for did not happen
         _audit(request, "login", "step_up_not_met", False, principal.username, principal.user_id,
                {"asked": pending.acr, "got": principal.acr})

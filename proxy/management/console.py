@@ -19,7 +19,8 @@ import datetime as dt
 import json
 import logging
 import secrets
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
@@ -34,11 +35,11 @@ from authorizer.routes import Route
 from proxy.browser_pages import Text, login_href
 from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, pretty_body, table
 from proxy.explain import Person, explain, who_can
+from proxy.gateway import Gateway
+from proxy.lifecycle import CONSOLE, QUIET, context_of, endpoint, sub_path
 from proxy.management import access as access_api
 from proxy.management import approvals as approvals_api
 from proxy.management import audit as audit_api
-from proxy.gateway import Gateway
-from proxy.lifecycle import CONSOLE, QUIET, context_of, endpoint, sub_path
 from proxy.pipeline import RequestLine, authenticated, decide_or_refuse, hold_request
 from proxy.responses import Refusal
 from proxy.sso import CONTEXT, origin_of
@@ -112,7 +113,8 @@ def _decide_forms(doc: dict[str, Any], csrf: str, lang: Lang) -> str:
     note = ""
     if step_up:
         href = login_href(APPROVALS, str(step_up.get("acr_values", "")), step_up.get("max_age"))
-        why = lang.t(Text("审批前需要再次验证身份(动态验证码)。", "Deciding needs a fresh identity check (one-time code)."))
+        why = lang.t(Text("审批前需要再次验证身份(动态验证码)。",
+                          "Deciding needs a fresh identity check (one-time code)."))
         confirm = lang.t(Text("验证身份", "Confirm identity"))
         note = f'<p class="note">{why} <a href="{esc(href)}">{confirm}</a></p>'
     comment_label = lang.t(Text("意见", "Comment"))
@@ -133,8 +135,8 @@ async def approvals_page(request: web.Request, gw: Gateway, record: AuditRecord,
     parts = []
     done = request.query.get("done")
     if done in ("approve", "reject"):
-        text = Text("已批准,申请已执行(结果见下)。", "Approved; the request has run (see below).") if done == "approve" \
-            else Text("已驳回。", "Rejected.")
+        text = Text("已批准,申请已执行(结果见下)。", "Approved; the request has run (see below).") \
+            if done == "approve" else Text("已驳回。", "Rejected.")
         parts.append(f'<p class="ok" role="status">{lang.t(text)}</p>')
     parts.append(f"<h2>{lang.t(Text('待我审批', 'Waiting for my decision'))}</h2>")
     if not data["to_decide"]:
@@ -205,8 +207,8 @@ def _person_card(person: dict[str, Any], lang: Lang, csrf: str | None = None) ->
     """Roles, scope and live grants (with a revoke form each when ``csrf`` is given)."""
     scope = "; ".join(f"{dim}: {', '.join(values) or '-'}" for dim, values in person["scope"].items())
     grants = [[esc(g["role"]), esc(", ".join(f"{k}: {','.join(v)}" for k, v in (g["scope"] or {}).items())),
-               esc(dt.datetime.fromtimestamp(g["valid_from_s"], dt.timezone.utc).isoformat()),
-               esc(dt.datetime.fromtimestamp(g["valid_until_s"], dt.timezone.utc).isoformat()),
+               esc(dt.datetime.fromtimestamp(g["valid_from_s"], dt.UTC).isoformat()),
+               esc(dt.datetime.fromtimestamp(g["valid_until_s"], dt.UTC).isoformat()),
                _revoke_form(person["username"], g, csrf, lang) if csrf else ""]
               for g in person["grants"]]
     state = Text("启用", "enabled") if person["enabled"] else Text("已停用", "disabled")
@@ -405,12 +407,14 @@ async def audit_page(request: web.Request, gw: Gateway, record: AuditRecord, pri
                      f'</label>' for name, text in _AUDIT_FIELDS)
     search = (f'<form method="get" action="{AUDIT}">{inputs} '
               f'<button type="submit">{esc(lang.plain(Text("搜索", "Search")))}</button></form>')
-    export = f'/_gateway/audit/export?{urlencode({**{k: v for k, v in params.items() if k != "offset"}, "format": "csv"})}'
-    cells = [[esc(dt.datetime.fromtimestamp(r["ts_ms"] / 1000, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")),
+    export = ('/_gateway/audit/export?'
+              f'{urlencode({**{k: v for k, v in params.items() if k != "offset"}, "format": "csv"})}')
+    cells = [[esc(dt.datetime.fromtimestamp(r["ts_ms"] / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")),
               esc(r["username"]), esc(r["decision"]), esc(r["http_status"]), esc(f"{r['module']}:{r['verb']}"),
               esc(r["resource_id"]), esc(r["warehouse"]), esc(r["reason_code"]), esc(r["client_ip"]),
               f"<code>{esc(r['method'])} {esc(r['path'])}</code>"] for r in rows]
-    body = (search + f'<p><a href="{esc(export)}">{lang.t(Text("导出 CSV(含校验链头)", "Export CSV (with the chain head)"))}'
+    body = (search + f'<p><a href="{esc(export)}">'
+            f'{lang.t(Text("导出 CSV(含校验链头)", "Export CSV (with the chain head)"))}'
             f'</a></p>' + table([Text("时间 (UTC)", "Time (UTC)"), Text("人员", "Person"), Text("结果", "Decision"),
                                  Text("状态", "Status"), Text("模块:动作", "Module:verb"), Text("资源", "Resource"),
                                  Text("仓库", "Warehouse"), Text("原因", "Reason"), Text("IP", "IP"),
@@ -470,7 +474,8 @@ def _explanation(doc: dict[str, Any], lang: Lang, own: bool) -> str:
         steps += [[lang.t(Text("路由", "Route")), f"<code>{esc(route['template'])}</code> → "
                    f"<code>{esc(route['module'])}:{esc(route['verb'])}</code> ({esc(route['kind'])})"],
                   [lang.t(Text("资源", "Resource")), f"{esc(resource['id'] or '')} {esc(attrs)}" if
-                   (resource["id"] or attrs) else lang.t(Text("列表:按数据范围筛选", "a list: narrowed to the data scope"))],
+                   (resource["id"] or attrs) else lang.t(Text("列表:按数据范围筛选",
+                                                              "a list: narrowed to the data scope"))],
                   [lang.t(Text("角色与范围", "Roles and scope")), f"{esc(', '.join(subject['roles']))}; {esc(scope)}"],
                   [lang.t(Text("决定", "Decision")), f"<strong>{lang.t(verdict)}</strong><ul>{reasons}</ul>"
                    f"<span class='second'>policy {esc(decision.policy_revision)}</span>"]]
@@ -510,8 +515,8 @@ async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, princ
         doc = await explain(gw.config, person, method, path, None)
         body += _explanation(doc, lang, own=person.user_id == principal.user_id)
     record.decision, record.reason_code = "allow", "allowed"
-    return console_page(request, Text("为何被拒绝?", "Why denied?"), body, principal.username, identity_provider_origin(gw),
-                        decision_id=record.decision_id)
+    return console_page(request, Text("为何被拒绝?", "Why denied?"), body, principal.username,
+                        identity_provider_origin(gw), decision_id=record.decision_id)
 
 
 @console_view

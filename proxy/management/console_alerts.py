@@ -22,10 +22,10 @@ from authorizer.identity import Principal
 from authorizer.routes import Route
 from proxy.browser_pages import Text
 from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, table
-from proxy.management import alerts as alerts_api
-from proxy.management.console import UI, Body, Form, console_view, identity_provider_origin
 from proxy.gateway import Gateway
 from proxy.lifecycle import context_of, sub_path
+from proxy.management import alerts as alerts_api
+from proxy.management.console import UI, Body, Form, console_view, identity_provider_origin
 from proxy.pipeline import decide_or_refuse
 from proxy.responses import Refusal
 

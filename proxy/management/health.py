@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -22,7 +23,7 @@ async def _probe(session: aiohttp.ClientSession, url: str, expect: tuple[int, ..
         async with session.get(url, timeout=_TIMEOUT, allow_redirects=False) as resp:
             await resp.read()
             return {"ok": resp.status in expect, "status": resp.status}
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         return {"ok": False, "error": type(exc).__name__}
 
 
@@ -30,7 +31,7 @@ async def _keys(jwks: JwksCache) -> dict[str, Any]:
     try:
         keys = await asyncio.wait_for(jwks.fetch(), timeout=3.0)
         return {"ok": len(keys.keys) > 0, "keys": len(keys.keys)}
-    except (IssuerUnavailable, asyncio.TimeoutError) as exc:
+    except (TimeoutError, IssuerUnavailable) as exc:
         return {"ok": False, "error": str(exc) or type(exc).__name__}
 
 
@@ -41,7 +42,7 @@ async def _policy(session: aiohttp.ClientSession, url: str | None) -> dict[str, 
     try:
         async with session.get(url, timeout=_TIMEOUT) as resp:
             status = await resp.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+    except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         return {"reachable": False, "error": type(exc).__name__}
     serving = (status.get("serving") or {}).get("revision")
     rejected = status.get("rejected")
@@ -55,7 +56,7 @@ async def _active_revision(session: aiohttp.ClientSession, opa_url: str) -> str 
     try:
         async with session.get(f"{opa_url}/v1/data/wms/authz/policy_revision", timeout=_TIMEOUT) as resp:
             answer = await resp.json(content_type=None)
-    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, aiohttp.ClientError, ValueError):
         return None
     result = answer.get("result") if isinstance(answer, dict) else None
     return result if isinstance(result, str) else None
@@ -96,8 +97,8 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
         session = request.config_dict[session_key]
         keycloak, opa_check, wms, policy, active = await asyncio.gather(
             _keys(request.config_dict[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
-            _probe(session, f"{upstream_url}{wms_probe.path}", wms_probe.expect_status), _policy(session, opa.policy_status_url),
-            _active_revision(session, opa.url))
+            _probe(session, f"{upstream_url}{wms_probe.path}", wms_probe.expect_status),
+            _policy(session, opa.policy_status_url), _active_revision(session, opa.url))
         policy = {**(policy or {}), "active": active}
         checks = {"keycloak_keys": keycloak, "opa": opa_check, "wms": wms}
         writer = audit(request.config_dict) if audit is not None else None

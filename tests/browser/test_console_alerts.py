@@ -3,7 +3,8 @@ alert (raised by the real Keycloak through the alerting service); others are ref
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from playwright.sync_api import BrowserContext
 

@@ -150,7 +150,8 @@ def test_case_6_alerts_are_e_mailed_through_smtp(stack: Stack, smtp_sink: SmtpSi
     assert message["To"] == "security@example.test" and message["From"] == "wms-alerts@example.test"
     assert str(message["Subject"]).startswith("[WMS 告警 alert/高 high]")
     body = message.get_content()
-    assert body.splitlines()[0].startswith("已停用、已离职或授权已到期的账号") and "disabled, offboarded or expired account" in body
+    assert (body.splitlines()[0].startswith("已停用、已离职或授权已到期的账号")
+            and "disabled, offboarded or expired account" in body)
     assert message["X-WMS-Alert-Id"] and "127.0.0.6" in body
 
 

@@ -1,4 +1,4 @@
-"""Cases of ../shared/cases/proxy-hygiene.yaml, each named by its id, against the real stack.
+"""The product's shared proxy-hygiene cases, each named by its id, against the real stack.
 
 "Refused" means: an error status, a JSON body with an error code, an audit
 record of the refusal, and nothing reaching the WMS.
@@ -17,8 +17,8 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
-from keycloak import KeycloakAdmin
 
+from keycloak import KeycloakAdmin
 from tests.support.stack import RawResponse, Stack, assert_refused, raw_request
 
 

@@ -1,4 +1,4 @@
-"""Cases of ../shared/cases/scope.yaml (data-scope traps of the legacy WMS API), against the real stack."""
+"""The product's shared scope cases (data-scope traps of the legacy WMS API), against the real stack."""
 
 from __future__ import annotations
 
@@ -170,7 +170,8 @@ def test_bulk_requests_are_capped_before_any_lookup(stack: Stack) -> None:
 def test_a_utf7_body_cannot_smuggle_another_warehouse(stack: Stack) -> None:
     """Review finding: the WMS decodes bodies with the declared charset; the gateway must not authorize
     one text while the WMS reads another."""
-    smuggled = b'{"warehouse":"HF","location":"A01-01","sku":"SKU00001","delta":1,"reason":"x+ACIALAAi-warehouse+ACIAOgAi-SH"}'
+    smuggled = (b'{"warehouse":"HF","location":"A01-01","sku":"SKU00001","delta":1,'
+                b'"reason":"x+ACIALAAi-warehouse+ACIAOgAi-SH"}')
     mark = stack.access_log.mark()
     with stack.client("keeper.hf") as c:
         utf7 = c.post("/api/inventory/adjust", content=smuggled,

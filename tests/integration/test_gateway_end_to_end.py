@@ -51,7 +51,8 @@ def test_picker_hf_cannot_read_finance_report(stack: Stack) -> None:
 
 def test_picker_cannot_set_shipped_orders_back_to_pending_pick(stack: Stack) -> None:
     with stack.wms() as wms:
-        shipped = wms.get("/api/orders", params={"warehouse": "HF", "status": "shipped", "page_size": 3}).json()["items"]
+        shipped = wms.get("/api/orders",
+                          params={"warehouse": "HF", "status": "shipped", "page_size": 3}).json()["items"]
     nos = [o["order_no"] for o in shipped]
     assert len(nos) == 3
     mark = stack.access_log.mark()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -63,7 +63,8 @@ def test_per_warehouse_credentials_are_chosen_by_the_resource_warehouse(stack: S
     for wh in ("HF", "SH"):
         (state / f"wms-token-{wh}").write_text(f"token-of-{wh}\n", encoding="utf-8")
     stack.stack.restart_proxy({"upstream.credentials": [
-        {"header": "X-WMS-Warehouse-Token", "per_warehouse": {wh: str(state / f"wms-token-{wh}") for wh in ("HF", "SH")}},
+        {"header": "X-WMS-Warehouse-Token",
+         "per_warehouse": {wh: str(state / f"wms-token-{wh}") for wh in ("HF", "SH")}},
     ]})
     mark = stack.access_log.mark()
     with stack.client("keeper.hf") as c:

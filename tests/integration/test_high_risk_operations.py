@@ -23,7 +23,8 @@ def _claims(token: str) -> dict[str, Any]:
 
 def _batch(stack: Stack, warehouse: str, skip: int = 0) -> dict[str, Any]:
     with stack.wms() as wms:
-        return wms.get("/api/batches", params={"warehouse": warehouse, "page_size": 1, "page": 1 + skip}).json()["items"][0]
+        return wms.get("/api/batches",
+                       params={"warehouse": warehouse, "page_size": 1, "page": 1 + skip}).json()["items"][0]
 
 
 def _hold(resp: httpx.Response) -> str:

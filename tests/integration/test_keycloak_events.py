@@ -9,8 +9,9 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +28,7 @@ class Sink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 sink.events.append((json.loads(body), body, self.headers.get("X-WMS-Signature", "")))
                 self.send_response(202)
@@ -92,7 +93,8 @@ def test_an_admin_change_reaches_the_receiver_with_who_made_it(stack: Stack, sin
     user_id = admin.get_user_id("temp.picker01")
     user = admin.get_user(user_id)
     started = int(time.time() * 1000)
-    admin.update_user(user_id, {"firstName": user.get("firstName") or "临时", "attributes": user.get("attributes") or {}})
+    admin.update_user(user_id, {"firstName": user.get("firstName") or "临时",
+                                "attributes": user.get("attributes") or {}})
     event, body, signature = sink.wait_for(
         lambda e: e.get("kind") == "admin" and e.get("time", 0) >= started
         and e.get("resource_path") == f"users/{user_id}")

@@ -46,7 +46,8 @@ def test_explain_names_the_missing_permission(stack: Stack) -> None:
 
 
 def test_explain_stops_at_hygiene_and_at_unmapped_routes(stack: Stack) -> None:
-    doc = _explain(stack, "--user", "picker.hf", "--method", "GET", "--path", "/api/picking/tasks/../../reports/finance")
+    doc = _explain(stack, "--user", "picker.hf", "--method", "GET",
+                   "--path", "/api/picking/tasks/../../reports/finance")
     assert doc["refused_at"] == "hygiene" and doc["hygiene"]["code"] == "dot_segment"
     doc = _explain(stack, "--user", "picker.hf", "--method", "GET", "--path", "/API/Reports/Finance")
     assert doc["refused_at"] == "route"

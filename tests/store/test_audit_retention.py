@@ -45,7 +45,7 @@ def test_archiving_removes_whole_signed_segments_and_verify_still_passes(tmp_pat
     async def run() -> None:
         store = AuditStore(store_url)
         await _trail(store, key)
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
         segments = await archive_older_than(store, key, archive, cutoff)
         # the newest checkpoint before the cutoff vouches for record 30: 1-30 go, 31-40 (old, unsigned) stay
         assert [(s.first_seq, s.last_seq, s.records) for s in segments] == [(1, 30, 30)]
@@ -71,7 +71,7 @@ def test_tampering_with_archives_is_reported(tmp_path: Path, store_url: str) -> 
     async def run() -> None:
         store = AuditStore(store_url)
         await _trail(store, key)
-        [segment] = await archive_older_than(store, key, archive, dt.datetime.now(dt.timezone.utc)
+        [segment] = await archive_older_than(store, key, archive, dt.datetime.now(dt.UTC)
                                              - dt.timedelta(days=90))
         content = segment.file.read_text(encoding="utf-8")
         segment.file.write_text(content.replace('"picker.hf"', '"nobody"', 1), encoding="utf-8")

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from authorizer.audit import (AuditBackpressure, AuditQuery, AuditRecord, AuditStore, AuditUnavailable, AuditWriter,
-                              Spool)
+from authorizer.audit import (
+    AuditBackpressure,
+    AuditQuery,
+    AuditRecord,
+    AuditStore,
+    AuditUnavailable,
+    AuditWriter,
+    Spool,
+)
 
 
 def record(n: int, user: str = "picker.hf", module: str = "orders") -> AuditRecord:
@@ -43,7 +50,7 @@ def test_records_are_flushed_and_searchable(tmp_path: Path, store_url: str) -> N
         await asyncio.sleep(0.3)
         assert writer.pending == 0
         await writer.close()
-        rows = await store.search(AuditQuery(user="keeper.hf", since=dt.datetime.now(dt.timezone.utc)
+        rows = await store.search(AuditQuery(user="keeper.hf", since=dt.datetime.now(dt.UTC)
                                              - dt.timedelta(minutes=5)))
         await store.close()
         return rows

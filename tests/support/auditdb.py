@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import insert, select, text
 
@@ -94,7 +95,8 @@ async def _copy(source_url: str, target_url: str) -> None:
         await create_schema(target)
         async with source.connect() as src, target.begin() as dst:
             # markers first, records last: every marker copied vouches for records that are copied too
-            for table, key in ((audit_archives, audit_archives.c.first_seq), (audit_checkpoints, audit_checkpoints.c.seq),
+            for table, key in ((audit_archives, audit_archives.c.first_seq),
+                               (audit_checkpoints, audit_checkpoints.c.seq),
                                (audit_records, audit_records.c.seq)):
                 rows = [dict(r) for r in (await src.execute(select(table).order_by(key))).mappings()]
                 if rows:

@@ -7,8 +7,8 @@ Playwright's own browser download is not used: the system Chromium is launched w
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -24,7 +24,8 @@ def chromium_path() -> str:
         AssertionError: it is not installed (``.ci/run`` installs Debian's ``chromium``).
     """
     path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path and Path(path).exists(), "Debian package 'chromium' is not installed; run .ci/run or apt-get install chromium"
+    assert path and Path(path).exists(), ("Debian package 'chromium' is not installed; "
+                                          "run .ci/run or apt-get install chromium")
     return path
 
 

@@ -8,11 +8,12 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
@@ -45,7 +46,7 @@ class WebhookSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 expected = "sha256=" + hmac.new(sink.secret.encode(), body, hashlib.sha256).hexdigest()
                 signature_ok = hmac.compare_digest(expected, self.headers.get("X-WMS-Signature", ""))
@@ -88,7 +89,7 @@ class _Collect:
     def __init__(self, into: list[EmailMessage]) -> None:
         self._into = into
 
-    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's naming
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         self._into.append(message)

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from alerting.detectors import build_detectors
+from alerting.detectors.audit_patterns import BulkInventoryDeleteDetector, OrderStatusChurnDetector
 from alerting.detectors.base import WindowCounter
 from alerting.detectors.high_risk import HighRiskDetector
 from alerting.detectors.logins import BlockedAccountDetector, FailedLoginDetector
 from alerting.detectors.privilege import PrivilegeBurstDetector, privilege_target
 from alerting.detectors.sessions import MultiDeviceDetector
-from alerting.detectors.audit_patterns import BulkInventoryDeleteDetector, OrderStatusChurnDetector
 from alerting.events import SecurityEvent
 from alerting.rules import Rules, RulesError, load_rules
 

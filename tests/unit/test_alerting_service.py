@@ -19,8 +19,14 @@ from aiohttp import web
 from alerting.config import load_alerting_config
 from alerting.events import EventFormatError, from_audit, from_push, from_rest_admin, from_rest_user
 from alerting.intake import signature_valid
-from alerting.notifiers import DingTalkNotifier, EmailNotifier, NotifierError, SlackNotifier, WebhookNotifier, \
-    WeComNotifier
+from alerting.notifiers import (
+    DingTalkNotifier,
+    EmailNotifier,
+    NotifierError,
+    SlackNotifier,
+    WebhookNotifier,
+    WeComNotifier,
+)
 from alerting.notifiers.robots import dingtalk_signed_url
 from authorizer.config import ConfigError
 
@@ -214,7 +220,8 @@ def test_the_service_takes_signed_events_once_and_guards_its_api(tmp_path: Path)
 
     out = asyncio.run(scenario())
     assert out["forged"] == (401, "bad_signature")
-    assert out["first"][0] == 202 and out["first"][1]["status"] == "accepted" and len(out["first"][1]["alerts_opened"]) == 1
+    assert (out["first"][0] == 202 and out["first"][1]["status"] == "accepted"
+            and len(out["first"][1]["alerts_opened"]) == 1)
     assert out["again"] == (202, "duplicate")
     assert out["malformed"] == (400, "bad_event") and out["too_large"] == 413 and out["no_token"] == 401
     [alert] = out["list"]["alerts"]

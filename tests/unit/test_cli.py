@@ -9,13 +9,13 @@ import pytest
 
 from wmsgate.cli import build_parser, format_table, parse_time
 
-NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
 @pytest.mark.parametrize("text, expected", [
     ("30m", NOW - dt.timedelta(minutes=30)), ("1h", NOW - dt.timedelta(hours=1)),
-    ("2d", NOW - dt.timedelta(days=2)), ("2026-11-29T10:00:00", dt.datetime(2026, 11, 29, 10, tzinfo=dt.timezone.utc)),
-    ("2026-11-29T18:00:00+08:00", dt.datetime(2026, 11, 29, 10, tzinfo=dt.timezone.utc)),
+    ("2d", NOW - dt.timedelta(days=2)), ("2026-11-29T10:00:00", dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)),
+    ("2026-11-29T18:00:00+08:00", dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC)),
 ])
 def test_parse_time(text: str, expected: dt.datetime) -> None:
     assert parse_time(text, NOW) == expected

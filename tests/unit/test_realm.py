@@ -18,7 +18,8 @@ def test_template_has_every_role_mappers_and_no_demo_parts() -> None:
     accounts = {u["username"]: u for u in rep["users"]}
     assert set(accounts) == {"service-account-wms-access-admin", "service-account-wms-alerting"}
     # the alerting service only reads: events and users, nothing it could change access with
-    assert accounts["service-account-wms-alerting"]["clientRoles"] == {"realm-management": ["view-events", "view-users"]}
+    assert accounts["service-account-wms-alerting"]["clientRoles"] == {
+        "realm-management": ["view-events", "view-users"]}
     clients = {c["clientId"]: c for c in rep["clients"]}
     assert set(clients) == {"wms-gateway", "wms-access-admin", "wms-alerting"}
     assert not any("secret" in c for c in clients.values())

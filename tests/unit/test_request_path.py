@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, NoReturn
 
 import aiohttp
 import pytest
@@ -17,8 +18,8 @@ from sqlalchemy import select
 
 from authorizer.audit.store import audit_records
 from authorizer.db import make_engine
-from proxy.app import JWKS, MANAGEMENT_PORT
 from proxy import pipeline
+from proxy.app import JWKS, MANAGEMENT_PORT
 from proxy.gateway import GATEWAY
 from proxy.lifecycle import PREFIX
 from proxy.management import auth as auth_api

@@ -39,7 +39,8 @@ def test_keys_are_fetched_over_https_only_from_a_trusted_issuer(tmp_path: Path) 
             return web.json_response({"issuer": base["issuer"], "jwks_uri": base["issuer"] + "/certs"})
 
         async def certs(_request: web.Request) -> web.Response:
-            return web.json_response({"keys": [{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI", "kid": "k1"}]})
+            return web.json_response(
+                {"keys": [{"kty": "oct", "k": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI", "kid": "k1"}]})
 
         app.router.add_get("/realms/wms/.well-known/openid-configuration", discovery)
         app.router.add_get("/realms/wms/certs", certs)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import pytest
@@ -217,13 +218,13 @@ def test_an_approved_requests_stored_answer_follows_the_same_conventions() -> No
     from proxy.replay import ApprovalExecutor
 
     executor = ApprovalExecutor.__new__(ApprovalExecutor)
-    executor._conventions = conventions(status_field="status_code")  # noqa: SLF001 - the unit under test
-    executor._links = LINKS  # noqa: SLF001
-    status, body, ctype, facts = executor._safe_answer(  # noqa: SLF001
+    executor._conventions = conventions(status_field="status_code")
+    executor._links = LINKS
+    status, body, ctype, facts = executor._safe_answer(
         500, b"<pre>HTTP_TOKEN = 'openid-hf-5b1c2d'</pre>", "text/html")
     assert status == 500 and b"openid" not in body and ctype == "application/json"
     assert facts == {"upstream_body": "withheld"}
-    status, body, _, facts = executor._safe_answer(  # noqa: SLF001
+    status, body, _, facts = executor._safe_answer(
         200, b'{"detail": "x", "status_code": 400, "next": "http://wms.internal:8000/a/"}', "application/json")
     assert status == 400 and facts["upstream_failure_in_body"] is True
     assert json.loads(body)["next"] == "https://gw.example.com/a/"

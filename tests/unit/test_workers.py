@@ -19,7 +19,7 @@ def test_each_worker_has_its_own_spool_file() -> None:
     assert worker_spool(spool, 3) == Path("/var/lib/wmsgate/audit-spool.w3.jsonl")
 
 
-def test_a_worker_failing_at_start_up_again_and_again_makes_the_supervisor_give_up(monkeypatch) -> None:  # noqa: ANN001
+def test_a_worker_failing_at_start_up_again_and_again_makes_the_supervisor_give_up(monkeypatch) -> None:
     monkeypatch.setattr(workers, "RESTART_DELAY_SECONDS", 0.01)
     supervisor = Supervisor([sys.executable, "-c", "import sys; sys.exit(2)"], workers=1)
     started = time.monotonic()
@@ -27,7 +27,7 @@ def test_a_worker_failing_at_start_up_again_and_again_makes_the_supervisor_give_
     assert time.monotonic() - started < 30
 
 
-def test_a_worker_that_dies_after_running_a_while_is_started_again_and_stop_ends_all(monkeypatch) -> None:  # noqa: ANN001
+def test_a_worker_that_dies_after_running_a_while_is_started_again_and_stop_ends_all(monkeypatch) -> None:
     monkeypatch.setattr(workers, "QUICK_SECONDS", 0.1)
     monkeypatch.setattr(workers, "RESTART_DELAY_SECONDS", 0.01)
     supervisor = Supervisor([sys.executable, "-c", "import time; time.sleep(0.5)"], workers=2)

@@ -5,7 +5,7 @@
 #   the role matrix in data.wms.roles and ABAC over the data scope (warehouse,
 #   channel, order type) of data.wms.modules. The proxy (PEP) queries
 #   data.wms.authz.decision once per request. The input document is described in
-#   rego/README.md and rego/schemas/input.json; anything missing or malformed is denied.
+#   rego/README.md and rego/base/schemas/input.json; anything missing or malformed is denied.
 # authors:
 #   - WMS gateway security team
 # schemas:

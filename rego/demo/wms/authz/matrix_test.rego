@@ -1,4 +1,4 @@
-# Every role x module x verb cell that docs/domain.md names, as a table: for each role,
+# Every role x module x verb cell the product's domain spec names, as a table: for each role,
 # what it may do and what it must not. A failing cell is printed (opa test -v).
 package wms.authz_test
 
