@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from authorizer.tenancy import TenantSettings
+from authorizer.authz.tenancy import TenantSettings
 from authorizer.tls import TlsSettings, is_loopback_url
 
 

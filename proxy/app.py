@@ -12,23 +12,23 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from authorizer.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
-from authorizer.approvals import ApprovalStore
-from authorizer.attributes import AttributeResolver
+from authorizer.approvals.store import ApprovalStore
 from authorizer.audit import AuditRecord, AuditStore, AuditWriter
 from authorizer.audit.chain import load_private_key
 from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
+from authorizer.authn.identity import JwksCache, TokenVerifier
+from authorizer.authn.oidc_rp import RelyingParty, RpSettings
+from authorizer.authn.revocation import RevocationCache, RevocationStore
+from authorizer.authn.sessions import SessionStore
+from authorizer.authz.attributes import AttributeResolver
+from authorizer.authz.pdp import OpaClient
+from authorizer.authz.routes import RouteMap, RouteMapError
 from authorizer.config import GatewayConfig
 from authorizer.db import create_schema, make_engine
-from authorizer.enforcement import EnforcementModes, ModeChange, record_modes
-from authorizer.grants import GrantStore
-from authorizer.identity import JwksCache, TokenVerifier
-from authorizer.oidc_rp import RelyingParty, RpSettings
-from authorizer.pdp import OpaClient
-from authorizer.revocation import RevocationCache, RevocationStore
-from authorizer.routes import RouteMap, RouteMapError
-from authorizer.sessions import SessionStore
+from authorizer.enforce.enforcement import EnforcementModes, ModeChange, record_modes
+from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
+from authorizer.iam.grants import GrantStore
 from authorizer.tls import client_context
 from proxy.forward import Forwarder
 from proxy.gateway import GATEWAY, Gateway
@@ -107,7 +107,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         management_offset: added to ``management.port`` (a worker's index under ``--workers``).
 
     Raises:
-        authorizer.routes.RouteMapError: the route map is invalid.
+        authorizer.authz.routes.RouteMapError: the route map is invalid.
         ValueError: a credential file cannot be read.
     """
     routes = RouteMap.load(config.route_map)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from authorizer.caller_identity import MissingIdentity, render
-from authorizer.identity import Principal
-from authorizer.routes import BodyIdentityField
+from authorizer.authn.identity import Principal
+from authorizer.authz.routes import BodyIdentityField
+from authorizer.enforce.caller_identity import MissingIdentity, render
 from proxy.responses import Refusal
 from proxy.upstream_identity import no_caller_identity
 

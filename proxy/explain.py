@@ -13,15 +13,15 @@ from typing import Any
 
 import aiohttp
 
-from authorizer.attributes import AttributeResolver, RequestParts, ResolutionError, source_values
+from authorizer.authn.identity import Principal
+from authorizer.authz.attributes import AttributeResolver, RequestParts, ResolutionError, source_values
+from authorizer.authz.pdp import parse_decision
+from authorizer.authz.policy_input import build_policy_input
+from authorizer.authz.query_params import masked_lookups, refused_parameters
+from authorizer.authz.routes import RouteMap
+from authorizer.authz.tenancy import TenantError, choose_tenant
 from authorizer.config import GatewayConfig
-from authorizer.identity import Principal
-from authorizer.obligations import column_names
-from authorizer.pdp import parse_decision
-from authorizer.policy_input import build_policy_input
-from authorizer.query_params import masked_lookups, refused_parameters
-from authorizer.routes import RouteMap
-from authorizer.tenancy import TenantError, choose_tenant
+from authorizer.enforce.obligations import column_names
 from proxy.hygiene import HygieneError, check_target
 from proxy.responses import Refusal
 from proxy.upstream_identity import UpstreamIdentity

@@ -9,16 +9,16 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from authorizer.access import AccessService
-from authorizer.approvals import ApprovalStore
-from authorizer.attributes import AttributeResolver
+from authorizer.approvals.store import ApprovalStore
 from authorizer.audit import AuditRecord, AuditStore, AuditWriter
+from authorizer.authn.identity import TokenVerifier
+from authorizer.authn.revocation import RevocationCache
+from authorizer.authz.attributes import AttributeResolver
+from authorizer.authz.pdp import OpaClient
+from authorizer.authz.routes import RouteMap
 from authorizer.config import GatewayConfig
-from authorizer.enforcement import EnforcementModes
-from authorizer.identity import TokenVerifier
-from authorizer.pdp import OpaClient
-from authorizer.revocation import RevocationCache
-from authorizer.routes import RouteMap
+from authorizer.enforce.enforcement import EnforcementModes
+from authorizer.iam.access import AccessService
 from proxy.forward import Forwarder
 from proxy.management.alerts import AlertsClient
 from proxy.metrics import GatewayMetrics

@@ -28,11 +28,11 @@ from typing import Literal, TypeVar
 
 from aiohttp import web
 
-from authorizer.attributes import Resource
 from authorizer.audit import AuditBackpressure, AuditRecord, AuditUnavailable
-from authorizer.identity import Principal
-from authorizer.pdp import Decision
-from authorizer.routes import Route
+from authorizer.authn.identity import Principal
+from authorizer.authz.attributes import Resource
+from authorizer.authz.pdp import Decision
+from authorizer.authz.routes import Route
 from proxy import browser, responses
 from proxy.browser_pages import login_href
 from proxy.gateway import GATEWAY, Gateway, new_record

@@ -22,17 +22,25 @@ from urllib.parse import quote, unquote_plus, urlencode
 
 from aiohttp import web
 
-from authorizer.approvals import Approval, HeldRequest
-from authorizer.attributes import BadResourceInput, LookupFailed, RequestParts, Resource, source_values
+from authorizer.approvals.store import Approval, HeldRequest
 from authorizer.audit import AuditRecord
-from authorizer.html_tables import rewrite_tables
-from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, bearer_token
-from authorizer.obligations import ALL, column_names, filter_rows, mask_csv, mask_document, narrow_query, row_in_scope
-from authorizer.pdp import Decision, Obligations, PdpUnavailable
-from authorizer.policy_input import build_policy_input
-from authorizer.query_params import masked_lookups, refused_parameters
-from authorizer.routes import Route, RouteMatch
-from authorizer.tenancy import TenantError, choose_tenant
+from authorizer.authn.identity import AuthenticationError, IssuerUnavailable, Principal, bearer_token
+from authorizer.authz.attributes import BadResourceInput, LookupFailed, RequestParts, Resource, source_values
+from authorizer.authz.pdp import Decision, Obligations, PdpUnavailable
+from authorizer.authz.policy_input import build_policy_input
+from authorizer.authz.query_params import masked_lookups, refused_parameters
+from authorizer.authz.routes import Route, RouteMatch
+from authorizer.authz.tenancy import TenantError, choose_tenant
+from authorizer.enforce.html_tables import rewrite_tables
+from authorizer.enforce.obligations import (
+    ALL,
+    column_names,
+    filter_rows,
+    mask_csv,
+    mask_document,
+    narrow_query,
+    row_in_scope,
+)
 from proxy import responses
 from proxy.body_identity import enforce_body_identity
 from proxy.browser_pages import nothing_in_scope_page
@@ -217,7 +225,7 @@ def _link_params(gw: Gateway, target: CleanTarget) -> str:
 def choose_request_tenant(gw: Gateway, match: RouteMatch | None, target: CleanTarget, body: Any,
                           principal: Principal, record: AuditRecord) -> tuple[str, str] | None:
     """``(dimension, value)`` of the WMS tenant the request runs in (``upstream.tenant``), or
-    None when the WMS has no tenants (see :mod:`authorizer.tenancy`).
+    None when the WMS has no tenants (see :mod:`authorizer.authz.tenancy`).
 
     The caller's scope must cover the tenant whatever the route's module (its credential
     opens the whole tenant) and whatever the enforcement mode. ``record`` names the tenant.

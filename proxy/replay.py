@@ -19,10 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from authorizer.approvals import EXECUTED, OUTCOME_UNKNOWN, Approval, ApprovalStore, now_ms
+from authorizer.approvals.store import EXECUTED, OUTCOME_UNKNOWN, Approval, ApprovalStore, now_ms
 from authorizer.audit import AuditRecord, AuditWriter
+from authorizer.authn.identity import Principal
 from authorizer.config import UpstreamSettings
-from authorizer.identity import Principal
 from proxy.responses import Refusal
 from proxy.upstream_answer import AnswerConventions, LinkTarget, upstream_error
 from proxy.upstream_identity import UpstreamIdentity

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from authorizer.pdp import Reason, StepUp
+from authorizer.authz.pdp import Reason, StepUp
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Refusal(Exception):
             (revoked): recorded in the audit trail, never shown to the client.
         reportable: a refusal of the access policy (not of hygiene, authentication or an
             outage): on a route in report mode it is recorded as ``would_deny`` and the
-            request forwarded (:mod:`authorizer.enforcement`).
+            request forwarded (:mod:`authorizer.enforce.enforcement`).
         decision: the PDP's decision behind a policy refusal (report mode still applies
             its masks to what it forwards), or None.
     """

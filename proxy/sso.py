@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from authorizer.authn.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier
+from authorizer.authn.oidc_rp import LoginFailed, RelyingParty
+from authorizer.authn.sessions import BrowserSession, SessionStore, Tokens, now_ms
 from authorizer.config import SsoSettings
-from authorizer.identity import AuthenticationError, IssuerUnavailable, Principal, TokenVerifier
-from authorizer.oidc_rp import LoginFailed, RelyingParty
-from authorizer.sessions import BrowserSession, SessionStore, Tokens, now_ms
 from proxy import responses
 from proxy.responses import Refusal
 

@@ -1,6 +1,6 @@
 """What the WMS receives as the caller's identity: header values and credentials.
 
-Header templates (``upstream.identity_headers``) follow :mod:`authorizer.caller_identity`
+Header templates (``upstream.identity_headers``) follow :mod:`authorizer.enforce.caller_identity`
 (``{username}``, ``{attr:wms_staff_id}`` per tenant...). A caller without a value a
 template needs is refused (403 ``no_caller_identity``): the WMS must never act under
 someone else's or nobody's id.
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from authorizer.caller_identity import MissingIdentity, attribute_names, render, template_problems
+from authorizer.authn.identity import Principal
 from authorizer.config import CredentialSettings, UpstreamSettings
-from authorizer.identity import Principal
+from authorizer.enforce.caller_identity import MissingIdentity, attribute_names, render, template_problems
 from proxy.responses import Refusal
 
 

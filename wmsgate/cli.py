@@ -36,8 +36,8 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     """Run the proxy in the foreground until SIGINT/SIGTERM."""
     from aiohttp import web
 
+    from authorizer.authz.routes import RouteMapError
     from authorizer.config import ConfigError, ManagementListener, load_config
-    from authorizer.routes import RouteMapError
     from authorizer.tls import server_context
     from proxy.app import create_app
     from wmsgate.workers import supervise, worker_spool

@@ -12,9 +12,9 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
+from authorizer.authn.identity import SCOPE_DIMENSIONS
+from authorizer.authz.pdp import parse_decision
 from authorizer.config import GatewayConfig
-from authorizer.identity import SCOPE_DIMENSIONS
-from authorizer.pdp import parse_decision
 from keycloak import KeycloakAdmin
 from proxy.explain import Person, explain, who_can
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from authorizer.routes import VERBS, RouteMap
+from authorizer.authz.routes import VERBS, RouteMap
 
 
 def _data(layer: Path, name: str) -> dict[str, Any]:

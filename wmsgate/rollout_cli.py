@@ -107,7 +107,7 @@ def cmd_routes_check(args: argparse.Namespace, load_config: Callable[[str], Any]
         ``--from-audit``, every recorded request still matches a route; 1 when something is
         to decide or fix, 2 when the map or config is invalid.
     """
-    from authorizer.routes import RouteMap, RouteMapError
+    from authorizer.authz.routes import RouteMap, RouteMapError
     from wmsgate.policy_lint import defined_modules, route_problems
     from wmsgate.tools import REPO
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from authorizer.scope import SCOPE_DIMENSIONS
+from authorizer.authz.scope import SCOPE_DIMENSIONS
 from wmsgate.realm import REALM_DIR, build_realm
 
 TEMPLATE_CLIENTS = {"gateway": "wms-gateway", "access_admin": "wms-access-admin", "alerting": "wms-alerting"}

@@ -1,6 +1,6 @@
 """The shadow-mode report: what the gateway would have refused, grouped so a rollout can be judged.
 
-Reads the ``would_deny`` records of routes in report mode (:mod:`authorizer.enforcement`)
+Reads the ``would_deny`` records of routes in report mode (:mod:`authorizer.enforce.enforcement`)
 and groups them by route, role and reason: "picker: 412 would-be refusals of
 ``GET /goods/`` for ``filter_on_masked_field``" is either a policy to fix before enforcing
 or a leak the gateway is about to close.

@@ -19,10 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from authorizer.access import AccessError, AccessService, ChangeReport
-from authorizer.attributes import Resource
-from authorizer.grants import GrantError, GrantRow, parse_rows
-from authorizer.routes import Route
+from authorizer.authz.attributes import Resource
+from authorizer.authz.routes import Route
+from authorizer.iam.access import AccessError, AccessService, ChangeReport
+from authorizer.iam.grants import GrantError, GrantRow, parse_rows
 from proxy.responses import Refusal
 
 OFFBOARD = Route("POST", "/_gateway/access/offboard", ("_gateway", "access", "offboard"), "iam", "delete",

@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from authorizer.authz.routes import Route
 from authorizer.config import AlertingLink
-from authorizer.routes import Route
 from proxy.responses import Refusal
 
 LIST = Route("GET", "/_gateway/alerts", ("_gateway", "alerts"), "alerts", "view", kind="list")

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from authorizer.attributes import Resource
-from authorizer.routes import Route
+from authorizer.authz.attributes import Resource
+from authorizer.authz.routes import Route
 from proxy.lifecycle import API, endpoint, sub_path
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api

@@ -22,10 +22,10 @@ from typing import Any
 
 from aiohttp import web
 
-from authorizer.approvals import PENDING, Approval, now_ms
+from authorizer.approvals.store import PENDING, Approval, now_ms
 from authorizer.audit import AuditRecord
-from authorizer.identity import Principal
-from authorizer.pdp import Decision, PdpUnavailable
+from authorizer.authn.identity import Principal
+from authorizer.authz.pdp import Decision, PdpUnavailable
 from proxy import responses
 from proxy.gateway import Gateway
 from proxy.lifecycle import API, endpoint, sub_path

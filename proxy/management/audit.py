@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from authorizer.audit import AuditQuery, AuditStore
 from authorizer.audit.export import export_csv, export_jsonl
-from authorizer.routes import Route
+from authorizer.authz.routes import Route
 from authorizer.timeparse import parse_time
 from proxy.responses import Refusal
 

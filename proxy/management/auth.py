@@ -19,9 +19,9 @@ import secrets
 from aiohttp import web
 
 from authorizer.audit import AuditRecord
-from authorizer.identity import AuthenticationError, IssuerUnavailable
-from authorizer.oidc_rp import LoginFailed, new_code_verifier
-from authorizer.sessions import BrowserSession, Tokens
+from authorizer.authn.identity import AuthenticationError, IssuerUnavailable
+from authorizer.authn.oidc_rp import LoginFailed, new_code_verifier
+from authorizer.authn.sessions import BrowserSession, Tokens
 from proxy.browser_pages import Text, logged_out_page, login_problem_page, logout_confirm_page, refusal_page
 from proxy.lifecycle import Endpoint, context_of, endpoint, sub_path
 from proxy.redirects import safe_return_to

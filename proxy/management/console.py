@@ -25,13 +25,13 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from authorizer.access import AccessError, AccessService
-from authorizer.approvals import Approval
-from authorizer.attributes import Resource
+from authorizer.approvals.store import Approval
 from authorizer.audit import AuditRecord
-from authorizer.identity import Principal
-from authorizer.pdp import Decision, Reason, parse_decision
-from authorizer.routes import Route
+from authorizer.authn.identity import Principal
+from authorizer.authz.attributes import Resource
+from authorizer.authz.pdp import Decision, Reason, parse_decision
+from authorizer.authz.routes import Route
+from authorizer.iam.access import AccessError, AccessService
 from proxy.browser_pages import Text, login_href
 from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, pretty_body, table
 from proxy.explain import Person, explain, who_can

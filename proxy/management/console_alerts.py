@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from authorizer.attributes import Resource
 from authorizer.audit import AuditRecord
-from authorizer.identity import Principal
-from authorizer.routes import Route
+from authorizer.authn.identity import Principal
+from authorizer.authz.attributes import Resource
+from authorizer.authz.routes import Route
 from proxy.browser_pages import Text
 from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, table
 from proxy.gateway import Gateway

@@ -11,8 +11,8 @@ import aiohttp
 from aiohttp import web
 
 from authorizer.audit.writer import AuditBackpressure, AuditWriter
+from authorizer.authn.identity import IssuerUnavailable, JwksCache
 from authorizer.config import HealthProbe, OpaSettings
-from authorizer.identity import IssuerUnavailable, JwksCache
 from proxy.lifecycle import QUIET, endpoint
 
 _TIMEOUT = aiohttp.ClientTimeout(total=2.0)

@@ -6,8 +6,8 @@ import asyncio
 
 from sqlalchemy import update
 
+from authorizer.authn.sessions import SessionStore, Tokens, browser_sessions, now_ms, pending_logins
 from authorizer.db import create_schema, make_engine
-from authorizer.sessions import SessionStore, Tokens, browser_sessions, now_ms, pending_logins
 
 
 def _tokens(tag: str) -> Tokens:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authorizer.enforcement import EnforcementModes, ModeChange, changes
+from authorizer.enforce.enforcement import EnforcementModes, ModeChange, changes
 
 KEYS = ["GET /a/", "GET /b/", "GET /c/"]
 

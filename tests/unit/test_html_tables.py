@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authorizer.html_tables import rewrite_tables
+from authorizer.enforce.html_tables import rewrite_tables
 
 PAGE = """<!doctype html><html><body><h1>订单列表 Orders</h1><nav><a href="/">首页</a></nav>
 <table border=1><thead><tr><th>order_no</th><th>warehouse</th><th>customer_name</th><th>amount</th></tr></thead>

@@ -14,8 +14,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from authorizer.authn.identity import AuthenticationError, TokenVerifier, bearer_token
 from authorizer.config import OidcSettings
-from authorizer.identity import AuthenticationError, TokenVerifier, bearer_token
 
 ISSUER = "http://kc.test/realms/wms"
 SETTINGS = OidcSettings(issuer=ISSUER, audience="wms-gateway", leeway_seconds=5)

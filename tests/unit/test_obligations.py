@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from multidict import MultiDict
 
-from authorizer.obligations import filter_rows, mask_document, mask_fields, narrow_query
-from authorizer.pdp import Obligations
-from authorizer.routes import ListSpec
+from authorizer.authz.pdp import Obligations
+from authorizer.authz.routes import ListSpec
+from authorizer.enforce.obligations import filter_rows, mask_document, mask_fields, narrow_query
 
 SPEC = ListSpec(rows="items", total="total", narrow={"warehouse": "warehouse", "channel": "channel"},
                 row_fields={"warehouse": "warehouse", "channel": "channel", "order_type": "order_type"})
@@ -63,14 +63,14 @@ def test_masking_applies_to_every_row_of_a_list() -> None:
 
 
 def test_csv_columns_are_masked_and_the_header_kept() -> None:
-    from authorizer.obligations import mask_csv
+    from authorizer.enforce.obligations import mask_csv
 
     text = "channel,warehouse,revenue\r\namazon,HF,12.5\r\namazon,SH,\r\n"
     assert mask_csv(text, ("rows[].revenue",)) == "channel,warehouse,revenue\r\namazon,HF,***\r\namazon,SH,\r\n"
 
 
 def test_csv_without_masked_columns_is_unchanged() -> None:
-    from authorizer.obligations import mask_csv
+    from authorizer.enforce.obligations import mask_csv
 
     text = "a,b\r\n1,2\r\n"
     assert mask_csv(text, ("revenue",)) == text
@@ -100,7 +100,7 @@ def test_lists_are_walked_with_or_without_brackets() -> None:
 
 
 def test_csv_columns_are_masked_by_label_too() -> None:
-    from authorizer.obligations import mask_csv
+    from authorizer.enforce.obligations import mask_csv
 
     text = "商品编码,商品名称,商品成本\r\nA01,螺丝,1.25\r\n"
     assert mask_csv(text, ("**.goods_cost",), {"商品成本": "goods_cost"}) == \
@@ -115,7 +115,7 @@ def test_csv_columns_are_masked_by_label_too() -> None:
     "商品编码,商品成本(元)\r\nA01,1.25\r\n",                     # a label with a unit
 ])
 def test_csv_masking_fails_closed_when_the_masked_column_is_not_recognised(text: str) -> None:
-    from authorizer.obligations import mask_csv
+    from authorizer.enforce.obligations import mask_csv
 
     with pytest.raises(ValueError, match="not a column"):
         mask_csv(text, ("goods_cost",), {"商品成本": "goods_cost"})

@@ -11,8 +11,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from authorizer.identity import AuthenticationError
-from authorizer.oidc_rp import BACKCHANNEL_LOGOUT_EVENT, RelyingParty, RpSettings
+from authorizer.authn.identity import AuthenticationError
+from authorizer.authn.oidc_rp import BACKCHANNEL_LOGOUT_EVENT, RelyingParty, RpSettings
 
 ISSUER = "http://127.0.0.1:8180/realms/wms"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "k1"})

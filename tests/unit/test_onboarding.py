@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from authorizer.authz.routes import RouteMap
 from authorizer.config import load_config
-from authorizer.routes import RouteMap
 from wmsgate.openapi_import import draft_route, draft_route_map
 from wmsgate.scaffold import InitOptions, scaffold
 from wmsgate.site_realm import SiteRealm, SiteRealmError, build_site_realm

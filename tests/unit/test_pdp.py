@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authorizer.pdp import ApprovalRule, StepUp, parse_decision
+from authorizer.authz.pdp import ApprovalRule, StepUp, parse_decision
 
 
 def test_undefined_result_is_a_deny() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import MultiDict
 
-from authorizer.query_params import QuerySpec, masked_lookups, refused_parameters
+from authorizer.authz.query_params import QuerySpec, masked_lookups, refused_parameters
 
 MASKED = frozenset({"goods_cost", "phone"})
 

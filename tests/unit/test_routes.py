@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authorizer.routes import RouteMap, RouteMapError
+from authorizer.authz.routes import RouteMap, RouteMapError
 from wmsgate.tools import REPO
 
 # The JSON endpoints of legacy-wms-api.md (the WMS's API as handed over); the HTML pages

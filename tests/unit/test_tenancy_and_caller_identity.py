@@ -8,10 +8,10 @@ import json
 import pytest
 from multidict import MultiDict
 
-from authorizer.caller_identity import MissingIdentity, caller_value, render, template_problems
-from authorizer.identity import Principal
-from authorizer.routes import BodyIdentityField
-from authorizer.tenancy import TenantError, TenantSettings, choose_tenant
+from authorizer.authn.identity import Principal
+from authorizer.authz.routes import BodyIdentityField
+from authorizer.authz.tenancy import TenantError, TenantSettings, choose_tenant
+from authorizer.enforce.caller_identity import MissingIdentity, caller_value, render, template_problems
 from proxy.body_identity import enforce_body_identity
 from proxy.responses import Refusal
 

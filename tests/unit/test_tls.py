@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from authorizer.authn.identity import IssuerUnavailable, JwksCache
 from authorizer.config import ConfigError, load_config
-from authorizer.identity import IssuerUnavailable, JwksCache
 from authorizer.tls import TlsSettings, client_context, is_loopback_url, server_context
 from tests.support.tlsca import TestCa
 

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from authorizer.identity import Principal
+    from authorizer.authn.identity import Principal
 
 
 class MissingIdentity(Exception):

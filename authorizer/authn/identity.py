@@ -24,8 +24,8 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from authorizer.authz.scope import SCOPE_DIMENSIONS
 from authorizer.config import OidcSettings
-from authorizer.scope import SCOPE_DIMENSIONS
 
 T = TypeVar("T")
 

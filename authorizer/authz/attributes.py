@@ -17,7 +17,7 @@ import aiohttp
 from cachetools import TTLCache
 from multidict import MultiMapping
 
-from authorizer.routes import TEMPLATE_PART, Lookup, Route, Source
+from authorizer.authz.routes import TEMPLATE_PART, Lookup, Route, Source
 
 _NOT_FOUND: dict[str, list[str]] = {}
 

@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authorizer.db import metadata
-from authorizer.obligations import mask_document
+from authorizer.enforce.obligations import mask_document
 
 PENDING, APPROVED, EXECUTING, EXECUTED = "pending", "approved", "executing", "executed"
 REJECTED, EXPIRED, OUTCOME_UNKNOWN, WITHDRAWN = "rejected", "expired", "outcome_unknown", "withdrawn"

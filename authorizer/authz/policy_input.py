@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from authorizer.attributes import Resource
-from authorizer.identity import Principal
-from authorizer.routes import Route
+from authorizer.authn.identity import Principal
+from authorizer.authz.attributes import Resource
+from authorizer.authz.routes import Route
 
 
 def build_policy_input(principal: Principal, route: Route, body: Any, resource: Resource, method: str,

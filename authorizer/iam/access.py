@@ -19,9 +19,9 @@ from typing import Any
 
 from keycloak.exceptions import KeycloakError
 
-from authorizer.grants import GrantRow, GrantStore, shanghai
-from authorizer.revocation import RevocationCache, RevocationStore
-from authorizer.scope import SCOPE_DIMENSIONS
+from authorizer.authn.revocation import RevocationCache, RevocationStore
+from authorizer.authz.scope import SCOPE_DIMENSIONS
+from authorizer.iam.grants import GrantRow, GrantStore, shanghai
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
 log = logging.getLogger(__name__)

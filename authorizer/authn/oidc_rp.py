@@ -25,7 +25,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
-from authorizer.identity import AuthenticationError, IssuerUnavailable, JwksCache, with_issuer_keys
+from authorizer.authn.identity import AuthenticationError, IssuerUnavailable, JwksCache, with_issuer_keys
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 #: Oldest logout token acted on, seconds after its ``iat`` (Keycloak sends them at once).

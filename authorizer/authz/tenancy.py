@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 from multidict import MultiMapping
 
-from authorizer.scope import SCOPE_DIMENSIONS
+from authorizer.authz.scope import SCOPE_DIMENSIONS
 
 if TYPE_CHECKING:
-    from authorizer.identity import Principal
+    from authorizer.authn.identity import Principal
 
 ALL = "*"
 

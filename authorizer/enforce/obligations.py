@@ -10,8 +10,8 @@ from typing import Any
 
 from multidict import MultiDict, MultiMapping
 
-from authorizer.pdp import Obligations
-from authorizer.routes import ListSpec
+from authorizer.authz.pdp import Obligations
+from authorizer.authz.routes import ListSpec
 
 ALL = "*"
 

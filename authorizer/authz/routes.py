@@ -23,9 +23,9 @@ from typing import Any, cast
 
 import yaml
 
-from authorizer.caller_identity import template_problems
-from authorizer.query_params import DEFAULT_ORDERING, QuerySpec
-from authorizer.scope import SCOPE_DIMENSIONS
+from authorizer.authz.query_params import DEFAULT_ORDERING, QuerySpec
+from authorizer.authz.scope import SCOPE_DIMENSIONS
+from authorizer.enforce.caller_identity import template_problems
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 VERBS = frozenset({"view", "create", "update", "delete", "pick", "scan", "review", "pack", "ship", "count",

@@ -1,0 +1,1 @@
+"""Four-eyes approvals: held high-risk requests and the decisions on them."""

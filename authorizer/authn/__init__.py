@@ -1,0 +1,1 @@
+"""Authentication: bearer tokens and JWKS, the OIDC relying party, browser sessions, revocations."""

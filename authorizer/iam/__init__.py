@@ -1,0 +1,1 @@
+"""Identity and access management: access changes in Keycloak and temporary grants."""
