@@ -13,12 +13,10 @@ from typing import Any
 
 import yaml
 
+from authorizer import config_schema as schema
 from authorizer.authz.tenancy import TenantSettings
+from authorizer.config_schema import ConfigError as ConfigError
 from authorizer.tls import TlsSettings, is_loopback_url
-
-
-class ConfigError(ValueError):
-    """The configuration file is missing, malformed or names an impossible setting."""
 
 
 @dataclass(frozen=True)
@@ -95,19 +93,13 @@ class HealthProbe:
     expect_status: tuple[int, ...] = (200,)
 
 
-def _health_probe(section: Any) -> HealthProbe:
-    if section is None:
-        return HealthProbe()
-    if not isinstance(section, dict) or not str(section.get("path", "/healthz")).startswith("/"):
+def _health_probe(section: schema.HealthFile) -> HealthProbe:
+    if not section.path.startswith("/"):
         raise ConfigError("config: upstream.health must be {path: /..., expect_status: [200]}")
-    unknown = set(section) - {"path", "expect_status"}
-    if unknown:
-        raise ConfigError(f"config: upstream.health: unknown key(s) {', '.join(sorted(unknown))}")
-    expect = section.get("expect_status", [200])
-    expect = expect if isinstance(expect, list) else [expect]
-    if not expect or not all(isinstance(v, int) and 100 <= v <= 599 for v in expect):
+    expect = section.expect_status if isinstance(section.expect_status, list) else [section.expect_status]
+    if not expect or not all(100 <= v <= 599 for v in expect):
         raise ConfigError("config: upstream.health.expect_status must be HTTP statuses (100-599)")
-    return HealthProbe(str(section.get("path", "/healthz")), tuple(expect))
+    return HealthProbe(section.path, tuple(expect))
 
 
 #: Response headers that name the WMS's software or version; never relayed.
@@ -132,38 +124,24 @@ class AnswerSettings:
     origins: tuple[str, ...] = ()
 
 
-def _tenant(section: Any) -> TenantSettings | None:
-    if not section:
+def _tenant(section: schema.TenantFile | None) -> TenantSettings | None:
+    if section is None:
         return None
-    if not isinstance(section, dict):
-        raise ConfigError("config: upstream.tenant must be {dimension: warehouse, query_param: warehouse}")
-    unknown = set(section) - {"dimension", "query_param"}
-    if unknown:
-        raise ConfigError(f"config: upstream.tenant: unknown key(s) {', '.join(sorted(unknown))}")
     try:
-        return TenantSettings(str(section.get("dimension", "warehouse")),
-                              section.get("query_param", "warehouse") or None)
+        return TenantSettings(section.dimension, section.query_param or None)
     except ValueError as exc:
         raise ConfigError(f"config: {exc}") from exc
 
 
-def _answers(section: Any) -> AnswerSettings:
-    if section is None:
-        return AnswerSettings()
-    if not isinstance(section, dict):
-        raise ConfigError("config: upstream.answers must be a mapping")
-    unknown = set(section) - {"drop_headers", "status_field", "origins"}
-    if unknown:
-        raise ConfigError(f"config: upstream.answers: unknown key(s) {', '.join(sorted(unknown))}")
-    origins = tuple(str(o).rstrip("/") for o in section.get("origins") or [])
+def _answers(section: schema.AnswersFile) -> AnswerSettings:
+    origins = tuple(o.rstrip("/") for o in section.origins)
     for origin in origins:
         if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
             raise ConfigError(f"config: upstream.answers.origins: {origin!r} must be scheme://host[:port]")
-    field_name = section.get("status_field")
-    if field_name is not None and not (isinstance(field_name, str) and field_name):
+    if section.status_field is not None and not section.status_field:
         raise ConfigError("config: upstream.answers.status_field must be a JSON member name")
-    return AnswerSettings(tuple(dict.fromkeys([*BANNER_HEADERS, *(section.get("drop_headers") or [])])),
-                          field_name, origins)
+    return AnswerSettings(tuple(dict.fromkeys([*BANNER_HEADERS, *section.drop_headers])), section.status_field,
+                          origins)
 
 
 @dataclass(frozen=True)
@@ -294,54 +272,6 @@ class AlertingLink:
     timeout_seconds: float = 5.0
 
 
-def _tls(base: Path, section: Any) -> TlsSettings | None:
-    if not section:
-        return None
-    if not section.get("cert_file") or not section.get("key_file"):
-        raise ConfigError("config: listen.tls needs cert_file and key_file (PEM)")
-    return TlsSettings(resolve_path(base, str(section["cert_file"])), resolve_path(base, str(section["key_file"])))
-
-
-def _mode(data: dict[str, Any], oidc: dict[str, Any]) -> str:
-    """``production`` (default): Keycloak must be reached over HTTPS unless it runs on this
-    machine; ``development`` allows plain HTTP (a compose or test stack)."""
-    mode = str(data.get("mode", "production"))
-    if mode not in ("production", "development"):
-        raise ConfigError("config: mode must be production or development")
-    issuer = str(oidc.get("issuer", ""))
-    if mode == "production" and issuer.startswith("http://") and not is_loopback_url(issuer):
-        raise ConfigError(f"config: oidc.issuer {issuer} must be https in production mode "
-                          "(tokens and keys would cross the network in clear); set mode: development "
-                          "for a test stack")
-    return mode
-
-
-def _enforcement(value: Any) -> str:
-    """``enforce`` (default) or ``report``: shadow mode, refusals recorded as would_deny and forwarded."""
-    if value not in ("enforce", "report"):
-        raise ConfigError("config: enforcement must be enforce or report (shadow mode)")
-    return str(value)
-
-
-def _public_url(value: Any) -> str:
-    if value is None:
-        return ""
-    url = str(value).rstrip("/")
-    if not url.startswith(("http://", "https://")) or "/" in url.split("://", 1)[1]:
-        raise ConfigError("config: public_url must be scheme://host[:port] (the gateway as clients reach it)")
-    return url
-
-
-def _alerting(base: Path, section: Any) -> AlertingLink | None:
-    if not section:
-        return None
-    token = read_secret(base, section, "api_token")
-    if token is None:
-        return None  # no token: the alert API answers 503
-    return AlertingLink(url=str(section["url"]).rstrip("/"), api_token=token,
-                        timeout_seconds=float(section.get("timeout_seconds", 5)))
-
-
 @dataclass(frozen=True)
 class ManagementListener:
     """The management listener (``/metrics``), apart from the public one, on loopback by default.
@@ -354,20 +284,6 @@ class ManagementListener:
 
     host: str = "127.0.0.1"
     port: int = 9080
-
-
-def _management(section: Any) -> ManagementListener | None:
-    if section is None:
-        return None
-    if not isinstance(section, dict):
-        raise ConfigError("config: management must be a mapping {host, port}")
-    unknown = set(section) - {"host", "port"}
-    if unknown:
-        raise ConfigError(f"config: management: unknown key(s) {', '.join(sorted(unknown))}")
-    port = int(section.get("port", ManagementListener.port))
-    if not 0 <= port < 65536:
-        raise ConfigError("config: management.port must be between 0 (any free port) and 65535")
-    return ManagementListener(host=str(section.get("host", ManagementListener.host)), port=port)
 
 
 @dataclass(frozen=True)
@@ -444,13 +360,6 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> None:
         node[leaf] = value
 
 
-def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
-    value = data.get(name)
-    if not isinstance(value, dict):
-        raise ConfigError(f"config: section '{name}' is missing or not a mapping")
-    return value
-
-
 def store_url(base: Path, value: str) -> str:
     """A store URL with ``${ENV}`` expanded; a SQLite file given relative
     (``sqlite+aiosqlite:///state/audit.db``) lies in ``base`` (the config file's folder), so a
@@ -468,37 +377,6 @@ def resolve_path(base: Path, value: str) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
-def _credentials(base: Path, items: list[dict[str, Any]]) -> tuple[CredentialSettings, ...]:
-    out = []
-    for item in items:
-        if "header" not in item or ("file" in item) == ("per_warehouse" in item):
-            raise ConfigError("config: each upstream.credentials entry needs 'header' and one of "
-                              "'file', 'per_warehouse'")
-        unknown = set(item) - {"header", "file", "per_warehouse", "format"}
-        if unknown:
-            raise ConfigError(f"config: upstream.credentials: unknown key(s) {', '.join(sorted(unknown))}")
-        fmt = str(item.get("format", "{secret}"))
-        if "{secret}" not in fmt:
-            raise ConfigError("config: upstream.credentials format must contain {secret}")
-        out.append(CredentialSettings(
-            header=item["header"],
-            file=resolve_path(base, item["file"]) if "file" in item else None,
-            per_warehouse={k: resolve_path(base, v) for k, v in (item.get("per_warehouse") or {}).items()},
-            format=fmt,
-        ))
-    return tuple(out)
-
-
-def _keycloak_admin(base: Path, section: Any) -> KeycloakAdminConfig | None:
-    if not section:
-        return None
-    secret = _secret(base, section)
-    if secret is None:
-        return None  # no secret given: access management is off (its API answers 503)
-    return KeycloakAdminConfig(client_id=section.get("client_id", "wms-access-admin"), client_secret=secret,
-                               events_interval_seconds=float(section.get("events_interval_seconds", 1.0)))
-
-
 def read_secret(base: Path, section: dict[str, Any], key: str) -> str | None:
     """The contents of file ``<key>_file`` or the value ``<key>`` (``${ENV}`` expanded) of a
     config section; None when unset or naming an unset environment variable.
@@ -513,29 +391,98 @@ def read_secret(base: Path, section: dict[str, Any], key: str) -> str | None:
     return None if not secret or secret.startswith("$") else secret
 
 
-def _secret(base: Path, section: dict[str, Any]) -> str | None:
-    """``client_secret_file`` contents or ``client_secret``; None when unset."""
-    return read_secret(base, section, "client_secret")
+def _required_secret(base: Path, section: schema._Section, key: str, feature: str) -> str:
+    """The secret a configured feature needs (``<key>`` or ``<key>_file``); a section that is
+    there without its secret is an error, never a feature silently turned off.
 
-
-def _sso(base: Path, section: Any, host: str, port: int) -> SsoSettings | None:
-    if not section:
-        return None
-    secret = _secret(base, section)
+    Raises:
+        ConfigError: no secret, an unset ``${VARIABLE}``, or an unreadable file.
+    """
+    fields = section.model_dump()
+    try:
+        secret = read_secret(base, fields, key)
+    except OSError as exc:
+        raise ConfigError(f"config: {feature}.{key}_file cannot be read: {exc}") from None
     if secret is None:
-        return None  # no secret given: browser SSO is off (browsers get the API's 401)
-    public_url = str(section.get("public_url") or f"http://{host}:{port}").rstrip("/")
+        given = fields.get(key)
+        why = f"{given} is not set" if given else f"neither {key} nor {key}_file is given"
+        raise ConfigError(f"config: {feature}.{key}: {why} (leave out the {feature} section to turn it off)")
+    return secret
+
+
+def _credentials(base: Path, items: list[schema.CredentialFile]) -> tuple[CredentialSettings, ...]:
+    out = []
+    for item in items:
+        if (item.file is None) == (item.per_warehouse is None):
+            raise ConfigError("config: each upstream.credentials entry needs 'header' and one of "
+                              "'file', 'per_warehouse'")
+        if "{secret}" not in item.format:
+            raise ConfigError("config: upstream.credentials format must contain {secret}")
+        out.append(CredentialSettings(
+            header=item.header,
+            file=resolve_path(base, item.file) if item.file is not None else None,
+            per_warehouse={k: resolve_path(base, v) for k, v in (item.per_warehouse or {}).items()},
+            format=item.format,
+        ))
+    return tuple(out)
+
+
+def _origin(value: str, what: str) -> str:
+    url = value.rstrip("/")
+    if not url.startswith(("http://", "https://")) or "/" in url.split("://", 1)[1]:
+        raise ConfigError(f"config: {what} must be scheme://host[:port] (the gateway as clients reach it)")
+    return url
+
+
+def _mode(doc: schema.GatewayFile) -> str:
+    """``production`` (default): Keycloak must be reached over HTTPS unless it runs on this
+    machine; ``development`` allows plain HTTP (a compose or test stack)."""
+    issuer = doc.oidc.issuer
+    if doc.mode == "production" and issuer.startswith("http://") and not is_loopback_url(issuer):
+        raise ConfigError(f"config: oidc.issuer {issuer} must be https in production mode "
+                          "(tokens and keys would cross the network in clear); set mode: development "
+                          "for a test stack")
+    return doc.mode
+
+
+def _sso(base: Path, doc: schema.GatewayFile) -> SsoSettings | None:
+    section = doc.sso
+    if section is None:
+        return None
+    secret = _required_secret(base, section, "client_secret", "sso")
+    public_url = (section.public_url or f"http://{doc.listen.host}:{doc.listen.port}").rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         raise ConfigError("config: sso.public_url must be an http(s) URL")
-    return SsoSettings(client_id=str(section.get("client_id", "wms-gateway")), client_secret=secret,
-                       public_url=public_url,
-                       session_idle_seconds=int(section.get("session_idle_minutes", 30)) * 60,
-                       session_max_seconds=int(section.get("session_max_hours", 12)) * 3600,
-                       refresh_before_seconds=int(section.get("refresh_before_seconds", 30)))
+    return SsoSettings(client_id=section.client_id, client_secret=secret, public_url=public_url,
+                       session_idle_seconds=section.session_idle_minutes * 60,
+                       session_max_seconds=section.session_max_hours * 3600,
+                       refresh_before_seconds=section.refresh_before_seconds)
+
+
+def _audit(base: Path, audit: schema.AuditFile) -> AuditSettings:
+    def path_of(value: str | None) -> Path | None:
+        return resolve_path(base, value) if value else None
+
+    return AuditSettings(
+        url=store_url(base, audit.url), flush_interval_seconds=audit.flush_interval_seconds,
+        batch_size=audit.batch_size, max_pending=audit.max_pending, signing_key_file=path_of(audit.signing_key_file),
+        checkpoint_every_records=audit.checkpoint_every_records,
+        checkpoint_every_seconds=audit.checkpoint_every_seconds, spool_file=path_of(audit.spool_file),
+        spool_max_bytes=audit.spool_max_bytes, retention_days=audit.retention_days,
+        archive_dir=path_of(audit.archive_dir), archive_every_seconds=audit.archive_every_seconds)
+
+
+def _upstream(base: Path, up: schema.UpstreamFile) -> UpstreamSettings:
+    return UpstreamSettings(
+        url=up.url.rstrip("/"), timeout_seconds=up.timeout_seconds, identity_headers=dict(up.identity_headers),
+        lookup_headers=dict(up.lookup_headers), credentials=_credentials(base, up.credentials),
+        lookup_cache_seconds=up.lookup_cache_seconds, max_body_bytes=up.max_body_bytes,
+        max_transform_bytes=up.max_transform_bytes, health=_health_probe(up.health), answers=_answers(up.answers),
+        tenant=_tenant(up.tenant))
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayConfig:
-    """Read and validate a gateway YAML file.
+    """Read and validate a gateway YAML file against :mod:`authorizer.config_schema`.
 
     Args:
         path: the YAML file.
@@ -546,84 +493,53 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
         The typed configuration.
 
     Raises:
-        ConfigError: the file is unreadable, not YAML, or a required setting is missing.
+        ConfigError: the file is unreadable or not YAML; a key is unknown, of the wrong type or
+            missing (``<file>:<line>: <key>: <problem>``); a configured feature lacks its secret.
     """
     data = read_yaml_mapping(path, "config")
     apply_overrides(data, overrides or {})
+    doc = schema.validate_document(path, data)
     base = path.parent.resolve()
-    listen = data.get("listen", {})
-    oidc = _section(data, "oidc")
-    opa = _section(data, "opa")
-    up = _section(data, "upstream")
-    audit = _section(data, "audit")
+    up, listen = doc.upstream, doc.listen
+    admin, alerting, tls = doc.keycloak_admin, doc.alerting, listen.tls
     try:
         return GatewayConfig(
-            host=str(listen.get("host", "127.0.0.1")),
-            port=int(listen.get("port", 8080)),
+            host=listen.host,
+            port=listen.port,
             oidc=OidcSettings(
-                issuer=oidc["issuer"].rstrip("/"),
-                audience=oidc["audience"],
-                algorithms=tuple(oidc.get("algorithms", OidcSettings.algorithms)),
-                leeway_seconds=int(oidc.get("leeway_seconds", 30)),
-                jwks_min_refresh_seconds=float(oidc.get("jwks_min_refresh_seconds", 10)),
-                username_claim=oidc.get("username_claim", "preferred_username"),
-                roles_claim=oidc.get("roles_claim", "realm_access.roles"),
-                scope_claim=oidc.get("scope_claim", "wms_scope"),
-                grants_claim=oidc.get("grants_claim", "wms_grants"),
-            ),
-            opa=OpaSettings(url=opa["url"].rstrip("/"), decision_path=opa.get("decision_path", "wms/authz/decision"),
-                            timeout_seconds=float(opa.get("timeout_seconds", 2.0)),
-                            policy_status_url=opa.get("policy_status_url")),
-            upstream=UpstreamSettings(
-                url=up["url"].rstrip("/"),
-                timeout_seconds=float(up.get("timeout_seconds", 30)),
-                identity_headers=dict(up.get("identity_headers", {"X-WMS-User": "{username}"})),
-                lookup_headers=dict(up.get("lookup_headers", {"X-WMS-User": "wmsgate-attribute-lookup"})),
-                credentials=_credentials(base, up.get("credentials", [])),
-                lookup_cache_seconds=float(up.get("lookup_cache_seconds", 2.0)),
-                max_body_bytes=int(up.get("max_body_bytes", 1 << 20)),
-                max_transform_bytes=int(up.get("max_transform_bytes", 32 << 20)),
-                health=_health_probe(up.get("health")),
-                answers=_answers(up.get("answers")),
-                tenant=_tenant(up.get("tenant")),
-            ),
-            audit=AuditSettings(
-                url=store_url(base, str(audit["url"])),
-                flush_interval_seconds=float(audit.get("flush_interval_seconds", 0.2)),
-                batch_size=int(audit.get("batch_size", 1000)),
-                max_pending=int(audit.get("max_pending", 200_000)),
-                signing_key_file=(resolve_path(base, audit["signing_key_file"])
-                                  if audit.get("signing_key_file") else None),
-                checkpoint_every_records=int(audit.get("checkpoint_every_records", 1000)),
-                checkpoint_every_seconds=float(audit.get("checkpoint_every_seconds", 60)),
-                spool_file=resolve_path(base, str(audit["spool_file"])) if audit.get("spool_file")
-                else None,
-                spool_max_bytes=int(audit.get("spool_max_bytes", 256 << 20)),
-                retention_days=float(audit["retention_days"]) if audit.get("retention_days") is not None else None,
-                archive_dir=resolve_path(base, str(audit["archive_dir"])) if audit.get("archive_dir")
-                else None,
-                archive_every_seconds=float(audit.get("archive_every_seconds", 3600)),
-            ),
-            route_map=resolve_path(base, data.get("route_map", "routes.yaml")),
-            trusted_proxies=tuple(data.get("trusted_proxies", [])),
-            approval_sweep_seconds=float((data.get("approvals") or {}).get("sweep_seconds", 5.0)),
-            keycloak_admin=_keycloak_admin(base, data.get("keycloak_admin")),
-            sso=_sso(base, data.get("sso"), str(listen.get("host", "127.0.0.1")), int(listen.get("port", 8080))),
-            revocation_refresh_seconds=float((data.get("revocation") or {}).get("refresh_seconds", 0.5)),
-            grant_sweep_seconds=float((data.get("grants") or {}).get("sweep_seconds", 20.0)),
-            alerting=_alerting(base, data.get("alerting")),
-            tls=_tls(base, listen.get("tls")),
-            trust_ca_file=resolve_path(base, str(data["trust"]["ca_file"]))
-            if (data.get("trust") or {}).get("ca_file") else None,
-            mode=_mode(data, oidc),
-            public_url=_public_url(data.get("public_url")),
-            enforcement=_enforcement(data.get("enforcement", "enforce")),
-            management=_management(data.get("management")),
+                issuer=doc.oidc.issuer.rstrip("/"), audience=doc.oidc.audience, algorithms=doc.oidc.algorithms,
+                leeway_seconds=doc.oidc.leeway_seconds, jwks_min_refresh_seconds=doc.oidc.jwks_min_refresh_seconds,
+                username_claim=doc.oidc.username_claim, roles_claim=doc.oidc.roles_claim,
+                scope_claim=doc.oidc.scope_claim, grants_claim=doc.oidc.grants_claim),
+            opa=OpaSettings(url=doc.opa.url.rstrip("/"), decision_path=doc.opa.decision_path,
+                            timeout_seconds=doc.opa.timeout_seconds, policy_status_url=doc.opa.policy_status_url),
+            upstream=_upstream(base, up),
+            audit=_audit(base, doc.audit),
+            route_map=resolve_path(base, doc.route_map),
+            trusted_proxies=tuple(doc.trusted_proxies),
+            approval_sweep_seconds=doc.approvals.sweep_seconds,
+            keycloak_admin=None if admin is None else KeycloakAdminConfig(
+                admin.client_id, _required_secret(base, admin, "client_secret", "keycloak_admin"),
+                admin.events_interval_seconds),
+            sso=_sso(base, doc),
+            revocation_refresh_seconds=doc.revocation.refresh_seconds,
+            grant_sweep_seconds=doc.grants.sweep_seconds,
+            alerting=None if alerting is None else AlertingLink(
+                alerting.url.rstrip("/"), _required_secret(base, alerting, "api_token", "alerting"),
+                alerting.timeout_seconds),
+            tls=None if tls is None else TlsSettings(resolve_path(base, tls.cert_file),
+                                                     resolve_path(base, tls.key_file)),
+            trust_ca_file=resolve_path(base, doc.trust.ca_file) if doc.trust.ca_file else None,
+            mode=_mode(doc),
+            public_url=_origin(doc.public_url, "public_url") if doc.public_url is not None else "",
+            enforcement=doc.enforcement,
+            management=None if doc.management is None else ManagementListener(doc.management.host,
+                                                                              doc.management.port),
             strip_request_headers=tuple(dict.fromkeys(
-                [*_DEFAULT_STRIP, *data.get("strip_request_headers", []), *up.get("identity_headers", {}),
-                 *(c["header"] for c in up.get("credentials", []))])),
+                [*_DEFAULT_STRIP, *doc.strip_request_headers, *up.identity_headers,
+                 *(c.header for c in up.credentials)])),
         )
-    except KeyError as exc:
-        raise ConfigError(f"config: required setting {exc.args[0]!r} is missing") from exc
     except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"config: {exc}") from exc

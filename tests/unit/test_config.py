@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from authorizer.config import ConfigError, load_config
 from wmsgate.tools import REPO
+
+pytestmark = pytest.mark.usefixtures("config_secrets")  # the shipped configs name their secrets
 
 
 def test_shipped_config_loads_with_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,7 +31,7 @@ def test_overrides_use_dotted_keys() -> None:
 def test_missing_section_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "g.yaml"
     path.write_text("oidc: {issuer: x, audience: y}\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="section 'opa' is missing"):
+    with pytest.raises(ConfigError, match=r"g.yaml: opa: Field required; .*g.yaml: upstream: Field required"):
         load_config(path)
 
 
@@ -84,8 +87,41 @@ def test_the_management_listener_is_configured_apart_from_the_public_one() -> No
 @pytest.mark.parametrize("management, message", [
     ({"port": 70000}, "management.port"),
     ({"port": 9080, "path": "/metrics"}, "unknown key"),
-    ("9080", "must be a mapping"),
+    ("9080", "management: Input should be a valid dictionary"),
 ])
 def test_a_bad_management_listener_is_refused(management: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_config(REPO / "config" / "gateway.yaml", {"management": management})
+
+
+def test_an_unknown_key_is_refused_with_its_file_and_line(tmp_path: Path) -> None:
+    text = (REPO / "config" / "gateway.yaml").read_text(encoding="utf-8")
+    text = text.replace("  health: {path: /healthz, expect_status: [200]}",
+                        "  helth: {path: /healthz, expect_status: [200]}")
+    line = next(i for i, row in enumerate(text.splitlines(), 1) if row.startswith("  helth:"))
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, {"route_map": str(REPO / "config" / "routes.yaml")})
+    assert f"{path}:{line}: upstream.helth: unknown key" in str(refused.value)
+
+
+def test_a_wrong_type_is_refused_with_its_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text("oidc: {issuer: http://127.0.0.1:8180/realms/wms, audience: wms-gateway}\n"
+                    "opa: {url: http://127.0.0.1:8181}\n"
+                    "upstream:\n  url: http://127.0.0.1:8090\n  timeout_seconds: soon\n"
+                    "audit: {url: 'sqlite+aiosqlite:///a.db'}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}:5: upstream.timeout_seconds: "):
+        load_config(path)
+
+
+@pytest.mark.parametrize("section, variable", [
+    ("keycloak_admin", "WMSGATE_KC_ADMIN_SECRET"), ("sso", "WMSGATE_SSO_CLIENT_SECRET"),
+    ("alerting", "WMSGATE_ALERTING_API_TOKEN")])
+def test_a_configured_feature_without_its_secret_does_not_load(
+        section: str, variable: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(variable)
+    with pytest.raises(ConfigError, match=rf"{section}\..*\$\{{{variable}\}} is not set"):
+        load_config(REPO / "config" / "gateway.yaml")
+    assert getattr(load_config(REPO / "config" / "gateway.yaml", {section: None}), section) is None

@@ -17,6 +17,8 @@ from alerting.config import load_alerting_config
 from authorizer.config import load_config
 from wmsgate.tools import REPO, compose_schema, pinned_versions
 
+pytestmark = pytest.mark.usefixtures("config_secrets")  # the shipped configs name their secrets
+
 COMPOSE_DIR = REPO / "deploy" / "compose"
 
 

@@ -16,6 +16,8 @@ from authorizer.config import ConfigError, load_config
 from authorizer.tls import TlsSettings, client_context, is_loopback_url, server_context
 from tests.support.tlsca import TestCa
 
+pytestmark = pytest.mark.usefixtures("config_secrets")  # the shipped configs name their secrets
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -81,5 +83,5 @@ def test_production_mode_refuses_plain_http_to_keycloak_across_the_network() -> 
 
 
 def test_tls_without_a_key_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="listen.tls needs cert_file and key_file"):
+    with pytest.raises(ConfigError, match="listen.tls.key_file: Field required"):
         load_config(REPO / "config" / "gateway.yaml", {"listen.tls": {"cert_file": "x.pem"}})

@@ -1,0 +1,279 @@
+"""The gateway YAML's schema: every key, its type and its default, written once (pydantic).
+
+:func:`validate_document` checks a loaded document against it: an unknown key (a typo such as
+``upsteam`` or ``helth``), a wrong type or a missing required setting is refused with the file
+and line it is on. :func:`authorizer.config.load_config` then builds the typed settings from
+the validated model; a default lives only here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, malformed or names an impossible setting."""
+
+
+class _Section(BaseModel):
+    """A mapping of the file: unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsFile(_Section):
+    """``listen.tls``: the certificate and key the public listener serves (PEM)."""
+
+    cert_file: str
+    key_file: str
+
+
+class ListenFile(_Section):
+    """``listen``: the public listener."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tls: TlsFile | None = None
+
+
+class ManagementFile(_Section):
+    """``management``: the listener of ``/metrics`` (port 0: any free port)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9080, ge=0, le=65535)
+
+
+class OidcFile(_Section):
+    """``oidc``: how bearer tokens are verified (RFC 7519)."""
+
+    issuer: str
+    audience: str
+    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    leeway_seconds: int = Field(30, ge=0)
+    jwks_min_refresh_seconds: float = Field(10.0, ge=0)
+    username_claim: str = "preferred_username"
+    roles_claim: str = "realm_access.roles"
+    scope_claim: str = "wms_scope"
+    grants_claim: str = "wms_grants"
+
+
+class OpaFile(_Section):
+    """``opa``: the PDP."""
+
+    url: str
+    decision_path: str = "wms/authz/decision"
+    timeout_seconds: float = Field(2.0, gt=0)
+    policy_status_url: str | None = None
+
+
+class CredentialFile(_Section):
+    """One ``upstream.credentials`` entry (exactly one of ``file`` and ``per_warehouse``)."""
+
+    header: str
+    file: str | None = None
+    per_warehouse: dict[str, str] | None = None
+    format: str = "{secret}"
+
+
+class HealthFile(_Section):
+    """``upstream.health``: how the WMS is probed."""
+
+    path: str = "/healthz"
+    expect_status: list[int] | int = Field(default_factory=lambda: [200])
+
+
+class AnswersFile(_Section):
+    """``upstream.answers``: the WMS's answer conventions."""
+
+    drop_headers: list[str] = Field(default_factory=list)
+    status_field: str | None = None
+    origins: list[str] = Field(default_factory=list)
+
+
+class TenantFile(_Section):
+    """``upstream.tenant``: one WMS credential per warehouse."""
+
+    dimension: str = "warehouse"
+    query_param: str | None = "warehouse"
+
+
+class UpstreamFile(_Section):
+    """``upstream``: the protected WMS."""
+
+    url: str
+    timeout_seconds: float = Field(30.0, gt=0)
+    identity_headers: dict[str, str] = Field(default_factory=lambda: {"X-WMS-User": "{username}"})
+    lookup_headers: dict[str, str] = Field(default_factory=lambda: {"X-WMS-User": "wmsgate-attribute-lookup"})
+    credentials: list[CredentialFile] = Field(default_factory=list)
+    lookup_cache_seconds: float = Field(2.0, ge=0)
+    max_body_bytes: int = Field(1 << 20, gt=0)
+    max_transform_bytes: int = Field(32 << 20, gt=0)
+    health: HealthFile = Field(default_factory=HealthFile)
+    answers: AnswersFile = Field(default_factory=AnswersFile)
+    tenant: TenantFile | None = None
+
+
+class AuditFile(_Section):
+    """``audit``: the audit trail's store, writer, spool, checkpoints and retention."""
+
+    url: str
+    flush_interval_seconds: float = Field(0.2, gt=0)
+    batch_size: int = Field(1000, gt=0)
+    max_pending: int = Field(200_000, gt=0)
+    signing_key_file: str | None = None
+    checkpoint_every_records: int = Field(1000, gt=0)
+    checkpoint_every_seconds: float = Field(60.0, gt=0)
+    spool_file: str | None = None
+    spool_max_bytes: int = 256 << 20
+    retention_days: float | None = None
+    archive_dir: str | None = None
+    archive_every_seconds: float = Field(3600.0, gt=0)
+
+
+class KeycloakAdminFile(_Section):
+    """``keycloak_admin``: the service account access changes are made with."""
+
+    client_id: str = "wms-access-admin"
+    client_secret: str | None = None
+    client_secret_file: str | None = None
+    events_interval_seconds: float = Field(1.0, gt=0)
+
+
+class SsoFile(_Section):
+    """``sso``: browser single sign-on (the gateway as an OIDC relying party)."""
+
+    client_id: str = "wms-gateway"
+    client_secret: str | None = None
+    client_secret_file: str | None = None
+    public_url: str | None = None
+    session_idle_minutes: int = Field(30, gt=0)
+    session_max_hours: int = Field(12, gt=0)
+    refresh_before_seconds: int = Field(30, ge=0)
+
+
+class AlertingFile(_Section):
+    """``alerting``: where the alert API finds the alerting service."""
+
+    url: str
+    api_token: str | None = None
+    api_token_file: str | None = None
+    timeout_seconds: float = Field(5.0, gt=0)
+
+
+class ApprovalsFile(_Section):
+    """``approvals``: how often held requests are swept (expired, approved ones run)."""
+
+    sweep_seconds: float = Field(5.0, gt=0)
+
+
+class GrantsFile(_Section):
+    """``grants``: how often ended temporary grants are swept."""
+
+    sweep_seconds: float = Field(20.0, gt=0)
+
+
+class RevocationFile(_Section):
+    """``revocation``: how often the revocation list is refreshed."""
+
+    refresh_seconds: float = Field(0.5, gt=0)
+
+
+class TrustFile(_Section):
+    """``trust``: extra CA certificates for outbound HTTPS (the WMS, Keycloak, OPA)."""
+
+    ca_file: str | None = None
+
+
+class GatewayFile(_Section):
+    """The whole gateway YAML file."""
+
+    mode: Literal["production", "development"] = "production"
+    listen: ListenFile = Field(default_factory=ListenFile)
+    management: ManagementFile | None = None
+    public_url: str | None = None
+    oidc: OidcFile
+    opa: OpaFile
+    upstream: UpstreamFile
+    audit: AuditFile
+    route_map: str = "routes.yaml"
+    trusted_proxies: list[str] = Field(default_factory=list)
+    strip_request_headers: list[str] = Field(default_factory=list)
+    keycloak_admin: KeycloakAdminFile | None = None
+    sso: SsoFile | None = None
+    alerting: AlertingFile | None = None
+    revocation: RevocationFile = Field(default_factory=RevocationFile)
+    approvals: ApprovalsFile = Field(default_factory=ApprovalsFile)
+    grants: GrantsFile = Field(default_factory=GrantsFile)
+    trust: TrustFile = Field(default_factory=TrustFile)
+    enforcement: Literal["enforce", "report"] = "enforce"
+
+
+def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """The 1-based line of every key (and list item) of a YAML document, by its path.
+
+    Returns:
+        ``{("upstream", "health", "path"): 31, ("upstream", "credentials", 0): 40, ...}``;
+        empty when the text is not YAML (the loader reports that).
+    """
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple[str | int, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                lines[(*path, index)] = item.start_mark.line + 1
+                walk(item, (*path, index))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _where(path: Path, lines: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> str:
+    """``file:line`` of the deepest part of ``loc`` that is in the file (else of its section)."""
+    for end in range(len(loc), 0, -1):
+        line = lines.get(tuple(loc[:end]))
+        if line is not None:
+            return f"{path}:{line}"
+    return str(path)
+
+
+def validate_document(path: Path, data: dict[str, Any]) -> GatewayFile:
+    """Check a loaded gateway document (after overrides) against :class:`GatewayFile`.
+
+    Args:
+        path: the file it came from (for ``file:line`` in errors).
+        data: its mapping.
+
+    Returns:
+        The validated model, every default filled in.
+
+    Raises:
+        ConfigError: ``<file>:<line>: <dotted.key>: <problem>`` for each problem.
+    """
+    try:
+        return GatewayFile.model_validate(data)
+    except ValidationError as exc:
+        try:
+            lines = key_lines(path.read_text(encoding="utf-8"))
+        except OSError:
+            lines = {}
+        problems = []
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in ("function-after",)))
+            dotted = ".".join(str(p) for p in loc) or "(top)"
+            message = "unknown key (a typo?)" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{_where(path, lines, loc)}: {dotted}: {message}")
+        raise ConfigError("config: " + "; ".join(problems)) from None
