@@ -27,6 +27,8 @@ DEMO_USERS = ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh",
 
 
 def _default_state() -> Path:
+    """Where a proxy keeps its default audit spool: ``WMSGATE_STATE`` when the caller set it, else
+    ``<repo>/.state`` (read, never set: config files name their paths themselves)."""
     return Path(os.environ.get("WMSGATE_STATE", REPO / ".state"))
 
 
@@ -42,7 +44,6 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from proxy.app import create_app
     from wmsgate.workers import supervise, worker_spool
 
-    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     logging.basicConfig(level=os.environ.get("WMSGATE_LOG_LEVEL", "WARNING"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where is it stuck?
@@ -53,14 +54,14 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         return supervise(args.config, args.workers, args.port, args.management_port)
     try:
         config = load_config(Path(args.config))
-        spool = worker_spool(config.audit.spool_file or Path(os.environ["WMSGATE_STATE"]) / "audit-spool.jsonl",
+        spool = worker_spool(config.audit.spool_file or _default_state() / "audit-spool.jsonl",
                              args.worker_index)
         config = dataclasses.replace(config, audit=dataclasses.replace(config.audit, spool_file=spool))
         if args.management_port is not None:
             config = dataclasses.replace(config, management=ManagementListener(
                 config.management.host if config.management else "127.0.0.1", args.management_port))
         offset = 0 if args.management_port is not None else (args.worker_index or 0)  # an explicit port is exact
-        app = create_app(config, spool_dir=Path(os.environ["WMSGATE_STATE"]), management_offset=offset)
+        app = create_app(config, spool_dir=_default_state(), management_offset=offset)
     except (ConfigError, RouteMapError, ValueError) as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2
@@ -233,7 +234,6 @@ def _audit_url(args: argparse.Namespace) -> str:
 
     if args.db is not None:
         return str(args.db)
-    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     return load_config(Path(args.config)).audit.url
 
 
@@ -281,7 +281,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from authorizer.audit.chain import load_public_key
     from authorizer.config import ConfigError, load_config
 
-    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     url, key_path = args.db, Path(args.public_key) if args.public_key else None
     archive_dir = Path(args.archive_dir) if args.archive_dir else None
     if url is None or key_path is None:
@@ -326,7 +325,6 @@ def cmd_audit_archive(args: argparse.Namespace) -> int:
     from authorizer.audit.store import ArchiveConflict
     from authorizer.config import ConfigError, load_config
 
-    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     url, cutoff = args.db, args.older_than
     archive_dir = Path(args.archive_dir) if args.archive_dir else None
     key_file = Path(args.private_key) if args.private_key else None
@@ -478,7 +476,6 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _load_config(path: str) -> Any:
     from authorizer.config import load_config
 
-    os.environ.setdefault("WMSGATE_STATE", str(_default_state()))
     return load_config(Path(path))
 
 

@@ -359,6 +359,7 @@ class LocalStack(ProcessGroup):
         if not key.exists():
             generate_key(key)
         data["audit"]["signing_key_file"] = str(key)
+        data["audit"]["spool_file"] = str(s.state / "audit-spool.jsonl")
         data["route_map"] = str(REPO / "config" / "routes.yaml")
         data["keycloak_admin"]["client_secret"] = demo_overlay()["access_admin_client_secret"]
         data["sso"]["client_secret"] = demo_overlay()["gateway_client_secret"]

@@ -13,11 +13,12 @@ from wmsgate.tools import REPO
 pytestmark = pytest.mark.usefixtures("config_secrets")  # the shipped configs name their secrets
 
 
-def test_shipped_config_loads_with_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WMSGATE_STATE", "/tmp/wmsgate-state")
+def test_shipped_config_loads_with_its_paths_beside_it_and_env_expansion(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WMSGATE_STATE", raising=False)
     cfg = load_config(REPO / "config" / "gateway.yaml")
     assert cfg.port == 8080 and cfg.oidc.audience == "wms-gateway"
-    assert cfg.audit.url == "sqlite+aiosqlite:////tmp/wmsgate-state/audit.db"
+    assert cfg.audit.url == f"sqlite+aiosqlite:///{REPO / '.state' / 'audit.db'}"  # relative to the file's folder
+    assert cfg.keycloak_admin is not None and cfg.keycloak_admin.client_secret == "test-wmsgate_kc_admin_secret"
     assert cfg.route_map == REPO / "config" / "routes.yaml"
     strip = {h.lower() for h in cfg.strip_request_headers}
     assert {"x-wms-user", "x-wms-roles", "x-forwarded-for", "forwarded"} <= strip
@@ -44,7 +45,7 @@ def test_audit_spool_and_retention_settings(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("WMSGATE_STATE", "/tmp/wmsgate-state")
     cfg = load_config(REPO / "config" / "gateway.yaml", {"audit.retention_days": 400,
                                                           "audit.archive_dir": "${WMSGATE_STATE}/archive"})
-    assert cfg.audit.spool_file == Path("/tmp/wmsgate-state/audit-spool.jsonl")
+    assert cfg.audit.spool_file == REPO / ".state" / "audit-spool.jsonl"
     assert cfg.audit.retention_days == 400 and cfg.audit.archive_dir == Path("/tmp/wmsgate-state/archive")
 
 
