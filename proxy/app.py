@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 
 from authorizer.approvals.store import ApprovalStore
-from authorizer.audit import AuditRecord, AuditStore, AuditWriter
+from authorizer.audit import AuditRecord, AuditStore, AuditWriter, WriterSettings
 from authorizer.audit.chain import load_private_key
 from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
@@ -153,9 +153,9 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         await create_schema(engine)
         await revocations.refresh()
         signing_key = load_private_key(config.audit.signing_key_file) if config.audit.signing_key_file else None
-        writer = AuditWriter(store, config.audit.flush_interval_seconds, config.audit.batch_size,
-                             config.audit.max_pending, spool, signing_key, config.audit.checkpoint_every_records,
-                             config.audit.checkpoint_every_seconds)
+        writer = AuditWriter(store, WriterSettings(
+            config.audit.flush_interval_seconds, config.audit.batch_size, config.audit.max_pending,
+            config.audit.checkpoint_every_records, config.audit.checkpoint_every_seconds), spool, signing_key)
         await writer.start()
         for change in await record_modes(engine, enforcement, [r.key for r in routes.routes]):
             await writer.commit(mode_change_record(change))

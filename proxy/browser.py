@@ -10,7 +10,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from proxy.browser_pages import Text, login_href, refusal_page
+from proxy.browser_pages import RefusalLinks, Text, login_href, refusal_page
 from proxy.redirects import safe_return_to
 from proxy.responses import Refusal
 
@@ -67,7 +67,7 @@ def refusal_answer(request: web.Request, refusal: Refusal, decision_id: str, use
         refusal.code in LOGIN_FIXES or refusal.code == "token_revoked") else None
     why = f"/_gateway/ui/why?{urlencode({'decision_id': decision_id})}" if origin and username else None
     response = refusal_page(refusal.status, refusal.code, Text(refusal.zh, refusal.en), decision_id, username,
-                            step_up_href, again, why)
+                            RefusalLinks(step_up_href, again, why))
     for name, value in refusal.headers.items():
         response.headers.setdefault(name, value)
     return response

@@ -73,9 +73,23 @@ ASK = Text("如需此权限,请联系您的主管或系统管理员,并提供下
            "and give them the decision id below.")
 
 
+@dataclass(frozen=True)
+class RefusalLinks:
+    """Where a refusal page sends the person next (each None when it does not apply).
+
+    Attributes:
+        step_up: where to confirm identity with a second factor, when that is what is missing.
+        login_again: where to log in again, when the session ended.
+        why: the console's explanation of this decision, for a logged-in person.
+    """
+
+    step_up: str | None = None
+    login_again: str | None = None
+    why: str | None = None
+
+
 def refusal_page(status: int, code: str, reason: Text, decision_id: str, username: str | None,
-                 step_up_href: str | None = None, login_again_href: str | None = None,
-                 why_href: str | None = None) -> web.Response:
+                 links: RefusalLinks | None = None) -> web.Response:
     """A friendly refusal: what happened, what is missing, whom to ask, the decision id.
 
     Args:
@@ -84,10 +98,10 @@ def refusal_page(status: int, code: str, reason: Text, decision_id: str, usernam
         reason: the main reason in both languages.
         decision_id: the audit record's id.
         username: who is logged in, if anyone.
-        step_up_href: where to confirm identity with a second factor, when that is what is missing.
-        login_again_href: where to log in again, when the session ended.
-        why_href: the console's explanation of this decision, for a logged-in person.
+        links: where to go next (:class:`RefusalLinks`).
     """
+    links = links or RefusalLinks()
+    step_up_href, login_again_href, why_href = links.step_up, links.login_again, links.why
     parts = [f'<div class="box" role="alert">{_both(reason)}</div>']
     if step_up_href:
         parts.append(_both(Text("此操作需要再次验证身份(动态验证码)。", "This action needs you to confirm "

@@ -84,6 +84,39 @@ def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 
+@dataclass(frozen=True)
+class Outbound:
+    """The request as the WMS gets it.
+
+    Attributes:
+        path_and_query: raw path plus ``?query`` to request on the WMS.
+        headers: headers for the WMS (see :func:`upstream_request_headers`).
+        body: the already-read body, or None to stream the client's.
+    """
+
+    path_and_query: str
+    headers: CIMultiDict[str]
+    body: bytes | None = None
+
+
+@dataclass(frozen=True)
+class AnswerPlan:
+    """What the client's answer gets.
+
+    Attributes:
+        rewrite: what the decision requires of the answer (any status); None streams answers
+            that the conventions need not read.
+        extra_headers: headers added to the client's answer (``X-Decision-Id``).
+        links: the gateway's origin and own query parameters (``warehouse=SH``) that rewritten
+            WMS links get, so following one stays on the gateway and in the same tenant.
+    """
+
+    rewrite: Rewrite | None
+    extra_headers: dict[str, str]
+    links: LinkTarget
+
+
+
 class Forwarder:
     """Sends requests to the WMS over the app's shared session and relays its answers
     made safe by the WMS's answer conventions (:mod:`proxy.upstream_answer`).
@@ -100,9 +133,8 @@ class Forwarder:
         self._max_transform = settings.max_transform_bytes
         self.conventions = AnswerConventions(settings.answers, settings.url)
 
-    async def forward(self, request: web.Request, path_and_query: str, headers: CIMultiDict[str],
-                      body: bytes | None, rewrite: Rewrite | None, extra_headers: dict[str, str],
-                      public_origin: str, link_params: str = "") -> tuple[web.StreamResponse, UpstreamResult]:
+    async def forward(self, request: web.Request, outbound: Outbound,
+                      plan: AnswerPlan) -> tuple[web.StreamResponse, UpstreamResult]:
         """Send the request and relay the answer.
 
         A 5xx answer's body never reaches the client (it may be a debug page carrying
@@ -110,16 +142,9 @@ class Forwarder:
         headers are dropped and WMS links rewritten to ``public_origin``.
 
         Args:
-            request: the client's request (its body is streamed when ``body`` is None).
-            path_and_query: raw path plus ``?query`` to request on the WMS.
-            headers: headers for the WMS (see :func:`upstream_request_headers`).
-            body: the already-read body, or None to stream it.
-            rewrite: what the decision requires of the answer (any status); None streams
-                answers that the conventions need not read.
-            extra_headers: headers added to the client's answer.
-            public_origin: the gateway's origin as clients reach it (``scheme://host[:port]``).
-            link_params: the gateway's own query parameters of the request (``warehouse=SH``),
-                added to every rewritten WMS link so following it stays in the same tenant.
+            request: the client's request (its body is streamed when ``outbound.body`` is None).
+            outbound: what is sent to the WMS (:class:`Outbound`).
+            plan: what the answer gets (:class:`AnswerPlan`).
 
         Returns:
             The prepared (and, when streamed, completed) response and the upstream result
@@ -131,6 +156,8 @@ class Forwarder:
             UpstreamFailure: the WMS answered 5xx (or, when the decision needs a rewrite,
                 a 4xx body that cannot be read); the client gets the gateway's own error.
         """
+        path_and_query, headers, body = outbound.path_and_query, outbound.headers, outbound.body
+        rewrite, extra_headers, links = plan.rewrite, plan.extra_headers, plan.links
         data: Any = body
         if body is None and request.body_exists:
             data = request.content
@@ -147,7 +174,6 @@ class Forwarder:
                 await self._drain(upstream)
                 raise upstream_error(upstream.status, (time.perf_counter() - started) * 1000,
                                      self.conventions.replaced_headers(upstream.headers))
-            links = LinkTarget(public_origin, link_params)
             response_headers = self.conventions.response_headers(upstream.headers, links)
             response_headers.update(extra_headers)
             if rewrite is not None:

@@ -44,13 +44,13 @@ from authorizer.enforce.obligations import (
 from proxy import responses
 from proxy.body_identity import enforce_body_identity
 from proxy.browser_pages import nothing_in_scope_page
-from proxy.forward import Rewrite, upstream_request_headers
+from proxy.forward import AnswerPlan, Outbound, Rewrite, upstream_request_headers
 from proxy.gateway import Gateway
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.lifecycle import PEP, RequestContext, context_of, endpoint, record_reason
 from proxy.responses import Refusal
 from proxy.sso import SESSION_COOKIE
-from proxy.upstream_answer import UpstreamFailure
+from proxy.upstream_answer import LinkTarget, UpstreamFailure
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +183,9 @@ async def _shadow_forward(ctx: RequestContext, target: CleanTarget, match: Route
     query_string = without_params(target.raw_query, gw.gateway_params)
     try:
         response, result = await gw.forwarder.forward(
-            request, target.raw_path + (f"?{query_string}" if query_string else ""), headers, body_bytes,
-            _rewrite(route, Obligations(mask=mask), False),
-            {"X-Decision-Id": record.decision_id, "X-Gateway-Shadow": "would_deny"},
-            gw.config.public_origin, _link_params(gw, target))
+            request, Outbound(target.raw_path + (f"?{query_string}" if query_string else ""), headers, body_bytes),
+            AnswerPlan(_rewrite(route, Obligations(mask=mask), False),
+                       {"X-Decision-Id": record.decision_id, "X-Gateway-Shadow": "would_deny"}, _links(gw, target)))
     except UpstreamFailure as failure:
         record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
         raise
@@ -213,13 +212,14 @@ async def _shadow_mask(ctx: RequestContext, refusal: Refusal, route: Route) -> t
         raise responses.pdp_unavailable() from None
 
 
-def _link_params(gw: Gateway, target: CleanTarget) -> str:
-    """The gateway's own parameters of the request (``warehouse=SH``), carried into the WMS
-    links rewritten in the answer so that following them stays in the same tenant."""
+def _links(gw: Gateway, target: CleanTarget) -> LinkTarget:
+    """Where WMS links in the answer point: the gateway's public origin, with the request's own
+    gateway parameters (``warehouse=SH``) so that following them stays in the same tenant."""
     names = gw.gateway_params
     if not names or not target.raw_query:
-        return ""
-    return "&".join(p for p in target.raw_query.split("&") if unquote_plus(p.partition("=")[0]) in names)
+        return LinkTarget(gw.config.public_origin, "")
+    return LinkTarget(gw.config.public_origin, "&".join(
+        p for p in target.raw_query.split("&") if unquote_plus(p.partition("=")[0]) in names))
 
 
 def choose_request_tenant(gw: Gateway, match: RouteMatch | None, target: CleanTarget, body: Any,
@@ -543,9 +543,9 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
         headers["Content-Length"] = str(len(body_bytes))
     path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
     try:
-        response, result = await gw.forwarder.forward(request, path_and_query, headers, body_bytes, rewrite,
-                                                      {"X-Decision-Id": record.decision_id},
-                                                      gw.config.public_origin, _link_params(gw, target))
+        response, result = await gw.forwarder.forward(
+            request, Outbound(path_and_query, headers, body_bytes),
+            AnswerPlan(rewrite, {"X-Decision-Id": record.decision_id}, _links(gw, target)))
     except UpstreamFailure as failure:  # the WMS's error body is withheld; its status is the outcome
         record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
         record.detail["upstream_body"] = "withheld"

@@ -405,7 +405,7 @@ def cmd_audit_verify_export(args: argparse.Namespace) -> int:
 def cmd_audit_anomalies(args: argparse.Namespace) -> int:
     """Run the built-in anomaly queries and print the findings."""
     from authorizer.audit import AuditStore
-    from authorizer.audit.anomalies import find_anomalies
+    from authorizer.audit.anomalies import Thresholds, find_anomalies
     from authorizer.config import ConfigError
 
     try:
@@ -418,8 +418,9 @@ def cmd_audit_anomalies(args: argparse.Namespace) -> int:
     async def run() -> list[Any]:
         store = AuditStore(url)
         try:
-            return await find_anomalies(store, since, status_changes=args.status_changes, deletes=args.deletes,
-                                        delete_window_s=args.delete_window, denials=args.denials)
+            return await find_anomalies(store, since, Thresholds(
+                status_changes=args.status_changes, deletes=args.deletes, delete_window_s=args.delete_window,
+                denials=args.denials))
         finally:
             await store.close()
 

@@ -100,22 +100,39 @@ async def _rows(store: AuditStore, since: dt.datetime, *conditions: Any) -> list
         return [dict(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def find_anomalies(store: AuditStore, since: dt.datetime, status_changes: int = 5,
-                         status_window_s: int = 86_400, deletes: int = 20, delete_window_s: int = 300,
-                         denials: int = 20, denial_window_s: int = 600, working_hours: tuple[int, int] = (8, 20)
-                         ) -> list[Finding]:
-    """Run every built-in query over records since ``since`` (UTC).
+@dataclass(frozen=True)
+class Thresholds:
+    """When a pattern in the audit trail is a finding.
 
-    Args:
-        status_changes, status_window_s: an order whose status changed this often within this window.
-        deletes, delete_window_s: one person deleting this many inventory records within this window.
-        denials, denial_window_s: one person refused this often within this window.
+    Attributes:
+        status_changes, status_window_s: an order whose status changed this often within this window (s).
+        deletes, delete_window_s: one person deleting this many inventory records within this window (s).
+        denials, denial_window_s: one person refused this often within this window (s).
         working_hours: local (Asia/Shanghai) hours [start, end) outside which a high-risk
             operation (anything run through an approval, any access change) is reported.
+    """
+
+    status_changes: int = 5
+    status_window_s: int = 86_400
+    deletes: int = 20
+    delete_window_s: int = 300
+    denials: int = 20
+    denial_window_s: int = 600
+    working_hours: tuple[int, int] = (8, 20)
+
+
+async def find_anomalies(store: AuditStore, since: dt.datetime, thresholds: Thresholds | None = None
+                         ) -> list[Finding]:
+    """Run every built-in query over records since ``since`` (UTC) with ``thresholds`` (defaults:
+    :class:`Thresholds`).
 
     Returns:
         Findings, the most records first.
     """
+    th = thresholds or Thresholds()
+    status_changes, status_window_s, deletes, delete_window_s = (th.status_changes, th.status_window_s, th.deletes,
+                                                                 th.delete_window_s)
+    denials, denial_window_s, working_hours = th.denials, th.denial_window_s, th.working_hours
     t = audit_records.c
     findings: list[Finding] = []
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from authorizer.audit.chain import GENESIS
 from authorizer.audit.export import verify_jsonl
-from authorizer.audit.store import ArchiveConflict, AuditStore
+from authorizer.audit.store import ArchiveConflict, ArchiveMarker, AuditStore
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ async def _archive_segment(store: AuditStore, private_key: Any, archive_dir: Pat
         os.close(dir_fd)
     sha256 = digest.hexdigest()
     at_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    await store.remove_archived(private_key, first_seq, last_seq, expected_prev, str(checkpoint["hash"]), count,
-                                name, sha256, at_ms)
+    await store.remove_archived(private_key, ArchiveMarker(first_seq, last_seq, expected_prev, str(checkpoint["hash"]),
+                                                           count, name, sha256, at_ms))
     log.warning("archived audit records %d-%d (%d) to %s", first_seq, last_seq, count, final)
     return ArchivedSegment(first_seq, last_seq, count, final, sha256)
 

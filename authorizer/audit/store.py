@@ -152,6 +152,29 @@ def _ms(ts: dt.datetime) -> int:
     return int(ts.timestamp() * 1000)
 
 
+@dataclass(frozen=True)
+class ArchiveMarker:
+    """What an archived segment of the chain was: kept (signed) in place of its records.
+
+    Attributes:
+        first_seq, last_seq: the segment's record sequence numbers (inclusive).
+        first_prev_hash: the chain hash just before the segment; last_hash: its last record's hash.
+        records: how many records it holds.
+        file, file_sha256: the archive file's name and SHA-256 (hex).
+        at_ms: when it was archived, milliseconds since the epoch (UTC).
+    """
+
+    first_seq: int
+    last_seq: int
+    first_prev_hash: str
+    last_hash: str
+    records: int
+    file: str
+    file_sha256: str
+    at_ms: int
+
+
+
 class AuditStore:
     """Reads and writes audit records.
 
@@ -389,15 +412,17 @@ class AuditStore:
             async for row in result.mappings():
                 yield dict(row)
 
-    async def remove_archived(self, private_key: Any, first_seq: int, last_seq: int, first_prev_hash: str,
-                              last_hash: str, records: int, file: str, file_sha256: str, at_ms: int) -> None:
-        """Record a signed archive marker and delete the archived records, in one transaction.
+    async def remove_archived(self, private_key: Any, marker: ArchiveMarker) -> None:
+        """Record ``marker``, signed with ``private_key``, and delete the archived records, in one transaction.
 
         Raises:
             ArchiveConflict: the records in range are not exactly the archived ones (count or
                 edge hashes differ), or the segment does not follow the previous archive.
         """
         t = audit_records.c
+        first_seq, last_seq, first_prev_hash, last_hash = (marker.first_seq, marker.last_seq, marker.first_prev_hash,
+                                                           marker.last_hash)
+        records, file, file_sha256, at_ms = marker.records, marker.file, marker.file_sha256, marker.at_ms
         async with self._append_lock, self.engine.begin() as conn:
             await self._lock_chain(conn)
             last = (await conn.execute(select(audit_archives).order_by(audit_archives.c.first_seq.desc())

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from authorizer.audit.record import AuditRecord
@@ -26,6 +27,28 @@ class AuditUnavailable(Exception):
     dies); the caller must not answer as if it were recorded."""
 
 
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """How the audit writer batches and bounds its queue.
+
+    Attributes:
+        interval: seconds between flushes (the upper bound on a record's wait when the DB is healthy).
+        batch_size: records per insert transaction.
+        max_pending: memory queue bound (records) before refusing.
+        checkpoint_every_records, checkpoint_every_seconds: a checkpoint is signed after
+            this many new records or this many seconds with new records, whichever first.
+        max_backoff: seconds between retries while the database stays down.
+    """
+
+    interval: float = 0.2
+    batch_size: int = 1000
+    max_pending: int = 200_000
+    checkpoint_every_records: int = 1000
+    checkpoint_every_seconds: float = 60.0
+    max_backoff: float = 2.0
+
+
 class AuditWriter:
     """Queues records and writes them to the store every ``interval`` seconds or ``batch_size`` records.
 
@@ -39,31 +62,25 @@ class AuditWriter:
 
     Args:
         store: where records go.
-        interval: seconds between flushes (the upper bound on a record's wait when the DB is healthy).
-        batch_size: records per insert transaction.
-        max_pending: memory queue bound (records) before refusing.
+        settings: batching, bounds and checkpoint cadence (:class:`WriterSettings`).
         spool: where records wait while the database is down (None: memory only, for tests and tools).
         signing_key: Ed25519 private key that signs checkpoints (None: no checkpoints).
-        checkpoint_every_records, checkpoint_every_seconds: a checkpoint is signed after
-            this many new records or this many seconds with new records, whichever first.
-        max_backoff: seconds between retries while the database stays down.
     """
 
-    def __init__(self, store: AuditStore, interval: float = 0.2, batch_size: int = 1000,
-                 max_pending: int = 200_000, spool: Spool | None = None, signing_key: Any = None,
-                 checkpoint_every_records: int = 1000, checkpoint_every_seconds: float = 60.0,
-                 max_backoff: float = 2.0) -> None:
+    def __init__(self, store: AuditStore, settings: WriterSettings | None = None, spool: Spool | None = None,
+                 signing_key: Any = None) -> None:
+        settings = settings or WriterSettings()
         self._signing_key = signing_key
-        self._cp_records = checkpoint_every_records
-        self._cp_seconds = checkpoint_every_seconds
+        self._cp_records = settings.checkpoint_every_records
+        self._cp_seconds = settings.checkpoint_every_seconds
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._store = store
         self._spool = spool
-        self._interval = interval
-        self._batch_size = batch_size
-        self._max_pending = max_pending
-        self._max_backoff = max_backoff
+        self._interval = settings.interval
+        self._batch_size = settings.batch_size
+        self._max_pending = settings.max_pending
+        self._max_backoff = settings.max_backoff
         self._queue: deque[AuditRecord] = deque()
         self._spool_refused = False  # the last move of the queue to the spool failed
         self._io = asyncio.Lock()  # one drain at a time keeps the chain in submission order

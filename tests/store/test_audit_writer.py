@@ -17,6 +17,7 @@ from authorizer.audit import (
     AuditUnavailable,
     AuditWriter,
     Spool,
+    WriterSettings,
 )
 
 
@@ -43,7 +44,7 @@ def test_records_are_flushed_and_searchable(tmp_path: Path, store_url: str) -> N
     async def run() -> list[dict]:
         store = AuditStore(store_url)
         await store.create_schema()
-        writer = AuditWriter(store, interval=0.05, batch_size=10)
+        writer = AuditWriter(store, WriterSettings(interval=0.05, batch_size=10))
         await writer.start()
         for n in range(25):
             writer.submit(record(n, user="keeper.hf" if n % 5 == 0 else "picker.hf"))
@@ -64,7 +65,7 @@ def test_failed_flushes_keep_records_until_the_database_returns(tmp_path: Path, 
     async def run() -> int:
         store = AuditStore(store_url)
         await store.create_schema()
-        writer = AuditWriter(FlakyStore(store, failures=2), interval=0.02)  # type: ignore[arg-type]
+        writer = AuditWriter(FlakyStore(store, failures=2), WriterSettings(interval=0.02))  # type: ignore[arg-type]
         await writer.start()
         for n in range(5):
             writer.submit(record(n))
@@ -83,13 +84,13 @@ def test_records_the_database_refuses_at_shutdown_are_spooled_and_replayed(tmp_p
     async def run() -> int:
         store = AuditStore(store_url)
         await store.create_schema()
-        writer = AuditWriter(FlakyStore(store, failures=10_000), interval=10, spool=Spool(spool))  # type: ignore[arg-type]
+        writer = AuditWriter(FlakyStore(store, failures=10_000), WriterSettings(interval=10), spool=Spool(spool))  # type: ignore[arg-type]
         await writer.start()
         for n in range(3):
             writer.submit(record(n))
         await writer.close(attempts=1)
         assert spool.exists()
-        again = AuditWriter(store, interval=10, spool=Spool(spool))
+        again = AuditWriter(store, WriterSettings(interval=10), spool=Spool(spool))
         await again.start()
         await again.close()
         rows = await store.search(AuditQuery(limit=100))
@@ -120,7 +121,7 @@ def test_an_outage_while_running_spools_records_and_replays_them_in_order(tmp_pa
         store = AuditStore(store_url)
         await store.create_schema()
         db = SwitchableStore(store)
-        writer = AuditWriter(db, interval=0.02, spool=Spool(spool_file), max_backoff=0.05)  # type: ignore[arg-type]
+        writer = AuditWriter(db, WriterSettings(interval=0.02, max_backoff=0.05), spool=Spool(spool_file))  # type: ignore[arg-type]
         await writer.start()
         for n in range(0, 10):
             writer.submit(record(n))
@@ -152,7 +153,7 @@ def test_an_outage_while_running_spools_records_and_replays_them_in_order(tmp_pa
 
 
 def test_capacity_bound_signals_backpressure(tmp_path: Path, store_url: str) -> None:
-    writer = AuditWriter(AuditStore(store_url), max_pending=2)
+    writer = AuditWriter(AuditStore(store_url), WriterSettings(max_pending=2))
     writer.submit(record(1))
     writer.check_capacity()
     writer.submit(record(2))
@@ -167,7 +168,7 @@ def test_a_full_spool_refuses_new_requests_and_high_risk_answers(tmp_path: Path,
         await store.create_schema()
         db = SwitchableStore(store)
         db.down = True
-        writer = AuditWriter(db, interval=10, spool=Spool(tmp_path / "spool.jsonl", max_bytes=600))  # type: ignore[arg-type]
+        writer = AuditWriter(db, WriterSettings(interval=10), spool=Spool(tmp_path / "spool.jsonl", max_bytes=600))  # type: ignore[arg-type]
         writer.submit(record(1))
         assert not await writer.flush()
         assert writer.spooled == 1
@@ -199,11 +200,11 @@ def test_a_record_committed_during_an_outage_survives_a_crash(tmp_path: Path, st
         await store.create_schema()
         db = SwitchableStore(store)
         db.down = True
-        crashed = AuditWriter(db, interval=10, spool=Spool(spool_file))  # type: ignore[arg-type]
+        crashed = AuditWriter(db, WriterSettings(interval=10), spool=Spool(spool_file))  # type: ignore[arg-type]
         await crashed.commit(record(7))
         with spool_file.open("ab") as fh:  # a later append cut short by the crash
             fh.write(b'{"decision_id": "torn')
-        again = AuditWriter(store, interval=10, spool=Spool(spool_file))
+        again = AuditWriter(store, WriterSettings(interval=10), spool=Spool(spool_file))
         assert again.spooled == 1
         assert await again.flush()
         chain = [r["decision_id"] async for r in store.iter_chain(AuditQuery())]

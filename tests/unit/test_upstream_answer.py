@@ -14,7 +14,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from authorizer.config import AnswerSettings, UpstreamSettings
-from proxy.forward import Forwarder, Rewrite
+from proxy.forward import AnswerPlan, Forwarder, Outbound, Rewrite
 from proxy.responses import Refusal
 from proxy.upstream_answer import AnswerConventions, LinkTarget, UpstreamFailure
 
@@ -99,8 +99,9 @@ async def _through(wms_handler: Handler, rewrite: Rewrite | None = None,
 
         async def gateway(request: web.Request) -> web.StreamResponse:
             try:
-                response, result = await forwarder.forward(request, request.raw_path, CIMultiDict(), None, rewrite,
-                                                           {"X-Decision-Id": "d1"}, PUBLIC)
+                response, result = await forwarder.forward(request, Outbound(request.raw_path, CIMultiDict()),
+                                                           AnswerPlan(rewrite, {"X-Decision-Id": "d1"},
+                                                                      LinkTarget(PUBLIC, "")))
             except Refusal as refusal:
                 outcome["result"] = refusal
                 return web.json_response({"error": refusal.code}, status=refusal.status)
