@@ -391,9 +391,10 @@ def read_secret(base: Path, section: dict[str, Any], key: str) -> str | None:
     return None if not secret or secret.startswith("$") else secret
 
 
-def _required_secret(base: Path, section: schema._Section, key: str, feature: str) -> str:
+def _required_secret(base: Path, section: schema._Section, key: str, feature: str, needed: bool) -> str | None:
     """The secret a configured feature needs (``<key>`` or ``<key>_file``); a section that is
-    there without its secret is an error, never a feature silently turned off.
+    there without its secret is an error, never a feature silently turned off (None only when
+    not ``needed``: a tool that reads other settings of the file).
 
     Raises:
         ConfigError: no secret, an unset ``${VARIABLE}``, or an unreadable file.
@@ -403,6 +404,8 @@ def _required_secret(base: Path, section: schema._Section, key: str, feature: st
         secret = read_secret(base, fields, key)
     except OSError as exc:
         raise ConfigError(f"config: {feature}.{key}_file cannot be read: {exc}") from None
+    if secret is None and not needed:
+        return None
     if secret is None:
         given = fields.get(key)
         why = f"{given} is not set" if given else f"neither {key} nor {key}_file is given"
@@ -445,11 +448,13 @@ def _mode(doc: schema.GatewayFile) -> str:
     return doc.mode
 
 
-def _sso(base: Path, doc: schema.GatewayFile) -> SsoSettings | None:
+def _sso(base: Path, doc: schema.GatewayFile, need_secrets: bool) -> SsoSettings | None:
     section = doc.sso
     if section is None:
         return None
-    secret = _required_secret(base, section, "client_secret", "sso")
+    secret = _required_secret(base, section, "client_secret", "sso", need_secrets)
+    if secret is None:
+        return None
     public_url = (section.public_url or f"http://{doc.listen.host}:{doc.listen.port}").rstrip("/")
     if not public_url.startswith(("http://", "https://")):
         raise ConfigError("config: sso.public_url must be an http(s) URL")
@@ -481,13 +486,15 @@ def _upstream(base: Path, up: schema.UpstreamFile) -> UpstreamSettings:
         tenant=_tenant(up.tenant))
 
 
-def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayConfig:
+def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_secrets: bool = True) -> GatewayConfig:
     """Read and validate a gateway YAML file against :mod:`authorizer.config_schema`.
 
     Args:
         path: the YAML file.
         overrides: optional top-level values that replace the file's (e.g. ``{"port": 9000}``),
             with dotted keys for nested ones (``{"audit.url": "sqlite+aiosqlite:///x.db"}``).
+        need_secrets: a configured feature without its secret is an error (the proxy); False for
+            a tool that reads other settings (the audit store's URL): such a feature is then None.
 
     Returns:
         The typed configuration.
@@ -502,6 +509,10 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
     base = path.parent.resolve()
     up, listen = doc.upstream, doc.listen
     admin, alerting, tls = doc.keycloak_admin, doc.alerting, listen.tls
+    admin_secret = None if admin is None else _required_secret(base, admin, "client_secret", "keycloak_admin",
+                                                                need_secrets)
+    alerting_token = None if alerting is None else _required_secret(base, alerting, "api_token", "alerting",
+                                                                     need_secrets)
     try:
         return GatewayConfig(
             host=listen.host,
@@ -518,15 +529,13 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> GatewayC
             route_map=resolve_path(base, doc.route_map),
             trusted_proxies=tuple(doc.trusted_proxies),
             approval_sweep_seconds=doc.approvals.sweep_seconds,
-            keycloak_admin=None if admin is None else KeycloakAdminConfig(
-                admin.client_id, _required_secret(base, admin, "client_secret", "keycloak_admin"),
-                admin.events_interval_seconds),
-            sso=_sso(base, doc),
+            keycloak_admin=None if admin is None or admin_secret is None else KeycloakAdminConfig(
+                admin.client_id, admin_secret, admin.events_interval_seconds),
+            sso=_sso(base, doc, need_secrets),
             revocation_refresh_seconds=doc.revocation.refresh_seconds,
             grant_sweep_seconds=doc.grants.sweep_seconds,
-            alerting=None if alerting is None else AlertingLink(
-                alerting.url.rstrip("/"), _required_secret(base, alerting, "api_token", "alerting"),
-                alerting.timeout_seconds),
+            alerting=None if alerting is None or alerting_token is None else AlertingLink(
+                alerting.url.rstrip("/"), alerting_token, alerting.timeout_seconds),
             tls=None if tls is None else TlsSettings(resolve_path(base, tls.cert_file),
                                                      resolve_path(base, tls.key_file)),
             trust_ca_file=resolve_path(base, doc.trust.ca_file) if doc.trust.ca_file else None,

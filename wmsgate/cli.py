@@ -234,7 +234,7 @@ def _audit_url(args: argparse.Namespace) -> str:
 
     if args.db is not None:
         return str(args.db)
-    return load_config(Path(args.config)).audit.url
+    return load_config(Path(args.config), need_secrets=False).audit.url
 
 
 def _audit_query(args: argparse.Namespace, limit: int) -> Any:
@@ -285,7 +285,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     archive_dir = Path(args.archive_dir) if args.archive_dir else None
     if url is None or key_path is None:
         try:
-            config = load_config(Path(args.config))
+            config = load_config(Path(args.config), need_secrets=False)
         except ConfigError as exc:
             print(f"wmsgate: {exc}", file=sys.stderr)
             return 2
@@ -330,7 +330,7 @@ def cmd_audit_archive(args: argparse.Namespace) -> int:
     key_file = Path(args.private_key) if args.private_key else None
     if None in (url, cutoff, archive_dir, key_file):
         try:
-            audit = load_config(Path(args.config)).audit
+            audit = load_config(Path(args.config), need_secrets=False).audit
         except ConfigError as exc:
             print(f"wmsgate: {exc}", file=sys.stderr)
             return 2
@@ -477,7 +477,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _load_config(path: str) -> Any:
     from authorizer.config import load_config
 
-    return load_config(Path(path))
+    return load_config(Path(path), need_secrets=False)
 
 
 def cmd_policy_explain(args: argparse.Namespace) -> int:

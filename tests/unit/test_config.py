@@ -126,3 +126,12 @@ def test_a_configured_feature_without_its_secret_does_not_load(
     with pytest.raises(ConfigError, match=rf"{section}\..*\$\{{{variable}\}} is not set"):
         load_config(REPO / "config" / "gateway.yaml")
     assert getattr(load_config(REPO / "config" / "gateway.yaml", {section: None}), section) is None
+
+
+def test_a_tool_reading_other_settings_loads_without_the_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wmsgate audit search` reads the audit store's URL; it needs none of the proxy's secrets."""
+    for name in ("WMSGATE_KC_ADMIN_SECRET", "WMSGATE_SSO_CLIENT_SECRET", "WMSGATE_ALERTING_API_TOKEN"):
+        monkeypatch.delenv(name)
+    cfg = load_config(REPO / "config" / "gateway.yaml", need_secrets=False)
+    assert cfg.audit.url.endswith("/.state/audit.db")
+    assert (cfg.keycloak_admin, cfg.sso, cfg.alerting) == (None, None, None)
