@@ -403,6 +403,8 @@ def _required_secret(base: Path, section: schema._Section, key: str, feature: st
     try:
         secret = read_secret(base, fields, key)
     except OSError as exc:
+        if not needed:  # a tool that reads other settings, run without access to the secrets
+            return None
         raise ConfigError(f"config: {feature}.{key}_file cannot be read: {exc}") from None
     if secret is None and not needed:
         return None

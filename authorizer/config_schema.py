@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -20,9 +20,17 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    """A mapping of the file: unknown keys are refused."""
+    """A mapping of the file: unknown keys are refused; a key left empty (``health:`` with only a
+    comment under it) takes its default, as if it were not there."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None or not _has_default(cls, k)}
+        return data
 
 
 class TlsFile(_Section):
@@ -101,6 +109,11 @@ class TenantFile(_Section):
     query_param: str | None = "warehouse"
 
 
+def _has_default(model: type[BaseModel], name: str) -> bool:
+    field = model.model_fields.get(name)
+    return field is not None and not field.is_required()
+
+
 class UpstreamFile(_Section):
     """``upstream``: the protected WMS."""
 
@@ -115,6 +128,11 @@ class UpstreamFile(_Section):
     health: HealthFile = Field(default_factory=HealthFile)
     answers: AnswersFile = Field(default_factory=AnswersFile)
     tenant: TenantFile | None = None
+
+    @field_validator("tenant", mode="before")
+    @classmethod
+    def _empty_tenant_is_off(cls, value: Any) -> Any:
+        return None if value == {} else value  # `tenant: {}` has always meant no tenants
 
 
 class AuditFile(_Section):

@@ -30,6 +30,7 @@ from authorizer.enforce.enforcement import EnforcementModes, ModeChange, record_
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.iam.grants import GrantStore
 from authorizer.tls import client_context
+from proxy.console_pages import setup_templates
 from proxy.forward import Forwarder
 from proxy.gateway import GATEWAY, Gateway
 from proxy.lifecycle import PREFIX, audited_requests, sub_path
@@ -229,6 +230,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
     app.on_cleanup.append(cleanup)
     app.on_response_prepare.append(apply_session_cookie)
     app.on_response_prepare.append(_neutral_server_header)
+    setup_templates(app)  # the console's pages (Jinja2, autoescaped)
     app.add_subapp(PREFIX, gateway_endpoints(config))
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

@@ -14,7 +14,7 @@ from typing import Any
 from authorizer.authn.identity import Principal
 from authorizer.authz.routes import BodyIdentityField
 from authorizer.enforce.caller_identity import MissingIdentity, render
-from proxy.responses import Refusal
+from proxy.messages import refusal
 from proxy.upstream_identity import no_caller_identity
 
 
@@ -47,9 +47,7 @@ def enforce_body_identity(fields: tuple[BodyIdentityField, ...], body: dict[str,
         sent = body.get(spec.field)
         if spec.mode == "refuse":
             if spec.field in body and str(sent) != text:
-                raise Refusal(403, "identity_field_mismatch",
-                              f"请求体字段 {spec.field} 必须是您本人({text}),不能代他人操作",
-                              f"body field {spec.field} must name you ({text}); acting as someone else is refused")
+                raise refusal("identity_field_mismatch", field=spec.field, value=text)
             continue
         if sent != value:
             body[spec.field] = value

@@ -1,23 +1,28 @@
-"""HTML of the admin console (``/_gateway/ui/``): server-rendered, light CSS, no JavaScript.
+"""HTML of the admin console (``/_gateway/ui/``): server-rendered from Jinja2 templates
+(``proxy/templates/console/``, autoescaped), light CSS, no JavaScript.
 
 zh-CN first with English beside it; ``?lang=en`` (remembered in a cookie) puts
-English first. Every value is HTML-escaped; every form carries the session's CSRF
-token and works with the keyboard alone.
+English first. Every value is HTML-escaped by the templates; every form carries the
+session's CSRF token and works with the keyboard alone.
 """
 
 from __future__ import annotations
 
-import html
+import datetime as dt
 import json
-from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from proxy.browser_pages import Text
 
 LANG_COOKIE = "wmsgate_lang"
+#: The warehouses' time zone (Asia/Shanghai): times are shown in it.
+BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 _STYLE = """body{font-family:system-ui,"PingFang SC","Microsoft YaHei",sans-serif;margin:0;color:#1f2933;
 line-height:1.5}header{background:#243b53;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;flex-wrap:wrap;
@@ -32,6 +37,10 @@ form.inline{display:inline-block;margin-right:1rem}label{display:inline-block;ma
 button{padding:.3rem .9rem;cursor:pointer}a:focus,button:focus,input:focus,textarea:focus,select:focus{
 outline:3px solid #f0b429}pre{white-space:pre-wrap;word-break:break-all;font-size:.85rem;margin:0}"""
 
+#: The console's pages, by the names the templates use.
+PATHS = {"approvals": "/_gateway/ui/approvals", "audit": "/_gateway/ui/audit", "people": "/_gateway/ui/people",
+         "why": "/_gateway/ui/why", "who_can": "/_gateway/ui/who-can", "alerts": "/_gateway/ui/alerts"}
+
 NAV = (("/_gateway/ui/approvals", Text("审批", "Approvals")), ("/_gateway/ui/audit", Text("审计日志", "Audit trail")),
        ("/_gateway/ui/people", Text("人员与权限", "People")), ("/_gateway/ui/why", Text("为何被拒绝", "Why denied")),
        ("/_gateway/ui/who-can", Text("谁可以", "Who can")), ("/_gateway/ui/alerts", Text("告警", "Alerts")))
@@ -43,73 +52,74 @@ class Lang:
     def __init__(self, first: str) -> None:
         self.first = "en" if first == "en" else "zh"
 
-    def t(self, text: Text) -> str:
-        """Both languages, the chosen one first, the other smaller beside it."""
-        a, b = (text.en, text.zh) if self.first == "en" else (text.zh, text.en)
-        return f'{html.escape(a)} <span class="second">{html.escape(b)}</span>'
-
-    def plain(self, text: Text) -> str:
-        """Both languages as plain text (for titles and button labels)."""
-        return f"{text.en} / {text.zh}" if self.first == "en" else f"{text.zh} / {text.en}"
-
 
 def lang_of(request: web.Request) -> Lang:
     """The language from ``?lang=`` or the remembered cookie."""
     return Lang(request.query.get("lang") or request.cookies.get(LANG_COOKIE, "zh"))
 
 
-def esc(value: Any) -> str:
-    """HTML-escaped text of any value (None as empty)."""
-    return "" if value is None else html.escape(str(value))
+def pretty_body(text: str | None) -> str:
+    """A held request's body for approvers: pretty JSON when it is JSON, else the text (not escaped:
+    the templates escape)."""
+    if not text:
+        return ""
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, indent=2)
+    except ValueError:
+        return text
 
 
-def csrf_field(csrf: str) -> str:
-    """The hidden CSRF token input of a console form."""
-    return f'<input type="hidden" name="_csrf" value="{esc(csrf)}">'
+def beijing_time(iso_text: str | None) -> str:
+    """An ISO UTC time shown in the warehouses' time zone (``2026-12-02 18:00:00``), '' for none."""
+    if not iso_text:
+        return ""
+    at = dt.datetime.fromisoformat(str(iso_text).replace("Z", "+00:00"))
+    return at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def table(headers: Iterable[Text], rows: Iterable[Iterable[str]], lang: Lang) -> str:
-    """A table; ``rows`` hold trusted markup (escape values with :func:`esc`)."""
-    head = "".join(f'<th scope="col">{lang.t(h)}</th>' for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _iso_short(iso_text: str | None) -> str:
+    return dt.datetime.fromisoformat(iso_text).strftime("%Y-%m-%d %H:%M:%S") if iso_text else ""
 
 
-def console_page(request: web.Request, title: Text, body: str, username: str, identity_provider: str,
-                 status: int = 200, decision_id: str = "") -> web.Response:
-    """A console page with the navigation bar, the person's name, the language switch and logout.
+def setup_templates(app: web.Application) -> None:
+    """Install the console's Jinja2 environment on ``app`` (autoescape on, undefined names are errors)."""
+    env = aiohttp_jinja2.setup(app, loader=jinja2.PackageLoader("proxy", "templates"), autoescape=True,
+                               undefined=jinja2.StrictUndefined)
+    env.filters.update({
+        "when": beijing_time, "pretty": pretty_body, "urlquote": lambda value: quote(str(value), safe=""),
+        "utc_iso": lambda seconds: dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(),
+        "ms_utc": lambda ms: dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "iso_short": _iso_short})
+
+
+def console_page(request: web.Request, title: Text, template: str, context: dict[str, Any], username: str,
+                 identity_provider: str, decision_id: str = "") -> web.Response:
+    """A console page: ``console/<template>.html`` in the layout with the navigation bar, the
+    person's name, the language switch and logout.
 
     Args:
+        title: the page's title in both languages.
+        template: the page template's name (``approvals``).
+        context: the template's values (``lang``, ``title``, ``viewer`` and the paths are added).
         identity_provider: the issuer's origin (forms may be redirected there for a step-up).
+        decision_id: the audit record's id (``X-Decision-Id``).
+
+    Raises:
+        jinja2.TemplateError: a template bug (the lifecycle answers 500 and records it).
     """
     lang = lang_of(request)
-    nav = "".join(f'<a href="{href}">{lang.t(text)}</a>' for href, text in NAV)
     other = "en" if lang.first == "zh" else "zh"
-    switch = f'<a href="?{urlencode({"lang": other})}" lang="{other}">{"English" if other == "en" else "中文"}</a>'
-    doc = (f'<!doctype html><html lang="{"en" if lang.first == "en" else "zh-CN"}"><head><meta charset="utf-8">'
-           f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-           f'<title>{esc(lang.plain(title))} - WMS 网关 / gateway</title><style>{_STYLE}</style></head><body>'
-           f'<header><strong>WMS 访问网关 / Access gateway</strong><nav>{nav}</nav>'
-           f'<span>{esc(username)}</span>{switch}<a href="/_gateway/auth/logout">{lang.t(Text("退出", "Log out"))}</a>'
-           f'</header><main><h1>{lang.t(title)}</h1>{body}</main></body></html>')
+    values = {"lang": lang.first, "other": other, "switch_query": urlencode({"lang": other}), "title": title,
+              "viewer": username, "nav": NAV, "style": Markup(_STYLE), "csrf": "", **PATHS, **context}
+    doc = aiohttp_jinja2.render_string(f"console/{template}.html", request, values)
     # A form may end at the identity provider (a decision that needs a step-up redirects there).
     headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                "Content-Security-Policy": f"default-src 'none'; style-src 'unsafe-inline'; "
                                           f"form-action 'self' {identity_provider}; frame-ancestors 'none'"}
     if decision_id:
         headers["X-Decision-Id"] = decision_id
-    response = web.Response(status=status, text=doc, content_type="text/html", charset="utf-8", headers=headers)
+    response = web.Response(text=doc, content_type="text/html", charset="utf-8", headers=headers)
     if request.query.get("lang") in ("zh", "en"):
         response.set_cookie(LANG_COOKIE, lang.first, max_age=365 * 86400, path="/_gateway/ui/", httponly=True,
                             samesite="Lax")
     return response
-
-
-def pretty_body(text: str | None) -> str:
-    """A held request's body for approvers: pretty JSON when it is JSON, else the text."""
-    if not text:
-        return ""
-    try:
-        return esc(json.dumps(json.loads(text), ensure_ascii=False, indent=2))
-    except ValueError:
-        return esc(text)

@@ -21,7 +21,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from authorizer.config import UpstreamSettings
-from proxy.responses import Refusal, upstream_failed
+from proxy.messages import refusal
+from proxy.responses import upstream_failed
 from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, LinkTarget, upstream_error
 
 _NEVER_FORWARD = HOP_BY_HOP | {"host", "authorization", "cookie", "content-length", "accept-encoding", "expect"}
@@ -254,8 +255,7 @@ class Forwarder:
         try:
             raw = await self._read(upstream)
         except (TimeoutError, ValueError, aiohttp.ClientError) as exc:
-            raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
-                          f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
+            raise refusal("response_not_enforceable", detail=exc) from None
         return self._answer(upstream, headers, raw, rewrite, started, links)
 
     def _answer(self, upstream: aiohttp.ClientResponse, headers: CIMultiDict[str], raw: bytes,
@@ -268,8 +268,7 @@ class Forwarder:
         try:
             body, real_status, facts = self._apply(raw, status, content_type, rewrite, links, ms)
         except (TimeoutError, ValueError, UnicodeDecodeError, RecursionError, csv.Error, aiohttp.ClientError) as exc:
-            raise Refusal(502, "response_not_enforceable", "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
-                          f"the WMS answer could not be masked or filtered as policy requires ({exc})") from None
+            raise refusal("response_not_enforceable", detail=exc) from None
         headers.pop("Content-Type", None)
         if not body:
             response = web.Response(status=status, headers=headers)

@@ -36,6 +36,7 @@ from authorizer.authz.routes import Route
 from proxy import browser, responses
 from proxy.browser_pages import login_href
 from proxy.gateway import GATEWAY, Gateway, new_record
+from proxy.messages import refusal
 from proxy.redirects import safe_return_to
 from proxy.responses import Refusal, refusal_response
 from proxy.upstream_answer import UpstreamFailure
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: The prefix of the gateway's own endpoints (one sub-application).
 PREFIX = "/_gateway"
+#: Under this prefix a query may carry login codes and states: never stored, whatever matched.
+SECRET_QUERY_PREFIX = f"{PREFIX}/auth/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
@@ -60,8 +63,9 @@ class Endpoint:
             step-up goes to the login and back to its page).
         path_limit: characters of the path and query kept in the record.
         keep_query: False where the query carries secrets (the login callback's code and state).
-        quiet: the request is recorded only when its handler says so (:meth:`RequestContext.note`)
-            or it fails unexpectedly (the health probe, the login pages).
+        quiet: the request is recorded only when its handler says so (:meth:`RequestContext.note`),
+            or it is refused or fails unexpectedly (the health probe, the login pages); the audit
+            trail's backpressure does not refuse it.
         console_back: the console page a refused form post returns to after a step-up.
     """
 
@@ -104,6 +108,8 @@ class RequestContext:
         decision: the PDP's decision, once asked.
         noted: a quiet endpoint's handler asked for the record to be written.
         decision_seconds: the PDP's round trip, once asked (for the metrics).
+        streaming: a response the handler prepared and streams (an export): an error after that
+            ends it instead of answering again.
     """
 
     request: web.Request
@@ -116,6 +122,7 @@ class RequestContext:
     decision: Decision | None = None
     noted: bool = False
     decision_seconds: float | None = None
+    streaming: web.StreamResponse | None = None
 
     def identify(self, principal: Principal) -> None:
         """Record who is calling (user id, name, roles)."""
@@ -159,11 +166,12 @@ def _router_refusal(exc: web.HTTPException) -> Refusal:
     """The router's own answers under ``/_gateway`` (no such endpoint, wrong method) as refusals."""
     if exc.status == 405:
         allowed = exc.headers.get("Allow", "")
-        return Refusal(405, "method_not_allowed", "此接口不支持该请求方法", "this endpoint does not accept the method",
-                       headers={"Allow": allowed} if allowed else {})
+        return refusal("method_not_allowed", headers={"Allow": allowed} if allowed else {})
     if exc.status == 404:
-        return Refusal(404, "gateway_endpoint_not_found", "网关没有此接口", "the gateway has no such endpoint")
-    return Refusal(exc.status, "bad_request", "请求无法处理", exc.reason or "the request cannot be handled")
+        return refusal("gateway_endpoint_not_found")
+    generic = refusal("bad_request", detail=exc.reason or exc.status)
+    generic.status = exc.status
+    return generic
 
 
 def record_refusal(record: AuditRecord, refusal: Refusal) -> None:
@@ -222,38 +230,60 @@ async def audited_requests(request: web.Request, handler: Handler) -> web.Stream
     gw = request.config_dict[GATEWAY]
     kind = _endpoint_of(request)
     record = new_record(request, gw, kind.path_limit)
-    if not kind.keep_query:
+    if not kind.keep_query or request.path.startswith(SECRET_QUERY_PREFIX):  # codes and states are secrets
         record.query = ""
     ctx = RequestContext(request, gw, record, kind)
     request[REQUEST_CONTEXT] = ctx
     started = time.perf_counter()
     try:
-        gw.audit.check_capacity()
+        if not kind.quiet:  # a probe still answers (its audit check says why) when the trail is full
+            gw.audit.check_capacity()
         response = await handler(request)
+        if not isinstance(response, web.StreamResponse):
+            raise TypeError(f"the handler answered {type(response).__name__}, not a response")
     except AuditBackpressure:
         response = _refused(ctx, responses.audit_unavailable())
     except Refusal as refusal:
-        response = _refused(ctx, refusal)
+        response, ctx.noted = _refused(ctx, refusal), True
     except web.HTTPException as exc:  # the router: no such /_gateway endpoint, or the wrong method
-        response = _refused(ctx, _router_refusal(exc))
-    except Exception:
-        log.exception("request %s failed unexpectedly", record.decision_id)
-        response = _refused(ctx, responses.internal_error())
+        response, ctx.noted = _refused(ctx, _router_refusal(exc)), True
+    except Exception as exc:
+        streamed = ctx.streaming
+        if streamed is not None and streamed.prepared:  # the answer is under way: end it, keep its status
+            log.warning("request %s failed while streaming: %r", record.decision_id, exc)
+            record.detail["stream_error"] = type(exc).__name__
+            response = streamed
+        else:
+            log.exception("request %s failed unexpectedly", record.decision_id)
+            response = _refused(ctx, responses.internal_error())
         ctx.noted = True
+    except BaseException:  # cancelled (the client went away, or shutdown): the record is still written
+        record.http_status, record.detail["cancelled"] = 499, True
+        record.total_ms = round((time.perf_counter() - started) * 1000, 3)
+        gw.audit.submit(record)
+        raise
     record.http_status = response.status
     record.total_ms = round((time.perf_counter() - started) * 1000, 3)
-    if gw.metrics is not None:
-        gw.metrics.observe(record, ctx.decision_seconds)
     if kind.quiet and not ctx.noted:
+        _observe(ctx)
         return response
     if not _must_commit(ctx):
         gw.audit.submit(record)
+        _observe(ctx)
         return response
     try:  # the record is durable (database or spool) before the client sees the answer
         await gw.audit.commit(record)
     except AuditUnavailable:  # the writer keeps the record queued; do not answer as if recorded
+        record.http_status, record.detail["answered"] = 503, "audit_unavailable"  # the queued record says so
+        _observe(ctx)
         return render_refusal(ctx, responses.audit_unavailable())
+    _observe(ctx)
     return response
+
+
+def _observe(ctx: RequestContext) -> None:
+    if ctx.gw.metrics is not None:
+        ctx.gw.metrics.observe(ctx.record, ctx.decision_seconds)
 
 
 def _refused(ctx: RequestContext, refusal: Refusal) -> web.Response:

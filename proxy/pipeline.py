@@ -48,6 +48,7 @@ from proxy.forward import AnswerPlan, Outbound, Rewrite, upstream_request_header
 from proxy.gateway import Gateway
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.lifecycle import PEP, RequestContext, context_of, endpoint, record_reason
+from proxy.messages import refusal
 from proxy.responses import Refusal
 from proxy.sso import SESSION_COOKIE
 from proxy.upstream_answer import LinkTarget, UpstreamFailure
@@ -261,8 +262,7 @@ def check_query(target: CleanTarget, route: Route, gateway_params: frozenset[str
     refused = refused_parameters(target.query, route.query, gateway_params)
     if refused:
         names = ", ".join(refused)
-        raise Refusal(400, "query_parameter_not_allowed", f"此接口不接受查询参数:{names}",
-                      f"this endpoint does not accept the query parameter(s): {names}", reportable=True)
+        raise refusal("query_parameter_not_allowed", names=names, reportable=True)
 
 
 def check_masked_lookups(target: CleanTarget, route: Route, decision: Decision, record: AuditRecord) -> None:
@@ -276,9 +276,7 @@ def check_masked_lookups(target: CleanTarget, route: Route, decision: Decision, 
     if found:
         record.decision, record.detail["masked_lookups"] = "deny", found
         names = ", ".join(found)
-        raise Refusal(403, "filter_on_masked_field", f"不能按您无权查看的字段筛选或排序:{names}",
-                      f"you may not filter or sort by fields you are not allowed to see: {names}", reportable=True,
-                      decision=decision)
+        raise refusal("filter_on_masked_field", names=names, reportable=True, decision=decision)
 
 
 async def authenticate(request: web.Request, gw: Gateway) -> Principal:
@@ -304,15 +302,12 @@ async def authenticate(request: web.Request, gw: Gateway) -> Principal:
     except IssuerUnavailable:
         raise responses.issuer_unavailable() from None
     if not gw.revocations.fresh():
-        raise Refusal(503, "revocations_stale", "吊销记录暂时无法刷新,请稍后重试",
-                      "revocations could not be refreshed; try again later", headers={"Retry-After": "5"})
+        raise refusal("revocations_stale")
     if gw.revocations.is_revoked(principal.user_id, principal.issued_at):
         if cookie and gw.sso is not None:
             await gw.sso.end_for_revocation(request, principal.user_id)
-        raise Refusal(401, "token_revoked", "您的访问权限已变更或被收回,请重新登录",
-                      "your access changed or was withdrawn; log in again",
-                      headers={"WWW-Authenticate": 'Bearer realm="wms", error="invalid_token", '
-                                                   'error_description="The token was revoked"'},
+        raise refusal("token_revoked", headers={"WWW-Authenticate": 'Bearer realm="wms", error="invalid_token", '
+                                                                'error_description="The token was revoked"'},
                       subject=(principal.user_id, principal.username, ",".join(principal.roles)))
     return principal
 
@@ -333,8 +328,7 @@ async def read_body(request: web.Request, gw: Gateway) -> tuple[bytes, Any]:
     on which copy wins).
     """
     if request.content_type != "application/json" or (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
-        raise Refusal(415, "unsupported_media_type", "请求体必须是 UTF-8 编码的 application/json",
-                      "the body must be application/json in UTF-8")
+        raise refusal("unsupported_media_type")
     limit = gw.config.upstream.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise responses.body_too_large(limit)
@@ -373,8 +367,7 @@ async def _resolve(gw: Gateway, match: RouteMatch, target: CleanTarget, body: An
     except BadResourceInput as exc:
         raise responses.bad_body(str(exc)) from None
     except LookupFailed:
-        raise Refusal(502, "attribute_lookup_failed", "无法从 WMS 查询资源属性",
-                      "could not look up the resource on the WMS") from None
+        raise refusal("attribute_lookup_failed") from None
 
 
 async def decide_or_refuse(ctx: RequestContext, route: Route, resource: Resource,
@@ -468,13 +461,9 @@ async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: 
     rule = ctx.decision.obligations.approval
     assert rule is not None
     if line.body is not None and len(line.body) > MAX_HELD_BODY:
-        raise Refusal(413, "held_body_too_large",
-                      f"需审批的请求体不能超过 {MAX_HELD_BODY} 字节(审批人须能看到全部内容)",
-                      f"a request held for approval may carry at most {MAX_HELD_BODY} bytes (approvers see all of it)")
+        raise refusal("held_body_too_large", limit=MAX_HELD_BODY)
     if await gw.approvals.pending_count(principal.user_id) >= MAX_PENDING_PER_REQUESTER:
-        raise Refusal(429, "too_many_pending", f"您已有 {MAX_PENDING_PER_REQUESTER} 个待审批的申请,请等待处理或撤回",
-                      f"you already have {MAX_PENDING_PER_REQUESTER} requests waiting for approval; "
-                      "wait or withdraw some", headers={"Retry-After": "60"})
+        raise refusal("too_many_pending", limit=MAX_PENDING_PER_REQUESTER)
     record.detail.update({"acr": principal.acr, "auth_time": principal.auth_time})
     identity = {n: principal.attributes[n] for n in sorted(gw.identity.attribute_names) if n in principal.attributes}
     if identity:  # the request runs later under the same WMS identity (staff id per tenant...)

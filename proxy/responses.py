@@ -1,6 +1,7 @@
 """Every answer the gateway gives on its own: refusals (400/401/403/404/405/413/503...).
 
-One place builds them so they all share one shape:
+Their codes and messages are in one catalog (:mod:`proxy.messages`); this module builds them so
+they all share one shape:
 ``{"error", "reason_zh", "reason_en", "decision_id", "reasons"}``.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from authorizer.authz.pdp import Reason, StepUp
+from proxy.messages import refusal
 
 
 @dataclass
@@ -79,8 +81,9 @@ def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: StepUp | No
     """
     main = reasons[0]
     if status == 404:
-        return Refusal(404, "not_found", "资源不存在", "the resource does not exist", audit_reason=main,
-                       reportable=True)
+        hidden = refusal("not_found", reportable=True)
+        hidden.audit_reason = main
+        return hidden
     headers = {}
     if status == 401 and step_up is not None:
         description = main.en.replace('"', "'").replace("\\", "/")
@@ -93,47 +96,39 @@ def policy_denied(status: int, reasons: tuple[Reason, ...], step_up: StepUp | No
 
 def not_mapped() -> Refusal:
     """The route map has no entry for this method and path."""
-    return Refusal(403, "route_not_mapped", "此接口未在路由表中登记,默认拒绝",
-                   "this endpoint is not in the route map; denied by default", reportable=True)
+    return refusal("route_not_mapped", reportable=True)
 
 
 def pdp_unavailable() -> Refusal:
     """OPA could not decide."""
-    return Refusal(503, "pdp_unavailable", "授权服务暂不可用,请稍后重试",
-                   "the authorization service is unavailable; try again later", headers={"Retry-After": "5"})
+    return refusal("pdp_unavailable")
 
 
 def issuer_unavailable() -> Refusal:
     """Keycloak's keys could not be fetched."""
-    return Refusal(503, "issuer_unavailable", "身份服务暂不可用,请稍后重试",
-                   "the identity provider is unavailable; try again later", headers={"Retry-After": "5"})
+    return refusal("issuer_unavailable")
 
 
 def internal_error() -> Refusal:
     """Something failed that should not have (logged with the decision id); nothing was done."""
-    return Refusal(500, "gateway_error", "网关内部错误,请求未执行;请把决策编号告知管理员",
-                   "the gateway failed internally and did not carry out the request; "
-                   "give the decision id to an administrator")
+    return refusal("gateway_error")
 
 
 def audit_unavailable() -> Refusal:
     """The audit trail cannot take more records (fail closed)."""
-    return Refusal(503, "audit_unavailable", "审计日志暂不可写,请求已拒绝",
-                   "the audit trail cannot record requests right now; refused", headers={"Retry-After": "5"})
+    return refusal("audit_unavailable")
 
 
 def upstream_failed(timeout: bool) -> Refusal:
     """The WMS did not answer (502) or not in time (504)."""
-    if timeout:
-        return Refusal(504, "upstream_timeout", "WMS 响应超时", "the WMS did not answer in time")
-    return Refusal(502, "upstream_unavailable", "WMS 暂不可用", "the WMS is unavailable")
+    return refusal("upstream_timeout" if timeout else "upstream_unavailable")
 
 
 def bad_body(detail: str) -> Refusal:
     """The request body the decision needs is missing or not the expected JSON."""
-    return Refusal(400, "bad_request_body", f"请求体无效:{detail}", f"invalid request body: {detail}")
+    return refusal("bad_request_body", detail=detail)
 
 
 def body_too_large(limit: int) -> Refusal:
     """The request body exceeds the limit the gateway reads."""
-    return Refusal(413, "body_too_large", f"请求体超过 {limit} 字节", f"the request body exceeds {limit} bytes")
+    return refusal("body_too_large", limit=limit)

@@ -22,6 +22,7 @@ from authorizer.authn.oidc_rp import LoginFailed, RelyingParty
 from authorizer.authn.sessions import BrowserSession, SessionStore, Tokens, now_ms
 from authorizer.config import SsoSettings
 from proxy import responses
+from proxy.messages import refusal
 from proxy.responses import Refusal
 
 SESSION_COOKIE = "wmsgate_session"
@@ -57,7 +58,7 @@ class _RefreshGate:
 
 def session_ended() -> Refusal:
     """The browser's session is gone (expired, logged out, refused by Keycloak)."""
-    return Refusal(401, "session_ended", "登录已失效,请重新登录", "your login session ended; log in again")
+    return refusal("session_ended")
 
 
 def origin_of(url: str) -> str:
@@ -135,8 +136,7 @@ class SsoService:
         else:
             ok = False
         if not ok:
-            raise Refusal(403, "csrf_check_failed", "请求并非来自本网关的页面(疑似跨站请求),已拒绝",
-                          "the request did not come from the gateway's own pages (cross-site request); refused")
+            raise refusal("cross_site_request")
 
     async def _refresh(self, ctx: SessionContext, cookie: str, session: BrowserSession,
                        required: bool = False) -> BrowserSession:
@@ -216,7 +216,7 @@ async def apply_session_cookie(request: web.Request, response: web.StreamRespons
     ctx = request.get(CONTEXT)
     if ctx is None:
         return
-    sso: SsoService | None = request.app.get(SSO)
+    sso: SsoService | None = request.config_dict.get(SSO)
     if sso is None:
         return
     # The hook runs after aiohttp turned response.cookies into headers: add the header itself.

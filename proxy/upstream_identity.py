@@ -16,13 +16,13 @@ from pathlib import Path
 from authorizer.authn.identity import Principal
 from authorizer.config import CredentialSettings, UpstreamSettings
 from authorizer.enforce.caller_identity import MissingIdentity, attribute_names, render, template_problems
+from proxy.messages import refusal
 from proxy.responses import Refusal
 
 
 def no_caller_identity(name: str) -> Refusal:
     """403: the WMS needs a value of the caller the token does not carry."""
-    return Refusal(403, "no_caller_identity", f"您的账号缺少 WMS 需要的身份信息({name}),请联系管理员",
-                   f"your account lacks the identity the WMS needs ({name}); ask an administrator")
+    return refusal("no_caller_identity", name=name)
 
 
 
@@ -87,8 +87,7 @@ class UpstreamIdentity:
         out = dict(self._static)
         for header, secrets in self._per_warehouse.items():
             if warehouse is None or warehouse not in secrets:
-                raise Refusal(403, "no_upstream_credential", "此请求无法确定唯一仓库,无法选择 WMS 凭据",
-                              "the request does not name one warehouse with a WMS credential")
+                raise refusal("no_upstream_credential")
             out[header] = secrets[warehouse]
         return out
 

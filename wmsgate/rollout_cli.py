@@ -112,7 +112,7 @@ def cmd_routes_check(args: argparse.Namespace, load_config: Callable[[str], Any]
     from wmsgate.tools import REPO
 
     try:
-        config = load_config(args.config, need_secrets=False)
+        config = load_config(args.config)  # the caller's loader: no secrets needed
         path = Path(args.routes) if args.routes else config.route_map
         route_map = RouteMap.load(path)
     except (ConfigError, RouteMapError) as exc:

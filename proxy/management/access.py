@@ -23,6 +23,7 @@ from authorizer.authz.attributes import Resource
 from authorizer.authz.routes import Route
 from authorizer.iam.access import AccessError, AccessService, ChangeReport
 from authorizer.iam.grants import GrantError, GrantRow, parse_rows
+from proxy.messages import refusal
 from proxy.responses import Refusal
 
 OFFBOARD = Route("POST", "/_gateway/access/offboard", ("_gateway", "access", "offboard"), "iam", "delete",
@@ -38,18 +39,18 @@ ROUTES = {route.template: route for route in (OFFBOARD, SET_ROLES, BULK_GRANT, R
 
 def _text(value: Any, name: str, limit: int = 200) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise Refusal(400, "bad_request_body", f"{name} 必须是非空字符串", f"{name} must be a non-empty string")
+        raise refusal("text_field_invalid", name=name)
     return value.strip()
 
 
 def _grant_rows(body: dict[str, Any]) -> list[GrantRow]:
     rows = body.get("rows")
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise Refusal(400, "bad_request_body", "rows 必须是对象列表", "rows must be a list of objects")
+        raise refusal("rows_invalid")
     try:
         return parse_rows(rows)
     except GrantError as exc:
-        raise Refusal(400, "bad_grant", f"授权文件有误:{exc}", f"invalid grant: {exc}") from None
+        raise refusal("bad_grant", detail=exc) from None
 
 
 def resource_for(template: str, body: dict[str, Any]) -> Resource:
@@ -86,11 +87,11 @@ async def apply_change(service: AccessService, template: str, body: dict[str, An
                                               _text(body.get("reason"), "reason", 2000), actor)
         roles = body.get("roles")
         if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r for r in roles):
-            raise Refusal(400, "bad_request_body", "roles 必须是非空的角色列表", "roles must be a non-empty list")
+            raise refusal("roles_invalid")
         scope = body.get("scope")
         if scope is not None and (not isinstance(scope, dict) or not all(
                 isinstance(v, list) and all(isinstance(x, str) for x in v) for v in scope.values())):
-            raise Refusal(400, "bad_request_body", "scope 格式错误", "scope must map dimensions to lists of values")
+            raise refusal("scope_invalid")
         return await service.set_roles(username, roles, scope, actor)
     except AccessError as exc:
         raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from authorizer.authz.routes import Route
 from authorizer.config import AlertingLink
+from proxy.messages import refusal
 from proxy.responses import Refusal
 
 LIST = Route("GET", "/_gateway/alerts", ("_gateway", "alerts"), "alerts", "view", kind="list")
@@ -33,14 +34,12 @@ MAX_NOTE = 2000
 
 def unavailable() -> Refusal:
     """503: the alerting service is not configured, unreachable or failing."""
-    return Refusal(503, "alerting_unavailable", "告警服务暂不可用,请稍后重试",
-                   "the alerting service is unavailable; try again later", headers={"Retry-After": "5"})
+    return refusal("alerting_unavailable")
 
 
 def approval_not_supported() -> Refusal:
     """The policy asks for an approval to handle alerts: not something that can wait, so refused."""
-    return Refusal(403, "approval_not_supported", "处理告警不支持审批流程,请联系安全团队",
-                   "handling alerts cannot go through an approval; ask the security team")
+    return refusal("alerts_approval_not_supported")
 
 
 def note_of(raw: bytes) -> str | None:
@@ -57,8 +56,7 @@ def note_of(raw: bytes) -> str | None:
         body = None
     if not isinstance(body, dict) or set(body) - {"note"} or not isinstance(body.get("note", ""), str) \
             or len(body.get("note", "")) > MAX_NOTE:
-        raise Refusal(400, "bad_body", f"请求体须为 {{\"note\": 备注}}(可选,至多 {MAX_NOTE} 字)",
-                      f'the body must be {{"note": "..."}} (optional, at most {MAX_NOTE} characters)')
+        raise refusal("bad_alert_note", limit=MAX_NOTE)
     return body.get("note") or None
 
 

@@ -22,8 +22,8 @@ from proxy.lifecycle import API, endpoint, sub_path
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
 from proxy.management import audit as audit_api
+from proxy.messages import refusal
 from proxy.pipeline import authenticated, decide_or_refuse, hold, read_body
-from proxy.responses import Refusal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ALERT_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -37,8 +37,7 @@ def _access_change(route: Route) -> Handler:
         ctx.classify(route)
         gw = ctx.gw
         if gw.access is None:
-            raise Refusal(503, "access_management_unavailable", "访问管理未配置(keycloak_admin)",
-                          "access management is not configured (keycloak_admin)")
+            raise refusal("access_management_unavailable")
         body_bytes, body = await read_body(request, gw)
         resource = access_api.resource_for(route.template, body)
         decision, policy_input = await decide_or_refuse(ctx, route, resource, body)
@@ -68,8 +67,7 @@ def _audit_read(route: Route) -> Handler:
             try:
                 return await audit_api.records_response(ctx.gw.audit_store, query, ctx.record.decision_id)
             except SQLAlchemyError:
-                raise Refusal(503, "audit_store_unavailable", "审计日志库暂不可用,请稍后重试",
-                              "the audit store is unavailable; try again later", headers={"Retry-After": "5"}) from None
+                raise refusal("audit_store_unavailable") from None
         response, error = await audit_api.export_response(request, ctx.gw.audit_store, query, fmt,
                                                           ctx.record.decision_id)
         if error is not None:
@@ -87,8 +85,7 @@ def _alerts_call(route: Route) -> Handler:
         ctx.classify(route)
         alert_id = request.match_info.get("alert_id")
         if alert_id is not None and not _ALERT_ID.match(alert_id):
-            raise Refusal(404, "alert_not_found", "没有这条告警(告警编号为 32 位十六进制)",
-                          "no such alert (alert ids are 32 hexadecimal digits)")
+            raise refusal("alert_not_found")
         decision, _ = await decide_or_refuse(ctx, route, Resource(kind=route.kind, id=alert_id))
         if decision.obligations.approval is not None:
             raise alerts_api.approval_not_supported()

@@ -29,6 +29,7 @@ from authorizer.authz.pdp import Decision, PdpUnavailable
 from proxy import responses
 from proxy.gateway import Gateway
 from proxy.lifecycle import API, endpoint, sub_path
+from proxy.messages import refusal
 from proxy.pipeline import authenticated, parse_json_object
 from proxy.replay import approval_audit_record
 from proxy.responses import Refusal
@@ -83,7 +84,7 @@ def _audited(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]:
 
 
 def _not_found() -> Refusal:
-    return Refusal(404, "approval_not_found", "审批单不存在", "no such approval")
+    return refusal("approval_not_found")
 
 
 async def load(gw: Gateway, approval_id: str) -> Approval:
@@ -210,8 +211,7 @@ async def decide(gw: Gateway, approval_id: str, record: AuditRecord, principal: 
     record.detail.update({"verdict": verdict, "operation": row["operation"],
                           "requester": row["requester_username"]})
     if approval.status != PENDING:
-        raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能再决定",
-                      f"the approval is {approval.status}; it can no longer be decided")
+        raise refusal("approval_not_pending", status=approval.status, what_zh="决定", what_en="decided")
     if not decision.allow:
         raise responses.policy_denied(403 if decision.status == 404 else decision.status, decision.reasons,
                                       decision.obligations.step_up)
@@ -221,17 +221,15 @@ async def decide(gw: Gateway, approval_id: str, record: AuditRecord, principal: 
         if problem is not None:
             await gw.approvals.withdraw(approval.approval_id, f"cancelled: {problem}")
             record.detail["cancelled"] = problem
-            raise Refusal(409, "request_no_longer_allowed", "申请已失效:申请人的权限或策略已变更,已自动撤销",
-                          f"the request was cancelled: {problem}")
+            raise refusal("request_no_longer_allowed", problem=problem)
     outcome = await gw.approvals.decide(approval.approval_id, principal.user_id, principal.username,
                                         verdict, comment)
     if outcome == "duplicate":
-        raise Refusal(409, "already_decided", "您已对此申请做出过决定", "you have already decided on this request")
+        raise refusal("already_decided")
     if outcome == "not_pending":
         current = await gw.approvals.get(approval.approval_id)
         state = current.status if current else "gone"
-        raise Refusal(409, "approval_not_pending", f"审批单状态为 {state},不能再决定",
-                      f"the approval is {state}; it can no longer be decided")
+        raise refusal("approval_not_pending", status=state, what_zh="决定", what_en="decided")
     record.decision, record.reason_code = "allow", "approved" if verdict == "approve" else "rejected"
     if outcome == "approved":
         await gw.executor.execute(approval.approval_id)
@@ -257,10 +255,9 @@ async def withdraw(request: web.Request, gw: Gateway, record: AuditRecord, princ
     decision = await _visible(gw, principal, approval, record)
     record.verb = "withdraw"
     if principal.user_id != approval.row["requester_id"]:
-        raise Refusal(403, "not_the_requester", "只有申请人可以撤回申请", "only the requester can withdraw a request")
+        raise refusal("not_the_requester")
     if not await gw.approvals.withdraw(approval.approval_id, f"withdrawn by {principal.username}"):
-        raise Refusal(409, "approval_not_pending", f"审批单状态为 {approval.status},不能撤回",
-                      f"the approval is {approval.status}; it can no longer be withdrawn")
+        raise refusal("approval_not_pending", status=approval.status, what_zh="撤回", what_en="withdrawn")
     record.decision, record.reason_code = "allow", "withdrawn"
     current = await gw.approvals.get(approval.approval_id)
     return _json(current.document(mask=decision.obligations.mask) if current else {}, record)

@@ -27,6 +27,8 @@ from authorizer.audit import AuditQuery, AuditStore
 from authorizer.audit.export import export_csv, export_jsonl
 from authorizer.authz.routes import Route
 from authorizer.timeparse import parse_time
+from proxy.lifecycle import context_of
+from proxy.messages import refusal
 from proxy.responses import Refusal
 
 RECORDS = Route("GET", "/_gateway/audit/records", ("_gateway", "audit", "records"), "audit", "view")
@@ -41,7 +43,7 @@ _ALLOWED = frozenset({*_TEXT_FILTERS, "since", "until", "decision", "limit", "of
 
 
 def _bad(name: str, zh: str, en: str) -> Refusal:
-    return Refusal(400, "bad_audit_query", f"审计查询参数 {name} 有误:{zh}", f"audit query parameter {name}: {en}")
+    return refusal("bad_audit_query", name=name, zh=zh, en=en)
 
 
 def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -102,8 +104,7 @@ def parse_query(params: Mapping[str, str], paged: bool) -> AuditQuery:
 
 def approval_not_supported() -> Refusal:
     """The policy asks for an approval to read the trail: reads cannot be held, so they are refused."""
-    return Refusal(403, "approval_not_supported", "审计日志的读取不支持审批流程,请联系安全团队",
-                   "reading the audit trail cannot go through an approval; ask the security team")
+    return refusal("audit_approval_not_supported")
 
 
 def export_format(params: Mapping[str, str]) -> str:
@@ -144,12 +145,13 @@ async def export_response(request: web.Request, store: AuditStore, query: AuditQ
         "Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'})
     response.enable_chunked_encoding()
     await response.prepare(request)
+    context_of(request).streaming = response  # an error from here on ends this answer, not a new one
     chunks = export_csv(store, query) if fmt == "csv" else export_jsonl(store, query)
     error = None
     try:
         async for chunk in chunks:
             await response.write(chunk.encode("utf-8"))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, ValueError, TypeError, KeyError) as exc:  # the store or a record it holds
         error = f"the audit store failed during the export: {type(exc).__name__}"
         line = f"# {error}\r\n" if fmt == "csv" else json.dumps({"error": error}) + "\n"
         await response.write(line.encode("utf-8"))

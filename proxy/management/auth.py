@@ -24,6 +24,7 @@ from authorizer.authn.oidc_rp import LoginFailed, new_code_verifier
 from authorizer.authn.sessions import BrowserSession, Tokens
 from proxy.browser_pages import Text, logged_out_page, login_problem_page, logout_confirm_page, refusal_page
 from proxy.lifecycle import Endpoint, context_of, endpoint, sub_path
+from proxy.messages import refusal
 from proxy.redirects import safe_return_to
 from proxy.responses import Refusal
 from proxy.sso import LOGIN_COOKIE, SESSION_COOKIE, SSO, SsoService, origin_of
@@ -159,10 +160,10 @@ async def logout(request: web.Request) -> web.Response:
     try:
         sso.check_origin(request)
         if not secrets.compare_digest(str(form.get("_csrf", "")), session.csrf):
-            raise Refusal(403, "csrf_check_failed", "表单已失效,请刷新页面后重试", "the form expired; reload and retry")
-    except Refusal as refusal:
-        record = _audit(request, "logout", refusal.code, False, session.username, session.user_id)
-        return refusal_page(403, refusal.code, Text(refusal.zh, refusal.en), record.decision_id, session.username)
+            raise refusal("csrf_check_failed")
+    except Refusal as refused:
+        record = _audit(request, "logout", refused.code, False, session.username, session.user_id)
+        return refusal_page(403, refused.code, Text(refused.zh, refused.en), record.decision_id, session.username)
     await sso.sessions.end(session)
     _audit(request, "logout", "sso_logout", True, session.username, session.user_id)
     try:
@@ -193,7 +194,8 @@ async def backchannel_logout(request: web.Request) -> web.Response:
         _audit(request, "logout", "backchannel_logout_rejected", False, detail={"error": exc.detail[:200]})
         return web.json_response({"error": "invalid_request", "error_description": exc.detail}, status=400,
                                  headers=headers)
-    except IssuerUnavailable:
+    except IssuerUnavailable as exc:  # the logout did not take effect: on the record
+        _audit(request, "logout", "backchannel_logout_unverified", False, detail={"error": str(exc)[:200]})
         return web.json_response({"error": "temporarily_unavailable"}, status=503, headers=headers)
     sid, sub = str(claims.get("sid") or ""), str(claims.get("sub") or "")
     ended = await sso.sessions.end_by_sid(sid) if sid else await sso.sessions.end_by_user(sub)

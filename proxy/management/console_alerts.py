@@ -9,7 +9,6 @@ alert API's client (:mod:`proxy.management.alerts`).
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -21,13 +20,13 @@ from authorizer.authn.identity import Principal
 from authorizer.authz.attributes import Resource
 from authorizer.authz.routes import Route
 from proxy.browser_pages import Text
-from proxy.console_pages import Lang, console_page, csrf_field, esc, lang_of, table
+from proxy.console_pages import console_page
 from proxy.gateway import Gateway
 from proxy.lifecycle import context_of, sub_path
 from proxy.management import alerts as alerts_api
 from proxy.management.console import UI, Body, Form, console_view, identity_provider_origin
+from proxy.messages import refusal
 from proxy.pipeline import decide_or_refuse
-from proxy.responses import Refusal
 
 ALERTS = f"{UI}/alerts"
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -53,63 +52,32 @@ async def _decide(gw: Gateway, request: web.Request, principal: Principal, recor
         raise alerts_api.approval_not_supported()
 
 
-def _when(iso: str | None) -> str:
-    if not iso:
-        return ""
-    return esc(dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S"))
-
-
-def _actions(alert: dict[str, Any], csrf: str, lang: Lang) -> str:
-    moves = [("acknowledge", Text("确认处理", "Acknowledge"))] if alert["status"] == "open" else []
+def _moves(alert: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(action, zh, en)`` of what can still be done to ``alert``."""
+    moves = [("acknowledge", "确认处理", "Acknowledge")] if alert["status"] == "open" else []
     if alert["status"] != "resolved":
-        moves.append(("resolve", Text("解决", "Resolve")))
-    note = lang.t(Text("备注", "Note"))
-    return "".join(
-        f'<form class="inline" method="post" action="{ALERTS}/{esc(alert["alert_id"])}/{action}?back={ALERTS}">'
-        f'{csrf_field(csrf)}<label>{note} <input name="note" maxlength="2000" size="12"></label>'
-        f'<button type="submit">{esc(lang.plain(label))}</button></form>' for action, label in moves)
-
-
-def _state(alert: dict[str, Any], lang: Lang) -> str:
-    text = lang.t(STATUSES.get(alert["status"], Text(alert["status"], alert["status"])))
-    who = alert.get("resolved_by") or alert.get("acknowledged_by")
-    note = f'<br><span class="second">{esc(alert["note"])}</span>' if alert.get("note") else ""
-    return text + (f" · {esc(who)}" if who else "") + note
+        moves.append(("resolve", "解决", "Resolve"))
+    return moves
 
 
 @console_view
 async def alerts_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal,
                       form: Form, csrf: str) -> web.Response:
     """The alerts of one status (open by default), most recently seen first, with their actions."""
-    lang = lang_of(request)
     status = request.query.get("status", "open")
     if status not in STATUSES:
-        raise Refusal(400, "bad_alert_query", "状态只能是 open、acknowledged、resolved 或 all",
-                      "status must be open, acknowledged, resolved or all")
+        raise refusal("bad_alert_query")
     await _decide(gw, request, principal, record, alerts_api.LIST, Resource(kind="list"))
     query = {"limit": "200", **({"status": status} if status != "all" else {})}
     doc = await alerts_api.fetch(_client(gw), "GET", "/alerts", query)
-    counts = doc.get("counts", {})
-    tabs = " · ".join(
-        (f"<strong>{lang.t(text)}</strong>" if name == status else
-         f'<a href="{ALERTS}?{urlencode({"status": name})}">{lang.t(text)}</a>')
-        + (f" ({int(counts.get(name, 0))})" if name != "all" else "") for name, text in STATUSES.items())
-    parts = [f"<p>{tabs}</p>"]
-    done = request.query.get("done")
-    if done in _DONE:
-        parts.append(f'<p class="ok" role="status">{lang.t(_DONE[done])}</p>')
-    rows = [[_when(a["last_seen"]), lang.t(SEVERITIES.get(a["severity"], Text(a["severity"], a["severity"]))),
-             lang.t(Text(a["title_zh"], a["title_en"])) + f'<br><code class="second">{esc(a["rule"])}</code>',
-             esc(a["count"]), _when(a["first_seen"]), _state(a, lang), _actions(a, csrf, lang)]
+    rows = [{**a, "severity_text": SEVERITIES.get(a["severity"], Text(a["severity"], a["severity"])),
+             "status_text": STATUSES.get(a["status"], Text(a["status"], a["status"])),
+             "who": a.get("resolved_by") or a.get("acknowledged_by"), "note": a.get("note"), "moves": _moves(a)}
             for a in doc["alerts"]]
-    if rows:
-        parts.append(table([Text("最近出现 (UTC)", "Last seen (UTC)"), Text("级别", "Severity"), Text("告警", "Alert"),
-                            Text("次数", "Count"), Text("首次出现", "First seen"), Text("状态", "Status"),
-                            Text("处理", "Actions")], rows, lang))
-    else:
-        parts.append(f"<p>{lang.t(Text('没有这类告警。', 'No alerts here.'))}</p>")
-    return console_page(request, Text("安全告警", "Security alerts"), "".join(parts), principal.username,
-                        identity_provider_origin(gw), decision_id=record.decision_id)
+    return console_page(request, Text("安全告警", "Security alerts"), "alerts",
+                        {"statuses": list(STATUSES.items()), "status": status, "counts": doc.get("counts", {}),
+                         "done": _DONE.get(request.query.get("done", "")), "rows": rows, "csrf": csrf},
+                        principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 
 
 def _change(route: Route) -> Body:
@@ -117,7 +85,7 @@ def _change(route: Route) -> Body:
                      form: Form, csrf: str) -> web.Response:
         alert_id = request.match_info["alert_id"]
         if not _ID.match(alert_id):
-            raise Refusal(404, "alert_not_found", "没有这条告警", "no such alert")
+            raise refusal("alert_not_found")
         await _decide(gw, request, principal, record, route, Resource(kind="item", id=alert_id))
         note = form.get("note", "").strip()[:alerts_api.MAX_NOTE] or None
         action = "acknowledge" if route is alerts_api.ACKNOWLEDGE else "resolve"

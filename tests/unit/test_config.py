@@ -135,3 +135,27 @@ def test_a_tool_reading_other_settings_loads_without_the_secrets(monkeypatch: py
     cfg = load_config(REPO / "config" / "gateway.yaml", need_secrets=False)
     assert cfg.audit.url.endswith("/.state/audit.db")
     assert (cfg.keycloak_admin, cfg.sso, cfg.alerting) == (None, None, None)
+
+
+def test_an_empty_section_takes_its_defaults_and_an_empty_tenant_is_off() -> None:
+    cfg = load_config(REPO / "config" / "gateway.yaml", {"upstream.health": None, "revocation": None,
+                                                          "approvals": None, "trust": None, "upstream.tenant": {}})
+    assert cfg.upstream.health.path == "/healthz" and cfg.revocation_refresh_seconds == 0.5
+    assert cfg.approval_sweep_seconds == 5.0 and cfg.upstream.tenant is None and cfg.trust_ca_file is None
+
+
+def test_an_unreadable_secret_file_does_not_stop_a_tool_but_stops_the_proxy(tmp_path: Path) -> None:
+    overrides = {"sso.client_secret": None, "sso.client_secret_file": str(tmp_path / "missing.secret")}
+    assert load_config(REPO / "config" / "gateway.yaml", overrides, need_secrets=False).sso is None
+    with pytest.raises(ConfigError, match="sso.client_secret_file cannot be read"):
+        load_config(REPO / "config" / "gateway.yaml", overrides)
+
+
+def test_routes_check_runs_from_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "wmsgate.cli", "routes", "check", "--config",
+                          str(REPO / "config" / "gateway.yaml")], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "valid" in out.stdout

@@ -241,3 +241,44 @@ def test_metrics_are_on_the_management_listener_only(tmp_path: Path) -> None:
             assert re.search(rf"^{gauge} [0-9.e+-]+$", text, re.M), gauge
 
     run(scenario)
+
+
+
+def test_a_login_code_in_the_query_is_never_stored_even_on_a_wrong_method_or_path(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        gw = await start(tmp_path, sso=True)
+        try:
+            wrong_method = await gw.client.post("/_gateway/auth/callback?code=SECRETCODE&state=SECRETSTATE")
+            wrong_path = await gw.client.get("/_gateway/auth/callback/?code=SECRETCODE&state=SECRETSTATE")
+            assert (wrong_method.status, wrong_path.status) == (405, 404)
+        finally:
+            await gw.close()
+        records = await _records(gw)
+        assert len(records) == 2 and all(r["query"] == "" for r in records)
+        assert not any("SECRET" in str(value) for r in records for value in r.values())
+
+    run(scenario)
+
+
+def test_the_health_probe_answers_while_the_audit_trail_refuses_records(tmp_path: Path) -> None:
+    from authorizer.audit import AuditBackpressure
+
+    async def scenario() -> None:
+        gw = await start(tmp_path)
+        try:
+            writer = gw.app[GATEWAY].audit
+
+            def full() -> None:
+                raise AuditBackpressure("full")
+
+            writer.check_capacity = full  # type: ignore[method-assign]
+            refused = await gw.client.get("/api/orders", headers=gw.bearer())
+            refusal_doc = await refused.json()
+            health = await gw.client.get("/_gateway/health")
+            doc = await health.json()
+        finally:
+            await gw.close()
+        assert refused.status == 503 and refusal_doc["error"] == "audit_unavailable"
+        assert health.status == 503 and doc["checks"]["audit"]["ok"] is False and "audit" in doc["failing"]
+
+    run(scenario)

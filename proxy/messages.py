@@ -1,0 +1,152 @@
+"""The catalog of the gateway's own refusals: each machine-readable code with its HTTP status
+and its message in zh-CN and English, written once.
+
+Messages may name values (``{names}``, ``{limit}``): :func:`refusal` fills them in. Reasons the
+policy gives (``out_of_scope``, ``missing_permission``...) are not here: they come from the
+policy layer's messages (``rego/base/wms/base/messages/data.yaml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from proxy.responses import Refusal
+
+
+@dataclass(frozen=True)
+class Message:
+    """One refusal: its status and message (``str.format`` templates) in both languages.
+
+    Attributes:
+        status: the HTTP status.
+        zh, en: the message in zh-CN and English.
+        retry_after: seconds in ``Retry-After`` (a passing outage), or None.
+        code: the code clients get when it is not the catalog key (two situations, one code).
+    """
+
+    status: int
+    zh: str
+    en: str
+    retry_after: int | None = None
+    code: str | None = None
+
+
+CATALOG: MappingProxyType[str, Message] = MappingProxyType({
+    # the request path
+    "route_not_mapped": Message(403, "此接口未在路由表中登记,默认拒绝",
+                                "this endpoint is not in the route map; denied by default"),
+    "not_found": Message(404, "资源不存在", "the resource does not exist"),
+    "query_parameter_not_allowed": Message(400, "此接口不接受查询参数:{names}",
+                                           "this endpoint does not accept the query parameter(s): {names}"),
+    "filter_on_masked_field": Message(403, "不能按您无权查看的字段筛选或排序:{names}",
+                                      "you may not filter or sort by fields you are not allowed to see: {names}"),
+    "unsupported_media_type": Message(415, "请求体必须是 UTF-8 编码的 application/json",
+                                      "the body must be application/json in UTF-8"),
+    "bad_request_body": Message(400, "请求体无效:{detail}", "invalid request body: {detail}"),
+    "body_too_large": Message(413, "请求体超过 {limit} 字节", "the request body exceeds {limit} bytes"),
+    "attribute_lookup_failed": Message(502, "无法从 WMS 查询资源属性", "could not look up the resource on the WMS"),
+    "held_body_too_large": Message(413, "需审批的请求体不能超过 {limit} 字节(审批人须能看到全部内容)",
+                                   "a request held for approval may carry at most {limit} bytes "
+                                   "(approvers see all of it)"),
+    "too_many_pending": Message(429, "您已有 {limit} 个待审批的申请,请等待处理或撤回",
+                                "you already have {limit} requests waiting for approval; wait or withdraw some",
+                                retry_after=60),
+    "no_caller_identity": Message(403, "您的账号缺少 WMS 需要的身份信息({name}),请联系管理员",
+                                  "your account lacks the identity the WMS needs ({name}); ask an administrator"),
+    "no_upstream_credential": Message(403, "此请求无法确定唯一仓库,无法选择 WMS 凭据",
+                                      "the request does not name one warehouse with a WMS credential"),
+    "identity_field_mismatch": Message(403, "请求体字段 {field} 必须是您本人({value}),不能代他人操作",
+                                       "body field {field} must name you ({value}); acting as someone else is refused"),
+    "response_not_enforceable": Message(502, "无法对 WMS 的响应执行脱敏或过滤,已拒绝",
+                                        "the WMS answer could not be masked or filtered as policy requires ({detail})"),
+    # authentication and sessions
+    "revocations_stale": Message(503, "吊销记录暂时无法刷新,请稍后重试",
+                                 "revocations could not be refreshed; try again later", retry_after=5),
+    "token_revoked": Message(401, "您的访问权限已变更或被收回,请重新登录",
+                             "your access changed or was withdrawn; log in again"),
+    "session_ended": Message(401, "登录已失效,请重新登录", "your login session ended; log in again"),
+    "csrf_check_failed": Message(403, "表单已失效,请刷新页面后重试", "the form expired; reload the page and try again"),
+    "cross_site_request": Message(403, "请求并非来自本网关的页面(疑似跨站请求),已拒绝",
+                                  "the request did not come from the gateway's own pages (cross-site request); "
+                                  "refused", code="csrf_check_failed"),
+    # outages
+    "pdp_unavailable": Message(503, "授权服务暂不可用,请稍后重试",
+                               "the authorization service is unavailable; try again later", retry_after=5),
+    "issuer_unavailable": Message(503, "身份服务暂不可用,请稍后重试",
+                                  "the identity provider is unavailable; try again later", retry_after=5),
+    "audit_unavailable": Message(503, "审计日志暂不可写,请求已拒绝",
+                                 "the audit trail cannot record requests right now; refused", retry_after=5),
+    "audit_store_unavailable": Message(503, "审计日志库暂不可用,请稍后重试",
+                                       "the audit store is unavailable; try again later", retry_after=5),
+    "upstream_timeout": Message(504, "WMS 响应超时", "the WMS did not answer in time"),
+    "upstream_unavailable": Message(502, "WMS 暂不可用", "the WMS is unavailable"),
+    "gateway_error": Message(500, "网关内部错误,请求未执行;请把决策编号告知管理员",
+                             "the gateway failed internally and did not carry out the request; "
+                             "give the decision id to an administrator"),
+    "access_management_unavailable": Message(503, "访问管理未配置(keycloak_admin)",
+                                             "access management is not configured (keycloak_admin)"),
+    "alerting_unavailable": Message(503, "告警服务暂不可用,请稍后重试",
+                                    "the alerting service is unavailable; try again later", retry_after=5),
+    # the gateway's own endpoints
+    "gateway_endpoint_not_found": Message(404, "网关没有此接口", "the gateway has no such endpoint"),
+    "method_not_allowed": Message(405, "此接口不支持该请求方法", "this endpoint does not accept the method"),
+    "bad_request": Message(400, "请求无法处理", "the request cannot be handled ({detail})"),
+    "approval_not_found": Message(404, "审批单不存在", "no such approval"),
+    "approval_not_pending": Message(409, "审批单状态为 {status},不能再{what_zh}",
+                                    "the approval is {status}; it can no longer be {what_en}"),
+    "request_no_longer_allowed": Message(409, "申请已失效:申请人的权限或策略已变更,已自动撤销",
+                                         "the request was cancelled: {problem}"),
+    "already_decided": Message(409, "您已对此申请做出过决定", "you have already decided on this request"),
+    "not_the_requester": Message(403, "只有申请人可以撤回申请", "only the requester can withdraw a request"),
+    "alert_not_found": Message(404, "没有这条告警(告警编号为 32 位十六进制)",
+                               "no such alert (alert ids are 32 hexadecimal digits)"),
+    "bad_alert_query": Message(400, "状态只能是 open、acknowledged、resolved 或 all",
+                               "status must be open, acknowledged, resolved or all"),
+    "bad_alert_note": Message(400, '请求体须为 {{"note": 备注}}(可选,至多 {limit} 字)',
+                              'the body must be {{"note": "..."}} (optional, at most {limit} characters)',
+                              code="bad_body"),
+    "alerts_approval_not_supported": Message(403, "处理告警不支持审批流程,请联系安全团队",
+                                             "handling alerts cannot go through an approval; ask the security team",
+                                             code="approval_not_supported"),
+    "audit_approval_not_supported": Message(403, "审计日志的读取不支持审批流程,请联系安全团队",
+                                            "reading the audit trail cannot go through an approval; "
+                                            "ask the security team", code="approval_not_supported"),
+    "bad_audit_query": Message(400, "审计查询参数 {name} 有误:{zh}", "audit query parameter {name}: {en}"),
+    "confirmation_missing": Message(400, "请填写原因并勾选确认", "give a reason and tick the confirmation"),
+    "roles_missing": Message(400, "请至少填写一个角色", "give at least one role", code="bad_request_body"),
+    "text_field_invalid": Message(400, "{name} 必须是非空字符串", "{name} must be a non-empty string",
+                                  code="bad_request_body"),
+    "rows_invalid": Message(400, "rows 必须是对象列表", "rows must be a list of objects", code="bad_request_body"),
+    "roles_invalid": Message(400, "roles 必须是非空的角色列表", "roles must be a non-empty list",
+                             code="bad_request_body"),
+    "scope_invalid": Message(400, "scope 格式错误", "scope must map dimensions to lists of values",
+                             code="bad_request_body"),
+    "bad_grant": Message(400, "授权文件有误:{detail}", "invalid grant: {detail}"),
+})
+
+
+def refusal(code: str, /, *, headers: dict[str, str] | None = None, reportable: bool = False,
+            subject: tuple[str, str, str] | None = None, decision: Any = None, **params: Any) -> Refusal:
+    """The catalog's refusal ``code``, its messages filled in with ``params``.
+
+    Args:
+        code: a key of :data:`CATALOG`.
+        headers: extra response headers (``Retry-After`` is added from the catalog).
+        reportable: a refusal of the access policy (report mode records it as would_deny).
+        subject, decision: see :class:`proxy.responses.Refusal`.
+        params: the values the messages name (``names="cost__gt"``).
+
+    Raises:
+        KeyError: ``code`` is not in the catalog, or a value the messages name is missing (a bug).
+    """
+    from proxy.responses import Refusal  # responses builds on the catalog
+
+    message = CATALOG[code]
+    extra = dict(headers or {})
+    if message.retry_after is not None:
+        extra.setdefault("Retry-After", str(message.retry_after))
+    return Refusal(message.status, message.code or code, message.zh.format(**params), message.en.format(**params),
+                   headers=extra, reportable=reportable, subject=subject, decision=decision)
