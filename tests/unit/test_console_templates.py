@@ -31,7 +31,8 @@ def _approval(status: str = "pending") -> dict[str, object]:
 
 
 PAGES = {
-    "approvals": {"done": "approve", "to_decide": [_approval()], "requested": [_approval("executed")],
+    "approvals": {"done": "approve", "to_decide": [_approval()],
+                  "requested": [_approval("executed"), {k: v for k, v in _approval().items() if k != "result"}],
                   "csrf": "tok"},
     "people": {"username": "picker.hf", "csrf": "tok", "person": {
         "username": "picker.hf", "name": EVIL, "enabled": True, "roles": ["picker"],
