@@ -14,7 +14,7 @@ from typing import Any
 from authorizer.authn.identity import Principal
 from authorizer.authz.routes import BodyIdentityField
 from authorizer.enforce.caller_identity import MissingIdentity, render
-from proxy.messages import refusal
+from proxy.responses import refusal
 from proxy.upstream_identity import no_caller_identity
 
 

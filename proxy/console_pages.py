@@ -46,16 +46,9 @@ NAV = (("/_gateway/ui/approvals", Text("审批", "Approvals")), ("/_gateway/ui/a
        ("/_gateway/ui/who-can", Text("谁可以", "Who can")), ("/_gateway/ui/alerts", Text("告警", "Alerts")))
 
 
-class Lang:
-    """The viewer's language order: ``zh`` (default) or ``en`` first."""
-
-    def __init__(self, first: str) -> None:
-        self.first = "en" if first == "en" else "zh"
-
-
-def lang_of(request: web.Request) -> Lang:
-    """The language from ``?lang=`` or the remembered cookie."""
-    return Lang(request.query.get("lang") or request.cookies.get(LANG_COOKIE, "zh"))
+def lang_of(request: web.Request) -> str:
+    """The language shown first, ``zh`` (default) or ``en``: from ``?lang=`` or the remembered cookie."""
+    return "en" if (request.query.get("lang") or request.cookies.get(LANG_COOKIE, "zh")) == "en" else "zh"
 
 
 def pretty_body(text: str | None) -> str:
@@ -108,8 +101,8 @@ def console_page(request: web.Request, title: Text, template: str, context: dict
         jinja2.TemplateError: a template bug (the lifecycle answers 500 and records it).
     """
     lang = lang_of(request)
-    other = "en" if lang.first == "zh" else "zh"
-    values = {"lang": lang.first, "other": other, "switch_query": urlencode({"lang": other}), "title": title,
+    other = "en" if lang == "zh" else "zh"
+    values = {"lang": lang, "other": other, "switch_query": urlencode({"lang": other}), "title": title,
               "viewer": username, "nav": NAV, "style": Markup(_STYLE), "csrf": "", **PATHS, **context}
     doc = aiohttp_jinja2.render_string(f"console/{template}.html", request, values)
     # A form may end at the identity provider (a decision that needs a step-up redirects there).
@@ -120,6 +113,6 @@ def console_page(request: web.Request, title: Text, template: str, context: dict
         headers["X-Decision-Id"] = decision_id
     response = web.Response(text=doc, content_type="text/html", charset="utf-8", headers=headers)
     if request.query.get("lang") in ("zh", "en"):
-        response.set_cookie(LANG_COOKIE, lang.first, max_age=365 * 86400, path="/_gateway/ui/", httponly=True,
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/_gateway/ui/", httponly=True,
                             samesite="Lax")
     return response

@@ -21,8 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from authorizer.config import UpstreamSettings
-from proxy.messages import refusal
-from proxy.responses import upstream_failed
+from proxy.responses import refusal, upstream_failed
 from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, LinkTarget, upstream_error
 
 _NEVER_FORWARD = HOP_BY_HOP | {"host", "authorization", "cookie", "content-length", "accept-encoding", "expect"}

@@ -36,9 +36,8 @@ from authorizer.authz.routes import Route
 from proxy import browser, responses
 from proxy.browser_pages import login_href
 from proxy.gateway import GATEWAY, Gateway, new_record
-from proxy.messages import refusal
 from proxy.redirects import safe_return_to
-from proxy.responses import Refusal, refusal_response
+from proxy.responses import Refusal, refusal, refusal_response
 from proxy.upstream_answer import UpstreamFailure
 
 log = logging.getLogger(__name__)

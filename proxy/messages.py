@@ -1,7 +1,7 @@
 """The catalog of the gateway's own refusals: each machine-readable code with its HTTP status
 and its message in zh-CN and English, written once.
 
-Messages may name values (``{names}``, ``{limit}``): :func:`refusal` fills them in. Reasons the
+Messages may name values (``{names}``, ``{limit}``): :func:`proxy.responses.refusal` fills them in. Reasons the
 policy gives (``out_of_scope``, ``missing_permission``...) are not here: they come from the
 policy layer's messages (``rego/base/wms/base/messages/data.yaml``).
 """
@@ -10,10 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from proxy.responses import Refusal
 
 
 @dataclass(frozen=True)
@@ -127,26 +123,3 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
     "bad_grant": Message(400, "授权文件有误:{detail}", "invalid grant: {detail}"),
 })
 
-
-def refusal(code: str, /, *, headers: dict[str, str] | None = None, reportable: bool = False,
-            subject: tuple[str, str, str] | None = None, decision: Any = None, **params: Any) -> Refusal:
-    """The catalog's refusal ``code``, its messages filled in with ``params``.
-
-    Args:
-        code: a key of :data:`CATALOG`.
-        headers: extra response headers (``Retry-After`` is added from the catalog).
-        reportable: a refusal of the access policy (report mode records it as would_deny).
-        subject, decision: see :class:`proxy.responses.Refusal`.
-        params: the values the messages name (``names="cost__gt"``).
-
-    Raises:
-        KeyError: ``code`` is not in the catalog, or a value the messages name is missing (a bug).
-    """
-    from proxy.responses import Refusal  # responses builds on the catalog
-
-    message = CATALOG[code]
-    extra = dict(headers or {})
-    if message.retry_after is not None:
-        extra.setdefault("Retry-After", str(message.retry_after))
-    return Refusal(message.status, message.code or code, message.zh.format(**params), message.en.format(**params),
-                   headers=extra, reportable=reportable, subject=subject, decision=decision)

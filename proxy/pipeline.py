@@ -48,8 +48,7 @@ from proxy.forward import AnswerPlan, Outbound, Rewrite, upstream_request_header
 from proxy.gateway import Gateway
 from proxy.hygiene import CleanTarget, HygieneError, check_headers, check_target
 from proxy.lifecycle import PEP, RequestContext, context_of, endpoint, record_reason
-from proxy.messages import refusal
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 from proxy.sso import SESSION_COOKIE
 from proxy.upstream_answer import LinkTarget, UpstreamFailure
 

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from authorizer.authz.pdp import Reason, StepUp
-from proxy.messages import refusal
+from proxy.messages import CATALOG
 
 
 @dataclass
@@ -53,6 +53,28 @@ class Refusal(Exception):
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.en)
+
+
+def refusal(code: str, /, *, headers: dict[str, str] | None = None, reportable: bool = False,
+            subject: tuple[str, str, str] | None = None, decision: Any = None, **params: Any) -> Refusal:
+    """The catalog's refusal ``code``, its messages filled in with ``params``.
+
+    Args:
+        code: a key of :data:`proxy.messages.CATALOG`.
+        headers: extra response headers (``Retry-After`` is added from the catalog).
+        reportable: a refusal of the access policy (report mode records it as would_deny).
+        subject, decision: see :class:`Refusal`.
+        params: the values the messages name (``names="cost__gt"``).
+
+    Raises:
+        KeyError: ``code`` is not in the catalog, or a value the messages name is missing (a bug).
+    """
+    message = CATALOG[code]
+    extra = dict(headers or {})
+    if message.retry_after is not None:
+        extra.setdefault("Retry-After", str(message.retry_after))
+    return Refusal(message.status, message.code or code, message.zh.format(**params), message.en.format(**params),
+                   headers=extra, reportable=reportable, subject=subject, decision=decision)
 
 
 def refusal_response(refusal: Refusal, decision_id: str) -> web.Response:

@@ -22,8 +22,7 @@ from authorizer.authn.oidc_rp import LoginFailed, RelyingParty
 from authorizer.authn.sessions import BrowserSession, SessionStore, Tokens, now_ms
 from authorizer.config import SsoSettings
 from proxy import responses
-from proxy.messages import refusal
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 
 SESSION_COOKIE = "wmsgate_session"
 LOGIN_COOKIE = "wmsgate_login"

@@ -16,8 +16,7 @@ from pathlib import Path
 from authorizer.authn.identity import Principal
 from authorizer.config import CredentialSettings, UpstreamSettings
 from authorizer.enforce.caller_identity import MissingIdentity, attribute_names, render, template_problems
-from proxy.messages import refusal
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 
 
 def no_caller_identity(name: str) -> Refusal:

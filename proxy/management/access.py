@@ -23,8 +23,7 @@ from authorizer.authz.attributes import Resource
 from authorizer.authz.routes import Route
 from authorizer.iam.access import AccessError, AccessService, ChangeReport
 from authorizer.iam.grants import GrantError, GrantRow, parse_rows
-from proxy.messages import refusal
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 
 OFFBOARD = Route("POST", "/_gateway/access/offboard", ("_gateway", "access", "offboard"), "iam", "delete",
                  resource_id="{body.username}", needs_body=True)

@@ -20,8 +20,7 @@ from aiohttp import web
 
 from authorizer.authz.routes import Route
 from authorizer.config import AlertingLink
-from proxy.messages import refusal
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 
 LIST = Route("GET", "/_gateway/alerts", ("_gateway", "alerts"), "alerts", "view", kind="list")
 ITEM = Route("GET", "/_gateway/alerts/{alert_id}", ("_gateway", "alerts", "{alert_id}"), "alerts", "view", kind="item")

@@ -22,8 +22,8 @@ from proxy.lifecycle import API, endpoint, sub_path
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
 from proxy.management import audit as audit_api
-from proxy.messages import refusal
 from proxy.pipeline import authenticated, decide_or_refuse, hold, read_body
+from proxy.responses import refusal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _ALERT_ID = re.compile(r"^[0-9a-f]{32}$")

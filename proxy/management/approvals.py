@@ -29,10 +29,9 @@ from authorizer.authz.pdp import Decision, PdpUnavailable
 from proxy import responses
 from proxy.gateway import Gateway
 from proxy.lifecycle import API, endpoint, sub_path
-from proxy.messages import refusal
 from proxy.pipeline import authenticated, parse_json_object
 from proxy.replay import approval_audit_record
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 
 MAX_COMMENT = 2000
 APPROVAL_ID = re.compile(r"^[0-9a-f]{32}$")

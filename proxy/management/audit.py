@@ -28,8 +28,7 @@ from authorizer.audit.export import export_csv, export_jsonl
 from authorizer.authz.routes import Route
 from authorizer.timeparse import parse_time
 from proxy.lifecycle import context_of
-from proxy.messages import refusal
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 
 RECORDS = Route("GET", "/_gateway/audit/records", ("_gateway", "audit", "records"), "audit", "view")
 EXPORT = Route("GET", "/_gateway/audit/export", ("_gateway", "audit", "export"), "audit", "export")

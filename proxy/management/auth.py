@@ -24,9 +24,8 @@ from authorizer.authn.oidc_rp import LoginFailed, new_code_verifier
 from authorizer.authn.sessions import BrowserSession, Tokens
 from proxy.browser_pages import Text, logged_out_page, login_problem_page, logout_confirm_page, refusal_page
 from proxy.lifecycle import Endpoint, context_of, endpoint, sub_path
-from proxy.messages import refusal
 from proxy.redirects import safe_return_to
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 from proxy.sso import LOGIN_COOKIE, SESSION_COOKIE, SSO, SsoService, origin_of
 
 log = logging.getLogger(__name__)

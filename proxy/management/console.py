@@ -39,9 +39,8 @@ from proxy.lifecycle import CONSOLE, QUIET, context_of, endpoint, sub_path
 from proxy.management import access as access_api
 from proxy.management import approvals as approvals_api
 from proxy.management import audit as audit_api
-from proxy.messages import refusal
 from proxy.pipeline import RequestLine, authenticated, decide_or_refuse, hold_request
-from proxy.responses import Refusal
+from proxy.responses import Refusal, refusal
 from proxy.sso import CONTEXT, origin_of
 
 log = logging.getLogger(__name__)
@@ -78,10 +77,6 @@ def console_view(body: Body) -> Callable[[web.Request], Awaitable[web.Response]]
 
     handler.__doc__ = body.__doc__
     return handler
-
-
-def _origin(gw: Gateway) -> str | None:
-    return gw.sso.origin if gw.sso is not None else None
 
 
 def identity_provider_origin(gw: Gateway) -> str:
@@ -138,8 +133,8 @@ async def _person(gw: Gateway, username: str) -> dict[str, Any]:
         raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
 
 
-async def _people_decision(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord,
-                           username: str) -> None:
+async def _people_decision(request: web.Request, username: str) -> None:
+    """May the caller look at ``username`` (``iam:view`` on the person)?"""
     await decide_or_refuse(context_of(request), PEOPLE_VIEW, Resource(kind="item", id=username))
 
 
@@ -148,7 +143,7 @@ async def people_page(request: web.Request, gw: Gateway, record: AuditRecord, pr
                       form: Form, csrf: str) -> web.Response:
     """Look up a person: roles, data scope, active temporary grants; change, grant, offboard."""
     username = request.query.get("username", "").strip()[:255]
-    await _people_decision(gw, request, principal, record, username or "*")
+    await _people_decision(request, username or "*")
     person = await _person(gw, username) if username else None
     return console_page(request, Text("人员与权限", "People"), "people",
                         {"username": username, "person": person, "csrf": csrf},
@@ -159,7 +154,7 @@ async def _access_change(gw: Gateway, request: web.Request, principal: Principal
                          route: Route, body: dict[str, Any]) -> Approval | None:
     """An access change decided exactly like the access API's: held for four-eyes approval
     (returns the approval) or carried out at once (returns None; the report is in the record)."""
-    record.module, record.verb = route.module, route.verb
+    context_of(request).classify(route)  # the record is an access change's even when it stops here
     service = _service(gw)
     resource = access_api.resource_for(route.template, body)
     decision, policy_input = await decide_or_refuse(context_of(request), route, resource, body)
@@ -290,7 +285,7 @@ async def _person_for(gw: Gateway, request: web.Request, principal: Principal, r
         await decide_or_refuse(context_of(request), WHY_SELF, Resource(kind="aggregate"))
         record.resource_id = username
         return Person(principal.user_id, principal.username, principal.roles, principal.scope, True)
-    await _people_decision(gw, request, principal, record, username)
+    await _people_decision(request, username)
     who = await _person(gw, username)
     return Person(who["user_id"], who["username"], tuple(who["roles"]),
                   {dim: tuple(v) for dim, v in who["scope"].items()}, who["enabled"])
@@ -343,7 +338,7 @@ async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, princ
             await gw.audit.flush()
             looked_up = await gw.audit_store.record(q["decision_id"])
     if looked_up is not None and looked_up["user_id"] != principal.user_id:
-        await _people_decision(gw, request, principal, record, looked_up["username"] or "*")  # someone else's
+        await _people_decision(request, looked_up["username"] or "*")  # someone else's
     if looked_up is not None and not path:
         username = username or looked_up["username"]
         method = looked_up["method"]
@@ -368,7 +363,7 @@ async def who_can_page(request: web.Request, gw: Gateway, record: AuditRecord, p
     q = request.query
     module, verb = q.get("module", "").strip(), q.get("verb", "").strip()
     filters = {dim: q[dim].strip() for dim in ("warehouse", "channel") if q.get(dim, "").strip()}
-    await _people_decision(gw, request, principal, record, "*")
+    await _people_decision(request, "*")
     doc = None
     if module and verb:
         try:

@@ -25,8 +25,8 @@ from proxy.gateway import Gateway
 from proxy.lifecycle import context_of, sub_path
 from proxy.management import alerts as alerts_api
 from proxy.management.console import UI, Body, Form, console_view, identity_provider_origin
-from proxy.messages import refusal
 from proxy.pipeline import decide_or_refuse
+from proxy.responses import refusal
 
 ALERTS = f"{UI}/alerts"
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -45,8 +45,7 @@ def _client(gw: Gateway) -> alerts_api.AlertsClient:
     return gw.alerts
 
 
-async def _decide(gw: Gateway, request: web.Request, principal: Principal, record: AuditRecord, route: Route,
-                  resource: Resource) -> None:
+async def _decide(request: web.Request, route: Route, resource: Resource) -> None:
     decision, _ = await decide_or_refuse(context_of(request), route, resource)
     if decision.obligations.approval is not None:
         raise alerts_api.approval_not_supported()
@@ -67,7 +66,7 @@ async def alerts_page(request: web.Request, gw: Gateway, record: AuditRecord, pr
     status = request.query.get("status", "open")
     if status not in STATUSES:
         raise refusal("bad_alert_query")
-    await _decide(gw, request, principal, record, alerts_api.LIST, Resource(kind="list"))
+    await _decide(request, alerts_api.LIST, Resource(kind="list"))
     query = {"limit": "200", **({"status": status} if status != "all" else {})}
     doc = await alerts_api.fetch(_client(gw), "GET", "/alerts", query)
     rows = [{**a, "severity_text": SEVERITIES.get(a["severity"], Text(a["severity"], a["severity"])),
@@ -86,7 +85,7 @@ def _change(route: Route) -> Body:
         alert_id = request.match_info["alert_id"]
         if not _ID.match(alert_id):
             raise refusal("alert_not_found")
-        await _decide(gw, request, principal, record, route, Resource(kind="item", id=alert_id))
+        await _decide(request, route, Resource(kind="item", id=alert_id))
         note = form.get("note", "").strip()[:alerts_api.MAX_NOTE] or None
         action = "acknowledge" if route is alerts_api.ACKNOWLEDGE else "resolve"
         record.detail["alert_action"] = action

@@ -7,7 +7,8 @@ import string
 
 import pytest
 
-from proxy.messages import CATALOG, refusal
+from proxy.messages import CATALOG
+from proxy.responses import refusal
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
