@@ -55,12 +55,23 @@ class OpaSettings:
         decision_path: the data path of the decision, e.g. ``wms/authz/decision``.
         timeout_seconds: limit for one decision, seconds.
         policy_status_url: the bundle service's ``/status`` (shown in health), or None.
+        evaluation: ``sidecar`` (ask OPA per request) or ``in_process`` (the Wasm bundle in the proxy).
+        wasm_bundle_url: the bundle service's Wasm bundle (``in_process``).
+        bundle_public_key_file: the RSA public key (PEM) the Wasm bundle must be signed with.
+        bundle_poll_seconds: how often the proxy asks for a new Wasm bundle, seconds.
+        compare_with_sidecar: (``in_process``) also ask OPA at ``url`` and count decisions that
+            differ (a differential check; doubles the policy work).
     """
 
     url: str
     decision_path: str = "wms/authz/decision"
     timeout_seconds: float = 2.0
     policy_status_url: str | None = None
+    evaluation: str = "sidecar"
+    wasm_bundle_url: str | None = None
+    bundle_public_key_file: Path | None = None
+    bundle_poll_seconds: float = 1.0
+    compare_with_sidecar: bool = False
 
 
 @dataclass(frozen=True)
@@ -479,6 +490,14 @@ def _audit(base: Path, audit: schema.AuditFile) -> AuditSettings:
         archive_dir=path_of(audit.archive_dir), archive_every_seconds=audit.archive_every_seconds)
 
 
+def _opa(base: Path, opa: schema.OpaFile) -> OpaSettings:
+    return OpaSettings(
+        url=opa.url.rstrip("/"), decision_path=opa.decision_path, timeout_seconds=opa.timeout_seconds,
+        policy_status_url=opa.policy_status_url, evaluation=opa.evaluation, wasm_bundle_url=opa.wasm_bundle_url,
+        bundle_public_key_file=resolve_path(base, opa.bundle_public_key_file) if opa.bundle_public_key_file else None,
+        bundle_poll_seconds=opa.bundle_poll_seconds, compare_with_sidecar=opa.compare_with_sidecar)
+
+
 def _upstream(base: Path, up: schema.UpstreamFile) -> UpstreamSettings:
     return UpstreamSettings(
         url=up.url.rstrip("/"), timeout_seconds=up.timeout_seconds, identity_headers=dict(up.identity_headers),
@@ -524,8 +543,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
                 leeway_seconds=doc.oidc.leeway_seconds, jwks_min_refresh_seconds=doc.oidc.jwks_min_refresh_seconds,
                 username_claim=doc.oidc.username_claim, roles_claim=doc.oidc.roles_claim,
                 scope_claim=doc.oidc.scope_claim, grants_claim=doc.oidc.grants_claim),
-            opa=OpaSettings(url=doc.opa.url.rstrip("/"), decision_path=doc.opa.decision_path,
-                            timeout_seconds=doc.opa.timeout_seconds, policy_status_url=doc.opa.policy_status_url),
+            opa=_opa(base, doc.opa),
             upstream=_upstream(base, up),
             audit=_audit(base, doc.audit),
             route_map=resolve_path(base, doc.route_map),

@@ -70,12 +70,27 @@ class OidcFile(_Section):
 
 
 class OpaFile(_Section):
-    """``opa``: the PDP."""
+    """``opa``: the PDP. ``evaluation: sidecar`` asks OPA at ``url`` on every request;
+    ``in_process`` evaluates the same bundle compiled to Wasm inside the proxy (fetched from
+    ``wasm_bundle_url``, verified with ``bundle_public_key_file``); OPA at ``url`` still answers
+    the explain and who-can tools."""
 
     url: str
     decision_path: str = "wms/authz/decision"
     timeout_seconds: float = Field(2.0, gt=0)
     policy_status_url: str | None = None
+    evaluation: Literal["sidecar", "in_process"] = "sidecar"
+    wasm_bundle_url: str | None = None
+    bundle_public_key_file: str | None = None
+    bundle_poll_seconds: float = Field(1.0, gt=0)
+    compare_with_sidecar: bool = False
+
+    @model_validator(mode="after")
+    def _in_process_needs_its_bundle(self) -> OpaFile:
+        if self.evaluation == "in_process" and (not self.wasm_bundle_url or not self.bundle_public_key_file):
+            raise ValueError("evaluation: in_process needs wasm_bundle_url and bundle_public_key_file "
+                             "(the proxy runs only a bundle signed by the policy signing key)")
+        return self
 
 
 class CredentialFile(_Section):

@@ -10,6 +10,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from joserfc.jwk import RSAKey
+
+from authorizer.authz.bundle_signature import sign_bundle
+
+#: The policy signing key's id (``kid``), as OPA's configuration names it.
+SIGNING_KEY_ID = "wms-policy"
 POLICY_SUFFIXES = (".rego", ".yaml", ".yml", ".json")
 
 
@@ -23,6 +29,9 @@ class BuildResult:
         bundle: the built ``.tar.gz`` (None when rejected).
         error: why it was rejected (compiler or test output), empty when ok.
         at: when the attempt finished (UTC, ISO 8601).
+        wasm_bundle: the same policy compiled to Wasm (``opa build -t wasm``) for the proxy's
+            in-process PDP (None when rejected).
+        wasm_signature: its signature (:mod:`authorizer.authz.bundle_signature`), '' unsigned.
     """
 
     revision: str
@@ -30,6 +39,8 @@ class BuildResult:
     bundle: Path | None
     error: str
     at: str
+    wasm_bundle: Path | None = None
+    wasm_signature: str = ""
 
 
 def _policy_files(source: Path) -> list[Path]:
@@ -89,17 +100,20 @@ class BundleBuilder:
         run_tests: also run ``opa test``; a failing test rejects the edit.
         timeout_seconds: limit for each OPA command.
         signing_key: RSA private key (PEM) that signs every bundle (``.signatures.json``, RS256,
-            OPA's bundle signing format), or None for unsigned bundles.
+            OPA's bundle signing format; the Wasm bundle's own signature), or None for unsigned bundles.
+        wasm_entrypoints: the rules the Wasm bundle is compiled for (the proxy's decision).
     """
 
     def __init__(self, sources: tuple[Path, ...], opa: Path, workdir: Path, run_tests: bool = True,
-                 timeout_seconds: float = 120.0, signing_key: Path | None = None) -> None:
+                 timeout_seconds: float = 120.0, signing_key: Path | None = None,
+                 wasm_entrypoints: tuple[str, ...] = ("wms/authz/decision",)) -> None:
         self.sources = sources
         self.opa = opa
         self.workdir = workdir
         self.run_tests = run_tests
         self.timeout = timeout_seconds
         self.signing_key = signing_key
+        self.wasm_entrypoints = wasm_entrypoints
         workdir.mkdir(parents=True, exist_ok=True)
 
     def _run(self, *args: str, cwd: Path) -> str | None:
@@ -137,6 +151,20 @@ class BundleBuilder:
                     if self.signing_key is not None else []
                 error = self._run("build", "--bundle", "--revision", revision, "--ignore", "schemas",
                                   "--ignore", "*_test.rego", *signing, "--output", str(out), ".", cwd=snap)
+            if error is None:
+                wasm = self.workdir / f"wms-{revision.split(':')[1]}.wasm.tar.gz"
+                entrypoints = [arg for e in self.wasm_entrypoints for arg in ("--entrypoint", e)]
+                error = self._run("build", "--target", "wasm", *entrypoints, "--bundle", "--revision", revision,
+                                  "--ignore", "schemas", "--ignore", "*_test.rego", "--output", str(wasm), ".",
+                                  cwd=snap)
                 if error is None:
-                    return BuildResult(revision, True, out, "", now)
+                    return BuildResult(revision, True, out, "", now, wasm, self._sign(wasm, revision))
         return BuildResult(revision, False, None, error or "unknown error", now)
+
+    def _sign(self, bundle: Path, revision: str) -> str:
+        """The Wasm bundle's signature ('' without a signing key)."""
+        if self.signing_key is None:
+            return ""
+        key = RSAKey.import_key(self.signing_key.read_bytes())
+        return sign_bundle(bundle.read_bytes(), revision, key, SIGNING_KEY_ID)
+

@@ -9,11 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
+from authorizer.authz.bundle_signature import SIGNATURE_HEADER
 from policy_service.builder import BuildResult, BundleBuilder, tree_revision
 
 log = logging.getLogger(__name__)
 
 BUNDLE_PATH = "/bundles/wms.tar.gz"
+#: The same policy compiled to Wasm for the proxy's in-process PDP (signed in a header).
+WASM_BUNDLE_PATH = "/bundles/wms.wasm.tar.gz"
 
 
 class PolicyState:
@@ -28,16 +31,19 @@ class PolicyState:
         self.serving: BuildResult | None = None
         self.rejected: BuildResult | None = None
         self.bundle: bytes = b""
+        self.wasm_bundle: bytes = b""
         self.last_seen: str = ""
 
     def accept(self, result: BuildResult) -> None:
-        """Record a build attempt; a good one replaces what is served."""
-        if result.ok and result.bundle is not None:
-            self.bundle = result.bundle.read_bytes()
+        """Record a build attempt; a good one replaces what is served (both bundles at once)."""
+        if result.ok and result.bundle is not None and result.wasm_bundle is not None:
+            self.bundle, self.wasm_bundle = result.bundle.read_bytes(), result.wasm_bundle.read_bytes()
             old = self.serving
             self.serving, self.rejected = result, None
             if old is not None and old.bundle is not None and old.bundle != result.bundle:
                 old.bundle.unlink(missing_ok=True)
+                if old.wasm_bundle is not None:
+                    old.wasm_bundle.unlink(missing_ok=True)
             log.warning("policy bundle %s is now served", result.revision)
         else:
             self.rejected = result
@@ -47,7 +53,8 @@ class PolicyState:
     def status(self) -> dict[str, Any]:
         """The status document (``GET /status``)."""
         def brief(r: BuildResult | None) -> dict[str, Any] | None:
-            return None if r is None else {k: v for k, v in asdict(r).items() if k != "bundle"}
+            return None if r is None else {k: v for k, v in asdict(r).items()
+                                           if k not in ("bundle", "wasm_bundle", "wasm_signature")}
         return {"serving": brief(self.serving), "rejected": brief(self.rejected),
                 "status": "ok" if self.serving and not self.rejected else
                 ("rejected_edit" if self.serving else "no_policy")}
@@ -56,14 +63,28 @@ class PolicyState:
 STATE = web.AppKey("state", PolicyState)
 
 
-async def _bundle(request: web.Request) -> web.StreamResponse:
+def _serve(request: web.Request, wasm: bool) -> web.Response:
+    """The served bundle (OPA's, or the Wasm one with its signature header), 304 when the
+    client has this revision, 503 before a first good build."""
     state = request.app[STATE]
     if state.serving is None:
         return web.json_response({"error": "no_policy"}, status=503)
     etag = f'"{state.serving.revision}"'
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers={"ETag": etag})
-    return web.Response(body=state.bundle, content_type="application/gzip", headers={"ETag": etag})
+    headers = {"ETag": etag}
+    if wasm and state.serving.wasm_signature:
+        headers[SIGNATURE_HEADER] = state.serving.wasm_signature
+    return web.Response(body=state.wasm_bundle if wasm else state.bundle, content_type="application/gzip",
+                        headers=headers)
+
+
+async def _bundle(request: web.Request) -> web.StreamResponse:
+    return _serve(request, wasm=False)
+
+
+async def _wasm_bundle(request: web.Request) -> web.StreamResponse:
+    return _serve(request, wasm=True)
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -110,6 +131,7 @@ def create_app(builder: BundleBuilder, poll_seconds: float = 1.0) -> web.Applica
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
     app.router.add_get(BUNDLE_PATH, _bundle)
+    app.router.add_get(WASM_BUNDLE_PATH, _wasm_bundle)
     app.router.add_get("/status", _status)
     return app
 

@@ -22,9 +22,10 @@ from authorizer.authn.oidc_rp import RelyingParty, RpSettings
 from authorizer.authn.revocation import RevocationCache, RevocationStore
 from authorizer.authn.sessions import SessionStore
 from authorizer.authz.attributes import AttributeResolver
-from authorizer.authz.pdp import OpaClient
+from authorizer.authz.inprocess_pdp import InProcessPdp, InProcessSettings
+from authorizer.authz.pdp import DecisionPoint, OpaClient
 from authorizer.authz.routes import RouteMap, RouteMapError
-from authorizer.config import GatewayConfig
+from authorizer.config import GatewayConfig, OpaSettings
 from authorizer.db import create_schema, make_engine
 from authorizer.enforce.enforcement import EnforcementModes, ModeChange, record_modes
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
@@ -50,6 +51,8 @@ SESSION = web.AppKey("session", aiohttp.ClientSession)
 JWKS = web.AppKey("jwks", JwksCache)
 STORE = web.AppKey("audit_store", AuditStore)
 TASKS = web.AppKey("background_tasks", list)
+#: The in-process PDP, when ``opa.evaluation: in_process`` (health shows its revision).
+IN_PROCESS_PDP = web.AppKey("in_process_pdp", InProcessPdp)
 MANAGEMENT = web.AppKey("management_runner", web.AppRunner)
 #: The port the management listener (``/metrics``) is bound to, once started.
 MANAGEMENT_PORT = web.AppKey("management_port", int)
@@ -87,10 +90,25 @@ def gateway_endpoints(config: GatewayConfig) -> web.Application:
         console_alerts.add_routes(endpoints)
     endpoints.router.add_get(sub_path("/_gateway/health"), health_handler(
         SESSION, JWKS, config.opa, config.upstream.url, config.upstream.health,
-        audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None))
+        audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None,
+        in_process=lambda a: a.get(IN_PROCESS_PDP)))
     approvals_api.add_routes(endpoints)
     api_routes.add_routes(endpoints)
     return endpoints
+
+
+async def _decision_point(app: web.Application, session: aiohttp.ClientSession, opa: OpaSettings) -> DecisionPoint:
+    """The PDP of ``opa.evaluation``: OPA over HTTP, or the signed Wasm bundle in this process
+    (its first bundle loaded before the proxy serves, when the bundle service answers)."""
+    if opa.evaluation != "in_process":
+        return OpaClient(session, opa)
+    assert opa.wasm_bundle_url is not None and opa.bundle_public_key_file is not None  # the schema requires them
+    pdp = InProcessPdp(session, InProcessSettings(opa.wasm_bundle_url, opa.bundle_public_key_file,
+                                                  opa.decision_path, opa.bundle_poll_seconds),
+                       reference=OpaClient(session, opa) if opa.compare_with_sidecar else None)
+    await pdp.start()
+    app[IN_PROCESS_PDP] = pdp
+    return pdp
 
 
 def create_app(config: GatewayConfig, spool_dir: Path | None = None,
@@ -160,7 +178,9 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         await writer.start()
         for change in await record_modes(engine, enforcement, [r.key for r in routes.routes]):
             await writer.commit(mode_change_record(change))
-        metrics = GatewayMetrics(lambda: writer.pending, lambda: writer.spool_bytes, revocations.age_seconds)
+        pdp = await _decision_point(app, session, config.opa)
+        metrics = GatewayMetrics(lambda: writer.pending, lambda: writer.spool_bytes, revocations.age_seconds,
+                                 pdp.comparison if isinstance(pdp, InProcessPdp) else None)
         if config.management is not None:  # before serving: a port taken is a start-up error
             app[MANAGEMENT], app[MANAGEMENT_PORT] = await start_management(
                 management_app(lambda: metrics), config.management, management_offset)
@@ -180,7 +200,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             verifier=verifier,
             resolver=AttributeResolver(session, config.upstream.url, config.upstream.lookup_headers,
                                        config.upstream.lookup_cache_seconds),
-            pdp=OpaClient(session, config.opa),
+            pdp=pdp,
             forwarder=Forwarder(session, config.upstream),
             identity=identity,
             audit=writer,
@@ -218,6 +238,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
     async def cleanup(app: web.Application) -> None:
         for task in app.get(TASKS, []):
             task.cancel()
+        if IN_PROCESS_PDP in app:
+            await app[IN_PROCESS_PDP].close()
         if MANAGEMENT in app:
             await app[MANAGEMENT].cleanup()
         if GATEWAY in app:

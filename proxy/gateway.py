@@ -14,7 +14,7 @@ from authorizer.audit import AuditRecord, AuditStore, AuditWriter
 from authorizer.authn.identity import TokenVerifier
 from authorizer.authn.revocation import RevocationCache
 from authorizer.authz.attributes import AttributeResolver
-from authorizer.authz.pdp import OpaClient
+from authorizer.authz.pdp import DecisionPoint
 from authorizer.authz.routes import RouteMap
 from authorizer.config import GatewayConfig
 from authorizer.enforce.enforcement import EnforcementModes
@@ -35,7 +35,7 @@ class Gateway:
     routes: RouteMap
     verifier: TokenVerifier
     resolver: AttributeResolver
-    pdp: OpaClient
+    pdp: DecisionPoint
     forwarder: Forwarder
     identity: UpstreamIdentity
     audit: AuditWriter

@@ -105,6 +105,8 @@ def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
             "grants.sweep_seconds": 2,
             "audit.checkpoint_every_seconds": 1,
             "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
+            # every decision of the suite is made in-process and checked against OPA's (the differential test)
+            "opa.compare_with_sidecar": True,
         },
         alerting_overrides={
             "notifiers": [
@@ -127,8 +129,27 @@ def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
         local.start()
         yield Stack(local, Tokens(local.issuer), AccessLog(local.wms_access_log),
                     AuditDb(local.audit_url, STATE, pg_cluster))
+        _no_pdp_mismatch(local)
     finally:
         local.stop()
+
+
+def _no_pdp_mismatch(local: LocalStack) -> None:
+    """After the whole session: the proxy's in-process decisions all matched OPA's (see
+    tests/integration/test_pdp_differential.py); a mismatch is logged in the proxy's log."""
+    import re
+
+    import httpx
+
+    text = httpx.get(f"http://{local.settings.host}:{local.settings.ports.gateway_management}/metrics",
+                     timeout=10).text
+    counts = {name: float(m.group(1)) for name in ("compared", "mismatched")
+              if (m := re.search(rf"^wmsgate_pdp_{name} ([0-9.e+]+)$", text, re.M))}
+    assert "compared" in counts, "the test proxy does not compare its decisions with OPA's"
+    assert counts.get("mismatched") == 0, f"in-process decisions differed from OPA's: see {local.logs}/proxy.log"
+    # the counters restart with a proxy; its log (appended across restarts) keeps every mismatch
+    log = (local.logs / "proxy.log").read_text(encoding="utf-8", errors="replace")
+    assert "in-process decision differs from OPA's" not in log, f"see {local.logs}/proxy.log"
 
 
 @pytest.fixture

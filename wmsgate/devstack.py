@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authorizer.audit.chain import generate_key
 from authorizer.config import apply_overrides
+from policy_service.builder import SIGNING_KEY_ID
 from wmsgate.processes import ProcessGroup, Service, StackError, port_in_use
 from wmsgate.realm import apply_realm, build_realm, demo_overlay, keycloak_admin
 from wmsgate.tools import REPO, Tools, locate_tools
@@ -78,8 +79,8 @@ class StackSettings:
     alerts_url: str | None = None
 
 
-#: The key id OPA knows the policy bundles' signing key by.
-POLICY_KEY_ID = "wms-policy"
+#: The key id OPA knows the policy bundles' signing key by (the bundle service's).
+POLICY_KEY_ID = SIGNING_KEY_ID
 
 
 def generate_rsa_key(private: Path, public: Path) -> None:
@@ -353,6 +354,8 @@ class LocalStack(ProcessGroup):
         data["oidc"]["issuer"] = self.issuer
         data["opa"]["url"] = self.opa_url
         data["opa"]["policy_status_url"] = f"{self.policy_url}/status"
+        data["opa"]["wasm_bundle_url"] = f"{self.policy_url}/bundles/wms.wasm.tar.gz"
+        data["opa"]["bundle_public_key_file"] = str(policy_signing_key(s.state)[1])
         data["upstream"]["url"] = self.wms_url
         data["audit"]["url"] = self.audit_url
         key = s.state / "audit-signing-key.pem"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -144,7 +144,7 @@ def parse_decision(result: Any) -> Decision:
     try:
         row_filter = {str(dim): tuple(str(v) for v in values)
                       for dim, values in (obligations_doc.get("row_filter") or {}).items()}
-        mask = tuple(str(f) for f in obligations_doc.get("mask") or [])
+        mask = tuple(sorted({str(f) for f in obligations_doc.get("mask") or []}))  # a set: one order for any PDP
         step_up = _step_up(obligations_doc.get("step_up"))
         approval = _approval(obligations_doc.get("approval"))
     except (AttributeError, TypeError, ValueError, KeyError):
@@ -178,6 +178,15 @@ def _approval(doc: Any) -> ApprovalRule | None:
             or not isinstance(expires, int) or expires < 1:
         raise ValueError("approval needs operation, approvals >= 1 and expires_seconds >= 1")
     return ApprovalRule(doc["operation"], approvals, expires)
+
+
+class DecisionPoint(Protocol):
+    """A PDP the PEP asks once per request: :class:`OpaClient` (the OPA sidecar) or
+    :class:`~authorizer.authz.inprocess_pdp.InProcessPdp` (the same bundle, in-process)."""
+
+    async def decide(self, policy_input: dict[str, Any]) -> Decision:
+        """Decide on ``policy_input``; raises :class:`PdpUnavailable` when it cannot."""
+        ...
 
 
 class OpaClient:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from authorizer.audit.writer import AuditBackpressure, AuditWriter
 from authorizer.authn.identity import IssuerUnavailable, JwksCache
+from authorizer.authz.inprocess_pdp import InProcessPdp
 from authorizer.config import HealthProbe, OpaSettings
 from proxy.lifecycle import QUIET, endpoint
 
@@ -72,9 +73,16 @@ def audit_check(writer: AuditWriter) -> dict[str, Any]:
     return {"ok": ok, "pending": writer.pending, "spooled": writer.spooled}
 
 
+def in_process_check(pdp: InProcessPdp) -> dict[str, Any]:
+    """The in-process PDP's state: ``{"ok", "revision", "error"}``; ok once a bundle decides."""
+    return {"ok": pdp.revision is not None, "evaluation": "in_process", "revision": pdp.revision,
+            "error": pdp.last_error}
+
+
 def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web.AppKey[JwksCache],
                    opa: OpaSettings, upstream_url: str, wms_probe: HealthProbe,
-                   audit: Callable[[Mapping[Any, Any]], AuditWriter | None] | None = None) -> Any:
+                   audit: Callable[[Mapping[Any, Any]], AuditWriter | None] | None = None,
+                   in_process: Callable[[Mapping[Any, Any]], InProcessPdp | None] | None = None) -> Any:
     """Build the handler; it probes the dependencies concurrently (2-3 s timeouts).
 
     Answers ``{"status": "ok"|"degraded", "failing": [...], "checks": {"keycloak_keys", "opa", "wms",
@@ -85,11 +93,14 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
     OPA counts as up only with its policy bundle activated. A rejected policy edit
     is a warning (the last good policy keeps serving), not a failure; so are audit
     records waiting in the spool while the database is down (a full spool fails).
+    With ``opa.evaluation: in_process`` the ``pdp`` check is the proxy's own (a bundle loaded),
+    ``policy.active`` its revision, and OPA down is a warning (only explain and who-can need it).
 
     Args:
         upstream_url: the WMS's base URL.
         wms_probe: the path GET on the WMS and the statuses that count as up (``upstream.health``).
         audit: gives the application's audit writer (None: no audit check).
+        in_process: gives the application's in-process PDP (None: OPA decides).
     """
 
     @endpoint(QUIET)  # a probe is recorded only when it fails unexpectedly
@@ -99,10 +110,16 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
             _keys(request.config_dict[jwks_key]), _probe(session, f"{opa.url}/health?bundles"),
             _probe(session, f"{upstream_url}{wms_probe.path}", wms_probe.expect_status),
             _policy(session, opa.policy_status_url), _active_revision(session, opa.url))
-        policy = {**(policy or {}), "active": active}
         checks = {"keycloak_keys": keycloak, "opa": opa_check, "wms": wms}
-        writer = audit(request.config_dict) if audit is not None else None
         warnings = []
+        pdp = in_process(request.config_dict) if in_process is not None else None
+        if pdp is not None:
+            checks["pdp"], active = in_process_check(pdp), pdp.revision
+            del checks["opa"]
+            if not opa_check["ok"]:
+                warnings.append("OPA is down: requests are decided in-process; explain and who-can need OPA")
+        policy = {**(policy or {}), "active": active}
+        writer = audit(request.config_dict) if audit is not None else None
         if writer is not None:
             checks["audit"] = audit_check(writer)
             if checks["audit"]["spooled"]:

@@ -26,7 +26,12 @@ def restore_proxy(stack: Stack) -> Iterator[None]:
     stack.stack.restart_proxy()
 
 
-@pytest.mark.parametrize("override, failing", [({"opa.url": DEAD}, "opa"), ({"upstream.url": DEAD}, "wms"),
+SIDECAR = {"opa.evaluation": "sidecar"}
+NO_BUNDLE = {"opa.wasm_bundle_url": DEAD + "/bundles/wms.wasm.tar.gz"}
+
+
+@pytest.mark.parametrize("override, failing", [({"opa.url": DEAD, **SIDECAR}, "opa"), (NO_BUNDLE, "pdp"),
+                                               ({"upstream.url": DEAD}, "wms"),
                                                ({"oidc.issuer": DEAD + "/realms/wms"}, "keycloak_keys")])
 def test_health_is_503_naming_the_unreachable_dependency(stack: Stack, restore_proxy: None,
                                                          override: dict[str, str], failing: str) -> None:
@@ -36,8 +41,9 @@ def test_health_is_503_naming_the_unreachable_dependency(stack: Stack, restore_p
     assert resp.json()["failing"] == [failing]
 
 
-def test_opa_down_means_503_and_nothing_forwarded(stack: Stack, restore_proxy: None) -> None:
-    stack.stack.restart_proxy({"opa.url": DEAD}, require_healthy=False)
+@pytest.mark.parametrize("override", [{"opa.url": DEAD, **SIDECAR}, NO_BUNDLE], ids=["sidecar-opa-down", "no-bundle"])
+def test_no_pdp_means_503_and_nothing_forwarded(stack: Stack, restore_proxy: None, override: dict[str, str]) -> None:
+    stack.stack.restart_proxy(override, require_healthy=False)
     mark = stack.access_log.mark()
     with stack.client("picker.hf") as c:
         resp = c.get("/api/picking/tasks")
@@ -45,6 +51,21 @@ def test_opa_down_means_503_and_nothing_forwarded(stack: Stack, restore_proxy: N
     assert resp.headers["Retry-After"]
     assert not [e for e in stack.access_log.since(mark) if e["path"].startswith("/api/picking")]
     assert stack.audit_record(body["decision_id"])["decision"] == "deny"
+
+
+def test_in_process_decisions_go_on_while_opa_is_down(stack: Stack, restore_proxy: None) -> None:
+    """With the policy evaluated in-process, OPA (kept for explain and who-can) being down is a
+    warning, not an outage: the proxy's own bundle decides."""
+    stack.stack.restart_proxy({"opa.url": DEAD}, require_healthy=False)
+    health = httpx.get(f"{stack.proxy}/_gateway/health", timeout=15)
+    assert health.status_code == 200, health.text
+    body = health.json()
+    assert body["checks"]["pdp"]["ok"] and body["checks"]["pdp"]["evaluation"] == "in_process"
+    assert body["policy"]["active"] == body["checks"]["pdp"]["revision"]
+    assert any("OPA is down" in w for w in body["warnings"])
+    with stack.client("picker.hf") as c:
+        assert c.get("/api/picking/tasks").status_code == 200
+        assert_refused(c.get("/api/reports/finance"), 403, "missing_permission")
 
 
 def test_wms_down_means_502_with_an_audit_record(stack: Stack, restore_proxy: None) -> None:

@@ -93,16 +93,24 @@ module_def := modules[input.action.module]
 # title: Required permissions
 # description: The primary module:verb plus any extra ones the route map derived (input.action.also).
 # scope: document
-required contains sprintf("%s:%s", [input.action.module, input.action.verb])
+required contains concat(":", [input.action.module, input.action.verb])
 
-required contains sprintf("%s:%s", [p.module, p.verb]) if some p in input.action.also
+required contains concat(":", [p.module, p.verb]) if some p in input.action.also
 
 # METADATA
 # title: Granted permissions
-# description: Union of the permissions of every role that counts now (effective_roles).
+# description: >-
+#   Union of the permissions of every role that counts now (effective_roles), in
+#   either layer (as role_permissions, read for the person's roles only).
+# scope: document
 granted contains perm if {
 	some role in effective_roles
-	some perm in role_permissions[role]
+	some perm in object.get(site_roles, [role, "permissions"], [])
+}
+
+granted contains perm if {
+	some role in effective_roles
+	some perm in object.get(data.wms.base.roles, [role, "permissions"], [])
 }
 
 # METADATA

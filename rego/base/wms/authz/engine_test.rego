@@ -97,3 +97,22 @@ test_a_deployment_cannot_lower_the_acr_levels if {
 	levels := authz.acr_levels with data.wms.high_risk as {"acr_levels": {"pwd": 2, "mfa": 2}}
 	levels.pwd == 1
 }
+
+test_render_formats_only_what_has_arguments_or_percent_signs if {
+	authz.render("允许", []) == "允许"
+	authz.render("100%% 完成", []) == "100% 完成"
+	authz.render("缺少权限 %s(%d 秒)", ["orders:view", 300]) == "缺少权限 orders:view(300 秒)"
+}
+
+test_reasons_with_one_code_are_listed_in_value_order if {
+	d := authz.decision with input as {
+		"subject": {"id": "u1", "username": "t", "roles": ["sysadmin"], "scope": {}},
+		"action": {"module": "goods", "verb": "view", "also": [{"module": "goods_cost", "verb": "view"}]},
+		"resource": engine_item("HF"),
+	}
+		with data.wms.roles as {"clerk": {"permissions": ["goods:view", "goods_cost:view"]}}
+		with data.wms.modules as engine_site_modules
+	codes := [r.code | some r in d.reasons]
+	codes == ["missing_permission", "missing_permission"]
+	d.reasons == sort(d.reasons)
+}

@@ -6,8 +6,14 @@ package wms.authz
 
 # METADATA
 # title: Reasons
-# description: Every reason that applies, most telling first ("allowed" alone when allowed).
-reasons := [r | some code in reason_order; some r in reason_set; r.code == code]
+# description: >-
+#   Every reason that applies, most telling first ("allowed" alone when allowed: the
+#   only reason an allowed request has, so the others are not evaluated); reasons with
+#   the same code in value order, so every evaluator (OPA, the Wasm build of this
+#   policy) lists them alike.
+reasons := [message("allowed", [], [])] if allow
+
+else := [r | some code in reason_order; some r in sort([x | some x in reason_set; x.code == code])]
 
 # METADATA
 # title: Reason order
@@ -112,9 +118,19 @@ known_roles contains role if {
 # description: A reason object {code, zh-CN, en} from the message table.
 message(code, zh_args, en_args) := {
 	"code": code,
-	"zh-CN": sprintf(messages[code]["zh-CN"], zh_args),
-	"en": sprintf(messages[code].en, en_args),
+	"zh-CN": render(messages[code]["zh-CN"], zh_args),
+	"en": render(messages[code].en, en_args),
 }
+
+# METADATA
+# title: Render
+# description: >-
+#   A message template with its arguments (sprintf); a template without arguments or
+#   "%" is its own text, so an allowed request formats nothing.
+render(template, args) := template if {
+	count(args) == 0
+	not contains(template, "%")
+} else := sprintf(template, args)
 
 # METADATA
 # title: Dimension name
@@ -124,7 +140,7 @@ dim_name(dim, lang) := data.wms.base.dimensions[dim][lang]
 # METADATA
 # title: Scope text
 # description: The person's scope on a dimension as text, e.g. "[HF]" or "[]".
-scope_text(dim) := sprintf("[%s]", [concat(", ", sort(scope_values(dim)))])
+scope_text(dim) := concat("", ["[", concat(", ", sort(scope_values(dim))), "]"])
 
 # METADATA
 # title: Step-up message arguments
