@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test lint rego-test plugin-test unit-test integration-test bench bench-offboard bench-audit bench-alerts bench-scale
+.PHONY: setup demo test lint rego-test plugin-test unit-test integration-test bench profile bench-offboard bench-audit bench-alerts bench-scale
 
 setup:
 	@bash deploy/local/setup.sh
@@ -38,8 +38,13 @@ plugin-test:
 	@mvn -q -B -f keycloak/event-listener/pom.xml clean test
 	@grep -h "Tests run" keycloak/event-listener/target/surefire-reports/*.txt
 
+# The gateway beside a bare aiohttp pass-through, loaded with wrk (Debian package wrk).
 bench: setup
 	.venv/bin/python bench/proxy_overhead.py
+
+# Where a request's CPU goes, stage by stage (py-spy samples the proxy under wrk load).
+profile: setup
+	.venv/bin/python bench/profile_gateway.py
 
 bench-offboard: setup
 	.venv/bin/python bench/offboard_latency.py

@@ -1,0 +1,123 @@
+"""Profile: where a gateway request's CPU time goes, stage by stage. Prints figures; asserts nothing.
+
+Starts its own stack on 127.0.0.1 (ports +20000, state in .state/bench), loads the gateway with
+wrk (closed loop) on one endpoint and samples the proxy process with py-spy meanwhile (no
+restart, no instrumentation). Each sample is charged to the innermost frame that belongs to a
+stage of the request path (below), so a library call (joserfc, wasmtime, SQLAlchemy, json) counts
+for the stage that made it; samples with no gateway frame are aiohttp's HTTP server and the event
+loop. Prints each stage's share of the process's CPU and its cost per request (microseconds).
+
+Usage: .venv/bin/python bench/profile_gateway.py [--seconds 15] [--user finance] [--path /api/orders/SO2024110100005]
+       [--sidecar] [--svg profile.svg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.loadgen import Load, run_wrk, wrk_path
+from bench.proxy_overhead import PORTS, proxy_pid, token
+from wmsgate.devstack import LocalStack, StackSettings
+from wmsgate.tools import REPO
+
+#: (stage, pattern on a frame's file path), innermost match wins; order breaks ties inside one frame.
+STAGES: list[tuple[str, str]] = [
+    ("hygiene", r"proxy/hygiene\.py"),
+    ("authenticate (JWT, revocation)", r"authorizer/authn/|proxy/sso\.py"),
+    ("route match", r"authorizer/authz/routes\.py"),
+    ("attribute lookup", r"authorizer/authz/attributes\.py|authorizer/authz/tenancy\.py"),
+    ("policy input", r"authorizer/authz/policy_input\.py|authorizer/authz/query_params\.py"),
+    ("decision (PDP)", r"authorizer/authz/(pdp|inprocess_pdp|opa_wasm|gofmt)\.py"),
+    ("masking and row filter", r"authorizer/enforce/|proxy/upstream_answer\.py"),
+    ("forward (WMS request and answer)", r"proxy/forward\.py|proxy/upstream_identity\.py"),
+    ("audit record, chain, insert", r"authorizer/audit/|proxy/gateway\.py|aiosqlite/"),
+    ("metrics", r"proxy/metrics\.py|prometheus_client/"),
+    ("request path glue", r"proxy/(pipeline|lifecycle|responses|messages)\.py"),
+    ("HTTP server (aiohttp)", r"aiohttp/web_|aiohttp/_http_parser|aiohttp/http_"),
+]
+_FRAME = re.compile(r"\((?P<file>[^:()]+)(?::\d+)?\)$")
+
+
+def stage_of(stack: str) -> str:
+    """The stage a collapsed py-spy stack (``f (file:line);g (file:line)``) is charged to."""
+    frames = stack.split(";")
+    for frame in reversed(frames):
+        found = _FRAME.search(frame)
+        path = found.group("file") if found else frame
+        for stage, pattern in STAGES:
+            if re.search(pattern, path):
+                return stage
+    return "event loop and other"
+
+
+def profile(pid: int, seconds: float, out: Path, svg: Path | None) -> None:
+    """Sample ``pid`` with py-spy for ``seconds`` into collapsed stacks at ``out`` (and a flame graph)."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
+                    "--format", "raw", "--output", str(out), "--nonblocking"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if svg is not None:
+        subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", "5", "--rate", "250", "--output", str(svg),
+                        "--nonblocking"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    """Run the load, sample, print the breakdown."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--user", default="finance")
+    parser.add_argument("--path", default="/api/orders/SO2024110100005")
+    parser.add_argument("--sidecar", action="store_true", help="decide with the OPA sidecar, not in-process")
+    parser.add_argument("--svg", type=Path, default=None, help="also write a flame graph (a separate 5 s sample)")
+    args = parser.parse_args()
+    wrk_path()
+    state = REPO / ".state" / "bench"
+    shutil.rmtree(state, ignore_errors=True)
+    overrides: dict[str, object] = {"opa.evaluation": "sidecar"} if args.sidecar else {}
+    stack = LocalStack(StackSettings(state=state, ports=PORTS, proxy_overrides=overrides))
+    print("starting the stack ...", flush=True)
+    stack.start()
+    try:
+        auth = f"Bearer {token(stack, args.user)}"
+        url = stack.proxy_url + args.path
+        run_wrk(url, 2, 8, auth)  # warm-up
+        result: dict[str, Load] = {}
+        load = threading.Thread(target=lambda: result.update(
+            load=run_wrk(url, args.seconds + 4, args.connections, auth)))
+        load.start()
+        with tempfile.TemporaryDirectory() as tmp:
+            raw = Path(tmp) / "profile.txt"
+            profile(proxy_pid(stack), args.seconds, raw, args.svg)
+            load.join()
+            samples: collections.Counter[str] = collections.Counter()
+            for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+                stack_text, _, count = line.rpartition(" ")
+                if count.isdigit():
+                    samples[stage_of(stack_text)] += int(count)
+        total = sum(samples.values())
+        served = result["load"]
+        cpu_seconds = total / 250  # py-spy samples at 250 Hz; idle samples are not recorded
+        per_request_us = cpu_seconds / (served.rps * args.seconds) * 1e6 if served.rps else float("nan")
+        print(f"{args.user} {args.path}: {served.rps:.0f} req/s through the gateway, "
+              f"{cpu_seconds / args.seconds * 100:.0f}% of one core busy in the proxy "
+              f"= {per_request_us:.0f} us of proxy CPU per request")
+        print(f"  {'stage':38}{'share':>8}{'us/request':>12}")
+        for stage, count in samples.most_common():
+            print(f"  {stage:38}{count / total * 100:7.1f}%{per_request_us * count / total:12.0f}")
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
