@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   - set up (first time only) and run the gateway with its demo WMS until Ctrl-C
 #   make test   - set up (first time only), start the real services, run every test, stop them
-.PHONY: setup demo test lint rego-test plugin-test unit-test integration-test bench profile bench-offboard bench-audit bench-alerts bench-scale
+.PHONY: setup demo test lint rego-test plugin-test unit-test integration-test bench profile bench-soak bench-offboard bench-audit bench-alerts bench-scale
 
 setup:
 	@bash deploy/local/setup.sh
@@ -45,6 +45,10 @@ bench: setup
 # Where a request's CPU goes, stage by stage (py-spy samples the proxy under wrk load).
 profile: setup
 	.venv/bin/python bench/profile_gateway.py
+
+# The gateway's memory after 100k and after 1M requests (about 20-30 minutes here).
+bench-soak: setup
+	.venv/bin/python bench/soak.py
 
 bench-offboard: setup
 	.venv/bin/python bench/offboard_latency.py

@@ -61,6 +61,7 @@ class OpaSettings:
         bundle_poll_seconds: how often the proxy asks for a new Wasm bundle, seconds.
         compare_with_sidecar: (``in_process``) also ask OPA at ``url`` and count decisions that
             differ (a differential check; doubles the policy work).
+        decision_cache_size: (``in_process``) clock-free decisions kept per process (0: none).
     """
 
     url: str
@@ -72,6 +73,7 @@ class OpaSettings:
     bundle_public_key_file: Path | None = None
     bundle_poll_seconds: float = 1.0
     compare_with_sidecar: bool = False
+    decision_cache_size: int = 4096
 
 
 @dataclass(frozen=True)
@@ -495,7 +497,8 @@ def _opa(base: Path, opa: schema.OpaFile) -> OpaSettings:
         url=opa.url.rstrip("/"), decision_path=opa.decision_path, timeout_seconds=opa.timeout_seconds,
         policy_status_url=opa.policy_status_url, evaluation=opa.evaluation, wasm_bundle_url=opa.wasm_bundle_url,
         bundle_public_key_file=resolve_path(base, opa.bundle_public_key_file) if opa.bundle_public_key_file else None,
-        bundle_poll_seconds=opa.bundle_poll_seconds, compare_with_sidecar=opa.compare_with_sidecar)
+        bundle_poll_seconds=opa.bundle_poll_seconds, compare_with_sidecar=opa.compare_with_sidecar,
+        decision_cache_size=opa.decision_cache_size)
 
 
 def _upstream(base: Path, up: schema.UpstreamFile) -> UpstreamSettings:

@@ -84,6 +84,7 @@ class OpaFile(_Section):
     bundle_public_key_file: str | None = None
     bundle_poll_seconds: float = Field(1.0, gt=0)
     compare_with_sidecar: bool = False
+    decision_cache_size: int = Field(4096, ge=0)
 
     @model_validator(mode="after")
     def _in_process_needs_its_bundle(self) -> OpaFile:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,11 +62,21 @@ def stage_of(stack: str) -> str:
     return "event loop and other"
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time process ``pid`` has used (user + system, all threads), seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def profile(pid: int, seconds: float, out: Path, svg: Path | None) -> None:
-    """Sample ``pid`` with py-spy for ``seconds`` into collapsed stacks at ``out`` (and a flame graph)."""
+    """Sample ``pid`` with py-spy for ``seconds`` into collapsed stacks at ``out`` (and a flame graph).
+
+    Only the thread holding the GIL is sampled (``--gil``): that is the time that bounds how many
+    requests one Python process serves; a thread waiting on I/O or inside SQLite with the GIL
+    released does not count."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-                    "--format", "raw", "--output", str(out), "--nonblocking"], check=True,
+                    "--format", "raw", "--output", str(out), "--nonblocking", "--gil"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if svg is not None:
         subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", "5", "--rate", "250", "--output", str(svg),
@@ -98,7 +110,12 @@ def main() -> None:
         load.start()
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "profile.txt"
-            profile(proxy_pid(stack), args.seconds, raw, args.svg)
+            pid = proxy_pid(stack)
+            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+            profile(pid, args.seconds, raw, None)
+            cpu_used, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
+            if args.svg is not None:
+                profile(pid, 5, Path(tmp) / "unused.txt", args.svg)
             load.join()
             samples: collections.Counter[str] = collections.Counter()
             for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -107,11 +124,12 @@ def main() -> None:
                     samples[stage_of(stack_text)] += int(count)
         total = sum(samples.values())
         served = result["load"]
-        cpu_seconds = total / 250  # py-spy samples at 250 Hz; idle samples are not recorded
-        per_request_us = cpu_seconds / (served.rps * args.seconds) * 1e6 if served.rps else float("nan")
-        print(f"{args.user} {args.path}: {served.rps:.0f} req/s through the gateway, "
-              f"{cpu_seconds / args.seconds * 100:.0f}% of one core busy in the proxy "
-              f"= {per_request_us:.0f} us of proxy CPU per request")
+        gil_busy = total / 250 / wall  # py-spy samples at 250 Hz; only while a thread holds the GIL
+        per_request_us = cpu_used / (served.rps * wall) * 1e6 if served.rps else float("nan")
+        print(f"{args.user} {args.path}: {served.rps:.0f} req/s through the gateway; the proxy used "
+              f"{cpu_used / wall * 100:.0f}% of a core ({per_request_us:.0f} us of CPU per request), "
+              f"the GIL held {gil_busy * 100:.0f}% of the time")
+        print("  stages by their share of the GIL samples; us/request = that share of the CPU per request")
         print(f"  {'stage':38}{'share':>8}{'us/request':>12}")
         for stage, count in samples.most_common():
             print(f"  {stage:38}{count / total * 100:7.1f}%{per_request_us * count / total:12.0f}")

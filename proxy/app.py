@@ -104,7 +104,8 @@ async def _decision_point(app: web.Application, session: aiohttp.ClientSession, 
         return OpaClient(session, opa)
     assert opa.wasm_bundle_url is not None and opa.bundle_public_key_file is not None  # the schema requires them
     pdp = InProcessPdp(session, InProcessSettings(opa.wasm_bundle_url, opa.bundle_public_key_file,
-                                                  opa.decision_path, opa.bundle_poll_seconds),
+                                                  opa.decision_path, opa.bundle_poll_seconds,
+                                                  cache_size=opa.decision_cache_size),
                        reference=OpaClient(session, opa) if opa.compare_with_sidecar else None)
     await pdp.start()
     app[IN_PROCESS_PDP] = pdp
@@ -180,7 +181,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             await writer.commit(mode_change_record(change))
         pdp = await _decision_point(app, session, config.opa)
         metrics = GatewayMetrics(lambda: writer.pending, lambda: writer.spool_bytes, revocations.age_seconds,
-                                 pdp.comparison if isinstance(pdp, InProcessPdp) else None)
+                                 pdp if isinstance(pdp, InProcessPdp) else None)
         if config.management is not None:  # before serving: a port taken is a start-up error
             app[MANAGEMENT], app[MANAGEMENT_PORT] = await start_management(
                 management_app(lambda: metrics), config.management, management_offset)

@@ -15,8 +15,10 @@ Metrics (``wmsgate_`` prefix; times in seconds):
   the size of the spool file they wait in while the database is down;
 - ``revocation_refresh_age_seconds``: since the revocation list was last refreshed;
 - ``policy_bundle_info{revision}``: the bundle revision of the last decision;
-- ``pdp_compared``, ``pdp_mismatched``, ``pdp_compare_skipped`` (``opa.compare_with_sidecar``):
-  in-process decisions checked against OPA's, those that differed, those not compared.
+- ``pdp_cache_hits``, ``pdp_cache_misses`` (``opa.evaluation: in_process``): decisions answered
+  from the clock-free decision cache, and evaluated;
+- ``pdp_compared``, ``pdp_mismatched``, ``pdp_compare_skipped`` (in-process; counted when
+  ``opa.compare_with_sidecar``): decisions checked against OPA's, those that differed, those not compared.
 
 Each app has its own :class:`~prometheus_client.CollectorRegistry` (no process-global state).
 """
@@ -30,7 +32,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from authorizer.audit import AuditRecord
-from authorizer.authz.inprocess_pdp import Comparison
+from authorizer.authz.inprocess_pdp import InProcessPdp
 from authorizer.config import ManagementListener
 
 log = logging.getLogger(__name__)
@@ -45,11 +47,11 @@ class GatewayMetrics:
         audit_pending: gives the audit records not yet committed (memory and spool).
         spool_bytes: gives the audit spool file's size in bytes.
         revocation_age: gives the seconds since the revocation list was last refreshed.
-        comparison: the in-process PDP's differential check against OPA, when on.
+        pdp: the in-process PDP (its decision cache, its differential check against OPA when on).
     """
 
     def __init__(self, audit_pending: Callable[[], float], spool_bytes: Callable[[], float],
-                 revocation_age: Callable[[], float], comparison: Comparison | None = None) -> None:
+                 revocation_age: Callable[[], float], pdp: InProcessPdp | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter("wmsgate_requests", "Requests answered by the proxy",
                                  ["module", "verb", "decision", "status"], registry=self.registry)
@@ -65,8 +67,12 @@ class GatewayMetrics:
             spool_bytes)
         Gauge("wmsgate_revocation_refresh_age_seconds", "Seconds since the revocation list was refreshed",
               registry=self.registry).set_function(revocation_age)
-        if comparison is not None:
-            seen = comparison
+        if pdp is not None:
+            cache, seen = pdp.cache, pdp.comparison
+            Gauge("wmsgate_pdp_cache_hits", "In-process decisions answered from the decision cache",
+                  registry=self.registry).set_function(lambda: float(cache.hits))
+            Gauge("wmsgate_pdp_cache_misses", "In-process decisions evaluated (not in the cache)",
+                  registry=self.registry).set_function(lambda: float(cache.misses))
             Gauge("wmsgate_pdp_compared", "In-process decisions compared with OPA's",
                   registry=self.registry).set_function(lambda: float(seen.compared))
             Gauge("wmsgate_pdp_mismatched", "In-process decisions that differed from OPA's",

@@ -77,7 +77,10 @@ class Spool:
 
     @property
     def full(self) -> bool:
-        """True when the size bound is reached."""
+        """True when the size bound is reached (asked on every request: an empty spool, the
+        usual case, has no file, so its size is not read from disk)."""
+        if self._pending == 0:
+            return self.max_bytes <= 0
         return self.size >= self.max_bytes
 
     def append(self, records: list[AuditRecord], force: bool = False) -> None:

@@ -175,6 +175,18 @@ class ArchiveMarker:
 
 
 
+def chained_rows(records: list[AuditRecord], prev: str) -> list[dict[str, Any]]:
+    """The records as rows linked into the hash chain after ``prev`` (each row's ``prev_hash``
+    and ``hash``), in order."""
+    rows = []
+    for record in records:
+        row = record.as_row()
+        row["prev_hash"] = prev
+        row["hash"] = prev = chain_hash(row, prev)
+        rows.append(row)
+    return rows
+
+
 class AuditStore:
     """Reads and writes audit records.
 
@@ -230,12 +242,8 @@ class AuditStore:
                     return
             prev = (await conn.execute(select(audit_records.c.hash).where(audit_records.c.hash.is_not(None))
                                        .order_by(audit_records.c.seq.desc()).limit(1))).scalar() or GENESIS
-            rows = []
-            for record in records:
-                row = record.as_row()
-                row["prev_hash"] = prev
-                row["hash"] = prev = chain_hash(row, prev)
-                rows.append(row)
+            # hashing a batch (up to batch_size records) would hold the event loop for milliseconds
+            rows = await asyncio.to_thread(chained_rows, records, prev)
             await conn.execute(insert(audit_records), rows)
 
     async def write_checkpoint(self, private_key: Any, at_ms: int) -> tuple[int, str] | None:

@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import wasmtime
 from joserfc.jwk import RSAKey
 
 from authorizer.authz.bundle_signature import SIGNATURE_HEADER, BundleRejected, verify_bundle
+from authorizer.authz.decision_cache import DecisionCache, cache_key
 from authorizer.authz.opa_wasm import WasmPolicy, WasmPolicyError
 from authorizer.authz.pdp import Decision, DecisionPoint, PdpUnavailable, parse_decision
 
@@ -48,6 +50,7 @@ class InProcessSettings:
         entrypoint: the decision's entrypoint, e.g. ``wms/authz/decision``.
         poll_seconds: how often the bundle service is asked for a new revision.
         timeout_seconds: limit for one fetch.
+        cache_size: clock-free decisions kept (:mod:`authorizer.authz.decision_cache`); 0: none.
     """
 
     bundle_url: str
@@ -55,6 +58,7 @@ class InProcessSettings:
     entrypoint: str
     poll_seconds: float = 1.0
     timeout_seconds: float = 10.0
+    cache_size: int = 4096
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,8 @@ class InProcessPdp:
         self._settings = settings
         self._reference = reference
         self.comparison = Comparison()
+        #: Decisions that cannot change with the clock, by bundle revision and input.
+        self.cache = DecisionCache(settings.cache_size)
         self._key = RSAKey.import_key(settings.public_key_file.read_bytes())
         self._engine = wasmtime.Engine()
         self._bundle: LoadedBundle | None = None
@@ -270,18 +276,28 @@ class InProcessPdp:
         bundle = self._bundle
         if bundle is None:
             raise PdpUnavailable(f"no policy bundle loaded yet ({self.last_error or 'still fetching'})")
-        try:
-            raw = bundle.policy.evaluate(self._settings.entrypoint,
-                                         json.dumps(policy_input, ensure_ascii=False).encode("utf-8"))
-        except WasmPolicyError as exc:
-            log.error("in-process policy evaluation failed: %s", exc)
-            raise PdpUnavailable(str(exc)) from None
-        results = json.loads(raw)
-        result = results[0].get("result") if isinstance(results, list) and results else None
-        decision = parse_decision(result)
+        key = cache_key(bundle.revision, policy_input)
+        decision = self.cache.get(key)
+        if decision is None:
+            decision = self._evaluate(bundle, policy_input)
+            self.cache.put(key, policy_input, decision)
         if self._reference is not None:
             await self._compare(policy_input, decision)
         return decision
+
+    def _evaluate(self, bundle: LoadedBundle, policy_input: dict[str, Any]) -> Decision:
+        try:
+            encoded = orjson.dumps(policy_input)
+        except TypeError:  # an integer beyond 64 bits (orjson's limit): the standard library's encoder
+            encoded = json.dumps(policy_input, ensure_ascii=False).encode("utf-8")
+        try:
+            raw = bundle.policy.evaluate(self._settings.entrypoint, encoded)
+        except WasmPolicyError as exc:
+            log.error("in-process policy evaluation failed: %s", exc)
+            raise PdpUnavailable(str(exc)) from None
+        results = json.loads(raw)  # the standard library's: OPA may answer integers beyond 64 bits
+        result = results[0].get("result") if isinstance(results, list) and results else None
+        return parse_decision(result)
 
     async def _compare(self, policy_input: dict[str, Any], decision: Decision) -> None:
         assert self._reference is not None
