@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import Load, run_wrk, wrk_path
-from bench.proxy_overhead import PORTS, proxy_pid, token
+from bench.proxy_overhead import PORTS, answered, proxy_pid, token
 from wmsgate.devstack import LocalStack, StackSettings
 from wmsgate.tools import REPO
 
@@ -76,11 +76,11 @@ def profile(pid: int, seconds: float, out: Path, svg: Path | None) -> None:
     released does not count."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "250",
-                    "--format", "raw", "--output", str(out), "--nonblocking", "--gil"], check=True,
+                    "--format", "raw", "--output", str(out), "--gil"], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if svg is not None:
-        subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", "5", "--rate", "250", "--output", str(svg),
-                        "--nonblocking"], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([py_spy, "record", "--pid", str(pid), "--duration", "5", "--rate", "250", "--output", str(svg)],
+                       check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -111,9 +111,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "profile.txt"
             pid = proxy_pid(stack)
-            cpu_before, wall_before = cpu_seconds(pid), time.monotonic()
+            cpu_before, wall_before, done_before = cpu_seconds(pid), time.monotonic(), answered(stack)
             profile(pid, args.seconds, raw, None)
             cpu_used, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
+            requests = answered(stack) - done_before
             if args.svg is not None:
                 profile(pid, 5, Path(tmp) / "unused.txt", args.svg)
             load.join()
@@ -125,8 +126,9 @@ def main() -> None:
         total = sum(samples.values())
         served = result["load"]
         gil_busy = total / 250 / wall  # py-spy samples at 250 Hz; only while a thread holds the GIL
-        per_request_us = cpu_used / (served.rps * wall) * 1e6 if served.rps else float("nan")
-        print(f"{args.user} {args.path}: {served.rps:.0f} req/s through the gateway; the proxy used "
+        per_request_us = cpu_used / requests * 1e6 if requests else float("nan")
+        print(f"{args.user} {args.path}: {served.rps:.0f} req/s through the gateway unsampled, "
+              f"{requests / wall:.0f} req/s while sampled; the proxy used "
               f"{cpu_used / wall * 100:.0f}% of a core ({per_request_us:.0f} us of CPU per request), "
               f"the GIL held {gil_busy * 100:.0f}% of the time")
         print("  stages by their share of the GIL samples; us/request = that share of the CPU per request")

@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,12 @@ def token(stack: LocalStack, username: str) -> str:
                             "password": "wms-demo"})
     resp.raise_for_status()
     return str(resp.json()["access_token"])
+
+
+def answered(stack: LocalStack) -> int:
+    """Requests the gateway has answered (the sum of ``wmsgate_requests_total``)."""
+    text = httpx.get(f"http://127.0.0.1:{stack.settings.ports.gateway_management}/metrics", timeout=10).text
+    return int(sum(float(m) for m in re.findall(r"^wmsgate_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)))
 
 
 def start_passthrough(upstream: str) -> subprocess.Popen[bytes]:

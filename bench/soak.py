@@ -17,18 +17,15 @@ import datetime as dt
 import itertools
 import os
 import platform
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import run_wrk, wrk_path
-from bench.proxy_overhead import PORTS, proxy_pid, rss_mib, token
+from bench.proxy_overhead import PORTS, answered, proxy_pid, rss_mib, token
 from wmsgate.devstack import LocalStack, StackSettings
 from wmsgate.tools import REPO
 
@@ -36,12 +33,6 @@ from wmsgate.tools import REPO
 MIX = [("finance", "/api/orders/SO2024110100005"), ("picker.hf", "/api/picking/tasks?page_size=5"),
        ("keeper.hf", "/api/inventory?warehouse=HF&page_size=5"), ("ops.taobao", "/api/orders?page_size=5"),
        ("picker.hf", "/api/reports/finance")]
-
-
-def answered(stack: LocalStack) -> int:
-    """Requests the gateway has answered (the sum of ``wmsgate_requests_total``)."""
-    text = httpx.get(f"http://127.0.0.1:{stack.settings.ports.gateway_management}/metrics", timeout=10).text
-    return int(sum(float(m) for m in re.findall(r"^wmsgate_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)))
 
 
 def main() -> None:
