@@ -10,7 +10,6 @@ decision needs to read them (attributes) or rewrite the answer (mask, filter).
 from __future__ import annotations
 
 import csv
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from authorizer.config import UpstreamSettings
+from proxy import answer_json
 from proxy.responses import refusal, upstream_failed
 from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, LinkTarget, upstream_error
 
@@ -291,13 +291,14 @@ class Forwarder:
             return raw, status, {}  # nothing to rewrite or read in it: relayed byte for byte
         if _is_json(content_type):
             try:
-                document = json.loads(raw)
+                parsed = answer_json.loads(raw)
             except ValueError:
                 if rewrite is None:
                     return raw, status, {}  # only the conventions looked: not JSON after all, relay it
                 if 200 <= status < 300:
                     raise
                 raise upstream_error(status, ms, None) from None
+            document = parsed.document
             outcome = self.conventions.inspect(document, links)
             facts: dict[str, Any] = {"links_rewritten": outcome.links} if outcome.links else {}
             real = status
@@ -309,7 +310,7 @@ class Forwarder:
                 facts.update(rewrite.json(document, real))
             elif not outcome.links:
                 return raw, real, facts  # only read: relayed byte for byte
-            return json.dumps(document, ensure_ascii=False).encode(), real, facts
+            return answer_json.dumps(parsed), real, facts
         if rewrite is None:
             return raw, status, {}
         try:
