@@ -111,10 +111,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "profile.txt"
             pid = proxy_pid(stack)
+            opa = next(s.process.pid for s in stack.services if s.name == "opa" and s.process is not None)
             cpu_before, wall_before, done_before = cpu_seconds(pid), time.monotonic(), answered(stack)
+            opa_before = cpu_seconds(opa)
             profile(pid, args.seconds, raw, None)
             cpu_used, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
-            requests = answered(stack) - done_before
+            opa_used, requests = cpu_seconds(opa) - opa_before, answered(stack) - done_before
             if args.svg is not None:
                 profile(pid, 5, Path(tmp) / "unused.txt", args.svg)
             load.join()
@@ -131,6 +133,8 @@ def main() -> None:
               f"{requests / wall:.0f} req/s while sampled; the proxy used "
               f"{cpu_used / wall * 100:.0f}% of a core ({per_request_us:.0f} us of CPU per request), "
               f"the GIL held {gil_busy * 100:.0f}% of the time")
+        print(f"  OPA used {opa_used / wall * 100:.0f}% of a core meanwhile "
+              f"({opa_used / requests * 1e6 if requests else float('nan'):.0f} us of CPU per request)")
         print("  stages by their share of the GIL samples; us/request = that share of the CPU per request")
         print(f"  {'stage':38}{'share':>8}{'us/request':>12}")
         for stage, count in samples.most_common():

@@ -22,7 +22,7 @@ from multidict import CIMultiDict
 from authorizer.config import UpstreamSettings
 from proxy import answer_json
 from proxy.responses import refusal, upstream_failed
-from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, LinkTarget, upstream_error
+from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, BodyOutcome, LinkTarget, upstream_error
 
 _NEVER_FORWARD = HOP_BY_HOP | {"host", "authorization", "cookie", "content-length", "accept-encoding", "expect"}
 _CHUNK = 64 * 1024
@@ -277,6 +277,16 @@ class Forwarder:
                                     else None, headers=headers)
         return response, UpstreamResult(real_status, ms, facts)
 
+    def _inspect(self, parsed: answer_json.Parsed, raw: bytes, links: LinkTarget) -> BodyOutcome:
+        """The conventions' reading of a parsed answer (links rewritten in place, the body's status).
+        The document is walked only when its text can hold a WMS link or the status field: the raw
+        bytes, or, when they had ``\\u`` escapes (which hide what is looked for), the decoded text."""
+        if not self.conventions.concerns(raw):
+            return BodyOutcome(None, 0)
+        if b"\\u" in raw and parsed.fast and not self.conventions.concerns(answer_json.plain(parsed)):
+            return BodyOutcome(None, 0)
+        return self.conventions.inspect(parsed.document, links)
+
     def _apply(self, raw: bytes, status: int, content_type: str, rewrite: Rewrite | None, links: LinkTarget,
                ms: float) -> tuple[bytes, int, dict[str, Any]]:
         """The answer's new body, the status it really has and facts for the audit record.
@@ -299,7 +309,7 @@ class Forwarder:
                     raise
                 raise upstream_error(status, ms, None) from None
             document = parsed.document
-            outcome = self.conventions.inspect(document, links)
+            outcome = self._inspect(parsed, raw, links)
             facts: dict[str, Any] = {"links_rewritten": outcome.links} if outcome.links else {}
             real = status
             if outcome.status is not None and outcome.status != status:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from dataclasses import dataclass
@@ -117,8 +118,22 @@ def mask_fields(record: Any, paths: tuple[str, ...]) -> None:
             element of a list: lists are walked through either way), ``**.phone`` (a member
             named ``phone`` at any depth).
     """
-    for path in paths:
-        _mask_path(record, tuple(p.removesuffix("[]") for p in path.split(".")))
+    _mask_parsed(record, _parse_paths(paths))
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_paths(paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """``("items[].price", "amount")`` as ``(("items", "price"), ("amount",))`` (parsed once per mask)."""
+    return tuple(tuple(p.removesuffix("[]") for p in path.split(".")) for path in paths)
+
+
+def _mask_parsed(record: Any, parsed: tuple[tuple[str, ...], ...]) -> None:
+    for parts in parsed:
+        if len(parts) == 1 and isinstance(record, dict) and parts[0] != "**":  # a member: the usual case
+            if parts[0] in record:
+                record[parts[0]] = _mask_value(record[parts[0]])
+            continue
+        _mask_path(record, parts)
 
 
 def _mask_path(node: Any, parts: tuple[str, ...]) -> None:
@@ -155,11 +170,12 @@ def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None) -
     """Mask ``paths`` in a single record, or in every row of a list answer when ``rows_key`` is given."""
     if not paths:
         return
+    parsed = _parse_paths(paths)
     if rows_key is not None and isinstance(document, dict) and isinstance(document.get(rows_key), list):
         for row in document[rows_key]:
-            mask_fields(row, paths)
+            _mask_parsed(row, parsed)
     else:
-        mask_fields(document, paths)
+        _mask_parsed(document, parsed)
 
 
 _CELL_SPLIT = re.compile(r"[,;\t|]")

@@ -249,3 +249,30 @@ def test_a_chunked_json_answer_is_read_for_the_conventions() -> None:
     status, _, body, result = run(_through(chunked))
     assert status == 200 and json.loads(body)["next"] == "https://gw.example.com/goods/?page=2"
     assert result.status == 404
+
+
+def test_escaped_links_and_fields_beside_escaped_text_are_read_when_masking() -> None:
+    """An answer whose text is all \\u escapes (a WMS encoding with ensure_ascii): a link or the
+    status field spelled with escapes is still found and rewritten; without either, the masked
+    answer is not walked for links (and says none were rewritten)."""
+
+    async def escaped(request: web.Request) -> web.Response:
+        host = request.host.replace(":", "\\u003a").encode()
+        raw = (b'{"name": "\\u5f20\\u4e09", "amount": 3.5, "status_code": 404, '
+               b'"next": "http\\u003a\\u002f\\u002f' + host + b'/goods/?page=2"}')
+        return web.Response(body=raw, content_type="application/json")
+
+    async def escaped_text_only(_: web.Request) -> web.Response:
+        return web.Response(body=b'{"name": "\\u5f20\\u4e09", "amount": 3.5}', content_type="application/json")
+
+    def mask_amount(document: Any, status: int) -> dict[str, Any]:
+        document["amount"] = None
+        return {"masked": ["amount"]}
+
+    status, _, body, result = run(_through(escaped, Rewrite(mask_amount)))
+    document = json.loads(body)
+    assert document["next"] == "https://gw.example.com/goods/?page=2" and document["amount"] is None
+    assert document["name"] == "张三" and result.status == 404 and result.detail["links_rewritten"] == 1
+    status, _, body, result = run(_through(escaped_text_only, Rewrite(mask_amount)))
+    assert json.loads(body) == {"name": "张三", "amount": None}
+    assert "links_rewritten" not in result.detail and result.status == 200
