@@ -8,7 +8,7 @@ for the stage that made it; samples with no gateway frame are aiohttp's HTTP ser
 loop. Prints each stage's share of the process's CPU and its cost per request (microseconds).
 
 Usage: .venv/bin/python bench/profile_gateway.py [--seconds 15] [--user finance] [--path /api/orders/SO2024110100005]
-       [--sidecar] [--svg profile.svg]
+       [--rate 200] [--sidecar] [--canned WMS_PATH] [--svg profile.svg]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import Load, run_wrk, wrk_path
-from bench.proxy_overhead import PORTS, answered, proxy_pid, token
+from bench.proxy_overhead import PORTS, answered, proxy_pid, start_canned_wms, token
 from wmsgate.devstack import LocalStack, StackSettings
 from wmsgate.tools import REPO
 
@@ -88,9 +88,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rate", type=float, default=None,
+                        help="offered req/s (paced) instead of closed loop: CPU per request on an unsaturated machine")
     parser.add_argument("--user", default="finance")
     parser.add_argument("--path", default="/api/orders/SO2024110100005")
     parser.add_argument("--sidecar", action="store_true", help="decide with the OPA sidecar, not in-process")
+    parser.add_argument("--canned", default=None, metavar="WMS_PATH",
+                        help="put the gateway in front of a WMS answering from memory with the demo WMS's answer "
+                             "to WMS_PATH (the request as the gateway sends it), so the proxy saturates")
+    parser.add_argument("--detail", type=int, default=0, metavar="N",
+                        help="also print the N hottest innermost frames of each of the four biggest stages")
     parser.add_argument("--svg", type=Path, default=None, help="also write a flame graph (a separate 5 s sample)")
     args = parser.parse_args()
     wrk_path()
@@ -100,46 +107,64 @@ def main() -> None:
     stack = LocalStack(StackSettings(state=state, ports=PORTS, proxy_overrides=overrides))
     print("starting the stack ...", flush=True)
     stack.start()
+    helpers: list[subprocess.Popen[bytes]] = []
     try:
         auth = f"Bearer {token(stack, args.user)}"
         url = stack.proxy_url + args.path
+        if args.canned:
+            canned, canned_url = start_canned_wms(stack, [args.canned], state)
+            helpers.append(canned)
+            stack.restart_proxy({"upstream.url": canned_url})
         run_wrk(url, 2, 8, auth)  # warm-up
         result: dict[str, Load] = {}
         load = threading.Thread(target=lambda: result.update(
-            load=run_wrk(url, args.seconds + 4, args.connections, auth)))
+            load=run_wrk(url, 2 * args.seconds + 6, args.connections, auth, rate=args.rate)))
         load.start()
         with tempfile.TemporaryDirectory() as tmp:
             raw = Path(tmp) / "profile.txt"
             pid = proxy_pid(stack)
             opa = next(s.process.pid for s in stack.services if s.name == "opa" and s.process is not None)
+            time.sleep(1)
+            # CPU per request unsampled (py-spy's stops cost the process CPU too), then the samples
             cpu_before, wall_before, done_before = cpu_seconds(pid), time.monotonic(), answered(stack)
             opa_before = cpu_seconds(opa)
-            profile(pid, args.seconds, raw, None)
+            time.sleep(args.seconds)
             cpu_used, wall = cpu_seconds(pid) - cpu_before, time.monotonic() - wall_before
             opa_used, requests = cpu_seconds(opa) - opa_before, answered(stack) - done_before
+            profile(pid, args.seconds, raw, None)
             if args.svg is not None:
                 profile(pid, 5, Path(tmp) / "unused.txt", args.svg)
             load.join()
             samples: collections.Counter[str] = collections.Counter()
+            frames: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
             for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
                 stack_text, _, count = line.rpartition(" ")
                 if count.isdigit():
-                    samples[stage_of(stack_text)] += int(count)
+                    stage = stage_of(stack_text)
+                    samples[stage] += int(count)
+                    frames[stage][" <- ".join(stack_text.split(";")[-1:-3:-1])] += int(count)
         total = sum(samples.values())
         served = result["load"]
-        gil_busy = total / 250 / wall  # py-spy samples at 250 Hz; only while a thread holds the GIL
+        gil_busy = total / 250 / args.seconds  # py-spy samples at 250 Hz; only while a thread holds the GIL
         per_request_us = cpu_used / requests * 1e6 if requests else float("nan")
-        print(f"{args.user} {args.path}: {served.rps:.0f} req/s through the gateway unsampled, "
-              f"{requests / wall:.0f} req/s while sampled; the proxy used "
-              f"{cpu_used / wall * 100:.0f}% of a core ({per_request_us:.0f} us of CPU per request), "
-              f"the GIL held {gil_busy * 100:.0f}% of the time")
+        print(f"{args.user} {args.path}: {requests / wall:.0f} req/s through the gateway ({served.rps:.0f} over the "
+              f"whole run, sampled half included); the proxy used {cpu_used / wall * 100:.0f}% of a core "
+              f"({per_request_us:.0f} us of CPU per request); while sampled the GIL was held "
+              f"{gil_busy * 100:.0f}% of the time")
         print(f"  OPA used {opa_used / wall * 100:.0f}% of a core meanwhile "
               f"({opa_used / requests * 1e6 if requests else float('nan'):.0f} us of CPU per request)")
         print("  stages by their share of the GIL samples; us/request = that share of the CPU per request")
         print(f"  {'stage':38}{'share':>8}{'us/request':>12}")
         for stage, count in samples.most_common():
             print(f"  {stage:38}{count / total * 100:7.1f}%{per_request_us * count / total:12.0f}")
+        for stage, _ in samples.most_common(4 if args.detail else 0):
+            print(f"\n  {stage}: hottest innermost frames (share of all samples)")
+            for frame, count in frames[stage].most_common(args.detail):
+                print(f"    {count / total * 100:5.1f}%  {frame[:150]}")
     finally:
+        for helper in helpers:
+            helper.terminate()
+            helper.wait(10)
         stack.stop()
 
 

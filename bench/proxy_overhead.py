@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import re
@@ -41,6 +42,9 @@ from wmsgate.tools import REPO
 
 PORTS = Ports.offset(20000)
 PASSTHROUGH_PORT = PORTS.proxy + 19  # 28099
+CANNED_PORT = PORTS.proxy + 18  # 28098: the canned WMS
+CANNED_PASSTHROUGH_PORT = PORTS.proxy + 17  # 28097: a pass-through in front of it
+CANNED_GATEWAY_PORT = PORTS.proxy + 16  # 28096: a gateway in front of it
 
 
 def rss_mib(pid: int) -> float:
@@ -73,25 +77,68 @@ def answered(stack: LocalStack) -> int:
     return int(sum(float(m) for m in re.findall(r"^wmsgate_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)))
 
 
-def start_passthrough(upstream: str) -> subprocess.Popen[bytes]:
-    """The bare pass-through in front of ``upstream``, once it answers."""
-    proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "passthrough.py"), "--port", str(PASSTHROUGH_PORT),
-                             "--upstream", upstream], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start_process(argv: list[str], port: int) -> subprocess.Popen[bytes]:
+    """A helper server (pass-through, canned WMS) on 127.0.0.1:``port``, once it answers."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            httpx.get(f"http://127.0.0.1:{PASSTHROUGH_PORT}/healthz", timeout=1)
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
             return proc
         except httpx.HTTPError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("the pass-through did not start")
+    raise RuntimeError(f"{argv[1]} did not start")
+
+
+def start_passthrough(upstream: str, port: int = PASSTHROUGH_PORT) -> subprocess.Popen[bytes]:
+    """The bare pass-through in front of ``upstream``."""
+    return start_process([sys.executable, str(REPO / "bench" / "passthrough.py"), "--port", str(port),
+                          "--upstream", upstream], port)
+
+
+def start_canned_wms(stack: LocalStack, paths: list[str], state: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The canned WMS serving the demo WMS's answers to ``paths`` (recorded now); its base URL."""
+    answers = {}
+    for path in paths:
+        resp = httpx.get(stack.wms_url + path, timeout=30)
+        answers[path.split("?", 1)[0]] = {"status": resp.status_code, "body": resp.text,
+                                          "content_type": resp.headers["Content-Type"].split(";")[0]}
+    recorded = state / "canned-answers.json"
+    recorded.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
+    proc = start_process([sys.executable, str(REPO / "bench" / "canned_wms.py"), "--port", str(CANNED_PORT),
+                          "--answers", str(recorded)], CANNED_PORT)
+    return proc, f"http://127.0.0.1:{CANNED_PORT}"
 
 
 def row(name: str, load: Load) -> str:
     """One table row."""
     return (f"  {name:34}{load.rps:10.0f}{load.p50:10.2f}{load.p99:10.2f}"
             f"{load.errors + load.non2xx:8d}")
+
+
+def measure(title: str, urls: dict[str, str], auth: str, args: argparse.Namespace, paced: bool = True) -> None:
+    """Load each of ``urls`` (direct WMS, bare pass-through, gateway), print the table and ratios."""
+    run_wrk(urls["gateway"], 2, 8, auth)  # warm-up (caches, connections)
+    closed = {name: run_wrk(url, args.seconds, args.connections, auth if name == "gateway" else "")
+              for name, url in urls.items()}
+    print(title)
+    print(f"  {'':34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, load in closed.items():
+        print(row(f"{name}, closed loop", load))
+    if paced:
+        paced_loads = {name: run_wrk(url, args.seconds, 16, auth if name == "gateway" else "", rate=args.rate)
+                       for name, url in urls.items()}
+        for name, load in paced_loads.items():
+            print(row(f"{name} @ {args.rate:.0f}/s offered", load))
+    ratio = closed["gateway"].rps / closed["bare pass-through"].rps
+    print(f"  throughput ratio gateway / pass-through: {ratio:.2f} (target >= 0.70); "
+          f"gateway / direct: {closed['gateway'].rps / closed['direct WMS'].rps:.2f}")
+    if paced:
+        g, b, d = paced_loads["gateway"], paced_loads["bare pass-through"], paced_loads["direct WMS"]
+        print(f"  added at {args.rate:.0f} req/s over the pass-through: p50 {g.p50 - b.p50:+.2f} ms, "
+              f"p99 {g.p99 - b.p99:+.2f} ms (targets: 1 / 3); over the WMS: p50 {g.p50 - d.p50:+.2f} ms, "
+              f"p99 {g.p99 - d.p99:+.2f} ms")
 
 
 def main() -> None:
@@ -109,7 +156,7 @@ def main() -> None:
     stack = LocalStack(StackSettings(state=state, ports=PORTS, proxy_overrides=overrides))
     print("starting the stack ...", flush=True)
     stack.start()
-    passthrough = start_passthrough(stack.wms_url)
+    helpers = [start_passthrough(stack.wms_url)]
     try:
         # (title, user, path through the gateway, the same request as the gateway sends it to the WMS)
         endpoints = [
@@ -125,33 +172,28 @@ def main() -> None:
               f"paced: {args.rate:.0f} req/s offered for {args.seconds:.0f} s; latency in ms\n")
         passthrough_url = f"http://127.0.0.1:{PASSTHROUGH_PORT}"
         for title, user, path, direct_path in endpoints:
-            auth = f"Bearer {token(stack, user)}"
-            gateway_url, direct_url = stack.proxy_url + path, stack.wms_url + direct_path
-            run_wrk(gateway_url, 2, 8, auth)  # warm-up (caches, connections)
-            closed = {"direct WMS": run_wrk(direct_url, args.seconds, args.connections),
-                      "bare pass-through": run_wrk(passthrough_url + direct_path, args.seconds, args.connections),
-                      "gateway": run_wrk(gateway_url, args.seconds, args.connections, auth)}
-            paced = {"direct WMS": run_wrk(direct_url, args.seconds, 16, rate=args.rate),
-                     "bare pass-through": run_wrk(passthrough_url + direct_path, args.seconds, 16, rate=args.rate),
-                     "gateway": run_wrk(gateway_url, args.seconds, 16, auth, rate=args.rate)}
-            print(title)
-            print(f"  {'':34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-            for name, load in closed.items():
-                print(row(f"{name}, closed loop", load))
-            for name, load in paced.items():
-                print(row(f"{name} @ {args.rate:.0f}/s offered", load))
-            ratio = closed["gateway"].rps / closed["bare pass-through"].rps
-            print(f"  throughput ratio gateway / pass-through: {ratio:.2f} (target >= 0.70); "
-                  f"gateway / direct: {closed['gateway'].rps / closed['direct WMS'].rps:.2f}")
-            g, b, d = paced["gateway"], paced["bare pass-through"], paced["direct WMS"]
-            print(f"  added at {args.rate:.0f} req/s over the pass-through: p50 {g.p50 - b.p50:+.2f} ms, "
-                  f"p99 {g.p99 - b.p99:+.2f} ms (targets: 1 / 3); over the WMS: p50 {g.p50 - d.p50:+.2f} ms, "
-                  f"p99 {g.p99 - d.p99:+.2f} ms")
+            measure(title, {"direct WMS": stack.wms_url + direct_path,
+                            "bare pass-through": passthrough_url + direct_path,
+                            "gateway": stack.proxy_url + path}, f"Bearer {token(stack, user)}", args)
             print(f"  gateway RSS after run: {rss_mib(proxy_pid(stack)):.1f} MiB\n", flush=True)
-        print("single runs on a shared 2-core machine: repeat to see the spread.")
+        # The demo WMS saturates first on list pages: in front of a WMS answering from memory the
+        # gateway (or the pass-through) is what saturates, so its per-process throughput shows.
+        canned, canned_url = start_canned_wms(stack, ["/api/picking/tasks?page_size=20&warehouse=HF"], state)
+        helpers.append(canned)
+        helpers.append(start_passthrough(canned_url, CANNED_PASSTHROUGH_PORT))
+        config = stack.write_gateway_config(state / "gateway-canned.yaml", {
+            "upstream.url": canned_url, "audit.spool_file": str(state / "canned.spool")})
+        gateway = stack.start_extra_proxy("proxy-canned", CANNED_GATEWAY_PORT, [], config)
+        measure("picker.hf: GET /api/picking/tasks in front of a WMS answering from memory (the proxy saturates)",
+                {"direct WMS": canned_url + "/api/picking/tasks?page_size=20&warehouse=HF",
+                 "bare pass-through": f"http://127.0.0.1:{CANNED_PASSTHROUGH_PORT}/api/picking/tasks?page_size=20",
+                 "gateway": gateway + "/api/picking/tasks?page_size=20"},
+                f"Bearer {token(stack, 'picker.hf')}", args, paced=False)
+        print("\nsingle runs on a shared 2-core machine: repeat to see the spread.")
     finally:
-        passthrough.terminate()
-        passthrough.wait(10)
+        for helper in helpers:
+            helper.terminate()
+            helper.wait(10)
         stack.stop()
 
 

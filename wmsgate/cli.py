@@ -82,13 +82,17 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
-    """The proxy's event loop: uvloop (libuv; less time per request in the loop and transports)
-    unless ``WMSGATE_EVENT_LOOP=asyncio`` asks for the standard library's."""
-    if os.environ.get("WMSGATE_EVENT_LOOP", "uvloop") == "asyncio":
-        return asyncio.new_event_loop()
-    import uvloop
+    """The proxy's event loop: the standard library's, or uvloop with ``WMSGATE_EVENT_LOOP=uvloop``.
 
-    return uvloop.new_event_loop()
+    Measured with ``make profile`` on the 2-core CI machine (docs/performance.md): uvloop served
+    the same requests per second within the run-to-run spread, and it holds the GIL during socket
+    writes (the standard loop releases it), which the audit writer's hashing thread then waits on;
+    so it is not the default."""
+    if os.environ.get("WMSGATE_EVENT_LOOP", "asyncio") == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
 
 
 # --- demo stack -------------------------------------------------------------------------------
