@@ -31,7 +31,7 @@ from wmsgate.tools import REPO
 
 #: (user, path): what the soak sends, in turn (allowed reads with masks, narrowed lists, a refusal).
 MIX = [("finance", "/api/orders/SO2024110100005"), ("picker.hf", "/api/picking/tasks?page_size=5"),
-       ("keeper.hf", "/api/inventory?warehouse=HF&page_size=5"), ("ops.taobao", "/api/orders?page_size=5"),
+       ("reviewer.hf", "/api/orders?page_size=5"), ("ops.taobao", "/api/orders?page_size=5"),
        ("picker.hf", "/api/reports/finance")]
 
 
