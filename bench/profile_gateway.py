@@ -27,10 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.benchstack import STATE, answered, bench_stack, proxy_pid, start_canned_wms, token
 from bench.loadgen import Load, run_wrk, wrk_path
-from bench.proxy_overhead import PORTS, answered, proxy_pid, start_canned_wms, token
-from wmsgate.devstack import LocalStack, StackSettings
-from wmsgate.tools import REPO
 
 #: (stage, pattern on a frame's file path), innermost match wins; order breaks ties inside one frame.
 STAGES: list[tuple[str, str]] = [
@@ -101,18 +99,12 @@ def main() -> None:
     parser.add_argument("--svg", type=Path, default=None, help="also write a flame graph (a separate 5 s sample)")
     args = parser.parse_args()
     wrk_path()
-    state = REPO / ".state" / "bench"
-    shutil.rmtree(state, ignore_errors=True)
     overrides: dict[str, object] = {"opa.evaluation": "sidecar"} if args.sidecar else {}
-    stack = LocalStack(StackSettings(state=state, ports=PORTS, proxy_overrides=overrides))
-    print("starting the stack ...", flush=True)
-    stack.start()
-    helpers: list[subprocess.Popen[bytes]] = []
-    try:
+    with bench_stack(overrides) as (stack, helpers):
         auth = f"Bearer {token(stack, args.user)}"
         url = stack.proxy_url + args.path
         if args.canned:
-            canned, canned_url = start_canned_wms(stack, [args.canned], state)
+            canned, canned_url = start_canned_wms(stack, [args.canned], STATE)
             helpers.append(canned)
             stack.restart_proxy({"upstream.url": canned_url})
         run_wrk(url, 2, 8, auth)  # warm-up
@@ -161,12 +153,6 @@ def main() -> None:
             print(f"\n  {stage}: hottest innermost frames (share of all samples)")
             for frame, count in frames[stage].most_common(args.detail):
                 print(f"    {count / total * 100:5.1f}%  {frame[:150]}")
-    finally:
-        for helper in helpers:
-            helper.terminate()
-            helper.wait(10)
-        stack.stop()
-
 
 if __name__ == "__main__":
     main()

@@ -22,93 +22,26 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
-import re
-import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.benchstack import (
+    CANNED_GATEWAY_PORT,
+    CANNED_PASSTHROUGH_PORT,
+    PASSTHROUGH_PORT,
+    STATE,
+    bench_stack,
+    proxy_pid,
+    rss_mib,
+    start_canned_wms,
+    start_passthrough,
+    token,
+)
 from bench.loadgen import Load, run_wrk, wrk_path
-from wmsgate.devstack import LocalStack, Ports, StackSettings
-from wmsgate.tools import REPO
-
-PORTS = Ports.offset(20000)
-PASSTHROUGH_PORT = PORTS.proxy + 19  # 28099
-CANNED_PORT = PORTS.proxy + 18  # 28098: the canned WMS
-CANNED_PASSTHROUGH_PORT = PORTS.proxy + 17  # 28097: a pass-through in front of it
-CANNED_GATEWAY_PORT = PORTS.proxy + 16  # 28096: a gateway in front of it
-
-
-def rss_mib(pid: int) -> float:
-    """Resident memory of process ``pid`` in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def proxy_pid(stack: LocalStack) -> int:
-    """The gateway process of ``stack``."""
-    proc = next(s.process for s in stack.services if s.name == "proxy")
-    assert proc is not None
-    return proc.pid
-
-
-def token(stack: LocalStack, username: str) -> str:
-    """An access token of a demo user (password grant)."""
-    resp = httpx.post(f"{stack.issuer}/protocol/openid-connect/token",
-                      data={"grant_type": "password", "client_id": "wms-cli", "username": username,
-                            "password": "wms-demo"})
-    resp.raise_for_status()
-    return str(resp.json()["access_token"])
-
-
-def answered(stack: LocalStack) -> int:
-    """Requests the gateway has answered (the sum of ``wmsgate_requests_total``)."""
-    text = httpx.get(f"http://127.0.0.1:{stack.settings.ports.gateway_management}/metrics", timeout=10).text
-    return int(sum(float(m) for m in re.findall(r"^wmsgate_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)))
-
-
-def start_process(argv: list[str], port: int) -> subprocess.Popen[bytes]:
-    """A helper server (pass-through, canned WMS) on 127.0.0.1:``port``, once it answers."""
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"{argv[1]} did not start")
-
-
-def start_passthrough(upstream: str, port: int = PASSTHROUGH_PORT) -> subprocess.Popen[bytes]:
-    """The bare pass-through in front of ``upstream``."""
-    return start_process([sys.executable, str(REPO / "bench" / "passthrough.py"), "--port", str(port),
-                          "--upstream", upstream], port)
-
-
-def start_canned_wms(stack: LocalStack, paths: list[str], state: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The canned WMS serving the demo WMS's answers to ``paths`` (recorded now); its base URL."""
-    answers = {}
-    for path in paths:
-        resp = httpx.get(stack.wms_url + path, timeout=30)
-        answers[path.split("?", 1)[0]] = {"status": resp.status_code, "body": resp.text,
-                                          "content_type": resp.headers["Content-Type"].split(";")[0]}
-    recorded = state / "canned-answers.json"
-    recorded.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
-    proc = start_process([sys.executable, str(REPO / "bench" / "canned_wms.py"), "--port", str(CANNED_PORT),
-                          "--answers", str(recorded)], CANNED_PORT)
-    return proc, f"http://127.0.0.1:{CANNED_PORT}"
 
 
 def row(name: str, load: Load) -> str:
@@ -150,14 +83,9 @@ def main() -> None:
     parser.add_argument("--sidecar", action="store_true", help="decide with the OPA sidecar, not in-process")
     args = parser.parse_args()
     wrk_path()  # fail early, with how to install it
-    state = REPO / ".state" / "bench"
-    shutil.rmtree(state, ignore_errors=True)
     overrides: dict[str, object] = {"opa.evaluation": "sidecar"} if args.sidecar else {}
-    stack = LocalStack(StackSettings(state=state, ports=PORTS, proxy_overrides=overrides))
-    print("starting the stack ...", flush=True)
-    stack.start()
-    helpers = [start_passthrough(stack.wms_url)]
-    try:
+    with bench_stack(overrides) as (stack, helpers):
+        helpers.append(start_passthrough(stack.wms_url))
         # (title, user, path through the gateway, the same request as the gateway sends it to the WMS)
         endpoints = [
             ("finance: GET /api/orders/{no} (attribute lookup cached, contact fields masked)", "finance",
@@ -178,11 +106,11 @@ def main() -> None:
             print(f"  gateway RSS after run: {rss_mib(proxy_pid(stack)):.1f} MiB\n", flush=True)
         # The demo WMS saturates first on list pages: in front of a WMS answering from memory the
         # gateway (or the pass-through) is what saturates, so its per-process throughput shows.
-        canned, canned_url = start_canned_wms(stack, ["/api/picking/tasks?page_size=20&warehouse=HF"], state)
+        canned, canned_url = start_canned_wms(stack, ["/api/picking/tasks?page_size=20&warehouse=HF"], STATE)
         helpers.append(canned)
         helpers.append(start_passthrough(canned_url, CANNED_PASSTHROUGH_PORT))
-        config = stack.write_gateway_config(state / "gateway-canned.yaml", {
-            "upstream.url": canned_url, "audit.spool_file": str(state / "canned.spool")})
+        config = stack.write_gateway_config(STATE / "gateway-canned.yaml", {
+            "upstream.url": canned_url, "audit.spool_file": str(STATE / "canned.spool")})
         gateway = stack.start_extra_proxy("proxy-canned", CANNED_GATEWAY_PORT, [], config)
         measure("picker.hf: GET /api/picking/tasks in front of a WMS answering from memory (the proxy saturates)",
                 {"direct WMS": canned_url + "/api/picking/tasks?page_size=20&warehouse=HF",
@@ -190,12 +118,6 @@ def main() -> None:
                  "gateway": gateway + "/api/picking/tasks?page_size=20"},
                 f"Bearer {token(stack, 'picker.hf')}", args, paced=False)
         print("\nsingle runs on a shared 2-core machine: repeat to see the spread.")
-    finally:
-        for helper in helpers:
-            helper.terminate()
-            helper.wait(10)
-        stack.stop()
-
 
 if __name__ == "__main__":
     main()

@@ -17,17 +17,14 @@ import datetime as dt
 import itertools
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.benchstack import answered, bench_stack, proxy_pid, rss_mib, token
 from bench.loadgen import run_wrk, wrk_path
-from bench.proxy_overhead import PORTS, answered, proxy_pid, rss_mib, token
-from wmsgate.devstack import LocalStack, StackSettings
-from wmsgate.tools import REPO
 
 #: (user, path): what the soak sends, in turn (allowed reads with masks, narrowed lists, a refusal).
 MIX = [("finance", "/api/orders/SO2024110100005"), ("picker.hf", "/api/picking/tasks?page_size=5"),
@@ -45,12 +42,7 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=45.0)
     args = parser.parse_args()
     wrk_path()
-    state = REPO / ".state" / "bench"
-    shutil.rmtree(state, ignore_errors=True)
-    stack = LocalStack(StackSettings(state=state, ports=PORTS))
-    print("starting the stack ...", flush=True)
-    stack.start()
-    try:
+    with bench_stack() as (stack, _):
         tokens = {user: token(stack, user) for user in {u for u, _ in MIX}}
         pid = proxy_pid(stack)
         print(f"{dt.date.today().isoformat()}  machine: {platform.machine()}, {os.cpu_count()} CPUs, "
@@ -77,9 +69,6 @@ def main() -> None:
             growth = (rss - baseline_rss) / baseline_rss * 100
             print(f"RSS after {args.baseline:,}: {baseline_rss:.1f} MiB; after {done:,}: {rss:.1f} MiB; "
                   f"growth {growth:+.1f}% (target: within 10%)")
-    finally:
-        stack.stop()
-
 
 if __name__ == "__main__":
     main()
