@@ -22,7 +22,15 @@ from alerting.delivery import DeliveryWorker
 from alerting.detectors import build_detectors
 from alerting.engine import Engine, UsernameLookup
 from alerting.intake import Intake
-from alerting.notifiers import DingTalkNotifier, EmailNotifier, Notifier, SlackNotifier, WebhookNotifier, WeComNotifier
+from alerting.notifiers import (
+    DingTalkNotifier,
+    EmailNotifier,
+    Notifier,
+    SlackNotifier,
+    SmtpServer,
+    WebhookNotifier,
+    WeComNotifier,
+)
 from alerting.rules import Rules, load_rules
 from alerting.store import AlertStore, now_ms, service_status
 from authorizer.db import make_engine
@@ -46,8 +54,8 @@ def build_notifier(settings: NotifierSettings, session: aiohttp.ClientSession, c
         return WeComNotifier(s.name, s.url, session, console_url, s.timeout_seconds)
     if s.kind == "slack":
         return SlackNotifier(s.name, s.url, session, console_url, s.timeout_seconds)
-    return EmailNotifier(s.name, s.host, s.port, s.sender, list(s.recipients), s.security, s.username, s.password,
-                         console_url, s.timeout_seconds, tls)
+    server = SmtpServer(s.host, s.port, s.security, s.username, s.password, s.timeout_seconds, tls)
+    return EmailNotifier(s.name, server, s.sender, list(s.recipients), console_url)
 
 
 def username_lookup(admin: KeycloakAdmin) -> UsernameLookup:

@@ -149,20 +149,34 @@ def from_push(doc: Any) -> SecurityEvent:
         auth = doc.get("auth") or {}
         if not isinstance(auth, dict):
             raise EventFormatError("event field 'auth' must be an object")
-        return _admin(str(_required(doc, "id")), _time(doc), str(_required(doc, "operation")),
-                      _text(doc.get("resource_type")), _text(doc.get("resource_path")), auth.get("user_id"),
-                      auth.get("client_id"), auth.get("ip_address"), _text(doc.get("error")), _details(doc),
-                      doc.get("representation"))
+        return _AdminParts(str(_required(doc, "id")), _time(doc), str(_required(doc, "operation")),
+                           _text(doc.get("resource_type")), _text(doc.get("resource_path")), auth,
+                           _text(doc.get("error")), _details(doc), doc.get("representation")).event()
     raise EventFormatError("event field 'kind' must be 'user' or 'admin'")
 
 
-def _admin(event_id: str, time_ms: int, operation: str, resource_type: str, resource_path: str, actor_id: Any,
-           actor_client: Any, ip: Any, error: str, details: dict[str, str], representation: Any) -> SecurityEvent:
-    extra: dict[str, Any] = {**details, "resource_type": resource_type, "resource_path": resource_path}
-    if representation is not None:
-        extra["representation"] = str(representation)[:65536]  # read by detectors, never shown
-    return SecurityEvent(kind=ADMIN, event_id=event_id, time_ms=time_ms, type=operation, user_id=_text(actor_id),
-                         ip=_text(ip), client_id=_text(actor_client), error=error, details=extra)
+@dataclass(frozen=True)
+class _AdminParts:
+    """An admin event's fields, however its source spells them (the listener's JSON, the REST API)."""
+
+    event_id: str
+    time_ms: int
+    operation: str
+    resource_type: str
+    resource_path: str
+    actor: Mapping[str, Any]  # user_id, client_id, ip_address
+    error: str
+    details: dict[str, str]
+    representation: Any
+
+    def event(self) -> SecurityEvent:
+        extra: dict[str, Any] = {**self.details, "resource_type": self.resource_type,
+                                 "resource_path": self.resource_path}
+        if self.representation is not None:
+            extra["representation"] = str(self.representation)[:65536]  # read by detectors, never shown
+        return SecurityEvent(kind=ADMIN, event_id=self.event_id, time_ms=self.time_ms, type=self.operation,
+                             user_id=_text(self.actor.get("user_id")), ip=_text(self.actor.get("ip_address")),
+                             client_id=_text(self.actor.get("client_id")), error=self.error, details=extra)
 
 
 def from_rest_user(rep: Mapping[str, Any]) -> SecurityEvent:
@@ -189,10 +203,10 @@ def from_rest_admin(rep: Mapping[str, Any]) -> SecurityEvent:
         EventFormatError: a required field is missing.
     """
     auth = rep.get("authDetails") or {}
-    return _admin(str(_required(rep, "id")), _time(rep), str(_required(rep, "operationType")),
-                  _text(rep.get("resourceType")), _text(rep.get("resourcePath")), auth.get("userId"),
-                  auth.get("clientId"), auth.get("ipAddress"), _text(rep.get("error")), _details(rep),
-                  rep.get("representation"))
+    actor = {"user_id": auth.get("userId"), "client_id": auth.get("clientId"), "ip_address": auth.get("ipAddress")}
+    return _AdminParts(str(_required(rep, "id")), _time(rep), str(_required(rep, "operationType")),
+                       _text(rep.get("resourceType")), _text(rep.get("resourcePath")), actor,
+                       _text(rep.get("error")), _details(rep), rep.get("representation")).event()
 
 
 def from_audit(row: Mapping[str, Any]) -> SecurityEvent:

@@ -16,7 +16,8 @@ import yaml
 from authorizer import config_schema as schema
 from authorizer.authz.tenancy import TenantSettings
 from authorizer.config_schema import ConfigError as ConfigError
-from authorizer.tls import TlsSettings, is_loopback_url
+from authorizer.config_schema import default
+from authorizer.tls import TlsSettings
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,13 @@ class OidcSettings:
 
     issuer: str
     audience: str
-    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
-    leeway_seconds: int = 30
-    jwks_min_refresh_seconds: float = 10.0
-    username_claim: str = "preferred_username"
-    roles_claim: str = "realm_access.roles"
-    scope_claim: str = "wms_scope"
-    grants_claim: str = "wms_grants"
+    algorithms: tuple[str, ...] = tuple(default(schema.OidcFile, "algorithms"))
+    leeway_seconds: int = default(schema.OidcFile, "leeway_seconds")
+    jwks_min_refresh_seconds: float = default(schema.OidcFile, "jwks_min_refresh_seconds")
+    username_claim: str = default(schema.OidcFile, "username_claim")
+    roles_claim: str = default(schema.OidcFile, "roles_claim")
+    scope_claim: str = default(schema.OidcFile, "scope_claim")
+    grants_claim: str = default(schema.OidcFile, "grants_claim")
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,15 @@ class OpaSettings:
     """
 
     url: str
-    decision_path: str = "wms/authz/decision"
-    timeout_seconds: float = 2.0
+    decision_path: str = default(schema.OpaFile, "decision_path")
+    timeout_seconds: float = default(schema.OpaFile, "timeout_seconds")
     policy_status_url: str | None = None
-    evaluation: str = "sidecar"
+    evaluation: str = default(schema.OpaFile, "evaluation")
     wasm_bundle_url: str | None = None
     bundle_public_key_file: Path | None = None
-    bundle_poll_seconds: float = 1.0
-    compare_with_sidecar: bool = False
-    decision_cache_size: int = 4096
+    bundle_poll_seconds: float = default(schema.OpaFile, "bundle_poll_seconds")
+    compare_with_sidecar: bool = default(schema.OpaFile, "compare_with_sidecar")
+    decision_cache_size: int = default(schema.OpaFile, "decision_cache_size")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class CredentialSettings:
     header: str
     file: Path | None = None
     per_warehouse: dict[str, Path] = field(default_factory=dict)
-    format: str = "{secret}"
+    format: str = default(schema.CredentialFile, "format")
 
 
 @dataclass(frozen=True)
@@ -102,16 +103,12 @@ class HealthProbe:
             answer its login page with 200 or 302).
     """
 
-    path: str = "/healthz"
-    expect_status: tuple[int, ...] = (200,)
+    path: str = default(schema.HealthFile, "path")
+    expect_status: tuple[int, ...] = tuple(default(schema.HealthFile, "expect_status"))
 
 
 def _health_probe(section: schema.HealthFile) -> HealthProbe:
-    if not section.path.startswith("/"):
-        raise ConfigError("config: upstream.health must be {path: /..., expect_status: [200]}")
     expect = section.expect_status if isinstance(section.expect_status, list) else [section.expect_status]
-    if not expect or not all(100 <= v <= 599 for v in expect):
-        raise ConfigError("config: upstream.health.expect_status must be HTTP statuses (100-599)")
     return HealthProbe(section.path, tuple(expect))
 
 
@@ -138,21 +135,11 @@ class AnswerSettings:
 
 
 def _tenant(section: schema.TenantFile | None) -> TenantSettings | None:
-    if section is None:
-        return None
-    try:
-        return TenantSettings(section.dimension, section.query_param or None)
-    except ValueError as exc:
-        raise ConfigError(f"config: {exc}") from exc
+    return None if section is None else TenantSettings(section.dimension, section.query_param or None)
 
 
 def _answers(section: schema.AnswersFile) -> AnswerSettings:
     origins = tuple(o.rstrip("/") for o in section.origins)
-    for origin in origins:
-        if not origin.startswith(("http://", "https://")) or "/" in origin.split("://", 1)[1]:
-            raise ConfigError(f"config: upstream.answers.origins: {origin!r} must be scheme://host[:port]")
-    if section.status_field is not None and not section.status_field:
-        raise ConfigError("config: upstream.answers.status_field must be a JSON member name")
     return AnswerSettings(tuple(dict.fromkeys([*BANNER_HEADERS, *section.drop_headers])), section.status_field,
                           origins)
 
@@ -177,13 +164,13 @@ class UpstreamSettings:
     """
 
     url: str
-    timeout_seconds: float = 30.0
-    identity_headers: dict[str, str] = field(default_factory=lambda: {"X-WMS-User": "{username}"})
-    lookup_headers: dict[str, str] = field(default_factory=lambda: {"X-WMS-User": "wmsgate-attribute-lookup"})
+    timeout_seconds: float = default(schema.UpstreamFile, "timeout_seconds")
+    identity_headers: dict[str, str] = field(default_factory=lambda: default(schema.UpstreamFile, "identity_headers"))
+    lookup_headers: dict[str, str] = field(default_factory=lambda: default(schema.UpstreamFile, "lookup_headers"))
     credentials: tuple[CredentialSettings, ...] = ()
-    lookup_cache_seconds: float = 2.0
-    max_body_bytes: int = 1 << 20
-    max_transform_bytes: int = 32 << 20
+    lookup_cache_seconds: float = default(schema.UpstreamFile, "lookup_cache_seconds")
+    max_body_bytes: int = default(schema.UpstreamFile, "max_body_bytes")
+    max_transform_bytes: int = default(schema.UpstreamFile, "max_transform_bytes")
     health: HealthProbe = field(default_factory=HealthProbe)
     answers: AnswerSettings = field(default_factory=AnswerSettings)
     tenant: TenantSettings | None = None
@@ -205,27 +192,17 @@ class AuditSettings:
     """
 
     url: str
-    flush_interval_seconds: float = 0.2
-    batch_size: int = 1000
-    max_pending: int = 200_000
+    flush_interval_seconds: float = default(schema.AuditFile, "flush_interval_seconds")
+    batch_size: int = default(schema.AuditFile, "batch_size")
+    max_pending: int = default(schema.AuditFile, "max_pending")
     signing_key_file: Path | None = None
-    checkpoint_every_records: int = 1000
-    checkpoint_every_seconds: float = 60.0
+    checkpoint_every_records: int = default(schema.AuditFile, "checkpoint_every_records")
+    checkpoint_every_seconds: float = default(schema.AuditFile, "checkpoint_every_seconds")
     spool_file: Path | None = None
-    spool_max_bytes: int = 256 << 20
+    spool_max_bytes: int = default(schema.AuditFile, "spool_max_bytes")
     retention_days: float | None = None
     archive_dir: Path | None = None
-    archive_every_seconds: float = 3600.0
-
-    def __post_init__(self) -> None:
-        if self.retention_days is not None:
-            if self.retention_days <= 0:
-                raise ConfigError("config: audit.retention_days must be positive")
-            if self.archive_dir is None or self.signing_key_file is None:
-                raise ConfigError("config: audit.retention_days needs audit.archive_dir and audit.signing_key_file "
-                                  "(records are removed only behind a signed, archived segment)")
-        if self.spool_max_bytes <= 0:
-            raise ConfigError("config: audit.spool_max_bytes must be positive")
+    archive_every_seconds: float = default(schema.AuditFile, "archive_every_seconds")
 
 
 @dataclass(frozen=True)
@@ -240,7 +217,7 @@ class KeycloakAdminConfig:
 
     client_id: str
     client_secret: str
-    events_interval_seconds: float = 1.0
+    events_interval_seconds: float = default(schema.KeycloakAdminFile, "events_interval_seconds")
 
 
 @dataclass(frozen=True)
@@ -260,9 +237,9 @@ class SsoSettings:
     client_id: str
     client_secret: str
     public_url: str
-    session_idle_seconds: int = 1800
-    session_max_seconds: int = 12 * 3600
-    refresh_before_seconds: int = 30
+    session_idle_seconds: int = default(schema.SsoFile, "session_idle_minutes") * 60
+    session_max_seconds: int = default(schema.SsoFile, "session_max_hours") * 3600
+    refresh_before_seconds: int = default(schema.SsoFile, "refresh_before_seconds")
 
     @property
     def secure_cookies(self) -> bool:
@@ -282,7 +259,7 @@ class AlertingLink:
 
     url: str
     api_token: str
-    timeout_seconds: float = 5.0
+    timeout_seconds: float = default(schema.AlertingFile, "timeout_seconds")
 
 
 @dataclass(frozen=True)
@@ -295,8 +272,8 @@ class ManagementListener:
             (0: any free port, for tests).
     """
 
-    host: str = "127.0.0.1"
-    port: int = 9080
+    host: str = default(schema.ManagementFile, "host")
+    port: int = default(schema.ManagementFile, "port")
 
 
 @dataclass(frozen=True)
@@ -313,17 +290,17 @@ class GatewayConfig:
     trusted_proxies: tuple[str, ...] = ()
     strip_request_headers: tuple[str, ...] = ()
     refuse_request_headers: tuple[str, ...] = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
-    approval_sweep_seconds: float = 5.0
+    approval_sweep_seconds: float = default(schema.ApprovalsFile, "sweep_seconds")
     keycloak_admin: KeycloakAdminConfig | None = None
     sso: SsoSettings | None = None
-    revocation_refresh_seconds: float = 0.5
-    grant_sweep_seconds: float = 20.0
+    revocation_refresh_seconds: float = default(schema.RevocationFile, "refresh_seconds")
+    grant_sweep_seconds: float = default(schema.GrantsFile, "sweep_seconds")
     alerting: AlertingLink | None = None
     tls: TlsSettings | None = None
     trust_ca_file: Path | None = None
-    mode: str = "production"
+    mode: str = default(schema.GatewayFile, "mode")
     public_url: str = ""
-    enforcement: str = "enforce"
+    enforcement: str = default(schema.GatewayFile, "enforcement")
     management: ManagementListener | None = None
 
     @property
@@ -431,11 +408,6 @@ def _required_secret(base: Path, section: schema._Section, key: str, feature: st
 def _credentials(base: Path, items: list[schema.CredentialFile]) -> tuple[CredentialSettings, ...]:
     out = []
     for item in items:
-        if (item.file is None) == (item.per_warehouse is None):
-            raise ConfigError("config: each upstream.credentials entry needs 'header' and one of "
-                              "'file', 'per_warehouse'")
-        if "{secret}" not in item.format:
-            raise ConfigError("config: upstream.credentials format must contain {secret}")
         out.append(CredentialSettings(
             header=item.header,
             file=resolve_path(base, item.file) if item.file is not None else None,
@@ -443,24 +415,6 @@ def _credentials(base: Path, items: list[schema.CredentialFile]) -> tuple[Creden
             format=item.format,
         ))
     return tuple(out)
-
-
-def _origin(value: str, what: str) -> str:
-    url = value.rstrip("/")
-    if not url.startswith(("http://", "https://")) or "/" in url.split("://", 1)[1]:
-        raise ConfigError(f"config: {what} must be scheme://host[:port] (the gateway as clients reach it)")
-    return url
-
-
-def _mode(doc: schema.GatewayFile) -> str:
-    """``production`` (default): Keycloak must be reached over HTTPS unless it runs on this
-    machine; ``development`` allows plain HTTP (a compose or test stack)."""
-    issuer = doc.oidc.issuer
-    if doc.mode == "production" and issuer.startswith("http://") and not is_loopback_url(issuer):
-        raise ConfigError(f"config: oidc.issuer {issuer} must be https in production mode "
-                          "(tokens and keys would cross the network in clear); set mode: development "
-                          "for a test stack")
-    return doc.mode
 
 
 def _sso(base: Path, doc: schema.GatewayFile, need_secrets: bool) -> SsoSettings | None:
@@ -471,8 +425,6 @@ def _sso(base: Path, doc: schema.GatewayFile, need_secrets: bool) -> SsoSettings
     if secret is None:
         return None
     public_url = (section.public_url or f"http://{doc.listen.host}:{doc.listen.port}").rstrip("/")
-    if not public_url.startswith(("http://", "https://")):
-        raise ConfigError("config: sso.public_url must be an http(s) URL")
     return SsoSettings(client_id=section.client_id, client_secret=secret, public_url=public_url,
                        session_idle_seconds=section.session_idle_minutes * 60,
                        session_max_seconds=section.session_max_hours * 3600,
@@ -542,7 +494,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
             host=listen.host,
             port=listen.port,
             oidc=OidcSettings(
-                issuer=doc.oidc.issuer.rstrip("/"), audience=doc.oidc.audience, algorithms=doc.oidc.algorithms,
+                issuer=doc.oidc.issuer.rstrip("/"), audience=doc.oidc.audience, algorithms=tuple(doc.oidc.algorithms),
                 leeway_seconds=doc.oidc.leeway_seconds, jwks_min_refresh_seconds=doc.oidc.jwks_min_refresh_seconds,
                 username_claim=doc.oidc.username_claim, roles_claim=doc.oidc.roles_claim,
                 scope_claim=doc.oidc.scope_claim, grants_claim=doc.oidc.grants_claim),
@@ -562,8 +514,8 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
             tls=None if tls is None else TlsSettings(resolve_path(base, tls.cert_file),
                                                      resolve_path(base, tls.key_file)),
             trust_ca_file=resolve_path(base, doc.trust.ca_file) if doc.trust.ca_file else None,
-            mode=_mode(doc),
-            public_url=_origin(doc.public_url, "public_url") if doc.public_url is not None else "",
+            mode=doc.mode,  # production: an https issuer off this machine (config_schema.cross_checks)
+            public_url=doc.public_url.rstrip("/") if doc.public_url is not None else "",
             enforcement=doc.enforcement,
             management=None if doc.management is None else ManagementListener(doc.management.host,
                                                                               doc.management.port),

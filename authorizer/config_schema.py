@@ -14,6 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from authorizer.authz.scope import SCOPE_DIMENSIONS
+from authorizer.tls import is_loopback_url
+
 
 class ConfigError(ValueError):
     """The configuration file is missing, malformed or names an impossible setting."""
@@ -21,9 +24,10 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     """A mapping of the file: unknown keys are refused; a key left empty (``health:`` with only a
-    comment under it) takes its default, as if it were not there."""
+    comment under it) takes its default, as if it were not there. Types are strict: ``port: true``
+    or ``port: "8080"`` is refused, not read as 1 or 8080."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -60,7 +64,7 @@ class OidcFile(_Section):
 
     issuer: str
     audience: str
-    algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "PS256", "ES256"], min_length=1)
     leeway_seconds: int = Field(30, ge=0)
     jwks_min_refresh_seconds: float = Field(10.0, ge=0)
     username_claim: str = "preferred_username"
@@ -94,6 +98,14 @@ class OpaFile(_Section):
         return self
 
 
+def origin_problem(value: str) -> str | None:
+    """Why ``value`` is not an origin (``scheme://host[:port]``, a trailing ``/`` allowed), or None."""
+    url = value.rstrip("/")
+    if not url.startswith(("http://", "https://")) or "/" in url.split("://", 1)[1] or not url.split("://", 1)[1]:
+        return f"{value!r} must be scheme://host[:port]"
+    return None
+
+
 class CredentialFile(_Section):
     """One ``upstream.credentials`` entry (exactly one of ``file`` and ``per_warehouse``)."""
 
@@ -102,20 +114,66 @@ class CredentialFile(_Section):
     per_warehouse: dict[str, str] | None = None
     format: str = "{secret}"
 
+    @field_validator("per_warehouse", mode="before")
+    @classmethod
+    def _warehouse_codes_are_text(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            numeric = [k for k in value if not isinstance(k, str)]
+            if numeric:
+                raise ValueError(f"warehouse codes are text: quote {numeric[0]!r} (YAML reads 007 as the number 7)")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _format_has_the_secret(cls, value: str) -> str:
+        if "{secret}" not in value:
+            raise ValueError("must contain {secret}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CredentialFile:
+        if (self.file is None) == (self.per_warehouse is None):
+            raise ValueError("needs exactly one of 'file' and 'per_warehouse'")
+        return self
+
 
 class HealthFile(_Section):
-    """``upstream.health``: how the WMS is probed."""
+    """``upstream.health``: how the WMS is probed (GET ``path``; ``expect_status`` means up)."""
 
     path: str = "/healthz"
     expect_status: list[int] | int = Field(default_factory=lambda: [200])
+
+    @field_validator("path")
+    @classmethod
+    def _a_path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be a path on the WMS, starting with /")
+        return value
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, value: list[int] | int) -> list[int] | int:
+        statuses = value if isinstance(value, list) else [value]
+        if not statuses or not all(100 <= v <= 599 for v in statuses):
+            raise ValueError("must be HTTP statuses (100-599)")
+        return value
 
 
 class AnswersFile(_Section):
     """``upstream.answers``: the WMS's answer conventions."""
 
     drop_headers: list[str] = Field(default_factory=list)
-    status_field: str | None = None
+    status_field: str | None = Field(None, min_length=1)
     origins: list[str] = Field(default_factory=list)
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            problem = origin_problem(origin)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 class TenantFile(_Section):
@@ -123,6 +181,20 @@ class TenantFile(_Section):
 
     dimension: str = "warehouse"
     query_param: str | None = "warehouse"
+
+    @field_validator("dimension")
+    @classmethod
+    def _a_dimension(cls, value: str) -> str:
+        if value not in SCOPE_DIMENSIONS:
+            raise ValueError(f"{value!r} is not one of {', '.join(SCOPE_DIMENSIONS)}")
+        return value
+
+
+def default(model: type[BaseModel], name: str) -> Any:
+    """The default of ``model``'s field ``name`` (a fresh value for a factory): the runtime settings
+    (:mod:`authorizer.config`) take their defaults from here, so each is written once."""
+    value = model.model_fields[name].get_default(call_default_factory=True)
+    return value
 
 
 def _has_default(model: type[BaseModel], name: str) -> bool:
@@ -162,10 +234,17 @@ class AuditFile(_Section):
     checkpoint_every_records: int = Field(1000, gt=0)
     checkpoint_every_seconds: float = Field(60.0, gt=0)
     spool_file: str | None = None
-    spool_max_bytes: int = 256 << 20
-    retention_days: float | None = None
+    spool_max_bytes: int = Field(256 << 20, gt=0)
+    retention_days: float | None = Field(None, gt=0)
     archive_dir: str | None = None
     archive_every_seconds: float = Field(3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _retention_is_archived_and_signed(self) -> AuditFile:
+        if self.retention_days is not None and (self.archive_dir is None or self.signing_key_file is None):
+            raise ValueError("retention_days needs archive_dir and signing_key_file (records are removed only "
+                             "behind a signed, archived segment)")
+        return self
 
 
 class KeycloakAdminFile(_Section):
@@ -183,7 +262,7 @@ class SsoFile(_Section):
     client_id: str = "wms-gateway"
     client_secret: str | None = None
     client_secret_file: str | None = None
-    public_url: str | None = None
+    public_url: str | None = Field(None, pattern=r"^https?://")
     session_idle_minutes: int = Field(30, gt=0)
     session_max_hours: int = Field(12, gt=0)
     refresh_before_seconds: int = Field(30, ge=0)
@@ -245,6 +324,25 @@ class GatewayFile(_Section):
     trust: TrustFile = Field(default_factory=TrustFile)
     enforcement: Literal["enforce", "report"] = "enforce"
 
+    @field_validator("public_url")
+    @classmethod
+    def _an_origin(cls, value: str | None) -> str | None:
+        problem = origin_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(f"{problem} (the gateway as clients reach it)")
+        return value
+
+
+def cross_checks(doc: GatewayFile) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rules that span sections, as ``(key path, problem)``: in production mode, tokens and keys
+    never cross the network in clear (Keycloak over https unless it runs on this machine)."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    issuer = doc.oidc.issuer
+    if doc.mode == "production" and issuer.startswith("http://") and not is_loopback_url(issuer):
+        problems.append((("oidc", "issuer"), f"{issuer} must be https in production mode (tokens and keys would "
+                                             "cross the network in clear); set mode: development for a test stack"))
+    return problems
+
 
 def key_lines(text: str) -> dict[tuple[str | int, ...], int]:
     """The 1-based line of every key (and list item) of a YAML document, by its path.
@@ -298,16 +396,26 @@ def validate_document(path: Path, data: dict[str, Any]) -> GatewayFile:
         ConfigError: ``<file>:<line>: <dotted.key>: <problem>`` for each problem.
     """
     try:
-        return GatewayFile.model_validate(data)
+        doc = GatewayFile.model_validate(data)
     except ValidationError as exc:
-        try:
-            lines = key_lines(path.read_text(encoding="utf-8"))
-        except OSError:
-            lines = {}
-        problems = []
+        found = []
         for error in exc.errors():
             loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p in ("function-after",)))
-            dotted = ".".join(str(p) for p in loc) or "(top)"
             message = "unknown key (a typo?)" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append(f"{_where(path, lines, loc)}: {dotted}: {message}")
-        raise ConfigError("config: " + "; ".join(problems)) from None
+            found.append((loc, message.removeprefix("Value error, ")))
+        raise _located(path, found) from None
+    problems = cross_checks(doc)
+    if problems:
+        raise _located(path, problems)
+    return doc
+
+
+def _located(path: Path, problems: list[tuple[tuple[str | int, ...], str]]) -> ConfigError:
+    """One error naming every problem as ``<file>:<line>: <dotted.key>: <problem>``."""
+    try:
+        lines = key_lines(path.read_text(encoding="utf-8"))
+    except OSError:
+        lines = {}
+    return ConfigError("config: " + "; ".join(
+        f"{_where(path, lines, loc)}: {'.'.join(str(p) for p in loc) or '(top)'}: {message}"
+        for loc, message in problems))

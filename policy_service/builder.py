@@ -12,7 +12,9 @@ from pathlib import Path
 
 from joserfc.jwk import RSAKey
 
-from authorizer.authz.bundle_signature import sign_bundle
+from authorizer.authz.bundle_signature import BundleRejected, sign_bundle
+from authorizer.authz.inprocess_pdp import read_bundle
+from authorizer.authz.opa_wasm import WasmPolicy, WasmPolicyError
 
 #: The policy signing key's id (``kid``), as OPA's configuration names it.
 SIGNING_KEY_ID = "wms-policy"
@@ -88,6 +90,18 @@ def merge_layers(sources: tuple[Path, ...], into: Path) -> None:
             shutil.copyfile(path, into / rel)
 
 
+def runs_in_process(wasm_bundle: Path) -> str | None:
+    """Why the proxy's in-process PDP could not run the Wasm bundle (a host built-in it does not
+    provide, a module it cannot instantiate), or None when it can. An edit it could not run is
+    rejected like one that does not compile: OPA and the proxy always run the same revision."""
+    try:
+        bundle = read_bundle(wasm_bundle.read_bytes())
+        WasmPolicy(bundle.wasm, bundle.data)
+    except (BundleRejected, WasmPolicyError) as exc:
+        return f"the proxy's in-process PDP cannot run this policy: {exc}"
+    return None
+
+
 class BundleBuilder:
     """Builds bundles with the pinned OPA binary.
 
@@ -157,6 +171,8 @@ class BundleBuilder:
                 error = self._run("build", "--target", "wasm", *entrypoints, "--bundle", "--revision", revision,
                                   "--ignore", "schemas", "--ignore", "*_test.rego", "--output", str(wasm), ".",
                                   cwd=snap)
+                if error is None:
+                    error = runs_in_process(wasm)
                 if error is None:
                     return BuildResult(revision, True, out, "", now, wasm, self._sign(wasm, revision))
         return BuildResult(revision, False, None, error or "unknown error", now)

@@ -60,13 +60,17 @@ def dumps(parsed: Parsed) -> bytes:
     return json.dumps(parsed.document, ensure_ascii=False).encode("utf-8")
 
 
-def plain(parsed: Parsed) -> bytes:
-    """An orjson-read document's text without escapes of non-ASCII characters (what a search for a
-    URL or a key must look at when the original had ``\\u`` escapes).
+def plain(parsed: Parsed) -> str | None:
+    """An orjson-read document's text without escapes (but of quotes, backslashes and control
+    characters): what a search for a URL or a member name must look at, whatever escapes or
+    encoding the original used. None when orjson cannot write it (nested deeper than 255).
 
     Raises:
         ValueError: ``parsed`` was not read by orjson.
     """
     if not parsed.fast:
         raise ValueError("only an orjson-read document has a plain text")
-    return orjson.dumps(parsed.document)
+    try:
+        return orjson.dumps(parsed.document).decode("utf-8")
+    except TypeError:  # orjson writes at most 255 levels (it reads 1024)
+        return None

@@ -277,14 +277,14 @@ class Forwarder:
                                     else None, headers=headers)
         return response, UpstreamResult(real_status, ms, facts)
 
-    def _inspect(self, parsed: answer_json.Parsed, raw: bytes, links: LinkTarget) -> BodyOutcome:
+    def _inspect(self, parsed: answer_json.Parsed, links: LinkTarget) -> BodyOutcome:
         """The conventions' reading of a parsed answer (links rewritten in place, the body's status).
-        The document is walked only when its text can hold a WMS link or the status field: the raw
-        bytes, or, when they had ``\\u`` escapes (which hide what is looked for), the decoded text."""
-        if not self.conventions.concerns(raw):
-            return BodyOutcome(None, 0)
-        if b"\\u" in raw and parsed.fast and not self.conventions.concerns(answer_json.plain(parsed)):
-            return BodyOutcome(None, 0)
+        A document orjson read is walked only when its decoded text can hold a WMS link or the
+        status field (escapes, UTF-16 and the like can no longer hide one there); any other is walked."""
+        if parsed.fast:
+            text = answer_json.plain(parsed)
+            if text is not None and not self.conventions.concerns_text(text):
+                return BodyOutcome(None, 0)
         return self.conventions.inspect(parsed.document, links)
 
     def _apply(self, raw: bytes, status: int, content_type: str, rewrite: Rewrite | None, links: LinkTarget,
@@ -309,7 +309,7 @@ class Forwarder:
                     raise
                 raise upstream_error(status, ms, None) from None
             document = parsed.document
-            outcome = self._inspect(parsed, raw, links)
+            outcome = self._inspect(parsed, links)
             facts: dict[str, Any] = {"links_rewritten": outcome.links} if outcome.links else {}
             real = status
             if outcome.status is not None and outcome.status != status:

@@ -105,14 +105,24 @@ class AnswerConventions:
         return self._status_field is not None or bool(self._origins)
 
     def concerns(self, raw: bytes) -> bool:
-        """A cheap look at an answer's bytes: could it hold a WMS link (plain, with ``\\/`` or
-        ``\\u`` escapes) or the body status field? When not, it need not be parsed."""
-        if b"\\u" in raw:  # \u escapes can spell an origin or the field: let the parser read them
+        """A cheap look at an answer's bytes: could it hold a WMS link or the body status field?
+        When not, it need not be parsed. Any escape of ``/`` or ``\\u`` counts as could (escapes
+        can spell an origin or the field, half-escaped ones too: ``http:/\\/wms``)."""
+        if b"\\u" in raw or b"\\/" in raw:
             return True
         if self._status_field is not None and f'"{self._status_field}"'.encode() in raw:
             return True
         lowered = raw.lower()
-        return any(o.encode() in lowered or o.replace("/", "\\/").encode() in lowered for o in self._origins)
+        return any(o.encode() in lowered for o in self._origins)
+
+    def concerns_text(self, text: str) -> bool:
+        """Could a parsed answer, written back as ``text`` without escapes (orjson's), hold a WMS
+        link (a string starting with an origin, compared as :meth:`rewrite_url` compares) or the
+        body status field (a member name)? When not, :meth:`inspect` would find nothing."""
+        if self._status_field is not None and f'"{self._status_field}"' in text:
+            return True
+        lowered = text.lower()
+        return any(o in lowered for o in self._origins)
 
     def response_headers(self, upstream: CIMultiDictProxy[str], links: LinkTarget) -> CIMultiDict[str]:
         """The WMS's headers as the client may see them: hop-by-hop, banner (``Server``,

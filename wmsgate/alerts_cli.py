@@ -47,13 +47,20 @@ def alert_lines(alerts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def run(gateway: str, command: str, alert_id: str | None, status: str | None, rule: str | None, limit: int,
-        note: str | None, as_json: bool) -> int:
+def run(gateway: str, args: Any) -> int:
     """Carry out one ``wmsgate alerts`` command; returns the exit status.
+
+    Args:
+        gateway: the gateway's base URL.
+        args: the parsed command line (``alerts_command``; ``alert_id``, ``status``, ``rule``,
+            ``limit``, ``note``, ``json`` where the command has them).
 
     Raises:
         CliError: not logged in, the gateway refused, or it could not be reached.
     """
+    command, alert_id = args.alerts_command, getattr(args, "alert_id", None)
+    status, rule, limit = getattr(args, "status", None), getattr(args, "rule", None), getattr(args, "limit", 50)
+    note, as_json = getattr(args, "note", None), getattr(args, "json", False)
     if command == "list":
         params = {k: v for k, v in {"status": status, "rule": rule, "limit": str(limit)}.items() if v}
         doc = _call(gateway, "GET", "/_gateway/alerts", params=params)
@@ -80,9 +87,7 @@ def main_entry(args: Any) -> int:
     from wmsgate.access_cli import gateway_url
 
     try:
-        return run(gateway_url(args.gateway), args.alerts_command, getattr(args, "alert_id", None),
-                   getattr(args, "status", None), getattr(args, "rule", None), getattr(args, "limit", 50),
-                   getattr(args, "note", None), getattr(args, "json", False))
+        return run(gateway_url(args.gateway), args)
     except CliError as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 1

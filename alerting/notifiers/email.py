@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any
@@ -12,29 +13,42 @@ import aiosmtplib
 from alerting.notifiers.base import NotifierError, headline, text_lines
 
 
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where and how messages are sent.
+
+    Attributes:
+        host, port: the SMTP server.
+        security: ``none``, ``starttls`` or ``tls`` (implicit TLS, port 465).
+        username, password: SMTP AUTH credentials, or None.
+        timeout_seconds: limit of one attempt.
+        tls_context: how the server's certificate is verified (None: the system's CAs).
+    """
+
+    host: str
+    port: int
+    security: str = "starttls"
+    username: str | None = None
+    password: str | None = None
+    timeout_seconds: float = 20.0
+    tls_context: ssl.SSLContext | None = None
+
+
 class EmailNotifier:
     """Sends each alert as one message to every recipient.
 
     Args:
         name: the notifier's name.
-        host, port: the SMTP server.
+        server: the SMTP server and how to reach it.
         sender: the From address.
         recipients: the To addresses.
-        security: ``none``, ``starttls`` or ``tls`` (implicit TLS, port 465).
-        username, password: SMTP AUTH credentials, or None.
         console_url: where admins handle alerts, or None.
-        timeout_seconds: limit of one attempt.
-        tls_context: how the server's certificate is verified (None: the system's CAs).
     """
 
-    def __init__(self, name: str, host: str, port: int, sender: str, recipients: list[str], security: str = "starttls",
-                 username: str | None = None, password: str | None = None, console_url: str | None = None,
-                 timeout_seconds: float = 20.0, tls_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, name: str, server: SmtpServer, sender: str, recipients: list[str],
+                 console_url: str | None = None) -> None:
         self.name = name
-        self._host, self._port, self._sender, self._recipients = host, port, sender, recipients
-        self._security, self._username, self._password = security, username, password
-        self._console, self._timeout = console_url, timeout_seconds
-        self._tls = tls_context
+        self._server, self._sender, self._recipients, self._console = server, sender, recipients, console_url
 
     def message(self, alert: dict[str, Any]) -> EmailMessage:
         """The message for ``alert`` (``Message-ID`` derived from the alert id)."""
@@ -55,9 +69,10 @@ class EmailNotifier:
         except ValueError as exc:  # a header the mail library refuses; never retried in vain
             raise NotifierError(f"cannot build the message: {exc}") from exc
         try:
-            await aiosmtplib.send(message, hostname=self._host, port=self._port,
-                                  username=self._username, password=self._password,
-                                  use_tls=self._security == "tls", start_tls=self._security == "starttls",
-                                  timeout=self._timeout, tls_context=self._tls)
+            server = self._server
+            await aiosmtplib.send(message, hostname=server.host, port=server.port,
+                                  username=server.username, password=server.password,
+                                  use_tls=server.security == "tls", start_tls=server.security == "starttls",
+                                  timeout=server.timeout_seconds, tls_context=server.tls_context)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            raise NotifierError(f"SMTP {self._host}:{self._port}: {type(exc).__name__}: {exc}") from exc
+            raise NotifierError(f"SMTP {self._server.host}:{self._server.port}: {type(exc).__name__}: {exc}") from exc

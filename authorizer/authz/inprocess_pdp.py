@@ -28,7 +28,7 @@ import wasmtime
 from joserfc.jwk import RSAKey
 
 from authorizer.authz.bundle_signature import SIGNATURE_HEADER, BundleRejected, verify_bundle
-from authorizer.authz.decision_cache import DecisionCache, cache_key
+from authorizer.authz.decision_cache import PROVEN_READERS, DecisionCache, cache_key, clock_readers, proof_holds
 from authorizer.authz.opa_wasm import WasmPolicy, WasmPolicyError
 from authorizer.authz.pdp import Decision, DecisionPoint, PdpUnavailable, parse_decision
 
@@ -69,25 +69,48 @@ class LoadedBundle:
         revision: the manifest's revision (``sha256:...`` of the policy tree).
         policy: the instantiated module with the bundle's data.
         loaded_at: when it was loaded, seconds since the epoch (UTC).
+        signed_at: when it was signed, seconds since the epoch (UTC).
+        cacheable: its rules read the time and the address only where the decision cache's
+            proof says (:func:`~authorizer.authz.decision_cache.proof_holds`).
     """
 
     revision: str
     policy: WasmPolicy
     loaded_at: float
+    signed_at: int = 0
+    cacheable: bool = True
 
 
-def read_bundle(tarball: bytes) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
-    """The manifest, ``policy.wasm`` and ``data.json`` of a Wasm bundle.
+@dataclass(frozen=True)
+class BundleMembers:
+    """What a Wasm bundle holds.
+
+    Attributes:
+        manifest: its ``.manifest``.
+        wasm: ``policy.wasm``.
+        data: ``data.json``.
+        sources: its Rego files (path -> text), as the compiler read them.
+    """
+
+    manifest: dict[str, Any]
+    wasm: bytes
+    data: dict[str, Any]
+    sources: dict[str, str]
+
+
+def read_bundle(tarball: bytes) -> BundleMembers:
+    """The members of a Wasm bundle.
 
     Raises:
-        BundleRejected: not a gzip'd tar, a member missing or too large, or bad JSON.
+        BundleRejected: not a gzip'd tar, a member missing or too large, or bad JSON or text.
     """
     members: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tar:
             for info in tar:
                 name = info.name.lstrip("/")
-                if not info.isfile() or name not in (".manifest", "policy.wasm", "data.json"):
+                if not info.isfile() or (name not in (".manifest", "policy.wasm", "data.json")
+                                         and not name.endswith(".rego")):
                     continue
                 if info.size > MAX_BUNDLE_BYTES:
                     raise BundleRejected(f"bundle member {name} is too large ({info.size} bytes)")
@@ -102,11 +125,12 @@ def read_bundle(tarball: bytes) -> tuple[dict[str, Any], bytes, dict[str, Any]]:
     try:
         manifest = json.loads(members[".manifest"])
         data = json.loads(members["data.json"])
+        sources = {n: b.decode("utf-8") for n, b in members.items() if n.endswith(".rego")}
     except ValueError as exc:
-        raise BundleRejected(f"the bundle's manifest or data is not JSON: {exc}") from None
+        raise BundleRejected(f"the bundle's manifest, data or rules cannot be read: {exc}") from None
     if not isinstance(manifest, dict) or not isinstance(data, dict):
         raise BundleRejected("the bundle's manifest and data must be JSON objects")
-    return manifest, members["policy.wasm"], data
+    return BundleMembers(manifest, members["policy.wasm"], data, sources)
 
 
 def load_bundle(tarball: bytes, signature: str | None, key: RSAKey, entrypoint: str,
@@ -116,21 +140,28 @@ def load_bundle(tarball: bytes, signature: str | None, key: RSAKey, entrypoint: 
     Raises:
         BundleRejected: see :func:`~authorizer.authz.bundle_signature.verify_bundle` and
             :func:`read_bundle`; a revision other than the signed one; no ``entrypoint``; a module
-            this process cannot run.
+            this process cannot run (whatever fails while instantiating it).
     """
-    signed_revision = verify_bundle(tarball, signature, key)
-    manifest, wasm, data = read_bundle(tarball)
-    if manifest.get("revision") != signed_revision:
-        raise BundleRejected(f"the manifest's revision {manifest.get('revision')!r} is not the signed "
-                             f"{signed_revision!r}")
-    data = {**data, "system": {"bundles": {BUNDLE_NAME: {"manifest": manifest}}}}
+    signed = verify_bundle(tarball, signature, key)
+    bundle = read_bundle(tarball)
+    if bundle.manifest.get("revision") != signed.revision:
+        raise BundleRejected(f"the manifest's revision {bundle.manifest.get('revision')!r} is not the signed "
+                             f"{signed.revision!r}")
+    data = {**bundle.data, "system": {"bundles": {BUNDLE_NAME: {"manifest": bundle.manifest}}}}
     try:
-        policy = WasmPolicy(wasm, data, engine)
+        policy = WasmPolicy(bundle.wasm, data, engine)
     except WasmPolicyError as exc:
         raise BundleRejected(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a trap, a missing export...: this module is not usable
+        raise BundleRejected(f"policy.wasm cannot be used: {exc!r}") from None
     if entrypoint not in policy.entrypoints:
         raise BundleRejected(f"the bundle has no entrypoint {entrypoint} (it has {', '.join(policy.entrypoints)})")
-    return LoadedBundle(signed_revision, policy, time.time())
+    cacheable = proof_holds(bundle.sources)
+    if not cacheable:
+        log.warning("policy bundle %s: a rule reads the time or the client address where the decision "
+                    "cache's proof does not cover it (%s); decisions of this bundle are not cached",
+                    signed.revision, sorted(clock_readers(bundle.sources) - PROVEN_READERS)[:3])
+    return LoadedBundle(signed.revision, policy, time.time(), signed.issued_at, cacheable)
 
 
 @dataclass
@@ -210,7 +241,10 @@ class InProcessPdp:
     async def _poll_forever(self) -> None:
         while True:
             await asyncio.sleep(self._settings.poll_seconds)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - whatever happens, keep deciding and keep polling
+                self._refused(f"unexpected error while refreshing the bundle: {exc!r}")
 
     async def refresh(self) -> bool:
         """Fetch the bundle if it changed; load it when it verifies.
@@ -244,11 +278,14 @@ class InProcessPdp:
             return False
         try:
             loaded = load_bundle(tarball, signature, self._key, self._settings.entrypoint, self._engine)
-        except BundleRejected as exc:
-            self._etag = etag  # the same bytes would be refused again: wait for the next revision
+        except BundleRejected as exc:  # its ETag is not kept: a forged answer cannot stop the next polls
             self._refused(str(exc))
             return False
         previous = self._bundle
+        if previous is not None and loaded.signed_at < previous.signed_at:
+            self._refused(f"bundle {loaded.revision} was signed before the one deciding ({previous.revision}): "
+                          "an older policy is not taken back")
+            return False
         self._bundle, self._etag, self.last_error = loaded, etag, None
         if previous is None or previous.revision != loaded.revision:
             log.warning("policy bundle %s now decides in-process", loaded.revision)
@@ -276,16 +313,18 @@ class InProcessPdp:
         bundle = self._bundle
         if bundle is None:
             raise PdpUnavailable(f"no policy bundle loaded yet ({self.last_error or 'still fetching'})")
-        key = cache_key(bundle.revision, policy_input)
-        decision = self.cache.get(key)
+        key = cache_key(bundle.revision, policy_input) if bundle.cacheable else None
+        decision = self.cache.get(key) if key is not None else None
         if decision is None:
-            decision = self._evaluate(bundle, policy_input)
-            self.cache.put(key, policy_input, decision)
+            decision, high_risk = self._evaluate(bundle, policy_input)
+            if key is not None:
+                self.cache.put(key, policy_input, decision, high_risk)
         if self._reference is not None:
             await self._compare(policy_input, decision)
         return decision
 
-    def _evaluate(self, bundle: LoadedBundle, policy_input: dict[str, Any]) -> Decision:
+    def _evaluate(self, bundle: LoadedBundle, policy_input: dict[str, Any]) -> tuple[Decision, Any]:
+        """The decision and the document's ``high_risk`` as the policy wrote it."""
         try:
             encoded = orjson.dumps(policy_input)
         except TypeError:  # an integer beyond 64 bits (orjson's limit): the standard library's encoder
@@ -297,7 +336,7 @@ class InProcessPdp:
             raise PdpUnavailable(str(exc)) from None
         results = json.loads(raw)  # the standard library's: OPA may answer integers beyond 64 bits
         result = results[0].get("result") if isinstance(results, list) and results else None
-        return parse_decision(result)
+        return parse_decision(result), result.get("high_risk") if isinstance(result, dict) else None
 
     async def _compare(self, policy_input: dict[str, Any], decision: Decision) -> None:
         assert self._reference is not None

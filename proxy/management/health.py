@@ -119,6 +119,11 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
             if not opa_check["ok"]:
                 warnings.append("OPA is down: requests are decided in-process; explain and who-can need OPA")
         policy = {**(policy or {}), "active": active}
+        if pdp is not None and pdp.last_error:
+            warnings.append(f"the proxy refused the newest policy bundle ({pdp.last_error[:300]}); "
+                            f"{pdp.revision or 'nothing'} keeps deciding")
+        if pdp is not None and policy.get("serving") and pdp.revision and policy["serving"] != pdp.revision:
+            warnings.append(f"the proxy decides with {pdp.revision}, the bundle service serves {policy['serving']}")
         writer = audit(request.config_dict) if audit is not None else None
         if writer is not None:
             checks["audit"] = audit_check(writer)

@@ -24,6 +24,7 @@ from alerting.notifiers import (
     EmailNotifier,
     NotifierError,
     SlackNotifier,
+    SmtpServer,
     WebhookNotifier,
     WeComNotifier,
 )
@@ -169,7 +170,7 @@ def test_an_unreachable_channel_is_a_failure_not_a_crash() -> None:
                 return str(exc)
         return "sent"
     assert asyncio.run(scenario()) != "sent"
-    mail = EmailNotifier("mail", "127.0.0.1", 9, "a@example.test", ["b@example.test"], security="none")
+    mail = EmailNotifier("mail", SmtpServer("127.0.0.1", 9, security="none"), "a@example.test", ["b@example.test"])
     with pytest.raises(NotifierError, match="SMTP 127.0.0.1:9"):
         asyncio.run(mail.send(ALERT))
     message = mail.message(ALERT)
@@ -237,7 +238,7 @@ def test_names_typed_by_outsiders_cannot_drive_chat_markup_or_mail_headers() -> 
     assert "\n" not in typed.username and "\r" not in typed.username and "\u202e" not in typed.username
     assert "[" not in markdown_safe(typed.username) and "(" not in markdown_safe(typed.username)
     assert "<!channel>" not in slack_safe(typed.username)
-    mail = EmailNotifier("mail", "127.0.0.1", 9, "a@example.test", ["b@example.test"], security="none")
+    mail = EmailNotifier("mail", SmtpServer("127.0.0.1", 9, security="none"), "a@example.test", ["b@example.test"])
     message = mail.message({**ALERT, "title_zh": f"账号 {typed.username}", "title_en": typed.username})
     assert "Bcc" not in message.keys() and "\n" not in str(message["Subject"])
     assert backoff_ms(5000, 1, 300) == 300_000  # thousands of failures: still the cap, no overflow

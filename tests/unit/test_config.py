@@ -70,7 +70,7 @@ def test_wms_health_probe_is_configurable() -> None:
 
 
 @pytest.mark.parametrize("health, message", [
-    ({"path": "healthz"}, "upstream.health must be"),
+    ({"path": "healthz"}, r"gateway.yaml:\d+: upstream.health.path: must be a path on the WMS"),
     ({"path": "/", "expect_status": [700]}, "expect_status"),
     ({"path": "/", "status": 200}, "unknown key"),
 ])
@@ -159,3 +159,65 @@ def test_routes_check_runs_from_the_command_line() -> None:
                           str(REPO / "config" / "gateway.yaml")], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "valid" in out.stdout
+
+
+GATEWAY = REPO / "config" / "gateway.yaml"
+
+
+@pytest.mark.parametrize("overrides, where", [
+    ({"audit.retention_days": 30}, r"gateway.yaml:\d+: audit: retention_days needs archive_dir"),
+    ({"audit.spool_max_bytes": 0}, r"gateway.yaml:\d+: audit.spool_max_bytes: Input should be greater than 0"),
+    ({"upstream.credentials": [{"header": "X-T"}]}, r"upstream.credentials.0: needs exactly one of"),
+    ({"upstream.credentials": [{"header": "X-T", "file": "x", "format": "Token"}]},
+     r"upstream.credentials.0.format: must contain \{secret\}"),
+    ({"upstream.answers": {"origins": ["http://wms.internal:8000/api"]}},
+     r"upstream.answers.origins: 'http://wms.internal:8000/api' must be scheme://host\[:port\]"),
+    ({"upstream.answers": {"status_field": ""}}, r"upstream.answers.status_field"),
+    ({"upstream.tenant": {"dimension": "shelf"}}, r"upstream.tenant.dimension: 'shelf' is not one of"),
+    ({"public_url": "https://gw.example.com/wms"}, r"gateway.yaml: public_url: .* must be scheme://host"),
+    ({"sso.public_url": "gw.example.com"}, r"gateway.yaml:\d+: sso.public_url: String should match"),
+    ({"oidc.issuer": "http://kc.example.com/realms/wms"},
+     r"gateway.yaml:\d+: oidc.issuer: http://kc.example.com/realms/wms must be https in production mode"),
+])
+def test_every_check_names_the_file_line_and_key(overrides: dict[str, object], where: str) -> None:
+    """Checks beyond the types (one source per credential, origins, retention, production
+    issuer...) are refused like type errors: with the file, the line and the dotted key."""
+    with pytest.raises(ConfigError, match=where):
+        load_config(GATEWAY, overrides)
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"listen.port": True}, "listen.port"),          # YAML `port: true` is not port 1
+    ({"listen.port": "8080"}, "listen.port"),        # nor is a quoted number a number
+    ({"opa.timeout_seconds": "2"}, "opa.timeout_seconds"),
+    ({"opa.compare_with_sidecar": 1}, "opa.compare_with_sidecar"),
+    ({"upstream.identity_headers": {"X-Staff": 12}}, "upstream.identity_headers.X-Staff"),
+])
+def test_types_are_strict(overrides: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(GATEWAY, overrides)
+
+
+def test_numeric_warehouse_codes_must_be_quoted(tmp_path: Path) -> None:
+    """YAML reads `007:` as the number 7: a per-warehouse credential keyed so is refused, saying why."""
+    with pytest.raises(ConfigError, match=r"upstream.credentials.0.per_warehouse: warehouse codes are text: quote 7"):
+        load_config(GATEWAY, {"upstream.credentials": [{"header": "T", "per_warehouse": {7: "x"}}]})
+
+
+def test_runtime_settings_take_their_defaults_from_the_schema() -> None:
+    """A default is written once (authorizer/config_schema.py): the runtime settings built in code
+    (tests, tools) get the same values as a file that leaves the key out."""
+    from authorizer import config_schema as schema
+    from authorizer.config import AuditSettings, OpaSettings, SsoSettings, UpstreamSettings
+
+    cfg = load_config(GATEWAY, {"opa.evaluation": "sidecar"})
+    assert OpaSettings(url=cfg.opa.url, policy_status_url=cfg.opa.policy_status_url, wasm_bundle_url=None) == \
+        OpaSettings(url=cfg.opa.url, policy_status_url=cfg.opa.policy_status_url, wasm_bundle_url=None,
+                    timeout_seconds=schema.OpaFile.model_fields["timeout_seconds"].default)
+    built = UpstreamSettings(url="http://wms")
+    assert built.timeout_seconds == schema.UpstreamFile.model_fields["timeout_seconds"].default
+    assert built.identity_headers == schema.default(schema.UpstreamFile, "identity_headers")
+    assert built.health.expect_status == (200,) and built.health.path == "/healthz"
+    assert AuditSettings(url="x").batch_size == schema.AuditFile.model_fields["batch_size"].default
+    assert SsoSettings("c", "s", "https://gw").session_idle_seconds == \
+        schema.SsoFile.model_fields["session_idle_minutes"].default * 60

@@ -9,12 +9,18 @@ import io
 import json
 import tarfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from authorizer.authz.decision_cache import DecisionCache, cache_key, clock_free
+from authorizer.authz.decision_cache import (
+    PROVEN_READERS,
+    DecisionCache,
+    cache_key,
+    clock_free,
+    clock_readers,
+    proof_holds,
+)
 from authorizer.authz.opa_wasm import WasmPolicy
 from authorizer.authz.pdp import Decision, Obligations, Reason, parse_decision
 from policy_service.builder import BundleBuilder
@@ -131,20 +137,21 @@ def test_held_and_step_up_decisions_are_not_clock_free() -> None:
     assert not clock_free(approving, _allowed())
 
 
-@pytest.mark.parametrize("path", [REPO / "rego" / "base" / "wms" / "authz"])
-def test_only_the_two_known_rules_read_the_clock(path: Path) -> None:
-    """The proof in authorizer/authz/decision_cache.py names the rules that read time_ms and
-    client_ip; a new reader must update it (and clock_free) first."""
-    readers = [(f.name, line.strip()) for f in sorted(path.glob("*.rego")) if not f.name.endswith("_test.rego")
-               for line in f.read_text(encoding="utf-8").splitlines()
-               if "time_ms" in line or "client_ip" in line]
-    assert readers == [("authz.rego", "now_seconds := input.request.time_ms / 1000"),
-                       ("high_risk.rego", "age_seconds := (input.request.time_ms / 1000) - input.subject.auth_time")]
-    uses = {name: [(f.name, line.strip()) for f in sorted(path.glob("*.rego")) if not f.name.endswith("_test.rego")
-                   for line in f.read_text(encoding="utf-8").splitlines() if name in line]
-            for name in ("now_seconds", "step_up_satisfied")}
-    assert uses["now_seconds"] == [("authz.rego", "now_seconds >= grant.valid_from"),  # effective_roles, grants only
-                                   ("authz.rego", "now_seconds < grant.valid_until"),
-                                   ("authz.rego", "now_seconds := input.request.time_ms / 1000")]
-    assert uses["step_up_satisfied"] == [("high_risk.rego", "step_up_satisfied if {"),
-                                         ("high_risk.rego", "not step_up_satisfied")]  # needs_step_up only
+def test_the_rules_read_the_clock_only_where_the_proof_says() -> None:
+    """The proof in authorizer/authz/decision_cache.py names the rule lines that read time_ms and
+    client_ip (and the rules using them); a new reader must extend it first (the proxy also checks
+    every bundle it loads and turns the cache off for one the proof does not cover)."""
+    sources = {str(p): p.read_text(encoding="utf-8") for p in (REPO / "rego").rglob("*.rego")}
+    assert clock_readers(sources) == PROVEN_READERS and proof_holds(sources)
+    office_hours = {"extra.rego": "office_hours if {\n\thour := (input.request.time_ms / 3600000) % 24\n}\n"}
+    allow_list = {"extra.rego": 'allow if net.cidr_contains("10.0.0.0/8", input.request.client_ip)\n'}
+    whole_input = {"extra.rego": "allow if walk(input, [_, _])\n"}
+    for extra in (office_hours, allow_list, whole_input):
+        assert not proof_holds({**sources, **extra})
+    assert proof_holds({**sources, "extra_test.rego": "test_x if input.request.time_ms > 0\n"})  # tests are not rules
+
+
+def test_an_operation_the_parser_drops_still_makes_a_decision_clock_dependent() -> None:
+    """A deployment's operation id that is "" is not named in the parsed decision, yet has a step-up."""
+    assert clock_free(_input("u1"), _allowed())
+    assert not clock_free(_input("u1"), _allowed(), high_risk="")

@@ -5,8 +5,10 @@ sidecar are compared in tests/integration/test_pdp_differential.py."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import json
+import shutil
 import tarfile
 import time
 from pathlib import Path
@@ -206,3 +208,122 @@ def test_a_bundle_that_arrives_in_many_pieces_is_read_whole(built: BuildResult, 
             assert pdp.revision == built.revision
 
     asyncio.run(scenario())
+
+
+TRAPPING_MODULE = """(module (import "env" "memory" (memory 2))
+ (global (export "opa_wasm_abi_version") i32 (i32.const 1))
+ (global (export "opa_wasm_abi_minor_version") i32 (i32.const 2))
+ (func (export "opa_eval") (param i32 i32 i32 i32 i32 i32 i32) (result i32) unreachable)
+ (func (export "opa_malloc") (param i32) (result i32) unreachable)
+ (func (export "opa_json_parse") (param i32 i32) (result i32) unreachable)
+ (func (export "opa_json_dump") (param i32) (result i32) unreachable)
+ (func (export "entrypoints") (result i32) unreachable)
+ (func (export "builtins") (result i32) unreachable)
+ (func (export "opa_heap_ptr_get") (result i32) unreachable))"""
+
+
+def _tarball(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_a_module_that_traps_while_loading_is_refused_and_polling_goes_on(keys: dict[str, Path]) -> None:
+    revision = "sha256:deadbeefdeadbeef"
+    tarball = _tarball({"/.manifest": json.dumps({"revision": revision}).encode(), "/data.json": b"{}",
+                        "/policy.wasm": wasmtime.wat2wasm(TRAPPING_MODULE)})
+    signature = sign_bundle(tarball, revision, _key(keys["private"]), "wms-policy")
+    with pytest.raises(BundleRejected, match="cannot be used"):
+        load_bundle(tarball, signature, _key(keys["public"]), ENTRYPOINT, wasmtime.Engine())
+
+    async def scenario() -> None:
+        served = BundleServer(tarball, signature, revision)
+        app = web.Application()
+        app.router.add_get("/b", served.handle)
+        async with TestServer(app) as server, aiohttp.ClientSession() as session:
+            pdp = InProcessPdp(session, InProcessSettings(str(server.make_url("/b")), keys["public"], ENTRYPOINT,
+                                                          poll_seconds=0.02))
+            await pdp.start(first_wait_seconds=0.1)
+            await asyncio.sleep(0.2)
+            assert pdp._task is not None and not pdp._task.done()  # still polling
+            assert pdp.revision is None and "cannot be used" in (pdp.last_error or "")
+            await pdp.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_older_signed_bundle_is_not_taken_back(built: BuildResult, keys: dict[str, Path]) -> None:
+    """A replayed earlier policy (validly signed, but signed before the one deciding) is refused."""
+    assert built.wasm_bundle is not None
+    tarball = built.wasm_bundle.read_bytes()
+    now = int(time.time())
+
+    async def scenario() -> None:
+        served = BundleServer(tarball, sign_bundle(tarball, built.revision, _key(keys["private"]), "k", now), "new")
+        app = web.Application()
+        app.router.add_get("/b", served.handle)
+        async with TestServer(app) as server, aiohttp.ClientSession() as session:
+            pdp = InProcessPdp(session, InProcessSettings(str(server.make_url("/b")), keys["public"], ENTRYPOINT))
+            assert await pdp.refresh()
+            served.signature = sign_bundle(tarball, built.revision, _key(keys["private"]), "k", now - 3600)
+            served.revision = "replayed"
+            assert not await pdp.refresh()
+            assert "signed before" in (pdp.last_error or "")
+            served.signature = sign_bundle(tarball, built.revision, _key(keys["private"]), "k", now + 1)
+            served.revision = "newer"
+            assert await pdp.refresh()
+
+    asyncio.run(scenario())
+
+
+def test_a_bundle_whose_rules_read_the_clock_elsewhere_is_not_cached(tmp_path: Path, keys: dict[str, Path]) -> None:
+    """An office-hours rule in the rules: the decision cache's proof does not cover it, so that
+    bundle's decisions are evaluated every time (a 10:00 allow must not answer at 23:30)."""
+    base = tmp_path / "base"
+    shutil.copytree(REPO / "rego" / "base", base)
+    authz = base / "wms" / "authz" / "authz.rego"
+    authz.write_text(authz.read_text(encoding="utf-8").replace(
+        "allow if {\n\tpermitted\n", "allow if {\n\toffice_hours\n\tpermitted\n", 1)
+        + "\noffice_hours if {\n\thour := (input.request.time_ms / 3600000) % 24\n\thour >= 8\n\thour < 20\n}\n",
+        encoding="utf-8")
+    result = BundleBuilder((base, REPO / "rego" / "demo"), locate_tools().opa, tmp_path / "out", run_tests=False,
+                           signing_key=keys["private"]).build()
+    assert result.ok and result.wasm_bundle is not None, result.error
+    loaded = load_bundle(result.wasm_bundle.read_bytes(), result.wasm_signature, _key(keys["public"]), ENTRYPOINT,
+                         wasmtime.Engine())
+    assert not loaded.cacheable
+
+    async def scenario() -> None:
+        served = BundleServer(result.wasm_bundle.read_bytes(), result.wasm_signature, result.revision)  # type: ignore[union-attr]
+        app = web.Application()
+        app.router.add_get("/b", served.handle)
+        async with TestServer(app) as server, aiohttp.ClientSession() as session:
+            pdp = InProcessPdp(session, InProcessSettings(str(server.make_url("/b")), keys["public"], ENTRYPOINT))
+            assert await pdp.refresh()
+            day = picker_input("HF")
+            day["request"]["time_ms"] = 10 * 3_600_000
+            night = copy.deepcopy(day)
+            night["request"]["time_ms"] = 23 * 3_600_000 + 1_800_000
+            assert (await pdp.decide(day)).allow
+            assert not (await pdp.decide(night)).allow
+            assert pdp.cache.hits == 0 and len(pdp.cache) == 0
+
+    asyncio.run(scenario())
+
+
+def test_the_bundle_service_rejects_a_policy_the_proxy_cannot_run(tmp_path: Path, keys: dict[str, Path]) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(REPO / "rego" / "base", base)
+    (base / "wms" / "authz" / "clock.rego").write_text(
+        "package wms.authz\n\n# METADATA\n# title: Now\n# description: x\nnow_ns := time.now_ns()\n", encoding="utf-8")
+    authz = base / "wms" / "authz" / "authz.rego"
+    authz.write_text(authz.read_text(encoding="utf-8").replace("allow if {\n\tpermitted\n",
+                                                               "allow if {\n\tnow_ns > 0\n\tpermitted\n", 1),
+                     encoding="utf-8")
+    result = BundleBuilder((base, REPO / "rego" / "demo"), locate_tools().opa, tmp_path / "out", run_tests=False,
+                           signing_key=keys["private"]).build()
+    assert not result.ok and "time.now_ns" in result.error and "in-process" in result.error

@@ -276,3 +276,34 @@ def test_escaped_links_and_fields_beside_escaped_text_are_read_when_masking() ->
     status, _, body, result = run(_through(escaped_text_only, Rewrite(mask_amount)))
     assert json.loads(body) == {"name": "张三", "amount": None}
     assert "links_rewritten" not in result.detail and result.status == 200
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["relayed", "masked"])
+def test_half_escaped_links_are_rewritten(masked: bool) -> None:
+    async def half_escaped(request: web.Request) -> web.Response:
+        raw = b'{"amount": 1, "next": "http:/\\/' + request.host.encode() + b'/goods/?page=2"}'
+        return web.Response(body=raw, content_type="application/json")
+
+    rewrite = Rewrite(lambda d, s: d.update(amount=None) or {}) if masked else None
+    _, _, body, result = run(_through(half_escaped, rewrite))
+    assert json.loads(body)["next"] == "https://gw.example.com/goods/?page=2"
+    assert result.detail["links_rewritten"] == 1
+
+
+def test_a_utf16_answer_is_read_for_its_status_when_masking() -> None:
+    async def utf16(_: web.Request) -> web.Response:
+        return web.Response(body='{"status_code": 403, "amount": 2}'.encode("utf-16"), content_type="application/json")
+
+    _, _, body, result = run(_through(utf16, Rewrite(lambda d, s: d.update(amount=None) or {})))
+    assert result.status == 403 and json.loads(body) == {"status_code": 403, "amount": None}
+
+
+def test_an_answer_nested_deeper_than_orjson_writes_is_still_masked() -> None:
+    deep = "[" * 300 + "]" * 300
+
+    async def nested(_: web.Request) -> web.Response:
+        return web.Response(body=f'{{"x": "\\u5f20", "amount": 3, "deep": {deep}}}'.encode(),
+                            content_type="application/json")
+
+    status, _, body, _ = run(_through(nested, Rewrite(lambda d, s: d.update(amount=None) or {})))
+    assert status == 200 and json.loads(body)["amount"] is None and json.loads(body)["x"] == "张"
