@@ -30,6 +30,7 @@ from authorizer.db import create_schema, make_engine
 from authorizer.enforce.enforcement import EnforcementModes, ModeChange, record_modes
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.iam.grants import GrantStore
+from authorizer.messages import TEXTS
 from authorizer.tls import client_context
 from proxy.console_pages import setup_templates
 from proxy.forward import Forwarder
@@ -62,13 +63,14 @@ log = logging.getLogger(__name__)
 
 def mode_change_record(change: ModeChange) -> AuditRecord:
     """The audit record of a route (or the default, ``*``) switched between enforce and report."""
-    zh = {"enforce": "强制执行", "report": "仅记录(影子模式)", "none": "(首次启动)"}
+    before, after = TEXTS[f"mode_{change.before}"], TEXTS[f"mode_{change.after}"]
+    text = TEXTS["mode_changed"]
     return AuditRecord(
         decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="allow",
         reason_code="enforcement_mode_changed", http_status=0, method="", path="", username="wmsgate-config",
         module="sysadmin", verb="update", resource_id=change.key,
-        reason_zh=f"执行模式变更:{change.key} 从{zh[change.before]}改为{zh[change.after]}",
-        reason_en=f"enforcement changed: {change.key} from {change.before} to {change.after}",
+        reason_zh=text.zh.format(key=change.key, before=before.zh, after=after.zh),
+        reason_en=text.en.format(key=change.key, before=before.en, after=after.en),
         detail={"route": change.key, "from": change.before, "to": change.after,
                 **({"routes": change.routes} if change.routes else {})})
 

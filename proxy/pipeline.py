@@ -41,6 +41,7 @@ from authorizer.enforce.obligations import (
     narrow_query,
     row_in_scope,
 )
+from authorizer.messages import TEXTS
 from proxy import responses
 from proxy.body_identity import enforce_body_identity
 from proxy.browser_pages import nothing_in_scope_page
@@ -94,7 +95,7 @@ def clean_target(request: web.Request, gw: Gateway) -> CleanTarget:
         target = check_target(request.method, request.raw_path)
         check_headers(request.headers, gw.config.refuse_request_headers)
     except HygieneError as exc:
-        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+        raise responses.caught(exc) from None
     return target
 
 
@@ -246,7 +247,7 @@ def choose_request_tenant(gw: Gateway, match: RouteMatch | None, target: CleanTa
     except TenantError as exc:
         if exc.value is not None:  # the record names the tenant that was asked for
             setattr(record, settings.dimension, exc.value)
-        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+        raise responses.caught(exc) from None
     setattr(record, settings.dimension, tenant)  # the record names the tenant as soon as it is chosen
     return settings.dimension, tenant
 
@@ -294,9 +295,7 @@ async def authenticate(request: web.Request, gw: Gateway) -> Principal:
         else:
             principal = await gw.verifier.verify(bearer_token(authorization))
     except AuthenticationError as exc:
-        zh = {"missing_token": "需要登录:请提供 Bearer 令牌", "token_expired": "访问令牌已过期,请重新获取"}.get(
-            exc.code, "访问令牌无效")
-        raise Refusal(401, exc.code, zh, exc.detail,
+        raise refusal(exc.code, detail=exc.detail,
                       headers={"WWW-Authenticate": exc.www_authenticate("wms")}) from None
     except IssuerUnavailable:
         raise responses.issuer_unavailable() from None
@@ -351,9 +350,9 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise responses.bad_body("not valid JSON / 不是有效的 JSON") from None
+        raise refusal("body_not_json") from None
     if not isinstance(body, dict):
-        raise responses.bad_body("must be a JSON object / 必须是 JSON 对象")
+        raise refusal("body_not_object")
     return body
 
 
@@ -433,8 +432,7 @@ def held_response(approval: Approval, decision_id: str) -> web.Response:
     row = approval.row
     body = {"approval_id": approval.approval_id, "status": approval.status, "operation": row["operation"],
             "required_approvals": row["required_approvals"], "expires_at": approval.document()["expires_at"],
-            "reason_zh": "此操作需要第二人审批,已提交;审批通过后由网关执行",
-            "reason_en": "this operation needs a second person's approval; it will run once approved",
+            "reason_zh": TEXTS["held"].zh, "reason_en": TEXTS["held"].en,
             "decision_id": decision_id}
     return web.Response(status=202, text=json.dumps(body, ensure_ascii=False), content_type="application/json",
                         charset="utf-8", headers={"Location": f"/_gateway/approvals/{approval.approval_id}",
@@ -475,7 +473,7 @@ async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: 
         decision_input=policy_input))
     record.approval_id = approval.approval_id
     record.reason_code = "approval_required"
-    record.reason_zh, record.reason_en = "高风险操作,已提交审批", "high-risk operation; held for approval"
+    record.reason_zh, record.reason_en = TEXTS["held_record"].zh, TEXTS["held_record"].en
     return approval
 
 

@@ -1,6 +1,6 @@
 """Every answer the gateway gives on its own: refusals (400/401/403/404/405/413/503...).
 
-Their codes and messages are in one catalog (:mod:`proxy.messages`); this module builds them so
+Their codes and messages are in one catalog (:mod:`authorizer.messages`); this module builds them so
 they all share one shape:
 ``{"error", "reason_zh", "reason_en", "decision_id", "reasons"}``.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from authorizer.authz.pdp import Reason, StepUp
-from proxy.messages import CATALOG
+from authorizer.messages import CATALOG, CatalogError
 
 
 @dataclass
@@ -60,7 +60,7 @@ def refusal(code: str, /, *, headers: dict[str, str] | None = None, reportable: 
     """The catalog's refusal ``code``, its messages filled in with ``params``.
 
     Args:
-        code: a key of :data:`proxy.messages.CATALOG`.
+        code: a key of :data:`authorizer.messages.CATALOG`.
         headers: extra response headers (``Retry-After`` is added from the catalog).
         reportable: a refusal of the access policy (report mode records it as would_deny).
         subject, decision: see :class:`Refusal`.
@@ -75,6 +75,11 @@ def refusal(code: str, /, *, headers: dict[str, str] | None = None, reportable: 
         extra.setdefault("Retry-After", str(message.retry_after))
     return Refusal(message.status, message.code or code, message.zh.format(**params), message.en.format(**params),
                    headers=extra, reportable=reportable, subject=subject, decision=decision)
+
+
+def caught(error: CatalogError) -> Refusal:
+    """The refusal of an error a module raised with a catalog entry (hygiene, tenancy, access)."""
+    return refusal(error.key, **error.params)
 
 
 def refusal_response(refusal: Refusal, decision_id: str) -> web.Response:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from authorizer.config import AnswerSettings
+from authorizer.messages import CATALOG
 from proxy.responses import Refusal
 
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -43,13 +44,10 @@ def upstream_error(status: int, ms: float, retry_after: str | None) -> UpstreamF
         ms: how long the WMS took, milliseconds.
         retry_after: the WMS's ``Retry-After`` header, kept when present.
     """
-    server_side = status >= 500
-    failure = UpstreamFailure(
-        status, "upstream_error",
-        "WMS 处理请求时出错;错误详情已隐藏,请把决策编号告知管理员" if server_side else "WMS 拒绝了此请求",
-        "the WMS failed while handling the request; its error details are withheld, "
-        "give the decision id to an administrator" if server_side else "the WMS refused the request",
-        headers={"Retry-After": retry_after} if retry_after else {})
+    key = "upstream_error" if status >= 500 else "upstream_refused"
+    message = CATALOG[key]
+    failure = UpstreamFailure(status, message.code or key, message.zh, message.en,
+                              headers={"Retry-After": retry_after} if retry_after else {})
     failure.upstream_status, failure.upstream_ms = status, ms
     return failure
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from authorizer.config import OpaSettings
+from authorizer.messages import CATALOG, TEXTS
 
 KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask", "step_up", "approval"})
 
@@ -106,8 +107,14 @@ class PdpUnavailable(Exception):
     """OPA could not be reached, failed, or did not answer in time."""
 
 
-def _deny(code: str, zh: str, en: str, revision: str = "unknown") -> Decision:
-    return Decision(False, 403, (Reason(code, zh, en),), Obligations(), revision)
+def _reason(key: str, **params: Any) -> Reason:
+    """A reason the PEP gives itself, from the catalog (:mod:`authorizer.messages`)."""
+    message = CATALOG[key]
+    return Reason(message.code or key, message.zh.format(**params), message.en.format(**params))
+
+
+def _deny(key: str, revision: str = "unknown", **params: Any) -> Decision:
+    return Decision(False, 403, (_reason(key, **params),), Obligations(), revision)
 
 
 def parse_decision(result: Any) -> Decision:
@@ -121,26 +128,24 @@ def parse_decision(result: Any) -> Decision:
         ``unknown_obligation`` when the document itself is at fault.
     """
     if result is None:
-        return _deny("pdp_undefined", "策略未给出决定,按默认拒绝", "the policy gave no decision; denied by default")
+        return _deny("pdp_undefined")
     if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
-        return _deny("pdp_malformed", "策略决定格式错误,已拒绝", "the policy decision is malformed; denied")
+        return _deny("pdp_malformed")
     revision = str(result.get("policy_revision", "unknown"))
     reasons = []
     for r in result.get("reasons") or []:
         if isinstance(r, dict) and isinstance(r.get("code"), str):
             reasons.append(Reason(r["code"], str(r.get("zh-CN", r["code"])), str(r.get("en", r["code"]))))
     if not reasons:
-        reasons.append(Reason("allowed", "允许", "allowed") if result["allow"] else
-                       Reason("denied", "策略拒绝", "denied by policy"))
+        allowed = TEXTS["allowed"]
+        reasons.append(Reason("allowed", allowed.zh, allowed.en) if result["allow"] else _reason("denied"))
     obligations_doc = result.get("obligations", {})
     if not isinstance(obligations_doc, dict):
-        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied",
-                     revision)
+        return _deny("obligations_malformed", revision)
     unknown = sorted(k for k, v in obligations_doc.items() if k not in KNOWN_OBLIGATIONS and v not in (None, [], {}))
     if unknown:
         names = ", ".join(unknown)
-        return _deny("unknown_obligation", f"网关无法执行策略义务 {names},已拒绝",
-                     f"the gateway cannot enforce obligation(s) {names}; denied", revision)
+        return _deny("unknown_obligation", revision, names=names)
     try:
         row_filter = {str(dim): tuple(str(v) for v in values)
                       for dim, values in (obligations_doc.get("row_filter") or {}).items()}
@@ -148,8 +153,7 @@ def parse_decision(result: Any) -> Decision:
         step_up = _step_up(obligations_doc.get("step_up"))
         approval = _approval(obligations_doc.get("approval"))
     except (AttributeError, TypeError, ValueError, KeyError):
-        return _deny("pdp_malformed", "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied",
-                     revision)
+        return _deny("obligations_malformed", revision)
     if result["allow"]:
         status = 200
     else:

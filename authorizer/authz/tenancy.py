@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from multidict import MultiMapping
 
 from authorizer.authz.scope import SCOPE_DIMENSIONS
+from authorizer.messages import CatalogError
 
 if TYPE_CHECKING:
     from authorizer.authn.identity import Principal
@@ -49,19 +50,18 @@ class TenantSettings:
                              f"{', '.join(SCOPE_DIMENSIONS)}")
 
 
-class TenantError(Exception):
-    """The tenant of a request cannot be chosen (400), or the caller may not be in it (403).
+class TenantError(CatalogError):
+    """The tenant of a request cannot be chosen (400), or the caller may not be in it (403): a
+    :data:`~authorizer.messages.CATALOG` entry (``tenant_several``, ``tenant_all``,
+    ``tenant_out_of_scope``, ``tenant_required``).
 
     Attributes:
-        code: ``tenant_required``, ``ambiguous_tenant`` or ``tenant_out_of_scope``.
-        zh, en: the message in zh-CN and English.
-        status: the HTTP status to answer with.
         value: the tenant the request named, when it was refused for being out of scope.
     """
 
-    def __init__(self, code: str, zh: str, en: str, status: int = 400, value: str | None = None) -> None:
-        super().__init__(en)
-        self.code, self.zh, self.en, self.status, self.value = code, zh, en, status, value
+    def __init__(self, key: str, dim: str, value: str | None = None, **params: str) -> None:
+        super().__init__(key, dim=dim, dim_zh=_zh(dim), value=value or "", **params)
+        self.value = value
 
 
 def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_values: list[str],
@@ -86,23 +86,20 @@ def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_valu
     named = sorted(set(query.getall(param, []))) if param else []
     given = sorted(set(route_values))
     if len(named) > 1 or len(given) > 1 or (named and given and named != given):
-        raise TenantError("ambiguous_tenant", f"请求只能指定一个{_zh(dim)}(WMS 按{_zh(dim)}分租户)",
-                          f"a request names exactly one {dim} (the WMS has one tenant per {dim})")
+        raise TenantError("tenant_several", dim)
     if named or given:
         value = (named or given)[0]
         if value == ALL or not value:
-            raise TenantError("ambiguous_tenant", f"请指定具体的{_zh(dim)}", f"name one {dim}, not all of them")
+            raise TenantError("tenant_all", dim)
         scope = principal.scope.get(dim, ())
         if value not in scope and ALL not in scope:  # its credential opens the whole tenant: never for outsiders
-            raise TenantError("tenant_out_of_scope", f"您的数据范围不包括{_zh(dim)} {value}",
-                              f"your data scope does not include {dim} {value}", 403, value)
+            raise TenantError("tenant_out_of_scope", dim, value)
         return value
     scope = tuple(v for v in principal.scope.get(dim, ()) if v)
     if len(scope) == 1 and scope[0] != ALL:
         return scope[0]
     hint = f"?{param}=..." if param else ""
-    raise TenantError("tenant_required", f"您可访问多个{_zh(dim)},请用 {hint} 指定一个",
-                      f"you may use several {dim}s: name one with {hint}".rstrip())
+    raise TenantError("tenant_required", dim, hint=hint, with_hint=f" with {hint}" if hint else "")
 
 
 def _zh(dim: str) -> str:

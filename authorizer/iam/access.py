@@ -22,6 +22,7 @@ from keycloak.exceptions import KeycloakError
 from authorizer.authn.revocation import RevocationCache, RevocationStore
 from authorizer.authz.scope import SCOPE_DIMENSIONS
 from authorizer.iam.grants import GrantRow, GrantStore, shanghai
+from authorizer.messages import CatalogError
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,9 @@ log = logging.getLogger(__name__)
 BUILT_IN_ROLES = frozenset({"offline_access", "uma_authorization"})
 
 
-class AccessError(Exception):
-    """An access change cannot be made. ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, code: str, zh: str, en: str) -> None:
-        super().__init__(en)
-        self.status, self.code, self.zh, self.en = status, code, zh, en
+class AccessError(CatalogError):
+    """An access change cannot be made: a :data:`~authorizer.messages.CATALOG` entry (``status``
+    is the HTTP status to answer with)."""
 
 
 @dataclass
@@ -111,10 +109,10 @@ class AccessService:
         try:
             users = await self._kc().a_get_users({"username": username, "exact": True, "briefRepresentation": False})
         except KeycloakError as exc:
-            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+            raise AccessError("identity_provider_error", detail=exc) from exc
         match = [u for u in users if u.get("username") == username]
         if not match:
-            raise AccessError(404, "user_not_found", f"用户 {username} 不存在", f"no user {username!r}")
+            raise AccessError("user_not_found", username=username)
         found: dict[str, Any] = match[0]
         return found
 
@@ -129,7 +127,7 @@ class AccessService:
         try:
             roles = await self.wms_roles_of(user["id"])
         except KeycloakError as exc:
-            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+            raise AccessError("identity_provider_error", detail=exc) from exc
         attributes = user.get("attributes") or {}
         scope = {dim: list(attributes.get(f"wms_{dim}", [])) for dim in ("warehouse", "channel", "order_type")}
         grants = await self._grants.active_for(user["id"], int(time.time())) if self._grants is not None else []
@@ -154,7 +152,7 @@ class AccessService:
                                "scope": {dim: list(attributes.get(f"wms_{dim}", []))
                                          for dim in ("warehouse", "channel", "order_type")}})
         except KeycloakError as exc:
-            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+            raise AccessError("identity_provider_error", detail=exc) from exc
         return sorted(people, key=lambda p: p["username"])
 
     async def wms_roles_of(self, user_id: str) -> list[str]:
@@ -198,8 +196,7 @@ class AccessService:
             report.steps.append("offline tokens revoked")
         except KeycloakError as exc:
             report.steps.append(f"Keycloak failed part-way: {exc}; tokens stay revoked")
-            raise AccessError(502, "identity_provider_error", "身份服务出错,部分操作未完成(令牌已吊销)",
-                              f"Keycloak failed part-way; tokens are revoked: {exc}") from exc
+            raise AccessError("identity_provider_error_partial", detail=exc) from exc
         return report
 
     async def set_roles(self, username: str, roles: list[str], scope: dict[str, list[str]] | None,
@@ -216,9 +213,9 @@ class AccessService:
         try:
             wanted = [await kc.a_get_realm_role(name) for name in roles]
         except KeycloakError as exc:
-            raise AccessError(400, "unknown_role", "角色不存在", f"unknown role in {roles}: {exc}") from exc
+            raise AccessError("unknown_role", detail=f"{roles}: {exc}") from exc
         if any(not _is_wms_role(r["name"], self._s.realm) for r in wanted):
-            raise AccessError(400, "unknown_role", "不能授予内置角色", "built-in roles cannot be granted")
+            raise AccessError("built_in_role")
         await self._revoke(report, f"roles set to {', '.join(roles)}", actor)
         try:
             current = [r for r in await kc.a_get_realm_roles_of_user(user["id"])
@@ -240,7 +237,7 @@ class AccessService:
                 report.steps.append("data scope set: " + "; ".join(f"{d}={','.join(scope.get(d, [])) or '-'}"
                                                                     for d in SCOPE_DIMENSIONS))
         except KeycloakError as exc:
-            raise AccessError(502, "identity_provider_error", "身份服务出错", f"Keycloak failed: {exc}") from exc
+            raise AccessError("identity_provider_error", detail=exc) from exc
         return report
 
 
@@ -257,7 +254,7 @@ class AccessService:
             AccessError: an unknown role (checked before anything changes) or a Keycloak failure.
         """
         if self._grants is None:
-            raise AccessError(503, "grants_unavailable", "临时授权未配置", "temporary grants are not configured")
+            raise AccessError("grants_unavailable")
         kc = self._kc()
         roles: dict[str, dict[str, Any]] = {}
         try:
@@ -267,14 +264,13 @@ class AccessService:
                     raise KeycloakError("built-in role")
                 roles[name] = role
         except KeycloakError as exc:
-            raise AccessError(400, "unknown_role", "角色不存在", f"unknown role in the grant: {exc}") from exc
+            raise AccessError("unknown_role", detail=f"in the grant: {exc}") from exc
         sheet = []
         try:
             for row in rows:
                 sheet.append(await self._grant_one(row, roles[row.role], actor))
         except KeycloakError as exc:
-            raise AccessError(502, "identity_provider_error", "身份服务出错,部分授权可能已完成",
-                              f"Keycloak failed after {len(sheet)} of {len(rows)} grants: {exc}") from exc
+            raise AccessError("identity_provider_error_grants", done=len(sheet), total=len(rows), detail=exc) from exc
         return sheet
 
     async def _grant_one(self, row: GrantRow, role: dict[str, Any], actor: str) -> dict[str, Any]:
@@ -378,15 +374,13 @@ class AccessService:
         grant = next((g for g in await self._grants.active_for(user["id"], now_s) if g["grant_id"] == grant_id),
                      None) if self._grants is not None else None
         if grant is None or self._grants is None or not await self._grants.claim(grant_id):
-            raise AccessError(404, "grant_not_found", f"{username} 没有这项生效中的临时授权",
-                              f"{username} has no such live temporary grant")
+            raise AccessError("grant_not_found", username=username)
         try:
             return await self._end_grant(grant, user, now_s, f"temporary grant of {grant['role']} revoked early: "
                                                              f"{reason}", actor)
         except KeycloakError as exc:
             await self._grants.release(grant_id)
-            raise AccessError(502, "identity_provider_error", "身份服务出错,部分操作未完成(令牌已吊销)",
-                              f"Keycloak failed part-way; tokens are revoked: {exc}") from exc
+            raise AccessError("identity_provider_error_partial", detail=exc) from exc
         except BaseException:
             await self._grants.release(grant_id)
             raise

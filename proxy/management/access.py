@@ -23,7 +23,7 @@ from authorizer.authz.attributes import Resource
 from authorizer.authz.routes import Route
 from authorizer.iam.access import AccessError, AccessService, ChangeReport
 from authorizer.iam.grants import GrantError, GrantRow, parse_rows
-from proxy.responses import Refusal, refusal
+from proxy.responses import Refusal, caught, refusal
 
 OFFBOARD = Route("POST", "/_gateway/access/offboard", ("_gateway", "access", "offboard"), "iam", "delete",
                  resource_id="{body.username}", needs_body=True)
@@ -76,7 +76,7 @@ async def apply_change(service: AccessService, template: str, body: dict[str, An
         try:
             return await service.bulk_grant(rows, actor)
         except AccessError as exc:
-            raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+            raise caught(exc) from None
     username = _text(body.get("username"), "username")
     try:
         if template == OFFBOARD.template:
@@ -93,7 +93,7 @@ async def apply_change(service: AccessService, template: str, body: dict[str, An
             raise refusal("scope_invalid")
         return await service.set_roles(username, roles, scope, actor)
     except AccessError as exc:
-        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+        raise caught(exc) from None
 
 
 async def replay(service: AccessService, method: str, path: str, body: bytes | None,

@@ -40,7 +40,7 @@ from proxy.management import access as access_api
 from proxy.management import approvals as approvals_api
 from proxy.management import audit as audit_api
 from proxy.pipeline import RequestLine, authenticated, decide_or_refuse, hold_request
-from proxy.responses import Refusal, refusal
+from proxy.responses import caught, refusal
 from proxy.sso import CONTEXT, origin_of
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ async def _person(gw: Gateway, username: str) -> dict[str, Any]:
     try:
         return await _service(gw).person(username)
     except AccessError as exc:
-        raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+        raise caught(exc) from None
 
 
 async def _people_decision(request: web.Request, username: str) -> None:
@@ -371,7 +371,7 @@ async def who_can_page(request: web.Request, gw: Gateway, record: AuditRecord, p
                              {d: tuple(v) for d, v in p["scope"].items()}, p["enabled"])
                       for p in await _service(gw).directory()]
         except AccessError as exc:
-            raise Refusal(exc.status, exc.code, exc.zh, exc.en) from None
+            raise caught(exc) from None
         doc = await who_can(gw.config, people, module, verb, filters)
     fields = (("module", Text("模块", "Module")), ("verb", Text("动作", "Verb")),
               ("warehouse", Text("仓库", "Warehouse")), ("channel", Text("渠道", "Channel")))

@@ -14,7 +14,7 @@ import httpx
 import pyotp
 
 from tests.support.auditdb import AuditDb
-from tests.support.form_login import code_flow_login
+from tests.support.form_login import LoginFailed, code_flow_login
 from wmsgate.devstack import LocalStack
 from wmsgate.realm import demo_overlay
 from wmsgate.tools import REPO
@@ -124,8 +124,15 @@ class Tokens:
         cached = self._cache.get(key)
         if cached and cached[1] - time.time() > 60 and max_age is None:
             return cached[0]
-        data = code_flow_login(self.issuer, username, PASSWORD, otp=self.next_code(username), acr_values="mfa",
-                               max_age=max_age)
+        try:
+            data = code_flow_login(self.issuer, username, PASSWORD, otp=self.next_code(username), acr_values="mfa",
+                                   max_age=max_age)
+        except LoginFailed:
+            # a code typed as its 30-second window closes can reach Keycloak after it (the OTP form
+            # comes back): once more with the next window's code, as a person would
+            time.sleep(1)
+            data = code_flow_login(self.issuer, username, PASSWORD, otp=self.next_code(username), acr_values="mfa",
+                                   max_age=max_age)
         self._cache[key] = (data["access_token"], time.time() + min(data["expires_in"], 240))
         return data["access_token"]
 

@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from proxy.messages import CATALOG
+from authorizer.messages import CATALOG
 from proxy.responses import refusal
 
 _CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -1,15 +1,30 @@
-"""The catalog of the gateway's own refusals: each machine-readable code with its HTTP status
-and its message in zh-CN and English, written once.
+"""The gateway's own words, written once: every refusal (a machine-readable code with its HTTP
+status and its message in zh-CN and English, :data:`CATALOG`) and every text its pages and
+records show (:data:`TEXTS`).
 
-Messages may name values (``{names}``, ``{limit}``): :func:`proxy.responses.refusal` fills them in. Reasons the
-policy gives (``out_of_scope``, ``missing_permission``...) are not here: they come from the
-policy layer's messages (``rego/base/wms/base/messages/data.yaml``).
+Messages may name values (``{names}``, ``{limit}``): :func:`proxy.responses.refusal` and
+:class:`CatalogError` fill them in. Reasons the policy gives (``out_of_scope``,
+``missing_permission``...) are not here: they come from the policy layer's messages
+(``rego/base/wms/base/messages/data.yaml``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Text:
+    """One text in both languages (``str.format`` templates where it names values)."""
+
+    zh: str
+    en: str
+
+    def format(self, **params: Any) -> Text:
+        """The text with ``params`` filled in."""
+        return Text(self.zh.format(**params), self.en.format(**params))
 
 
 @dataclass(frozen=True)
@@ -31,7 +46,72 @@ class Message:
 
 
 CATALOG: MappingProxyType[str, Message] = MappingProxyType({
+    # request hygiene (proxy/hygiene.py)
+    "method_refused": Message(405, "不支持的方法 {method}",
+                              "method {method} is not allowed", code="method_not_allowed"),
+    "bad_request_target": Message(400, "请求目标必须是以 / 开头的路径",
+                                  "the request target must be a path starting with /"),
+    "bad_character": Message(400, "请求目标含有不允许的字符", "the request target has a forbidden character"),
+    "bad_percent_encoding": Message(400, "百分号编码格式错误", "malformed percent-encoding"),
+    "path_parameters": Message(400, "路径含有 ; 参数", "the path has ';' parameters"),
+    "query_semicolon": Message(400, "查询字符串含有 ;(部分 WMS 把它当作参数分隔符)",
+                               "the query string has a ';' (some WMSs read it as a parameter separator)"),
+    "empty_segment": Message(400, "路径含有空段(//)", "the path has an empty segment ('//')"),
+    "dot_segment": Message(400, "路径含有 . 或 .. 段", "the path has a '.' or '..' segment"),
+    "encoded_dot_segment": Message(400, "路径含有编码的 . 或 .. 段", "the path has an encoded '.' or '..' segment",
+                                   code="dot_segment"),
+    "bad_encoding": Message(400, "路径不是有效的 UTF-8", "the path is not valid UTF-8"),
+    "encoded_slash": Message(400, "路径含有编码的斜杠", "the path has an encoded slash or backslash"),
+    "double_encoding": Message(400, "路径含有双重编码", "the path is percent-encoded twice"),
+    "control_character": Message(400, "路径含有控制字符", "the path has a control character"),
+    "query_control_character": Message(400, "查询参数含有控制字符", "a query parameter has a control character",
+                                       code="control_character"),
+    "bad_query": Message(400, "查询字符串无法解析", "the query string cannot be parsed"),
+    "duplicate_authorization": Message(400, "请求含有多个 Authorization 头", "more than one Authorization header"),
+    "duplicate_host": Message(400, "请求含有多个 Host 头", "more than one Host header"),
+    "method_override_refused": Message(400, "不接受 {name} 头", "the {name} header is not accepted"),
+    "unsupported_content_encoding": Message(415, "不接受压缩的请求体(Content-Encoding)",
+                                            "compressed request bodies (Content-Encoding) are not accepted"),
+    # bearer tokens (RFC 6750; the English is the WWW-Authenticate description)
+    "missing_token": Message(401, "需要登录:请提供 Bearer 令牌", "{detail}"),
+    "token_expired": Message(401, "访问令牌已过期,请重新获取", "{detail}"),
+    "invalid_token": Message(401, "访问令牌无效", "{detail}"),
+    # the WMS tenant (authorizer/authz/tenancy.py; {dim_zh} names the dimension in Chinese)
+    "tenant_several": Message(400, "请求只能指定一个{dim_zh}(WMS 按{dim_zh}分租户)",
+                              "a request names exactly one {dim} (the WMS has one tenant per {dim})",
+                              code="ambiguous_tenant"),
+    "tenant_all": Message(400, "请指定具体的{dim_zh}", "name one {dim}, not all of them", code="ambiguous_tenant"),
+    "tenant_out_of_scope": Message(403, "您的数据范围不包括{dim_zh} {value}",
+                                   "your data scope does not include {dim} {value}"),
+    "tenant_required": Message(400, "您可访问多个{dim_zh},请用 {hint} 指定一个",
+                               "you may use several {dim}s: name one{with_hint}"),
+    # access changes (authorizer/iam/access.py)
+    "identity_provider_error": Message(502, "身份服务出错", "Keycloak failed: {detail}"),
+    "identity_provider_error_partial": Message(502, "身份服务出错,部分操作未完成(令牌已吊销)",
+                                               "Keycloak failed part-way; tokens are revoked: {detail}",
+                                               code="identity_provider_error"),
+    "identity_provider_error_grants": Message(502, "身份服务出错,部分授权可能已完成",
+                                              "Keycloak failed after {done} of {total} grants: {detail}",
+                                              code="identity_provider_error"),
+    "user_not_found": Message(404, "用户 {username} 不存在", "no user {username!r}"),
+    "unknown_role": Message(400, "角色不存在", "unknown role: {detail}"),
+    "built_in_role": Message(400, "不能授予内置角色", "built-in roles cannot be granted", code="unknown_role"),
+    "grants_unavailable": Message(503, "临时授权未配置", "temporary grants are not configured"),
+    "grant_not_found": Message(404, "{username} 没有这项生效中的临时授权",
+                               "{username} has no such live temporary grant"),
+    # decisions the PEP makes itself when the PDP's answer cannot be used (authorizer/authz/pdp.py)
+    "pdp_undefined": Message(403, "策略未给出决定,按默认拒绝", "the policy gave no decision; denied by default"),
+    "pdp_malformed": Message(403, "策略决定格式错误,已拒绝", "the policy decision is malformed; denied"),
+    "obligations_malformed": Message(403, "策略义务格式错误,已拒绝", "the policy obligations are malformed; denied",
+                                     code="pdp_malformed"),
+    "unknown_obligation": Message(403, "网关无法执行策略义务 {names},已拒绝",
+                                  "the gateway cannot enforce obligation(s) {names}; denied"),
+    "denied": Message(403, "策略拒绝", "denied by policy"),
     # the request path
+    "body_not_json": Message(400, "请求体无效:不是有效的 JSON", "invalid request body: not valid JSON",
+                             code="bad_request_body"),
+    "body_not_object": Message(400, "请求体无效:必须是 JSON 对象", "invalid request body: must be a JSON object",
+                               code="bad_request_body"),
     "route_not_mapped": Message(403, "此接口未在路由表中登记,默认拒绝",
                                 "this endpoint is not in the route map; denied by default"),
     "not_found": Message(404, "资源不存在", "the resource does not exist"),
@@ -78,6 +158,10 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
     "audit_store_unavailable": Message(503, "审计日志库暂不可用,请稍后重试",
                                        "the audit store is unavailable; try again later", retry_after=5),
     "upstream_timeout": Message(504, "WMS 响应超时", "the WMS did not answer in time"),
+    "upstream_error": Message(502, "WMS 处理请求时出错;错误详情已隐藏,请把决策编号告知管理员",
+                              "the WMS failed while handling the request; its error details are withheld, "
+                              "give the decision id to an administrator"),
+    "upstream_refused": Message(400, "WMS 拒绝了此请求", "the WMS refused the request", code="upstream_error"),
     "upstream_unavailable": Message(502, "WMS 暂不可用", "the WMS is unavailable"),
     "gateway_error": Message(500, "网关内部错误,请求未执行;请把决策编号告知管理员",
                              "the gateway failed internally and did not carry out the request; "
@@ -123,3 +207,42 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
     "bad_grant": Message(400, "授权文件有误:{detail}", "invalid grant: {detail}"),
 })
 
+
+
+#: Texts that are not refusals: what pages, records and answers say (keys name where they are used).
+TEXTS: MappingProxyType[str, Text] = MappingProxyType({
+    "allowed": Text("允许", "allowed"),
+    # a request held for four-eyes approval (proxy/pipeline.py)
+    "held": Text("此操作需要第二人审批,已提交;审批通过后由网关执行",
+                 "this operation needs a second person's approval; it will run once approved"),
+    "held_record": Text("高风险操作,已提交审批", "high-risk operation; held for approval"),
+    # a change of enforcement mode, as the audit trail records it (proxy/app.py)
+    "mode_changed": Text("执行模式变更:{key} 从{before}改为{after}",
+                         "enforcement changed: {key} from {before} to {after}"),
+    "mode_enforce": Text("强制执行", "enforce"),
+    "mode_report": Text("仅记录(影子模式)", "report"),
+    "mode_none": Text("(首次启动)", "none"),
+})
+
+
+class CatalogError(Exception):
+    """An error whose answer is a :data:`CATALOG` entry.
+
+    Args:
+        key: the entry.
+        params: the values its messages name.
+
+    Attributes:
+        key, params: as given.
+        status: the HTTP status; code: the code clients get; zh, en: the filled-in messages.
+
+    Raises:
+        KeyError: ``key`` is not in the catalog, or a value its messages name is missing (a bug).
+    """
+
+    def __init__(self, key: str, /, **params: Any) -> None:
+        message = CATALOG[key]
+        self.key, self.params = key, params
+        self.status, self.code = message.status, message.code or key
+        self.zh, self.en = message.zh.format(**params), message.en.format(**params)
+        super().__init__(self.en)
