@@ -66,8 +66,8 @@ def refusal_answer(request: web.Request, refusal: Refusal, decision_id: str, use
     again = login_href(here if request.method == "GET" else "/") if origin and (
         refusal.code in LOGIN_FIXES or refusal.code == "token_revoked") else None
     why = f"/_gateway/ui/why?{urlencode({'decision_id': decision_id})}" if origin and username else None
-    response = refusal_page(refusal.status, refusal.code, Text(refusal.zh, refusal.en), decision_id, username,
-                            RefusalLinks(step_up_href, again, why))
+    response = refusal_page(request, refusal.status, refusal.code, Text(refusal.zh, refusal.en), decision_id,
+                            username, RefusalLinks(step_up_href, again, why))
     for name, value in refusal.headers.items():
         response.headers.setdefault(name, value)
     return response

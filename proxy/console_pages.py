@@ -18,7 +18,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from proxy.browser_pages import Text
+from authorizer.messages import TEXTS, Text
 
 LANG_COOKIE = "wmsgate_lang"
 #: The warehouses' time zone (Asia/Shanghai): times are shown in it.
@@ -41,9 +41,8 @@ outline:3px solid #f0b429}pre{white-space:pre-wrap;word-break:break-all;font-siz
 PATHS = {"approvals": "/_gateway/ui/approvals", "audit": "/_gateway/ui/audit", "people": "/_gateway/ui/people",
          "why": "/_gateway/ui/why", "who_can": "/_gateway/ui/who-can", "alerts": "/_gateway/ui/alerts"}
 
-NAV = (("/_gateway/ui/approvals", Text("审批", "Approvals")), ("/_gateway/ui/audit", Text("审计日志", "Audit trail")),
-       ("/_gateway/ui/people", Text("人员与权限", "People")), ("/_gateway/ui/why", Text("为何被拒绝", "Why denied")),
-       ("/_gateway/ui/who-can", Text("谁可以", "Who can")), ("/_gateway/ui/alerts", Text("告警", "Alerts")))
+NAV = tuple((PATHS[page], TEXTS[f"nav_{page}"])
+            for page in ("approvals", "audit", "people", "why", "who_can", "alerts"))
 
 
 def lang_of(request: web.Request) -> str:

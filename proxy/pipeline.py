@@ -515,7 +515,7 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
         if narrowing.empty:
             record.detail["narrowed"] = "empty"
             if route.html is not None:
-                return nothing_in_scope_page(record.decision_id)
+                return nothing_in_scope_page(request, record.decision_id)
             return web.json_response({spec.rows: [], **({spec.total: 0} if spec.total else {})},
                                      headers={"X-Decision-Id": record.decision_id})
         if narrowing.query is not None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from multidict import MultiMapping
 
 from authorizer.authz.scope import SCOPE_DIMENSIONS
-from authorizer.messages import CatalogError
+from authorizer.messages import TEXTS, CatalogError
 
 if TYPE_CHECKING:
     from authorizer.authn.identity import Principal
@@ -103,4 +103,5 @@ def choose_tenant(settings: TenantSettings, query: MultiMapping[str], route_valu
 
 
 def _zh(dim: str) -> str:
-    return {"warehouse": "仓库", "channel": "渠道", "order_type": "订单类型"}.get(dim, dim)
+    text = TEXTS.get(f"dimension_{dim}")
+    return text.zh if text is not None else dim

@@ -26,6 +26,7 @@ from authorizer.approvals.store import PENDING, Approval, now_ms
 from authorizer.audit import AuditRecord
 from authorizer.authn.identity import Principal
 from authorizer.authz.pdp import Decision, PdpUnavailable
+from authorizer.messages import TEXTS
 from proxy import responses
 from proxy.gateway import Gateway
 from proxy.lifecycle import API, endpoint, sub_path
@@ -35,6 +36,12 @@ from proxy.responses import Refusal, refusal
 
 MAX_COMMENT = 2000
 APPROVAL_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _not_pending(status: str, what: str) -> Refusal:
+    """409 ``approval_not_pending``: an approval in ``status`` can no longer be ``what``
+    (``approval_decided``, ``approval_withdrawn``: texts of the catalog)."""
+    return refusal("approval_not_pending", status=status, what_zh=TEXTS[what].zh, what_en=TEXTS[what].en)
 
 
 def _who(record: AuditRecord, principal: Principal) -> None:
@@ -210,7 +217,7 @@ async def decide(gw: Gateway, approval_id: str, record: AuditRecord, principal: 
     record.detail.update({"verdict": verdict, "operation": row["operation"],
                           "requester": row["requester_username"]})
     if approval.status != PENDING:
-        raise refusal("approval_not_pending", status=approval.status, what_zh="决定", what_en="decided")
+        raise _not_pending(approval.status, "approval_decided")
     if not decision.allow:
         raise responses.policy_denied(403 if decision.status == 404 else decision.status, decision.reasons,
                                       decision.obligations.step_up)
@@ -228,7 +235,7 @@ async def decide(gw: Gateway, approval_id: str, record: AuditRecord, principal: 
     if outcome == "not_pending":
         current = await gw.approvals.get(approval.approval_id)
         state = current.status if current else "gone"
-        raise refusal("approval_not_pending", status=state, what_zh="决定", what_en="decided")
+        raise _not_pending(state, "approval_decided")
     record.decision, record.reason_code = "allow", "approved" if verdict == "approve" else "rejected"
     if outcome == "approved":
         await gw.executor.execute(approval.approval_id)
@@ -256,7 +263,7 @@ async def withdraw(request: web.Request, gw: Gateway, record: AuditRecord, princ
     if principal.user_id != approval.row["requester_id"]:
         raise refusal("not_the_requester")
     if not await gw.approvals.withdraw(approval.approval_id, f"withdrawn by {principal.username}"):
-        raise refusal("approval_not_pending", status=approval.status, what_zh="撤回", what_en="withdrawn")
+        raise _not_pending(approval.status, "approval_withdrawn")
     record.decision, record.reason_code = "allow", "withdrawn"
     current = await gw.approvals.get(approval.approval_id)
     return _json(current.document(mask=decision.obligations.mask) if current else {}, record)

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from authorizer.audit import AuditQuery, AuditStore
 from authorizer.audit.export import export_csv, export_jsonl
 from authorizer.authz.routes import Route
+from authorizer.messages import TEXTS
 from authorizer.timeparse import parse_time
 from proxy.lifecycle import context_of
 from proxy.responses import Refusal, refusal
@@ -41,8 +42,10 @@ _TEXT_FILTERS = ("user", "role", "module", "verb", "resource_id", "warehouse", "
 _ALLOWED = frozenset({*_TEXT_FILTERS, "since", "until", "decision", "limit", "offset", "format"})
 
 
-def _bad(name: str, zh: str, en: str) -> Refusal:
-    return refusal("bad_audit_query", name=name, zh=zh, en=en)
+def _bad(name: str, problem: str, **values: object) -> Refusal:
+    """400 ``bad_audit_query``: parameter ``name`` has the catalog's ``problem`` (``query_not_integer``...)."""
+    text = TEXTS[problem].format(**values)
+    return refusal("bad_audit_query", name=name, zh=text.zh, en=text.en)
 
 
 def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -52,9 +55,9 @@ def _int(params: Mapping[str, str], name: str, default: int, low: int, high: int
     try:
         value = int(raw)
     except ValueError:
-        raise _bad(name, "必须是整数", "must be an integer") from None
+        raise _bad(name, "query_not_integer") from None
     if not low <= value <= high:
-        raise _bad(name, f"必须在 {low} 到 {high} 之间", f"must be between {low} and {high}")
+        raise _bad(name, "query_out_of_range", low=low, high=high)
     return value
 
 
@@ -65,7 +68,7 @@ def _time(params: Mapping[str, str], name: str) -> dt.datetime | None:
     try:
         return parse_time(raw)
     except ValueError:
-        raise _bad(name, "应为 ISO 8601 时间或 30m/1h/2d", "must be an ISO 8601 time or 30m/1h/2d") from None
+        raise _bad(name, "query_not_time") from None
 
 
 def parse_query(params: Mapping[str, str], paged: bool) -> AuditQuery:
@@ -79,23 +82,23 @@ def parse_query(params: Mapping[str, str], paged: bool) -> AuditQuery:
         Refusal: 400 ``bad_audit_query`` for an unknown, repeated or malformed parameter.
     """
     if isinstance(params, MultiMapping) and len(set(params.keys())) != len(params):
-        raise _bad(next(k for k in params if len(params.getall(k)) > 1), "重复", "given more than once")
+        raise _bad(next(k for k in params if len(params.getall(k)) > 1), "query_repeated")
     unknown = sorted(set(params) - _ALLOWED)
     if unknown:
-        raise _bad(unknown[0], "不支持的参数", "unknown parameter")
+        raise _bad(unknown[0], "query_unknown")
     text: dict[str, Any] = {}
     for name in _TEXT_FILTERS:
         value = params.get(name)
         if value is not None:
             if not value.strip() or len(value) > 256:
-                raise _bad(name, "不能为空且不超过 256 个字符", "must be non-empty and at most 256 characters")
+                raise _bad(name, "query_bad_text")
             text[name] = value.strip()
     decision = params.get("decision")
     if decision is not None and decision not in ("allow", "deny"):
-        raise _bad("decision", "只能是 allow 或 deny", "must be allow or deny")
+        raise _bad("decision", "query_bad_decision")
     since, until = _time(params, "since"), _time(params, "until")
     if since is not None and until is not None and since >= until:
-        raise _bad("since", "必须早于 until", "must be before until")
+        raise _bad("since", "query_since_after_until")
     limit = _int(params, "limit", 100, 1, MAX_LIMIT) if paged else 0
     offset = _int(params, "offset", 0, 0, 10_000_000) if paged else 0
     return AuditQuery(since=since, until=until, decision=decision, limit=limit, offset=offset, **text)
@@ -114,7 +117,7 @@ def export_format(params: Mapping[str, str]) -> str:
     """
     value = params.get("format", "csv")
     if value not in ("csv", "jsonl"):
-        raise _bad("format", "只能是 csv 或 jsonl", "must be csv or jsonl")
+        raise _bad("format", "query_bad_format")
     return value
 
 

@@ -22,7 +22,8 @@ from authorizer.audit import AuditRecord
 from authorizer.authn.identity import AuthenticationError, IssuerUnavailable
 from authorizer.authn.oidc_rp import LoginFailed, new_code_verifier
 from authorizer.authn.sessions import BrowserSession, Tokens
-from proxy.browser_pages import Text, logged_out_page, login_problem_page, logout_confirm_page, refusal_page
+from authorizer.messages import TEXTS, Text
+from proxy.browser_pages import logged_out_page, login_problem_page, logout_confirm_page, refusal_page
 from proxy.lifecycle import Endpoint, context_of, endpoint, sub_path
 from proxy.redirects import safe_return_to
 from proxy.responses import Refusal, refusal
@@ -36,7 +37,6 @@ LOGGED_OUT = f"{PREFIX}/logged-out"
 _ACR = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 #: Recorded when a login or logout happens (or fails); codes and states in the query are secrets, never stored.
 AUTH = Endpoint(quiet=True, keep_query=False)
-_UNAVAILABLE = Text("身份服务暂不可用,请稍后重试", "The identity provider is unavailable; try again later")
 
 
 def _audit(request: web.Request, verb: str, reason: str, allowed: bool, username: str = "",
@@ -72,7 +72,7 @@ async def login(request: web.Request) -> web.Response:
         url = await sso.rp.authorization_url(pending.state, pending.nonce, verifier, acr, max_age)
     except IssuerUnavailable as exc:
         log.warning("login cannot start: %s", exc)
-        return login_problem_page(503, _UNAVAILABLE)
+        return login_problem_page(request, 503, TEXTS["login_identity_provider_unavailable"])
     response = _redirect(url)
     response.set_cookie(LOGIN_COOKIE, binding, max_age=sso.sessions.login_ms // 1000, path=f"{PREFIX}/",
                         httponly=True, samesite="Lax", secure=sso.settings.secure_cookies)
@@ -88,32 +88,28 @@ async def callback(request: web.Request) -> web.Response:
     pending = await sso.sessions.finish_login(state, request.cookies.get(LOGIN_COOKIE)) if state else None
     if "error" in request.query:
         _audit(request, "login", "login_refused", False, detail={"error": request.query["error"][:64]})
-        return login_problem_page(401, Text("登录已取消或未通过", "The login was cancelled or refused"))
+        return login_problem_page(request, 401, TEXTS["login_cancelled"])
     if pending is None or not request.query.get("code"):
         _audit(request, "login", "login_expired", False)
-        return login_problem_page(400, Text("登录请求已过期,或不是在此浏览器中发起的",
-                                            "The login expired or was not started in this browser"))
+        return login_problem_page(request, 400, TEXTS["login_expired"])
     try:
         token = await sso.rp.exchange(request.query["code"], pending.code_verifier)
         claims = await sso.rp.verify_id_token(str(token.get("id_token", "")), pending.nonce)
         principal = await sso.verifier.verify(str(token["access_token"]))
     except (LoginFailed, AuthenticationError) as exc:
         _audit(request, "login", "login_failed", False, detail={"error": str(exc)[:200]})
-        return login_problem_page(401, Text("登录未通过校验,请重新登录",
-                                            "The login could not be verified; log in again"))
+        return login_problem_page(request, 401, TEXTS["login_not_verified"])
     except IssuerUnavailable as exc:
         log.warning("login cannot finish: %s", exc)
         _audit(request, "login", "issuer_unavailable", False, detail={"error": str(exc)[:200]})
-        return login_problem_page(503, _UNAVAILABLE)
+        return login_problem_page(request, 503, TEXTS["login_identity_provider_unavailable"])
     if principal.user_id != claims.get("sub"):
         _audit(request, "login", "login_failed", False, detail={"error": "ID and access token differ"})
-        return login_problem_page(401, Text("登录未通过校验,请重新登录",
-                                            "The login could not be verified; log in again"))
+        return login_problem_page(request, 401, TEXTS["login_not_verified"])
     if pending.acr and principal.acr != pending.acr:  # RFC 9470: the step-up asked for did not happen
         _audit(request, "login", "step_up_not_met", False, principal.username, principal.user_id,
                {"asked": pending.acr, "got": principal.acr})
-        return login_problem_page(401, Text("未完成所需的身份验证(动态验证码)", "The identity check asked for "
-                                                                            "(one-time code) was not completed"))
+        return login_problem_page(request, 401, TEXTS["login_step_up_not_met"])
     await _end_current(request, sso)
     sid = str(claims.get("sid") or principal.session_id or "")
     _, cookie = await sso.sessions.create(principal.user_id, principal.username, sid, Tokens.from_response(token))
@@ -146,7 +142,7 @@ async def logout_page(request: web.Request) -> web.Response:
     sso, session = await _current(request)
     if session is None:
         return _redirect(LOGGED_OUT, 303)
-    return logout_confirm_page(session.username, session.csrf, origin_of(sso.rp.settings.issuer))
+    return logout_confirm_page(request, session.username, session.csrf, origin_of(sso.rp.settings.issuer))
 
 
 @endpoint(AUTH)
@@ -162,7 +158,8 @@ async def logout(request: web.Request) -> web.Response:
             raise refusal("csrf_check_failed")
     except Refusal as refused:
         record = _audit(request, "logout", refused.code, False, session.username, session.user_id)
-        return refusal_page(403, refused.code, Text(refused.zh, refused.en), record.decision_id, session.username)
+        return refusal_page(request, 403, refused.code, Text(refused.zh, refused.en), record.decision_id,
+                            session.username)
     await sso.sessions.end(session)
     _audit(request, "logout", "sso_logout", True, session.username, session.user_id)
     try:
@@ -177,7 +174,7 @@ async def logout(request: web.Request) -> web.Response:
 @endpoint(AUTH)
 async def logged_out(request: web.Request) -> web.Response:
     """The page after logout."""
-    return logged_out_page()
+    return logged_out_page(request)
 
 
 @endpoint(AUTH)

@@ -31,7 +31,8 @@ from authorizer.authz.attributes import Resource
 from authorizer.authz.pdp import Decision, Reason, parse_decision
 from authorizer.authz.routes import Route
 from authorizer.iam.access import AccessError, AccessService
-from proxy.browser_pages import Text, login_href
+from authorizer.messages import TEXTS, Text
+from proxy.browser_pages import login_href
 from proxy.console_pages import console_page
 from proxy.explain import Person, explain, who_can
 from proxy.gateway import Gateway
@@ -99,7 +100,7 @@ async def approvals_page(request: web.Request, gw: Gateway, record: AuditRecord,
     """The approvals inbox and the person's own requests."""
     data = await approvals_api.inbox(gw, record, principal)
     to_decide = [{**doc, "step_up_href": _step_up_href(doc)} for doc in data["to_decide"]]
-    return console_page(request, Text("审批", "Approvals"), "approvals",
+    return console_page(request, TEXTS["title_approvals"], "approvals",
                         {"done": request.query.get("done"), "to_decide": to_decide,
                          "requested": data["requested"], "csrf": csrf},
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
@@ -145,7 +146,7 @@ async def people_page(request: web.Request, gw: Gateway, record: AuditRecord, pr
     username = request.query.get("username", "").strip()[:255]
     await _people_decision(request, username or "*")
     person = await _person(gw, username) if username else None
-    return console_page(request, Text("人员与权限", "People"), "people",
+    return console_page(request, TEXTS["title_people"], "people",
                         {"username": username, "person": person, "csrf": csrf},
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 
@@ -170,9 +171,8 @@ async def _access_change(gw: Gateway, request: web.Request, principal: Principal
 def _outcome_page(request: web.Request, gw: Gateway, record: AuditRecord, principal: Principal, username: str,
                   approval: Approval | None, done: Text) -> web.Response:
     if approval is not None:
-        done = Text(f"已提交审批(审批单 {approval.approval_id}),另一位管理员批准后生效。",
-                    f"Sent for approval ({approval.approval_id}); it takes effect once another admin approves.")
-    return console_page(request, Text("权限变更", "Access change"), "outcome",
+        done = TEXTS["change_held"].format(approval_id=approval.approval_id)
+    return console_page(request, TEXTS["title_access_change"], "outcome",
                         {"done": done, "steps": record.detail.get("steps") or [], "username": username},
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 
@@ -195,7 +195,7 @@ async def offboard(request: web.Request, gw: Gateway, record: AuditRecord, princ
     username = request.match_info["username"]
     body = {"username": username, "reason": _confirmed_reason(form)}
     approval = await _access_change(gw, request, principal, record, access_api.OFFBOARD, body)
-    done = Text(f"{username} 已离职处理,全部权限已收回。", f"{username} was offboarded; all access is withdrawn.")
+    done = TEXTS["change_offboarded"].format(username=username)
     return _outcome_page(request, gw, record, principal, username, approval, done)
 
 
@@ -206,8 +206,7 @@ async def revoke_grant(request: web.Request, gw: Gateway, record: AuditRecord, p
     username = request.match_info["username"]
     body = {"username": username, "grant_id": request.match_info["grant_id"], "reason": _confirmed_reason(form)}
     approval = await _access_change(gw, request, principal, record, access_api.REVOKE_GRANT, body)
-    done = Text(f"已收回 {username} 的临时授权,之前签发的令牌已失效。",
-                f"{username}'s temporary grant was ended; tokens issued before are refused.")
+    done = TEXTS["change_grant_ended"].format(username=username)
     return _outcome_page(request, gw, record, principal, username, approval, done)
 
 
@@ -229,7 +228,7 @@ async def change_roles(request: web.Request, gw: Gateway, record: AuditRecord, p
         body["scope"] = {dim: values for dim, values in scope.items() if values}
     approval = await _access_change(gw, request, principal, record, access_api.SET_ROLES, body)
     return _outcome_page(request, gw, record, principal, username, approval,
-                         Text("角色已更新。", "The roles were changed."))
+                         TEXTS["change_roles_set"])
 
 
 @console_view
@@ -244,16 +243,13 @@ async def grant(request: web.Request, gw: Gateway, record: AuditRecord, principa
            "valid_until": form.get("valid_until", "").strip()}
     approval = await _access_change(gw, request, principal, record, access_api.BULK_GRANT, {"rows": [row]})
     return _outcome_page(request, gw, record, principal, username, approval,
-                         Text("临时授权已生效。", "The temporary grant is in effect."))
+                         TEXTS["change_grant_made"])
 
 
 # -- audit -----------------------------------------------------------------------------------
-_AUDIT_FIELDS = (("user", Text("人员", "Person")), ("since", Text("起始", "Since")), ("until", Text("截止", "Until")),
-                 ("module", Text("模块", "Module")), ("verb", Text("动作", "Verb")),
-                 ("resource_id", Text("资源编号", "Resource id")), ("warehouse", Text("仓库", "Warehouse")),
-                 ("channel", Text("渠道", "Channel")), ("decision", Text("结果", "Decision")),
-                 ("client_ip", Text("IP", "IP")), ("device_id", Text("设备", "Device")),
-                 ("approval_id", Text("审批单", "Approval")), ("role", Text("角色", "Role")))
+_AUDIT_FIELDS = tuple((name, TEXTS[f"field_{name}"]) for name in (
+    "user", "since", "until", "module", "verb", "resource_id", "warehouse", "channel", "decision", "client_ip",
+    "device_id", "approval_id", "role"))
 
 
 @console_view
@@ -269,7 +265,7 @@ async def audit_page(request: web.Request, gw: Gateway, record: AuditRecord, pri
     export = ('/_gateway/audit/export?'
               f'{urlencode({**{k: v for k, v in params.items() if k != "offset"}, "format": "csv"})}')
     more = urlencode({**params, "offset": str(query.offset + query.limit)}) if len(rows) == query.limit else ""
-    return console_page(request, Text("审计日志", "Audit trail"), "audit",
+    return console_page(request, TEXTS["title_audit"], "audit",
                         {"fields": _AUDIT_FIELDS, "params": params, "export": export, "rows": rows, "more": more},
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 
@@ -307,13 +303,11 @@ def _explanation(doc: dict[str, Any], own: bool) -> dict[str, Any]:
         return shown
     route, resource, subject = doc["route"], doc["resource"], doc["input"]["subject"]
     decision = parse_decision(doc["decision"])
-    verdict = Text("允许", "allowed") if decision.allow else Text(f"拒绝 ({decision.status})",
-                                                                f"denied ({decision.status})")
+    verdict = TEXTS["verdict_allowed"] if decision.allow else TEXTS["verdict_denied"].format(status=decision.status)
     hidden = own and not decision.allow
     attrs = "" if hidden else "; ".join(f"{k}: {', '.join(v)}" for k, v in resource["attributes"].items())
     if own and decision.status == 404:
-        decision = Decision(False, 404, (Reason("not_found", "资源不存在或不在您的数据范围内",
-                                                "the resource does not exist or lies outside your data scope"),),
+        decision = Decision(False, 404, (Reason("not_found", TEXTS["why_hidden"].zh, TEXTS["why_hidden"].en),),
                             decision.obligations, decision.policy_revision)
     shown.update({
         "template": route["template"], "module": route["module"], "verb": route["verb"], "route_kind": route["kind"],
@@ -351,7 +345,7 @@ async def why_page(request: web.Request, gw: Gateway, record: AuditRecord, princ
         doc = await explain(gw.config, person, method, path, None)
         explanation = _explanation(doc, own=person.user_id == principal.user_id)
     record.decision, record.reason_code = "allow", "allowed"
-    return console_page(request, Text("为何被拒绝?", "Why denied?"), "why",
+    return console_page(request, TEXTS["title_why"], "why",
                         {"username": username, "methods": _METHODS, "method": method, "path": path, "e": explanation},
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 
@@ -373,9 +367,8 @@ async def who_can_page(request: web.Request, gw: Gateway, record: AuditRecord, p
         except AccessError as exc:
             raise caught(exc) from None
         doc = await who_can(gw.config, people, module, verb, filters)
-    fields = (("module", Text("模块", "Module")), ("verb", Text("动作", "Verb")),
-              ("warehouse", Text("仓库", "Warehouse")), ("channel", Text("渠道", "Channel")))
-    return console_page(request, Text("谁可以?", "Who can?"), "who_can",
+    fields = tuple((name, TEXTS[f"field_{name}"]) for name in ("module", "verb", "warehouse", "channel"))
+    return console_page(request, TEXTS["title_who_can"], "who_can",
                         {"fields": fields, "query": dict(q), "doc": doc},
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
 

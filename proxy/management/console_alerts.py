@@ -19,7 +19,7 @@ from authorizer.audit import AuditRecord
 from authorizer.authn.identity import Principal
 from authorizer.authz.attributes import Resource
 from authorizer.authz.routes import Route
-from proxy.browser_pages import Text
+from authorizer.messages import TEXTS, Text
 from proxy.console_pages import console_page
 from proxy.gateway import Gateway
 from proxy.lifecycle import context_of, sub_path
@@ -30,13 +30,9 @@ from proxy.responses import refusal
 
 ALERTS = f"{UI}/alerts"
 _ID = re.compile(r"^[0-9a-f]{32}$")
-STATUSES = {"open": Text("未处理", "Open"), "acknowledged": Text("处理中", "Acknowledged"),
-            "resolved": Text("已解决", "Resolved"), "all": Text("全部", "All")}
-SEVERITIES = {"critical": Text("严重", "critical"), "high": Text("高", "high"), "medium": Text("中", "medium"),
-              "low": Text("低", "low")}
-_DONE = {"acknowledge": Text("已确认,重复出现的同一告警会计入此条,不再另行通知。",
-                             "Acknowledged: repeats are counted on it, not sent again."),
-         "resolve": Text("已解决;再次出现时会产生新告警。", "Resolved: if it happens again, a new alert opens.")}
+STATUSES = {status: TEXTS[f"alert_{status}"] for status in ("open", "acknowledged", "resolved", "all")}
+SEVERITIES = {level: TEXTS[f"severity_{level}"] for level in ("critical", "high", "medium", "low")}
+_DONE = {"acknowledge": TEXTS["alert_acknowledged_done"], "resolve": TEXTS["alert_resolved_done"]}
 
 
 def _client(gw: Gateway) -> alerts_api.AlertsClient:
@@ -53,10 +49,10 @@ async def _decide(request: web.Request, route: Route, resource: Resource) -> Non
 
 def _moves(alert: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(action, zh, en)`` of what can still be done to ``alert``."""
-    moves = [("acknowledge", "确认处理", "Acknowledge")] if alert["status"] == "open" else []
+    moves = ["acknowledge"] if alert["status"] == "open" else []
     if alert["status"] != "resolved":
-        moves.append(("resolve", "解决", "Resolve"))
-    return moves
+        moves.append("resolve")
+    return [(move, TEXTS[f"alert_{move}"].zh, TEXTS[f"alert_{move}"].en) for move in moves]
 
 
 @console_view
@@ -73,7 +69,7 @@ async def alerts_page(request: web.Request, gw: Gateway, record: AuditRecord, pr
              "status_text": STATUSES.get(a["status"], Text(a["status"], a["status"])),
              "who": a.get("resolved_by") or a.get("acknowledged_by"), "note": a.get("note"), "moves": _moves(a)}
             for a in doc["alerts"]]
-    return console_page(request, Text("安全告警", "Security alerts"), "alerts",
+    return console_page(request, TEXTS["title_alerts"], "alerts",
                         {"statuses": list(STATUSES.items()), "status": status, "counts": doc.get("counts", {}),
                          "done": _DONE.get(request.query.get("done", "")), "rows": rows, "csrf": csrf},
                         principal.username, identity_provider_origin(gw), decision_id=record.decision_id)
