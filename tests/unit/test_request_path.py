@@ -282,3 +282,49 @@ def test_the_health_probe_answers_while_the_audit_trail_refuses_records(tmp_path
         assert health.status == 503 and doc["checks"]["audit"]["ok"] is False and "audit" in doc["failing"]
 
     run(scenario)
+
+
+class _RefreshingRp:
+    """The relying party's refresh, answering with a new access token from the fake issuer."""
+
+    def __init__(self, gw: InProcessGateway, settings: Any) -> None:
+        self._gw = gw
+        self.settings = settings
+        self.refreshed = 0
+
+    async def refresh(self, refresh_token: str) -> dict[str, Any]:
+        self.refreshed += 1
+        return {"access_token": self._gw.issuer.token(username="admin1", roles=("sysadmin",)),
+                "refresh_token": f"{refresh_token}-next", "expires_in": 300, "refresh_expires_in": 1800}
+
+
+@pytest.mark.parametrize("path", ["/_gateway/ui/approvals", "/api/orders"], ids=["console", "pep"])
+def test_a_rotated_session_id_reaches_the_browser_on_gateway_pages_and_wms_pages_alike(tmp_path: Path,
+                                                                                     path: str) -> None:
+    """A session whose tokens are refreshed gets a new id, and the answer carries it (Set-Cookie):
+    on the console's pages (the /_gateway sub-application) as on the WMS's (the cookie hook runs
+    for both). The old id then no longer opens the session."""
+    from authorizer.authn.sessions import Tokens
+
+    async def scenario() -> None:
+        gw = await start(tmp_path, sso=True)
+        try:
+            sso = gw.app[SSO]
+            rp = _RefreshingRp(gw, sso.rp.settings)
+            sso.rp = rp  # type: ignore[assignment]
+            almost_expired = Tokens.from_response(
+                {"access_token": gw.issuer.token(username="admin1", roles=("sysadmin",)), "refresh_token": "r1",
+                 "expires_in": 5, "refresh_expires_in": 1800})
+            _, cookie = await sso.sessions.create("id-admin1", "admin1", "sid-1", almost_expired)
+            gw.client.session.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
+            resp = await gw.client.get(path, headers={"Accept": "text/html"}, allow_redirects=False)
+            set_cookie = resp.headers.getall("Set-Cookie", [])
+            rotated = [c for c in set_cookie if c.startswith(f"{SESSION_COOKIE}=")]
+            assert resp.status < 400 and rp.refreshed == 1, (resp.status, await resp.text())
+            assert rotated and f"{SESSION_COOKIE}={cookie};" not in rotated[0] and "HttpOnly" in rotated[0]
+            new_cookie = rotated[0].split(";", 1)[0].split("=", 1)[1]
+            assert await sso.sessions.get(new_cookie) is not None
+        finally:
+            await gw.close()
+
+    run(scenario)
