@@ -189,6 +189,9 @@ class AuditSettings:
         retention_days: records older than this are archived and removed (None = keep all).
         archive_dir: where archived segments go (required with ``retention_days``).
         archive_every_seconds: how often the proxy looks for a segment to archive.
+        witness_dir: the audit witness, a folder out of the database's reach that gets a
+            copy of every signed checkpoint (None = no witness; see
+            :mod:`authorizer.audit.witness`).
     """
 
     url: str
@@ -203,6 +206,7 @@ class AuditSettings:
     retention_days: float | None = None
     archive_dir: Path | None = None
     archive_every_seconds: float = default(schema.AuditFile, "archive_every_seconds")
+    witness_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,8 @@ class GatewayConfig:
     sso: SsoSettings | None = None
     revocation_refresh_seconds: float = default(schema.RevocationFile, "refresh_seconds")
     grant_sweep_seconds: float = default(schema.GrantsFile, "sweep_seconds")
+    reviews_unreviewed: str = default(schema.AccessReviewsFile, "unreviewed")
+    review_sweep_seconds: float = default(schema.AccessReviewsFile, "sweep_seconds")
     alerting: AlertingLink | None = None
     tls: TlsSettings | None = None
     trust_ca_file: Path | None = None
@@ -441,7 +447,8 @@ def _audit(base: Path, audit: schema.AuditFile) -> AuditSettings:
         checkpoint_every_records=audit.checkpoint_every_records,
         checkpoint_every_seconds=audit.checkpoint_every_seconds, spool_file=path_of(audit.spool_file),
         spool_max_bytes=audit.spool_max_bytes, retention_days=audit.retention_days,
-        archive_dir=path_of(audit.archive_dir), archive_every_seconds=audit.archive_every_seconds)
+        archive_dir=path_of(audit.archive_dir), archive_every_seconds=audit.archive_every_seconds,
+        witness_dir=path_of(audit.witness_dir))
 
 
 def _opa(base: Path, opa: schema.OpaFile) -> OpaSettings:
@@ -509,6 +516,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
             sso=_sso(base, doc, need_secrets),
             revocation_refresh_seconds=doc.revocation.refresh_seconds,
             grant_sweep_seconds=doc.grants.sweep_seconds,
+            reviews_unreviewed=doc.access_reviews.unreviewed, review_sweep_seconds=doc.access_reviews.sweep_seconds,
             alerting=None if alerting is None or alerting_token is None else AlertingLink(
                 alerting.url.rstrip("/"), alerting_token, alerting.timeout_seconds),
             tls=None if tls is None else TlsSettings(resolve_path(base, tls.cert_file),

@@ -238,12 +238,15 @@ class AuditFile(_Section):
     retention_days: float | None = Field(None, gt=0)
     archive_dir: str | None = None
     archive_every_seconds: float = Field(3600.0, gt=0)
+    witness_dir: str | None = None
 
     @model_validator(mode="after")
     def _retention_is_archived_and_signed(self) -> AuditFile:
         if self.retention_days is not None and (self.archive_dir is None or self.signing_key_file is None):
             raise ValueError("retention_days needs archive_dir and signing_key_file (records are removed only "
                              "behind a signed, archived segment)")
+        if self.witness_dir is not None and self.signing_key_file is None:
+            raise ValueError("witness_dir needs signing_key_file (the witness holds signed checkpoints)")
         return self
 
 
@@ -289,6 +292,14 @@ class GrantsFile(_Section):
     sweep_seconds: float = Field(20.0, gt=0)
 
 
+class AccessReviewsFile(_Section):
+    """``access_reviews``: what happens to items nobody reviewed by a campaign's deadline (a
+    campaign may say otherwise), and how often deadlines are checked."""
+
+    unreviewed: Literal["revoke", "keep"] = "revoke"
+    sweep_seconds: float = Field(30.0, gt=0)
+
+
 class RevocationFile(_Section):
     """``revocation``: how often the revocation list is refreshed."""
 
@@ -321,6 +332,7 @@ class GatewayFile(_Section):
     revocation: RevocationFile = Field(default_factory=RevocationFile)
     approvals: ApprovalsFile = Field(default_factory=ApprovalsFile)
     grants: GrantsFile = Field(default_factory=GrantsFile)
+    access_reviews: AccessReviewsFile = Field(default_factory=AccessReviewsFile)
     trust: TrustFile = Field(default_factory=TrustFile)
     enforcement: Literal["enforce", "report"] = "enforce"
 

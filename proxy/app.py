@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -17,6 +18,7 @@ from authorizer.audit import AuditRecord, AuditStore, AuditWriter, WriterSetting
 from authorizer.audit.chain import load_private_key
 from authorizer.audit.retention import run_retention_forever
 from authorizer.audit.spool import Spool
+from authorizer.audit.witness import DirectoryWitness, WitnessPublisher
 from authorizer.authn.identity import JwksCache, TokenVerifier
 from authorizer.authn.oidc_rp import RelyingParty, RpSettings
 from authorizer.authn.revocation import RevocationCache, RevocationStore
@@ -30,6 +32,8 @@ from authorizer.db import create_schema, make_engine
 from authorizer.enforce.enforcement import EnforcementModes, ModeChange, record_modes
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.iam.grants import GrantStore
+from authorizer.iam.review_service import ReviewService, run_review_sweeper
+from authorizer.iam.reviews import ReviewStore
 from authorizer.messages import TEXTS
 from authorizer.tls import client_context
 from proxy.console_pages import setup_templates
@@ -38,9 +42,10 @@ from proxy.gateway import GATEWAY, Gateway
 from proxy.lifecycle import PREFIX, audited_requests, sub_path
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
-from proxy.management import api_routes, console, console_alerts
+from proxy.management import api_routes, console, console_alerts, console_reviews
 from proxy.management import approvals as approvals_api
 from proxy.management import auth as auth_api
+from proxy.management import reviews as reviews_api
 from proxy.management.health import health_handler
 from proxy.metrics import GatewayMetrics, management_app, start_management
 from proxy.pipeline import handle
@@ -90,6 +95,7 @@ def gateway_endpoints(config: GatewayConfig) -> web.Application:
         auth_api.add_routes(endpoints)
         console.add_routes(endpoints)
         console_alerts.add_routes(endpoints)
+        console_reviews.add_routes(endpoints)
     endpoints.router.add_get(sub_path("/_gateway/health"), health_handler(
         SESSION, JWKS, config.opa, config.upstream.url, config.upstream.health,
         audit=lambda a: a[GATEWAY].audit if GATEWAY in a else None,
@@ -175,15 +181,18 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         await create_schema(engine)
         await revocations.refresh()
         signing_key = load_private_key(config.audit.signing_key_file) if config.audit.signing_key_file else None
+        witness = (WitnessPublisher(store, DirectoryWitness(config.audit.witness_dir))
+                   if config.audit.witness_dir is not None else None)
         writer = AuditWriter(store, WriterSettings(
             config.audit.flush_interval_seconds, config.audit.batch_size, config.audit.max_pending,
-            config.audit.checkpoint_every_records, config.audit.checkpoint_every_seconds), spool, signing_key)
+            config.audit.checkpoint_every_records, config.audit.checkpoint_every_seconds), spool, signing_key,
+            witness)
         await writer.start()
         for change in await record_modes(engine, enforcement, [r.key for r in routes.routes]):
             await writer.commit(mode_change_record(change))
         pdp = await _decision_point(app, session, config.opa)
         metrics = GatewayMetrics(lambda: writer.pending, lambda: writer.spool_bytes, revocations.age_seconds,
-                                 pdp if isinstance(pdp, InProcessPdp) else None)
+                                 pdp if isinstance(pdp, InProcessPdp) else None, witness)
         if config.management is not None:  # before serving: a port taken is a start-up error
             app[MANAGEMENT], app[MANAGEMENT_PORT] = await start_management(
                 management_app(lambda: metrics), config.management, management_offset)
@@ -197,6 +206,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             sso = SsoService(config.sso, SessionStore(engine, config.sso.session_idle_seconds,
                                                       config.sso.session_max_seconds), rp, verifier)
             app[SSO] = sso
+        reviews = ReviewService(ReviewStore(engine), access, signing_key) \
+            if access is not None and signing_key is not None else None
         app[GATEWAY] = Gateway(
             config=config,
             routes=routes,
@@ -222,6 +233,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             alerts=alerts_api.AlertsClient(config.alerting, session) if config.alerting is not None else None,
             enforcement=enforcement,
             metrics=metrics,
+            reviews=reviews,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),
@@ -232,6 +244,12 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
                                         config.keycloak_admin.events_interval_seconds)
             tasks.append(loop.create_task(watcher.run_forever(), name="keycloak-admin-events"))
             tasks.append(loop.create_task(access.run_grant_sweeper(config.grant_sweep_seconds), name="grant-sweeper"))
+        if reviews is not None:
+            async def review_closed(done: dict[str, Any]) -> None:
+                await writer.commit(reviews_api.closed_record(done))
+
+            tasks.append(loop.create_task(run_review_sweeper(reviews, config.review_sweep_seconds, review_closed),
+                                          name="review-sweeper"))
         if config.audit.retention_days is not None and config.audit.archive_dir is not None and signing_key:
             tasks.append(loop.create_task(run_retention_forever(
                 store, signing_key, config.audit.archive_dir, config.audit.retention_days,

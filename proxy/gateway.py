@@ -19,6 +19,7 @@ from authorizer.authz.routes import RouteMap
 from authorizer.config import GatewayConfig
 from authorizer.enforce.enforcement import EnforcementModes
 from authorizer.iam.access import AccessService
+from authorizer.iam.review_service import ReviewService
 from proxy.forward import Forwarder
 from proxy.management.alerts import AlertsClient
 from proxy.metrics import GatewayMetrics
@@ -50,6 +51,7 @@ class Gateway:
     alerts: AlertsClient | None = None
     enforcement: EnforcementModes = field(default_factory=EnforcementModes)
     metrics: GatewayMetrics | None = None
+    reviews: ReviewService | None = None
 
     @property
     def gateway_params(self) -> frozenset[str]:

@@ -13,6 +13,8 @@ Metrics (``wmsgate_`` prefix; times in seconds):
 - ``upstream_seconds``: the WMS's answer time per forwarded request (histogram);
 - ``audit_queue_records`` and ``audit_spool_bytes``: audit records not yet committed, and
   the size of the spool file they wait in while the database is down;
+- ``audit_witness_lag_checkpoints``, ``audit_witness_failures`` (with ``audit.witness_dir``):
+  signed checkpoints not yet copied to the audit witness, and failed copies (retried);
 - ``revocation_refresh_age_seconds``: since the revocation list was last refreshed;
 - ``policy_bundle_info{revision}``: the bundle revision of the last decision;
 - ``pdp_cache_hits``, ``pdp_cache_misses`` (``opa.evaluation: in_process``): decisions answered
@@ -32,6 +34,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from authorizer.audit import AuditRecord
+from authorizer.audit.witness import WitnessPublisher
 from authorizer.authz.inprocess_pdp import InProcessPdp
 from authorizer.config import ManagementListener
 
@@ -48,10 +51,12 @@ class GatewayMetrics:
         spool_bytes: gives the audit spool file's size in bytes.
         revocation_age: gives the seconds since the revocation list was last refreshed.
         pdp: the in-process PDP (its decision cache, its differential check against OPA when on).
+        witness: copies checkpoints to the audit witness (None: no witness configured).
     """
 
     def __init__(self, audit_pending: Callable[[], float], spool_bytes: Callable[[], float],
-                 revocation_age: Callable[[], float], pdp: InProcessPdp | None = None) -> None:
+                 revocation_age: Callable[[], float], pdp: InProcessPdp | None = None,
+                 witness: WitnessPublisher | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter("wmsgate_requests", "Requests answered by the proxy",
                                  ["module", "verb", "decision", "status"], registry=self.registry)
@@ -67,6 +72,11 @@ class GatewayMetrics:
             spool_bytes)
         Gauge("wmsgate_revocation_refresh_age_seconds", "Seconds since the revocation list was refreshed",
               registry=self.registry).set_function(revocation_age)
+        if witness is not None:
+            Gauge("wmsgate_audit_witness_lag_checkpoints", "Signed checkpoints not yet copied to the audit witness",
+                  registry=self.registry).set_function(lambda: float(witness.lag))
+            Gauge("wmsgate_audit_witness_failures", "Failed copies of checkpoints to the audit witness (retried)",
+                  registry=self.registry).set_function(lambda: float(witness.failures))
         if pdp is not None:
             cache, seen = pdp.cache, pdp.comparison
             Gauge("wmsgate_pdp_cache_hits", "In-process decisions answered from the decision cache",

@@ -393,6 +393,8 @@ async def decide_or_refuse(ctx: RequestContext, route: Route, resource: Resource
     record.resource_id = (resource.id or "")[:2048]
     policy_input = build_policy_input(ctx.principal, route, body, resource, ctx.request.method, record.client_ip,
                                       record.ts_ms)
+    # the decision log: the exact input, so `wmsgate policy replay` can re-decide it under a draft
+    record.detail["input"] = policy_input
     asked = time.perf_counter()
     try:
         decision = await ctx.gw.pdp.decide(policy_input)

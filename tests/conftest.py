@@ -3,8 +3,9 @@ the demo WMS, the proxy and the alerting service on 127.0.0.1 (with a webhook an
 receiver for its alerts); and the store backend the tests run on
 (``WMSGATE_TEST_DB=sqlite`` by default, or ``postgresql``: a throwaway cluster).
 
-The stack runs on the default ports + 10000 with its own state folder, so a demo
-running beside it is untouched. It starts once per test session, for whichever
+The stack runs on the default ports + 10000 (``WMSGATE_TEST_PORT_OFFSET`` picks another
+offset, e.g. to run a second checkout's tests beside a CI run) with its own state folder,
+so a demo running beside it is untouched. It starts once per test session, for whichever
 test needs it first. If a tool is missing the tests fail (they are never
 skipped): run ``make test``, which sets everything up first.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +30,9 @@ from wmsgate.devstack import LocalStack, Ports, StackSettings
 from wmsgate.pgcluster import LocalPostgres
 from wmsgate.tools import REPO
 
-PG_PORT = 15432  # PostgreSQL's default port + 10000, like the stack's
+#: Added to every default port (Keycloak 8180 -> 18180...); the checkout's state folder is its own.
+PORT_OFFSET = int(os.environ.get("WMSGATE_TEST_PORT_OFFSET", "10000"))
+PG_PORT = 5432 + PORT_OFFSET  # PostgreSQL's default port + the offset, like the stack's
 _DATABASES = itertools.count(1)
 
 
@@ -62,7 +66,7 @@ class _AlertSinkPorts:
 
 
 #: Where the test stack's alerting service delivers (the alerting port + 1 and + 2).
-ALERT_SINKS = _AlertSinkPorts(Ports.offset(10000).alerting + 1, Ports.offset(10000).alerting + 2)
+ALERT_SINKS = _AlertSinkPorts(Ports.offset(PORT_OFFSET).alerting + 1, Ports.offset(PORT_OFFSET).alerting + 2)
 ALERT_WEBHOOK_SECRET = "test-alert-webhook-secret"
 
 
@@ -98,11 +102,12 @@ def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
     settings = StackSettings(
         policy_dir=STATE / "policy",
         state=STATE,
-        ports=Ports.offset(10000),
+        ports=Ports.offset(PORT_OFFSET),
         fresh=True,
         proxy_overrides={
             "oidc.leeway_seconds": 1,
             "grants.sweep_seconds": 2,
+            "access_reviews.sweep_seconds": 1,
             "audit.checkpoint_every_seconds": 1,
             "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
             # every decision of the suite is made in-process and checked against OPA's (the differential test)

@@ -208,3 +208,36 @@ def report(resp: httpx.Response, gateway: str, wait: bool, timeout: float) -> in
     if "WWW-Authenticate" in resp.headers:
         print(f"  {resp.headers['WWW-Authenticate']}\n  run `wmsgate login --mfa` first", file=sys.stderr)
     return 1
+
+
+def _when(ms: int | None) -> str:
+    """A last-use time for people (UTC, to the minute), or 从未 / never."""
+    if ms is None:
+        return "从未 never"
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ms / 1000)) + "Z"
+
+
+def unused(gateway: str, days: int, user: str | None, as_json: bool) -> int:
+    """Print what people hold but did not use in the last ``days`` days (``GET /_gateway/access/usage``).
+
+    Returns:
+        0 when answered (whatever it found), 1 when refused.
+    """
+    params: dict[str, str | int] = {"days": days, "unused": 1}
+    if user:
+        params["user"] = user
+    resp = httpx.get(f"{gateway}/_gateway/access/usage", params=params, timeout=120,
+                     headers={"Authorization": f"Bearer {current_token()}"})
+    if resp.status_code != 200:
+        return report(resp, gateway, False, 0)
+    doc = resp.json()
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+        return 0
+    print(f"近 {days} 天未使用的权限 / held but not used in the last {days} days:")
+    for person in doc["people"]:
+        print(f"{person['username']}  (最近使用 last used: {_when(person['last_used_ms'])})")
+        for item in person["unused"]:
+            print(f"  {item['kind']:<10} {item['name']}")
+    print(f"({len(doc['people'])} 人 / people)")
+    return 0

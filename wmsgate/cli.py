@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from authorizer import timeparse
-from wmsgate import init_cli, rollout_cli
+from wmsgate import init_cli, review_cli, rollout_cli
 from wmsgate.tools import REPO
 
 DEMO_USERS = ("picker.hf", "reviewer.hf", "packer.hf", "keeper.hf", "keeper.sh", "keeper.sz", "supervisor",
@@ -293,11 +293,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Check the hash chain and the signed checkpoints; name the first problems; exit 1 if any."""
     from authorizer.audit import AuditStore
     from authorizer.audit.chain import load_public_key
+    from authorizer.audit.witness import DirectoryWitness
     from authorizer.config import ConfigError, load_config
 
     url, key_path = args.db, Path(args.public_key) if args.public_key else None
     archive_dir = Path(args.archive_dir) if args.archive_dir else None
-    if url is None or key_path is None:
+    witness_dir = Path(args.witness) if args.witness else None
+    if url is None or key_path is None or args.witness == "":
         try:
             config = load_config(Path(args.config), need_secrets=False)
         except ConfigError as exc:
@@ -305,6 +307,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             return 2
         url = url or config.audit.url
         archive_dir = archive_dir or config.audit.archive_dir
+        if args.witness == "":
+            if config.audit.witness_dir is None:
+                print("wmsgate: --witness: no audit.witness_dir in the config; pass --witness DIR", file=sys.stderr)
+                return 2
+            witness_dir = config.audit.witness_dir
         if key_path is None and config.audit.signing_key_file is not None:
             pub = config.audit.signing_key_file.with_suffix(".pub")
             key_path = pub if pub.exists() else config.audit.signing_key_file
@@ -317,7 +324,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         store = AuditStore(url)
         try:
             since_seq = await store.first_seq_since(args.since) if args.since else None
-            return await store.verify(public_key, since_seq, archive_dir)
+            witness = DirectoryWitness(witness_dir) if witness_dir is not None else None
+            return await store.verify(public_key, since_seq, archive_dir, witness)
         finally:
             await store.close()
 
@@ -523,6 +531,13 @@ def cmd_policy_who_can(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_policy_replay(args: argparse.Namespace) -> int:
+    """``wmsgate policy replay`` (:func:`wmsgate.replay_cli.cmd_policy_replay`)."""
+    from wmsgate import replay_cli
+
+    return replay_cli.cmd_policy_replay(args)
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     """Log in through the browser (loopback redirect) and keep the token for `wmsgate access`."""
     from wmsgate import access_cli
@@ -542,6 +557,10 @@ def cmd_access(args: argparse.Namespace) -> int:
 
     gateway = access_cli.gateway_url(args.gateway)
     try:
+        if args.access_command == "review":
+            return review_cli.run(args)
+        if args.access_command == "unused":
+            return access_cli.unused(gateway, args.days, args.user, args.json)
         if args.access_command == "offboard":
             resp = access_cli.call(gateway, "/_gateway/access/offboard",
                                    {"username": args.username, "reason": args.reason})
@@ -643,6 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-key", default=None, help="Ed25519 public key (PEM) of the checkpoints")
     p.add_argument("--since", type=parse_time, help="verify from this time (30m, 1h, 2d or ISO)")
     p.add_argument("--archive-dir", default=None, help="also check the archived segment files in this folder")
+    p.add_argument("--witness", nargs="?", const="", default=None, metavar="DIR",
+                   help="also require every checkpoint the audit witness holds (this folder, or the config's "
+                        "audit.witness_dir) to match the trail: catches deleted tail records and rollbacks")
     p.set_defaults(func=cmd_audit_verify)
 
     p = audit.add_parser("archive", help="archive old records to verified files, remove them behind signed markers")
@@ -776,6 +798,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order-type", dest="order_type")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_policy_who_can)
+    p = policy.add_parser("replay", help="re-decide recorded requests under a draft policy: what flips or widens?")
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--bundle", required=True, help="the draft: a deployment's policy folder or a Wasm bundle")
+    p.add_argument("--baseline", help="compare with this folder or bundle instead of the live bundle")
+    p.add_argument("--since", type=parse_time, default=parse_time("7d"),
+                   help="replay records since (7d by default; 12h, 30m or ISO)")
+    p.add_argument("--until", type=parse_time)
+    p.add_argument("--user", help="only this person's records (username or id)")
+    p.add_argument("--role", help="only records of people who had this role")
+    p.add_argument("--module", help="only records of this module")
+    p.add_argument("--db", help="SQLAlchemy URL of the audit store (instead of the config's)")
+    p.add_argument("--max-changes", type=int, help="exit 1 when more records than this would change")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_policy_replay)
 
     p = sub.add_parser("login", help="log in through the browser; `wmsgate access` then acts as you")
     p.add_argument("--issuer", default="http://127.0.0.1:8180/realms/wms")
@@ -803,11 +839,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = access_sub.add_parser("bulk-grant", help="temporary grants from a CSV file; needs a second admin")
     p.add_argument("file", type=Path, help="UTF-8 CSV: username,display_name,role,warehouses,channels,order_types,"
                                            "valid_from,valid_until (several values with |, ISO 8601 times)")
+    p = access_sub.add_parser("unused", help="roles, permissions, scope values and grants people hold but did not "
+                                             "use (from the audit trail)")
+    p.add_argument("--days", type=int, default=30, help="the window (1-400 days back from now)")
+    p.add_argument("--user", help="only this person")
+    p.add_argument("--json", action="store_true")
     for p in access_sub.choices.values():
         p.add_argument("--gateway", help="gateway URL (default $WMSGATE_URL or http://127.0.0.1:8080)")
         p.add_argument("--wait", action="store_true", help="wait for the approval's outcome")
         p.add_argument("--timeout", type=float, default=3600, help="seconds to wait with --wait")
         p.set_defaults(func=cmd_access)
+    review_cli.add_parser(access_sub).set_defaults(func=cmd_access)
 
     alerts = sub.add_parser("alerts", help="security alerts (through the gateway)")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)

@@ -363,6 +363,8 @@ class LocalStack(ProcessGroup):
             generate_key(key)
         data["audit"]["signing_key_file"] = str(key)
         data["audit"]["spool_file"] = str(s.state / "audit-spool.jsonl")
+        # a real deployment puts the witness out of the database's reach (another disk or host)
+        data["audit"]["witness_dir"] = str(s.state / "audit-witness")
         data["route_map"] = str(REPO / "config" / "routes.yaml")
         data["keycloak_admin"]["client_secret"] = demo_overlay()["access_admin_client_secret"]
         data["sso"]["client_secret"] = demo_overlay()["gateway_client_secret"]

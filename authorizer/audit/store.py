@@ -40,6 +40,7 @@ from authorizer.audit.chain import (
     signature_valid,
 )
 from authorizer.audit.record import AuditRecord
+from authorizer.audit.witness import ChainExtent, Witness, read_witness, witness_problems
 from authorizer.db import create_schema, make_engine, metadata
 
 audit_records = Table(
@@ -264,11 +265,13 @@ class AuditStore:
         return int(head.seq), str(head.hash)
 
     async def verify(self, public_key: Any, since_seq: int | None = None,
-                     archive_dir: Path | None = None) -> Verification:
+                     archive_dir: Path | None = None, witness: Witness | None = None) -> Verification:
         """Walk the chain (from ``since_seq``, trusting the link to the record before it) and
         check every checkpoint and archive marker. Archived segments must be signed and
         join each other and the first remaining record; with ``archive_dir`` their files
-        must also be present and unchanged.
+        must also be present and unchanged. With ``witness``, every checkpoint the witness
+        holds must match the trail (:func:`authorizer.audit.witness.witness_problems`):
+        this catches deleted tail records and rollbacks that the chain alone cannot.
 
         Returns:
             What was found; :attr:`Verification.ok` is False when anything was altered,
@@ -328,6 +331,11 @@ class AuditStore:
                                         f"{head[0] if head else 'nothing'}"))
             elif first_seq is None or cp.seq >= first_seq:
                 problems.append(Problem("link_broken", cp.seq, "", "a record a checkpoint vouches for was removed"))
+        if witness is not None:
+            entries, unreadable = await asyncio.to_thread(read_witness, witness)
+            problems.extend(unreadable)
+            problems.extend(witness_problems(entries, public_key, hashes, ChainExtent(
+                head[0] if head else None, archived_to, since_seq)))
         return Verification(count, len(checkpoints), head[0] if head else None, head[1] if head else None, problems)
 
     async def search(self, q: AuditQuery) -> list[dict[str, Any]]:
@@ -376,6 +384,14 @@ class AuditStore:
             row = (await conn.execute(select(audit_records).where(audit_records.c.decision_id == decision_id)
                                       )).mappings().first()
         return dict(row) if row else None
+
+    async def checkpoints_after(self, seq: int) -> list[dict[str, Any]]:
+        """The signed checkpoints with a sequence number above ``seq``, oldest first
+        (``seq, hash, at_ms, key_id, signature``)."""
+        cp = audit_checkpoints.c
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(audit_checkpoints).where(cp.seq > seq).order_by(cp.seq))).mappings()
+            return [dict(row) for row in rows]
 
     async def latest_checkpoint(self) -> dict[str, Any] | None:
         """The newest signed checkpoint (``seq, hash, at_ms, key_id, signature``), or None."""

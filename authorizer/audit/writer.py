@@ -12,6 +12,7 @@ from typing import Any
 from authorizer.audit.record import AuditRecord
 from authorizer.audit.spool import Spool, SpoolFull
 from authorizer.audit.store import AuditStore
+from authorizer.audit.witness import WitnessPublisher
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,14 @@ class AuditWriter:
         settings: batching, bounds and checkpoint cadence (:class:`WriterSettings`).
         spool: where records wait while the database is down (None: memory only, for tests and tools).
         signing_key: Ed25519 private key that signs checkpoints (None: no checkpoints).
+        witness: copies each new checkpoint to the audit witness (None: no witness).
     """
 
     def __init__(self, store: AuditStore, settings: WriterSettings | None = None, spool: Spool | None = None,
-                 signing_key: Any = None) -> None:
+                 signing_key: Any = None, witness: WitnessPublisher | None = None) -> None:
         settings = settings or WriterSettings()
         self._signing_key = signing_key
+        self.witness = witness
         self._cp_records = settings.checkpoint_every_records
         self._cp_seconds = settings.checkpoint_every_seconds
         self._since_checkpoint = 0
@@ -215,6 +218,8 @@ class AuditWriter:
         self._queue.clear()
 
     async def _maybe_checkpoint(self, force: bool = False) -> None:
+        if self.witness is not None and self.witness.retry_due():
+            await self.witness.sync()
         if self._signing_key is None or self._since_checkpoint == 0:
             return
         due = self._since_checkpoint >= self._cp_records or time.monotonic() - self._last_checkpoint >= self._cp_seconds
@@ -227,6 +232,8 @@ class AuditWriter:
             return
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
+        if self.witness is not None:
+            await self.witness.sync()
 
     async def close(self, attempts: int = 10) -> None:
         """Stop the loop and flush the remainder, retrying a few times; what the

@@ -133,6 +133,23 @@ def read_bundle(tarball: bytes) -> BundleMembers:
     return BundleMembers(manifest, members["policy.wasm"], data, sources)
 
 
+def instantiate(bundle: BundleMembers, engine: wasmtime.Engine | None = None) -> WasmPolicy:
+    """The bundle's module instantiated with its data (and ``data.system.bundles`` as OPA
+    would have it: the policy reads its revision from there).
+
+    Raises:
+        BundleRejected: the module cannot be instantiated (a trap, a missing export, an
+            unsupported host built-in).
+    """
+    data = {**bundle.data, "system": {"bundles": {BUNDLE_NAME: {"manifest": bundle.manifest}}}}
+    try:
+        return WasmPolicy(bundle.wasm, data, engine)
+    except WasmPolicyError as exc:
+        raise BundleRejected(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a trap, a missing export...: this module is not usable
+        raise BundleRejected(f"policy.wasm cannot be used: {exc!r}") from None
+
+
 def load_bundle(tarball: bytes, signature: str | None, key: RSAKey, entrypoint: str,
                 engine: wasmtime.Engine) -> LoadedBundle:
     """Verify and instantiate a signed Wasm bundle.
@@ -147,13 +164,7 @@ def load_bundle(tarball: bytes, signature: str | None, key: RSAKey, entrypoint: 
     if bundle.manifest.get("revision") != signed.revision:
         raise BundleRejected(f"the manifest's revision {bundle.manifest.get('revision')!r} is not the signed "
                              f"{signed.revision!r}")
-    data = {**bundle.data, "system": {"bundles": {BUNDLE_NAME: {"manifest": bundle.manifest}}}}
-    try:
-        policy = WasmPolicy(bundle.wasm, data, engine)
-    except WasmPolicyError as exc:
-        raise BundleRejected(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - a trap, a missing export...: this module is not usable
-        raise BundleRejected(f"policy.wasm cannot be used: {exc!r}") from None
+    policy = instantiate(bundle, engine)
     if entrypoint not in policy.entrypoints:
         raise BundleRejected(f"the bundle has no entrypoint {entrypoint} (it has {', '.join(policy.entrypoints)})")
     cacheable = proof_holds(bundle.sources)
@@ -162,6 +173,26 @@ def load_bundle(tarball: bytes, signature: str | None, key: RSAKey, entrypoint: 
                     "cache's proof does not cover it (%s); decisions of this bundle are not cached",
                     signed.revision, sorted(clock_readers(bundle.sources) - PROVEN_READERS)[:3])
     return LoadedBundle(signed.revision, policy, time.time(), signed.issued_at, cacheable)
+
+
+def evaluate_decision(policy: WasmPolicy, entrypoint: str, policy_input: dict[str, Any]) -> tuple[Decision, Any]:
+    """Evaluate ``entrypoint`` of ``policy`` for ``policy_input``.
+
+    Returns:
+        The decision (:func:`~authorizer.authz.pdp.parse_decision`: anything unexpected is a
+        deny) and the document's ``high_risk`` as the policy wrote it.
+
+    Raises:
+        WasmPolicyError: the evaluation failed (a trap, an abort, a built-in error).
+    """
+    try:
+        encoded = orjson.dumps(policy_input)
+    except TypeError:  # an integer beyond 64 bits (orjson's limit): the standard library's encoder
+        encoded = json.dumps(policy_input, ensure_ascii=False).encode("utf-8")
+    raw = policy.evaluate(entrypoint, encoded)
+    results = json.loads(raw)  # the standard library's: OPA may answer integers beyond 64 bits
+    result = results[0].get("result") if isinstance(results, list) and results else None
+    return parse_decision(result), result.get("high_risk") if isinstance(result, dict) else None
 
 
 @dataclass
@@ -326,17 +357,10 @@ class InProcessPdp:
     def _evaluate(self, bundle: LoadedBundle, policy_input: dict[str, Any]) -> tuple[Decision, Any]:
         """The decision and the document's ``high_risk`` as the policy wrote it."""
         try:
-            encoded = orjson.dumps(policy_input)
-        except TypeError:  # an integer beyond 64 bits (orjson's limit): the standard library's encoder
-            encoded = json.dumps(policy_input, ensure_ascii=False).encode("utf-8")
-        try:
-            raw = bundle.policy.evaluate(self._settings.entrypoint, encoded)
+            return evaluate_decision(bundle.policy, self._settings.entrypoint, policy_input)
         except WasmPolicyError as exc:
             log.error("in-process policy evaluation failed: %s", exc)
             raise PdpUnavailable(str(exc)) from None
-        results = json.loads(raw)  # the standard library's: OPA may answer integers beyond 64 bits
-        result = results[0].get("result") if isinstance(results, list) and results else None
-        return parse_decision(result), result.get("high_risk") if isinstance(result, dict) else None
 
     async def _compare(self, policy_input: dict[str, Any], decision: Decision) -> None:
         assert self._reference is not None

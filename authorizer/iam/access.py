@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +156,15 @@ class AccessService:
             raise AccessError("identity_provider_error", detail=exc) from exc
         return sorted(people, key=lambda p: p["username"])
 
+    async def active_grants(self) -> dict[str, list[dict[str, Any]]]:
+        """Every temporary grant not yet ended, by user id (empty without a grant store)."""
+        if self._grants is None:
+            return {}
+        by_user: dict[str, list[dict[str, Any]]] = {}
+        for grant in await self._grants.active(int(time.time())):
+            by_user.setdefault(str(grant["user_id"]), []).append(grant)
+        return by_user
+
     async def wms_roles_of(self, user_id: str) -> list[str]:
         """The WMS realm roles mapped directly to the user."""
         roles = await self._kc().a_get_realm_roles_of_user(user_id)
@@ -196,6 +206,37 @@ class AccessService:
             report.steps.append("offline tokens revoked")
         except KeycloakError as exc:
             report.steps.append(f"Keycloak failed part-way: {exc}; tokens stay revoked")
+            raise AccessError("identity_provider_error_partial", detail=exc) from exc
+        return report
+
+    async def narrow(self, username: str, roles: list[str], scope: Mapping[str, list[str]], reason: str,
+                     actor: str) -> ChangeReport:
+        """Take ``roles`` and the ``scope`` values (dimension -> values) away from ``username`` and
+        refuse tokens issued before (a narrowing change: access reviews, immediate). Roles and
+        values the person no longer holds are skipped, so repeating it is harmless.
+
+        Raises:
+            AccessError: unknown user (404), or Keycloak failed part-way (502; tokens stay revoked).
+        """
+        user = await self.user(username)
+        report = ChangeReport(username, user["id"])
+        await self._revoke(report, f"narrowed: {reason}", actor)
+        kc = self._kc()
+        try:
+            current = [r for r in await kc.a_get_realm_roles_of_user(user["id"])
+                       if _is_wms_role(r["name"], self._s.realm)]
+            removed = [r for r in current if r["name"] in roles]
+            if removed:
+                await kc.a_delete_realm_roles_of_user(user["id"], removed)
+            report.steps.append(f"roles removed: {', '.join(sorted(r['name'] for r in removed)) or '-'}")
+            if any(scope.values()):
+                attributes = dict(user.get("attributes") or {})
+                for dim, values in scope.items():
+                    key = f"wms_{dim}"
+                    attributes[key] = [v for v in attributes.get(key, []) if v not in values]
+                await kc.a_update_user(user["id"], {"attributes": attributes})
+                report.steps.append("scope removed: " + "; ".join(f"{d}={','.join(v)}" for d, v in scope.items() if v))
+        except KeycloakError as exc:
             raise AccessError("identity_provider_error_partial", detail=exc) from exc
         return report
 

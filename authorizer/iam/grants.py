@@ -162,6 +162,13 @@ class GrantStore:
                                                                 grants.c.valid_until_s > now_s)))
             return [dict(r) for r in rows.mappings()]
 
+    async def active(self, now_s: int) -> list[dict[str, Any]]:
+        """Every grant whose window has not ended (``now_s``: epoch seconds), for usage reviews."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(grants).where(and_(grants.c.swept_ms.is_(None),
+                                                                grants.c.valid_until_s > now_s)))
+            return [dict(r) for r in rows.mappings()]
+
     async def claim(self, grant_id: str, stale_after_ms: int = 120_000) -> bool:
         """Take a grant to end it: True for exactly one of several proxy processes sweeping at
         once. A claim older than ``stale_after_ms`` (its process died) can be taken again."""

@@ -1,6 +1,8 @@
 """The JSON management API's handlers for access changes, the audit trail and alerts.
 
 ``POST /_gateway/access/{offboard|set-roles|bulk-grant|revoke-grant}``  see :mod:`proxy.management.access`
+``GET  /_gateway/access/usage``                                          see :mod:`proxy.management.access_usage`
+``GET|POST /_gateway/access/reviews[/{id}[/items/{n}|close|result]]``    see :mod:`proxy.management.reviews`
 ``GET  /_gateway/audit/{records|export}``                                see :mod:`proxy.management.audit`
 ``GET|POST /_gateway/alerts[/{id}[/acknowledge|resolve]]``               see :mod:`proxy.management.alerts`
 
@@ -20,8 +22,10 @@ from authorizer.authz.attributes import Resource
 from authorizer.authz.routes import Route
 from proxy.lifecycle import API, endpoint, sub_path
 from proxy.management import access as access_api
+from proxy.management import access_usage as usage_api
 from proxy.management import alerts as alerts_api
 from proxy.management import audit as audit_api
+from proxy.management import reviews as reviews_api
 from proxy.pipeline import authenticated, decide_or_refuse, hold, read_body
 from proxy.responses import refusal
 
@@ -77,6 +81,45 @@ def _audit_read(route: Route) -> Handler:
     return handler
 
 
+@endpoint(API)
+async def _access_usage(request: web.Request) -> web.StreamResponse:
+    """What people hold and when they last used it (module iam, verb view): decided like any request."""
+    ctx, _ = await authenticated(request)
+    route = usage_api.USAGE
+    ctx.classify(route)
+    query = usage_api.parse_query(request.query)
+    resource = Resource(kind="list") if query.user is None else Resource(kind="item", id=query.user)
+    decision, _ = await decide_or_refuse(ctx, route, resource)
+    if decision.obligations.approval is not None:
+        raise audit_api.approval_not_supported()
+    if ctx.gw.access is None:
+        raise refusal("access_management_unavailable")
+    report = await usage_api.usage_report(ctx.gw, ctx.gw.access, query)
+    ctx.record.detail["usage"] = {"days": query.days, "people": len(report["people"])}
+    return web.json_response({**report, "decision_id": ctx.record.decision_id},
+                             headers={"Cache-Control": "no-store"})
+
+
+def _review_call(route: Route) -> Handler:
+    @endpoint(API)
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """An access review call (module iam): decided like any request, then carried out."""
+        ctx, _ = await authenticated(request)
+        ctx.classify(route)
+        body = (await read_body(request, ctx.gw))[1] if route.needs_body else None
+        review_id = request.match_info.get("review_id")
+        resource = Resource(kind="list") if review_id is None else Resource(kind="item", id=review_id)
+        decision, _ = await decide_or_refuse(ctx, route, resource, body)
+        if decision.obligations.approval is not None:
+            raise refusal("reviews_approval_not_supported")
+        assert ctx.principal is not None
+        doc, detail = await reviews_api.respond(ctx.gw, route, request.match_info, body, ctx.principal.username)
+        ctx.record.detail.update(detail)
+        return web.json_response({**doc, "decision_id": ctx.record.decision_id}, headers={"Cache-Control": "no-store"})
+
+    return handler
+
+
 def _alerts_call(route: Route) -> Handler:
     @endpoint(API)
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -104,6 +147,9 @@ def add_routes(app: web.Application) -> None:
     """Register the handlers on the gateway's ``/_gateway`` sub-application ``app``."""
     for route in access_api.ROUTES.values():
         app.router.add_post(sub_path(route.template), _access_change(route))
+    app.router.add_get(sub_path(usage_api.USAGE.template), _access_usage)
+    for route in reviews_api.ROUTES:
+        app.router.add_route(route.method, sub_path(route.template), _review_call(route))
     for route in audit_api.ROUTES.values():
         app.router.add_get(sub_path(route.template), _audit_read(route))
     for route in (alerts_api.LIST, alerts_api.ITEM, alerts_api.ACKNOWLEDGE, alerts_api.RESOLVE):

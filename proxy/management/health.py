@@ -130,6 +130,9 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
             if checks["audit"]["spooled"]:
                 warnings.append(f"{checks['audit']['spooled']} audit records wait in the spool "
                                 "(the audit database is unavailable)")
+            if writer.witness is not None and writer.witness.last_error is not None:
+                warnings.append(f"the audit witness {writer.witness.witness.describe()} is not updated "
+                                f"({writer.witness.last_error[:200]}); checkpoints are kept and copied when it is back")
         failing = [name for name, c in checks.items() if not c["ok"]]
         if policy.get("rejected_edit"):
             warnings.append(f"policy edit {policy['rejected_edit']['revision']} was rejected; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,10 +14,11 @@ from tests.support.stack import Stack
 from wmsgate.tools import REPO
 
 
-def _verify(stack: Stack, url: str) -> subprocess.CompletedProcess[str]:
+def _verify(stack: Stack, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
     public_key = stack.stack.settings.state / "audit-signing-key.pub"
     return subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "verify", "--db", url,
-                           "--public-key", str(public_key)], cwd=REPO, capture_output=True, text=True, timeout=120)
+                           "--public-key", str(public_key), *extra], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
 
 
 def _traffic(stack: Stack, n: int) -> None:
@@ -61,6 +63,29 @@ def test_case_2_removed_records_in_the_middle_and_at_the_end_are_reported(stack:
     assert out.returncode == 1
     assert f"LINK_BROKEN    seq={middle + 1}" in out.stdout
     assert f"TRUNCATED      seq={head}" in out.stdout
+
+
+def test_the_witness_catches_the_last_100_rows_and_the_newest_checkpoint_deleted(stack: Stack,
+                                                                                  tmp_path: Path) -> None:
+    """Issue 17: the proxy copies every checkpoint to the witness folder; deleting the newest
+    records together with the checkpoints that vouch for them leaves a chain that verifies,
+    but not against the witness."""
+    _traffic(stack, 130)
+    time.sleep(1.5)  # the checkpoint of the newest records is signed and witnessed
+    witness = tmp_path / "witness"
+    shutil.copytree(stack.stack.settings.state / "audit-witness", witness)  # before the snapshot: never newer
+    url = stack.audit.snapshot()
+    newest = max(int(f.stem.split("-")[1]) for f in witness.glob("checkpoint-*.json"))
+    untouched = _verify(stack, url, "--witness", str(witness))
+    assert untouched.returncode == 0, untouched.stdout + untouched.stderr
+    stack.audit.sql("DELETE FROM audit_records WHERE seq > :s", {"s": newest - 100}, url=url)
+    stack.audit.sql("DELETE FROM audit_checkpoints WHERE seq > :s", {"s": newest - 100}, url=url)
+    chain_only = _verify(stack, url)
+    assert chain_only.returncode == 0, "the chain alone cannot see a cut tail: " + chain_only.stdout
+    out = _verify(stack, url, "--witness", str(witness))
+    assert out.returncode == 1, out.stdout
+    assert f"ROLLED_BACK    seq={newest}" in out.stdout
+    assert f"the trail ends at {newest - 100}" in out.stdout
 
 
 def test_case_4_kill_9_right_after_a_high_risk_answer_loses_no_record(stack: Stack) -> None:

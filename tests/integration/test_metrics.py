@@ -39,6 +39,9 @@ def test_requests_decisions_and_the_bundle_are_counted_on_the_management_port(st
     assert re.search(r"^wmsgate_revocation_refresh_age_seconds [0-9.e+-]+$", after, re.M)
     age = float(re.search(r"^wmsgate_revocation_refresh_age_seconds ([0-9.e+-]+)$", after, re.M).group(1))
     assert age < 5  # the stack refreshes revocations every 0.5 s
+    # the test stack writes an audit witness; nothing is stuck on its way there
+    assert re.search(r"^wmsgate_audit_witness_lag_checkpoints 0\.0$", after, re.M)
+    assert re.search(r"^wmsgate_audit_witness_failures 0\.0$", after, re.M)
 
 
 def test_the_public_listener_does_not_serve_metrics(stack: Stack) -> None:

@@ -47,6 +47,9 @@ def test_audit_spool_and_retention_settings(monkeypatch: pytest.MonkeyPatch) -> 
                                                           "audit.archive_dir": "${WMSGATE_STATE}/archive"})
     assert cfg.audit.spool_file == REPO / ".state" / "audit-spool.jsonl"
     assert cfg.audit.retention_days == 400 and cfg.audit.archive_dir == Path("/tmp/wmsgate-state/archive")
+    assert cfg.audit.witness_dir is None
+    witnessed = load_config(REPO / "config" / "gateway.yaml", {"audit.witness_dir": "${WMSGATE_STATE}/witness"})
+    assert witnessed.audit.witness_dir == Path("/tmp/wmsgate-state/witness")
 
 
 def test_retention_without_an_archive_folder_or_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,6 +170,8 @@ GATEWAY = REPO / "config" / "gateway.yaml"
 @pytest.mark.parametrize("overrides, where", [
     ({"audit.retention_days": 30}, r"gateway.yaml:\d+: audit: retention_days needs archive_dir"),
     ({"audit.spool_max_bytes": 0}, r"gateway.yaml:\d+: audit.spool_max_bytes: Input should be greater than 0"),
+    ({"audit.witness_dir": "/mnt/witness", "audit.signing_key_file": None},
+     r"gateway.yaml:\d+: audit: witness_dir needs signing_key_file"),
     ({"upstream.credentials": [{"header": "X-T"}]}, r"upstream.credentials.0: needs exactly one of"),
     ({"upstream.credentials": [{"header": "X-T", "file": "x", "format": "Token"}]},
      r"upstream.credentials.0.format: must contain \{secret\}"),

@@ -60,6 +60,16 @@ PAGES = {
                    "title_zh": EVIL, "title_en": "t", "rule": "multi_device_login", "count": 3,
                    "status_text": Text("未处理", "Open"), "who": None, "note": None,
                    "moves": [("acknowledge", "确认处理", "Acknowledge")]}]},
+    "reviews": {"unreviewed": "revoke", "csrf": "tok", "campaigns": [{
+        "review_id": "c" * 32, "title": EVIL, "warehouse": "HF", "role": None, "status": "open",
+        "deadline_ms": 1764400000000, "created_by": "admin1"}]},
+    "review": {"done": Text("已记录复核决定", "Decision recorded"), "csrf": "tok", "review": {
+        "review_id": "c" * 32, "title": EVIL, "warehouse": None, "role": "picker", "status": "open",
+        "deadline_ms": 1764400000000, "window_days": 90, "unreviewed": "revoke", "items": [
+            {"item_id": 1, "username": "picker.hf", "kind": "role", "name": "picker", "last_used_ms": None,
+             "decision": None, "decided_by": None, "note": None, "outcome": None},
+            {"item_id": 2, "username": EVIL, "kind": "scope", "name": "warehouse=HF", "last_used_ms": 1764400000000,
+             "decision": "keep", "decided_by": "admin1", "note": EVIL, "outcome": None}]}},
 }
 
 
@@ -70,10 +80,12 @@ def test_every_console_page_renders_escaped_and_bilingual(template: str) -> None
     assert response.status == 200 and html.startswith("<!doctype html>")
     assert "标题" in html and "Title" in html and "admin1" in html
     assert "<script>" not in html  # what people and the WMS typed is escaped
-    if template in ("approvals", "people", "alerts"):
+    if template in ("approvals", "people", "alerts", "reviews", "review"):
         assert 'name="_csrf" value="tok"' in html
     if template == "why":
         assert "<code>out_of_scope</code>" in html
+    if template == "review":
+        assert html.count("/items/1/keep") == 1 and html.count("/items/2/revoke") == 1 and "/close" in html
 
 
 def test_english_first_when_asked() -> None:

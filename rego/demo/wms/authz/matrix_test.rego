@@ -20,7 +20,7 @@ may := {
 	"channel_ops": ["orders:view", "reports.fulfillment:view", "reports.sales:view"],
 	"finance": ["reports.finance:view", "order_amounts:view", "reports.sales:view", "reports.sales:export"],
 	"sysadmin": [
-		"portal:view", "iam:view", "iam:create", "iam:update", "iam:delete", "iam:approve", "audit:view",
+		"portal:view", "iam:view", "iam:create", "iam:update", "iam:delete", "iam:approve", "iam:review", "audit:view",
 		"audit:export", "alerts:view", "alerts:update",
 	],
 }
@@ -38,7 +38,7 @@ must_not := {
 	],
 	"warehouse_keeper": [
 		"order_amounts:update", "order_amounts:view", "customers:update", "customers:view",
-		"reports.sales:view", "reports.finance:view", "inventory:approve", "batches:approve", "iam:update",
+		"reports.sales:view", "reports.finance:view", "inventory:approve", "batches:approve", "iam:update", "iam:review",
 	],
 	"ops_supervisor": [
 		"orders:pick", "orders:scan", "reviews:review", "orders:pack", "orders:ship",

@@ -1,0 +1,203 @@
+"""Running access review campaigns: start one from people's access and usage, close it by
+carrying out the revocations, and sign the result (:mod:`authorizer.iam.reviews` stores them).
+
+The signed result is a JSON document (sorted keys, UTF-8) with the campaign, every item's
+decision (who decided, when, or ``unreviewed``), the effective decision and what closing did;
+its Ed25519 signature uses the audit trail's key, so ``wmsgate access review verify`` checks
+an exported result with the same public key as ``wmsgate audit verify``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from authorizer.audit.chain import key_id, message_signature_valid, sign_message
+from authorizer.iam.access import AccessError, AccessService
+from authorizer.iam.reviews import CLOSED, CLOSING, KEEP, REVOKE, Campaign, Item, ReviewConflict, ReviewStore
+
+log = logging.getLogger(__name__)
+#: Who closes a campaign at its deadline (audit records, the result's ``closed_by``).
+DEADLINE_ACTOR = "wmsgate-review-deadline"
+
+
+def in_campaign(person: Mapping[str, Any], campaign: Campaign) -> bool:
+    """Whether ``person`` (:func:`authorizer.iam.usage.person_usage` shape plus ``grants``) is reviewed:
+    their warehouse scope (or a grant's) covers the campaign's warehouse, or they hold its role."""
+    if campaign.role is not None:
+        return any(r["role"] == campaign.role for r in person["roles"]) or any(
+            g["role"] == campaign.role for g in person["grants"])
+    values = {s["value"] for s in person["scope"] if s["dimension"] == "warehouse"}
+    grant_values = {v for g in person["grants"] for v in (g.get("scope") or {}).get("warehouse", [])}
+    return bool({campaign.warehouse, "*"} & (values | grant_values))
+
+
+def campaign_items(people: Iterable[Mapping[str, Any]], campaign: Campaign) -> list[Item]:
+    """What reviewers decide on: for a warehouse campaign every role, scope value and grant of each
+    person in it; for a role campaign that role and the grants of it."""
+    items: list[Item] = []
+    for person in people:
+        if not person.get("enabled", True) or not in_campaign(person, campaign):
+            continue
+        who = (str(person["username"]), str(person["user_id"]))
+        for role in person["roles"]:
+            if campaign.role is None or role["role"] == campaign.role:
+                items.append(Item(*who, "role", role["role"], role["last_used_ms"],
+                                  {"permissions": role["permissions"]}))
+        if campaign.role is None:
+            items.extend(Item(*who, "scope", f"{s['dimension']}={s['value']}", s["last_used_ms"], {})
+                         for s in person["scope"])
+        for grant in person["grants"]:
+            if campaign.role is None or grant["role"] == campaign.role:
+                items.append(Item(*who, "grant", str(grant["grant_id"]), grant["last_used_ms"],
+                                  {"role": grant["role"], "valid_from_s": grant["valid_from_s"],
+                                   "valid_until_s": grant["valid_until_s"]}))
+    return items
+
+
+def effective(item: Mapping[str, Any], unreviewed: str) -> str:
+    """The decision closing applies: the reviewer's, else the campaign's ``unreviewed`` choice."""
+    return str(item["decision"] or unreviewed)
+
+
+@dataclass
+class _Plan:
+    """One person's revocations: roles and scope values (one narrowing change) and grants."""
+
+    roles: set[str] = field(default_factory=set)
+    scope: dict[str, set[str]] = field(default_factory=dict)
+    grants: list[tuple[int, str]] = field(default_factory=list)
+    items: list[int] = field(default_factory=list)
+
+
+def result_bytes(result: Mapping[str, Any]) -> bytes:
+    """What a result's signature covers: the document as sorted, compact JSON (UTF-8)."""
+    return json.dumps(result, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def result_signature_valid(public_key: Any, document: Mapping[str, Any]) -> bool:
+    """Whether an exported result (``{"result", "signature", "key_id"}``) is signed by ``public_key``."""
+    result, signature = document.get("result"), document.get("signature")
+    if not isinstance(result, dict) or not isinstance(signature, str):
+        return False
+    return message_signature_valid(public_key, result_bytes(result), signature)
+
+
+class ReviewService:
+    """Closes campaigns: revokes what was decided (or left) for revocation, then signs the result.
+
+    Args:
+        store: the campaigns.
+        access: carries out revocations in Keycloak (tokens issued before are refused).
+        signing_key: the audit trail's Ed25519 private key (results are signed with it).
+    """
+
+    def __init__(self, store: ReviewStore, access: AccessService, signing_key: Any) -> None:
+        self.store = store
+        self._access = access
+        self._key = signing_key
+
+    async def close(self, review_id: str, actor: str, now_ms: int, reclaim: bool = False) -> dict[str, Any] | None:
+        """Close a campaign now: apply every effective revocation, record each item's outcome,
+        sign and store the result.
+
+        Args:
+            reclaim: take over a campaign another process left ``closing`` (the sweeper).
+
+        Returns:
+            The signed result document, or None when another process closes (or closed) it.
+
+        Raises:
+            ReviewConflict: no such campaign.
+        """
+        claimed = await (self.store.reclaim(review_id, actor, now_ms) if reclaim
+                         else self.store.claim_close(review_id, actor, now_ms))
+        if not claimed:
+            if await self.store.campaign(review_id) is None:
+                raise ReviewConflict(f"no campaign {review_id}")
+            return None
+        campaign = await self.store.campaign(review_id)
+        assert campaign is not None
+        plans: dict[str, _Plan] = {}
+        outcomes: dict[int, str] = {}
+        for item in campaign["items"]:
+            if effective(item, campaign["unreviewed"]) == KEEP:
+                outcomes[item["item_id"]] = "kept"
+                continue
+            plan = plans.setdefault(item["username"], _Plan())
+            plan.items.append(item["item_id"])
+            if item["kind"] == "role":
+                plan.roles.add(item["name"])
+            elif item["kind"] == "scope":
+                dim, _, value = item["name"].partition("=")
+                plan.scope.setdefault(dim, set()).add(value)
+            else:
+                plan.grants.append((item["item_id"], item["name"]))
+        reason = f"access review {campaign['title']} ({review_id})"
+        for username, plan in plans.items():
+            outcomes.update(await self._revoke(username, plan, reason, actor))
+        for item_id, outcome in outcomes.items():
+            await self.store.set_outcome(review_id, item_id, outcome)
+        result = self._result(campaign, outcomes, actor, now_ms)
+        signature = sign_message(self._key, result_bytes(result))
+        await self.store.finish(review_id, result, signature, key_id(self._key.public_key()))
+        return {"result": result, "signature": signature, "key_id": key_id(self._key.public_key())}
+
+    async def _revoke(self, username: str, plan: _Plan, reason: str, actor: str) -> dict[int, str]:
+        """Carry out one person's revocations; each item's outcome (``revoked`` or ``failed: ...``)."""
+        outcomes: dict[int, str] = {}
+        grant_items = {item_id for item_id, _ in plan.grants}
+        if plan.roles or plan.scope:
+            try:
+                await self._access.narrow(username, sorted(plan.roles),
+                                          {d: sorted(v) for d, v in plan.scope.items()}, reason, actor)
+                outcome = "revoked"
+            except AccessError as exc:
+                log.warning("access review: revoking %s of %s failed: %s", plan.roles, username, exc)
+                outcome = f"failed: {exc.code}"
+            outcomes.update({i: outcome for i in plan.items if i not in grant_items})
+        for item_id, grant_id in plan.grants:
+            try:
+                await self._access.revoke_grant(username, grant_id, reason, actor)
+                outcomes[item_id] = "revoked"
+            except AccessError as exc:
+                outcomes[item_id] = "already ended" if exc.key == "grant_not_found" else f"failed: {exc.code}"
+        return outcomes
+
+    @staticmethod
+    def _result(campaign: Mapping[str, Any], outcomes: Mapping[int, str], actor: str, now_ms: int) -> dict[str, Any]:
+        keys = ("review_id", "title", "warehouse", "role", "window_days", "deadline_ms", "unreviewed", "created_by",
+                "created_ms")
+        items = [{"item_id": i["item_id"], "username": i["username"], "kind": i["kind"], "name": i["name"],
+                  "last_used_ms": i["last_used_ms"], "decision": i["decision"] or "unreviewed",
+                  "decided_by": i["decided_by"], "decided_ms": i["decided_ms"], "note": i["note"],
+                  "effective": effective(i, campaign["unreviewed"]), "outcome": outcomes.get(i["item_id"], "")}
+                 for i in campaign["items"]]
+        return {**{k: campaign[k] for k in keys}, "status": CLOSED, "closed_by": actor, "closed_ms": now_ms,
+                "items": items, "revoked": sum(1 for i in items if i["outcome"] == "revoked")}
+
+
+async def run_review_sweeper(service: ReviewService, interval_seconds: float,
+                             closed: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    """Close campaigns past their deadline (and take over ones a dead process left closing)
+    every ``interval_seconds`` until cancelled; ``closed`` gets each signed result (the
+    proxy commits an audit record of it)."""
+    while True:
+        try:
+            now_ms = int(time.time() * 1000)
+            for review_id, status in await service.store.due(now_ms):
+                done = await service.close(review_id, DEADLINE_ACTOR, now_ms, reclaim=status == CLOSING)
+                if done is not None:
+                    await closed(done)
+        except Exception:
+            log.exception("access review sweep failed; will retry")
+        await asyncio.sleep(interval_seconds)
+
+
+__all__ = ["DEADLINE_ACTOR", "REVOKE", "ReviewService", "campaign_items", "effective", "in_campaign",
+           "result_signature_valid", "run_review_sweeper"]
