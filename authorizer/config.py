@@ -300,6 +300,7 @@ class GatewayConfig:
     revocation_refresh_seconds: float = default(schema.RevocationFile, "refresh_seconds")
     grant_sweep_seconds: float = default(schema.GrantsFile, "sweep_seconds")
     reviews_unreviewed: str = default(schema.AccessReviewsFile, "unreviewed")
+    review_min_deadline_hours: float = default(schema.AccessReviewsFile, "min_deadline_hours")
     review_sweep_seconds: float = default(schema.AccessReviewsFile, "sweep_seconds")
     alerting: AlertingLink | None = None
     tls: TlsSettings | None = None
@@ -517,6 +518,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
             revocation_refresh_seconds=doc.revocation.refresh_seconds,
             grant_sweep_seconds=doc.grants.sweep_seconds,
             reviews_unreviewed=doc.access_reviews.unreviewed, review_sweep_seconds=doc.access_reviews.sweep_seconds,
+            review_min_deadline_hours=doc.access_reviews.min_deadline_hours,
             alerting=None if alerting is None or alerting_token is None else AlertingLink(
                 alerting.url.rstrip("/"), alerting_token, alerting.timeout_seconds),
             tls=None if tls is None else TlsSettings(resolve_path(base, tls.cert_file),

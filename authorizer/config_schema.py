@@ -297,6 +297,7 @@ class AccessReviewsFile(_Section):
     campaign may say otherwise), and how often deadlines are checked."""
 
     unreviewed: Literal["revoke", "keep"] = "revoke"
+    min_deadline_hours: float = Field(24.0, gt=0)
     sweep_seconds: float = Field(30.0, gt=0)
 
 

@@ -202,12 +202,28 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
     "access_reviews_unavailable": Message(503, "访问复核未配置(需要 keycloak_admin 和 audit.signing_key_file)",
                                           "access reviews are not configured (they need keycloak_admin and "
                                           "audit.signing_key_file)"),
+    "review_unknown_warehouse": Message(409, "没有人的数据范围中写明仓库 {warehouse}(是否拼写有误?)",
+                                        "nobody's scope names warehouse {warehouse} (a typo?)"),
+    "review_own_access": Message(403, "不能复核自己的权限,请由其他复核人处理",
+                                 "you cannot review your own access; another reviewer must"),
+    "review_undecided_items": Message(409, "还有 {count} 项未复核;未复核的项目将被撤销,请复核完毕或等待截止",
+                                      "{count} item(s) are undecided and would be revoked: decide them or wait for "
+                                      "the deadline"),
     "review_nothing_to_review": Message(409, "此范围内没有需要复核的人员", "nobody is in this review's scope"),
     "review_not_found": Message(404, "复核活动不存在", "no such access review"),
     "review_item_not_found": Message(404, "复核活动中没有这一项", "no such item in this access review"),
     "review_closed": Message(409, "复核活动已结束,不能再更改", "the access review is closed; nothing can change"),
     "review_not_closed": Message(409, "复核活动尚未结束,还没有签名结果", "the access review is not closed yet, so "
                                                                      "it has no signed result"),
+    "export_reason_required": Message(428, "此导出{why_zh}({rows} 行),需要说明用途:"
+                                           "请在请求头 X-Export-Reason 中填写原因",
+                                      "this export has {why_en} ({rows} rows): give its purpose in the "
+                                      "X-Export-Reason header"),
+    "export_too_large": Message(403, "导出 {rows} 行,超过上限 {limit} 行;请缩小范围后分批导出",
+                                "the export has {rows} rows, above the limit of {limit}: narrow it"),
+    "export_reason_invalid": Message(400, "X-Export-Reason 须为 UTF-8(非 ASCII 字符请百分号编码),至多 {limit} 字",
+                                     "X-Export-Reason must be UTF-8 (percent-encoded when not ASCII), at most "
+                                     "{limit} characters"),
     "bad_usage_query": Message(400, "使用情况查询参数 {name} 有误:{zh}", "usage query parameter {name}: {en}"),
     "policy_engine_unavailable": Message(503, "策略引擎(OPA)暂不可用,无法读取角色权限,请稍后重试",
                                          "the policy engine (OPA) is unavailable, so role permissions cannot be "
@@ -325,13 +341,16 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
     # audit queries (proxy/management/audit.py): what is wrong with a parameter
     "query_not_integer": Text("必须是整数", "must be an integer"),
     "query_out_of_range": Text("必须在 {low} 到 {high} 之间", "must be between {low} and {high}"),
-    "review_closed_at_deadline": Text("访问复核「{title}」已到期结束,撤销 {revoked} 项",
-                                      "access review {title!r} closed at its deadline: {revoked} item(s) revoked"),
+    "review_closed_at_deadline": Text("访问复核「{title}」已到期结束,撤销 {revoked} 项,失败 {failed} 项",
+                                      "access review {title!r} closed at its deadline: {revoked} item(s) revoked, "
+                                      "{failed} failed"),
+    "export_over_rows": Text("超过 {limit} 行", "more than {limit} rows"),
+    "export_unmasked_pii": Text("含未脱敏的个人信息({fields})", "unmasked personal data ({fields})"),
     "review_title": Text("title 须为 1 到 200 个字符", "title must be 1 to 200 characters"),
     "review_target": Text("warehouse 与 role 须且只能填一个", "give exactly one of warehouse and role"),
     "review_days": Text("days 须为 1 到 {high} 的整数", "days must be a whole number from 1 to {high}"),
-    "review_deadline": Text("deadline_hours 须大于 0 且不超过 {high}",
-                            "deadline_hours must be above 0 and at most {high}"),
+    "review_deadline": Text("deadline_hours 须在 {low} 到 {high} 之间",
+                            "deadline_hours must be from {low} to {high}"),
     "review_unreviewed": Text("unreviewed 只能是 revoke 或 keep", "unreviewed must be revoke or keep"),
     "review_decision": Text("decision 只能是 keep 或 revoke", "decision must be keep or revoke"),
     "review_note": Text("note 至多 {high} 个字符", "note must be at most {high} characters"),

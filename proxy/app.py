@@ -244,6 +244,9 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
                                         config.keycloak_admin.events_interval_seconds)
             tasks.append(loop.create_task(watcher.run_forever(), name="keycloak-admin-events"))
             tasks.append(loop.create_task(access.run_grant_sweeper(config.grant_sweep_seconds), name="grant-sweeper"))
+        if witness is not None:
+            tasks.append(loop.create_task(witness.run_forever(), name="audit-witness"))
+            witness.notify()  # a witness left behind by an earlier run catches up now
         if reviews is not None:
             async def review_closed(done: dict[str, Any]) -> None:
                 await writer.commit(reviews_api.closed_record(done))

@@ -31,6 +31,16 @@ from authorizer.authz.policy_input import build_policy_input
 from authorizer.authz.query_params import masked_lookups, refused_parameters
 from authorizer.authz.routes import Route, RouteMatch
 from authorizer.authz.tenancy import TenantError, choose_tenant
+from authorizer.enforce.exports import (
+    MAX_REASON,
+    ExportContext,
+    ExportRefused,
+    check_rows,
+    control_csv,
+    parse_reason,
+    watermark,
+)
+from authorizer.enforce.exports import facts as export_facts
 from authorizer.enforce.html_tables import rewrite_tables
 from authorizer.enforce.obligations import (
     ALL,
@@ -523,17 +533,24 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
         if narrowing.query is not None:
             query_string = urlencode(list(narrowing.query.items()), quote_via=quote)
             record.detail["narrowed_query"] = query_string
-    rewrite = _rewrite(route, decision.obligations, restricted)
+    export = _export_context(request, record) if obligations.export is not None else None
+    rewrite = _rewrite(route, decision.obligations, restricted, export)
     added = gw.identity.headers(principal, _credential_warehouse(gw, resource, decision))
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
     query_string = without_params(query_string, gw.gateway_params)
     if body_bytes is not None:  # the gateway may have rewritten it (identity fields)
         headers["Content-Length"] = str(len(body_bytes))
     path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
+    answer_headers = {"X-Decision-Id": record.decision_id}
+    if export is not None:
+        answer_headers["X-Export-Watermark"] = watermark(record.decision_id)
     try:
         response, result = await gw.forwarder.forward(
             request, Outbound(path_and_query, headers, body_bytes),
-            AnswerPlan(rewrite, {"X-Decision-Id": record.decision_id}, _links(gw, target)))
+            AnswerPlan(rewrite, answer_headers, _links(gw, target)))
+    except ExportRefused as refused:  # the WMS's answer is dropped: nothing of it reaches the client
+        record.detail["export_refused"] = refused.params
+        raise refusal(refused.key, **refused.params) from None
     except UpstreamFailure as failure:  # the WMS's error body is withheld; its status is the outcome
         record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
         record.detail["upstream_body"] = "withheld"
@@ -543,12 +560,32 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
     return response
 
 
-def _rewrite(route: Route, obligations: Obligations, restricted: bool) -> Rewrite | None:
-    """What the answer needs (row filter on a successful list, masks on every answer), or
-    None when nothing: the answer is then relayed as the WMS sent it."""
+def _export_context(request: web.Request, record: AuditRecord) -> ExportContext:
+    """Who exports and why (``X-Export-Reason``); the reason goes into the audit record.
+
+    Raises:
+        Refusal: 400 ``export_reason_invalid`` for an undecodable or overlong reason.
+    """
+    try:
+        reason = parse_reason(request.headers.get("X-Export-Reason"))
+    except (ValueError, UnicodeDecodeError):
+        raise refusal("export_reason_invalid", limit=MAX_REASON) from None
+    return ExportContext(record.decision_id, reason)
+
+
+def _rewrite(route: Route, obligations: Obligations, restricted: bool,
+             export: ExportContext | None = None) -> Rewrite | None:
+    """What the answer needs (row filter on a successful list, masks on every answer, export
+    control on a successful export), or None when nothing: the answer is then relayed as the
+    WMS sent it.
+
+    Raises (from the rewrite, while the answer is read):
+        ExportRefused: an export too large, or without the reason it needs.
+    """
     mask = obligations.mask
     spec = route.list_spec
-    if not mask and not restricted:
+    control = obligations.export if export is not None else None
+    if not mask and not restricted and control is None:
         return None
     row_filter = obligations.row_filter
     masked_columns = column_names(mask)
@@ -566,6 +603,11 @@ def _rewrite(route: Route, obligations: Obligations, restricted: bool) -> Rewrit
         mask_document(document, mask, spec.rows if spec is not None and succeeded else None)
         if mask:
             detail["masked"] = list(mask)
+        if control is not None and export is not None and succeeded:
+            rows = document.get(spec.rows) if spec is not None and isinstance(document, dict) else None
+            count = len(rows) if isinstance(rows, list) else 0
+            check_rows(count, control, export)
+            detail.update({"export": export_facts(count, control.unmasked_pii, export)})
         return detail
 
     def apply_html(body: bytes, status: int) -> tuple[bytes, dict[str, Any]]:
@@ -586,8 +628,12 @@ def _rewrite(route: Route, obligations: Obligations, restricted: bool) -> Rewrit
         if content_type == "text/html" and route.html is not None:
             return apply_html(body, status)
         if content_type == "text/csv" and spec is None:
-            text = mask_csv(body.decode("utf-8-sig"), mask, route.columns)
-            return text.encode("utf-8"), {"masked": list(mask)} if mask else {}
+            text = mask_csv(body.decode("utf-8-sig"), mask, route.columns) if mask else body.decode("utf-8-sig")
+            facts: dict[str, Any] = {"masked": list(mask)} if mask else {}
+            if control is not None and export is not None and 200 <= status < 300:
+                text, exported = control_csv(text, control, export, route.columns)
+                facts.update(exported)
+            return text.encode("utf-8"), facts
         raise ValueError(f"cannot enforce obligations on {content_type}")
 
     return Rewrite(apply_json, apply_text)

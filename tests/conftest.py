@@ -108,6 +108,7 @@ def stack(pg_cluster: LocalPostgres | None) -> Iterator[Stack]:
             "oidc.leeway_seconds": 1,
             "grants.sweep_seconds": 2,
             "access_reviews.sweep_seconds": 1,
+            "access_reviews.min_deadline_hours": 0.001,  # the deadline test waits seconds, not a day
             "audit.checkpoint_every_seconds": 1,
             "upstream.credentials": [{"header": "X-WMS-Service-Token", "file": str(STATE / "service-token")}],
             # every decision of the suite is made in-process and checked against OPA's (the differential test)

@@ -424,6 +424,19 @@ def cmd_audit_verify_export(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def cmd_audit_find_export(args: argparse.Namespace) -> int:
+    """Name who exported a file from its watermark (:mod:`wmsgate.export_cli`)."""
+    from authorizer.config import ConfigError
+    from wmsgate.export_cli import find_export
+
+    try:
+        url = _audit_url(args)
+    except ConfigError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    return find_export(args.file, url, args.json)
+
+
 def cmd_audit_anomalies(args: argparse.Namespace) -> int:
     """Run the built-in anomaly queries and print the findings."""
     from authorizer.audit import AuditStore
@@ -703,6 +716,13 @@ def build_parser() -> argparse.ArgumentParser:
     filters(p)
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     p.set_defaults(func=cmd_audit_export)
+
+    p = audit.add_parser("find-export", help="who exported this file? (reads its watermark, names the exporter)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--db", default=None, help="SQLAlchemy URL of the audit store (instead of the config's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit_find_export)
 
     p = audit.add_parser("verify-export", help="verify a JSONL export (hashes and the signed chain head)")
     p.add_argument("file")

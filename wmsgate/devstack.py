@@ -364,6 +364,7 @@ class LocalStack(ProcessGroup):
         data["audit"]["signing_key_file"] = str(key)
         data["audit"]["spool_file"] = str(s.state / "audit-spool.jsonl")
         # a real deployment puts the witness out of the database's reach (another disk or host)
+        (s.state / "audit-witness").mkdir(parents=True, exist_ok=True)  # never created by the proxy
         data["audit"]["witness_dir"] = str(s.state / "audit-witness")
         data["route_map"] = str(REPO / "config" / "routes.yaml")
         data["keycloak_admin"]["client_secret"] = demo_overlay()["access_admin_client_secret"]

@@ -118,8 +118,9 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     """Re-decide the recorded requests under the draft and the baseline; print what flips or widens.
 
     Returns:
-        0; 1 when ``--max-changes`` is given and more records would change (a CI gate); 2 when
-        a bundle or the config cannot be used.
+        0; 1 when ``--max-changes`` is given and more records would change, an input could not
+        be decided, or nothing was replayed (a CI gate fails closed); 2 when a bundle or the
+        config cannot be used.
     """
     try:
         config = load_config(Path(args.config), need_secrets=False)
@@ -132,8 +133,15 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     query = AuditQuery(since=args.since, until=args.until, user=args.user, module=args.module, role=args.role)
     report = asyncio.run(run_replay(args.db or config.audit.url, query, baseline, draft)).as_dict()
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else render(report))
-    if args.max_changes is not None and report["changed"] > args.max_changes:
-        print(f"wmsgate: {report['changed']} records would change (more than --max-changes {args.max_changes})",
-              file=sys.stderr)
-        return 1
+    if args.max_changes is not None:  # a gate fails closed: what could not be judged does not pass
+        problems = []
+        if report["changed"] > args.max_changes:
+            problems.append(f"{report['changed']} records would change (more than --max-changes {args.max_changes})")
+        if report["failed"]:
+            problems.append(f"the draft or the baseline could not decide {report['failed']} recorded input(s)")
+        if not report["replayed"]:
+            problems.append("no recorded request was replayed (wrong store or window?)")
+        for problem in problems:
+            print(f"wmsgate: {problem}", file=sys.stderr)
+        return 1 if problems else 0
     return 0

@@ -23,23 +23,34 @@ def _utc(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
 
 
-async def export_jsonl(store: AuditStore, query: AuditQuery) -> AsyncIterator[str]:
-    """Lines of a JSONL export: every matching record (all columns, chain order), then
+#: The key (JSONL) and column (CSV) of an export's watermark (:mod:`authorizer.enforce.exports`).
+WATERMARK_KEY = "wmsgate_watermark"
+
+
+async def export_jsonl(store: AuditStore, query: AuditQuery, watermark: str | None = None) -> AsyncIterator[str]:
+    """Lines of a JSONL export: every matching record (all columns, chain order; with
+    ``watermark`` under :data:`WATERMARK_KEY`, which the hash does not cover), then
     ``{"chain_head": {...}}`` with the newest signed checkpoint."""
     async for row in store.iter_chain(query):
+        if watermark is not None:
+            row[WATERMARK_KEY] = watermark
         yield json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n"
     yield json.dumps({"chain_head": await store.latest_checkpoint()}, ensure_ascii=False) + "\n"
 
 
-async def export_csv(store: AuditStore, query: AuditQuery) -> AsyncIterator[str]:
-    """Chunks of a CSV export: BOM, header, rows in chain order, and a last ``# chain head`` line."""
+async def export_csv(store: AuditStore, query: AuditQuery, watermark: str | None = None) -> AsyncIterator[str]:
+    """Chunks of a CSV export: BOM, header, rows in chain order (with ``watermark`` in a last
+    :data:`WATERMARK_KEY` column), and a last ``# chain head`` line."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
-    writer.writerow(CSV_COLUMNS)
+    columns = CSV_COLUMNS if watermark is None else (*CSV_COLUMNS, WATERMARK_KEY)
+    writer.writerow(columns)
     async for row in store.iter_chain(query):
         row["time_utc"] = _utc(row["ts_ms"])
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
+        if watermark is not None:
+            row[WATERMARK_KEY] = watermark
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -80,6 +91,7 @@ def verify_jsonl(lines: Iterable[str], public_key: Any, contiguous: bool = False
         if "chain_head" in doc:
             head = doc["chain_head"]
             continue
+        doc.pop(WATERMARK_KEY, None)  # who exported it, not part of the record
         if doc.get("hash") is None and doc.get("prev_hash") is None and not contiguous and previous is None:
             continue  # written before the trail was chained (a leading run, as `audit verify` lists them)
         if chain_hash(doc, doc.get("prev_hash") or GENESIS) != doc.get("hash"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,8 +335,10 @@ class AuditStore:
         if witness is not None:
             entries, unreadable = await asyncio.to_thread(read_witness, witness)
             problems.extend(unreadable)
+            signed = tuple((int(cp.seq), int(cp.at_ms)) for cp in checkpoints
+                           if signature_valid(public_key, cp.seq, cp.hash, cp.at_ms, cp.signature))
             problems.extend(witness_problems(entries, public_key, hashes, ChainExtent(
-                head[0] if head else None, archived_to, since_seq)))
+                head[0] if head else None, archived_to, since_seq, signed, int(time.time() * 1000))))
         return Verification(count, len(checkpoints), head[0] if head else None, head[1] if head else None, problems)
 
     async def search(self, q: AuditQuery) -> list[dict[str, Any]]:
@@ -392,6 +395,13 @@ class AuditStore:
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(audit_checkpoints).where(cp.seq > seq).order_by(cp.seq))).mappings()
             return [dict(row) for row in rows]
+
+    async def checkpoint_at(self, seq: int) -> dict[str, Any] | None:
+        """The signed checkpoint of record ``seq`` (``seq, hash, at_ms, key_id, signature``), or None."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(audit_checkpoints).where(audit_checkpoints.c.seq == seq))
+                   ).mappings().first()
+        return dict(row) if row else None
 
     async def latest_checkpoint(self) -> dict[str, Any] | None:
         """The newest signed checkpoint (``seq, hash, at_ms, key_id, signature``), or None."""

@@ -20,11 +20,11 @@ Witness entries are themselves signed by the audit key, so a forged entry is rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import re
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 _FILE = re.compile(r"^checkpoint-(\d{20})\.json$")
 _FIELDS = ("seq", "hash", "at_ms", "key_id", "signature")
+#: How long a signed checkpoint may take to reach the witness before verification counts it missing (ms).
+WITNESS_GRACE_MS = 5 * 60_000
 
 
 class WitnessError(Exception):
@@ -93,9 +95,21 @@ class Witness(Protocol):
         """Store ``entry`` durably; storing the same entry again is a no-op.
 
         Raises:
-            WitnessError: a different entry is already held for ``entry.seq``.
+            WitnessError: the witness is not there, or a different entry is already held for ``entry.seq``.
             OSError: the sink cannot be written.
         """
+        ...
+
+    def held_seqs(self) -> list[int]:
+        """The sequence numbers of the entries held (as their names say), newest first.
+
+        Raises:
+            WitnessError: the witness is not there. OSError: it cannot be listed.
+        """
+        ...
+
+    def read(self, seq: int) -> WitnessEntry | None:
+        """The entry held for ``seq``, or None when there is none or it cannot be read."""
         ...
 
     def entries(self) -> tuple[list[WitnessEntry], list[Problem]]:
@@ -106,26 +120,20 @@ class Witness(Protocol):
         """
         ...
 
-    def newest_seq(self) -> int:
-        """The newest sequence number held (0 before the first entry).
-
-        Raises:
-            OSError: the sink cannot be read.
-        """
-        ...
-
 
 class DirectoryWitness:
     """A witness that keeps one file per checkpoint in a folder (``checkpoint-<seq>.json``).
 
-    Each file is written to a temporary name, fsync'd, then hard-linked into place (which
-    fails rather than replace an existing file), and the folder is fsync'd, so an entry
-    is either fully there or absent after a crash. Put the folder where the audit
-    database's users and administrators cannot write: another disk or host (NFS/SMB
-    share), a WORM or append-only mount, or a folder an off-site job copies from.
+    Each file is created exclusively (``O_CREAT | O_EXCL``: an existing file is never
+    replaced), written, fsync'd, and the folder fsync'd; a file cut short by a crash reads as
+    ``bad_witness``. This works on append-only and WORM mounts too. Put the folder where the
+    audit database's users and administrators cannot write: another disk or host (NFS/SMB
+    share), a WORM or append-only mount, or a folder an off-site job copies from. The folder
+    must exist: it is never created, so an unmounted share is an error, not a local folder
+    that would look like the witness.
 
     Args:
-        path: the folder; created (with parents) on the first publish.
+        path: the folder.
     """
 
     def __init__(self, path: Path) -> None:
@@ -138,53 +146,55 @@ class DirectoryWitness:
     def _file(self, seq: int) -> Path:
         return self.path / f"checkpoint-{seq:020d}.json"
 
+    def _require(self) -> None:
+        if not self.path.is_dir():
+            raise WitnessError(f"the witness folder {self.path} does not exist (is the share mounted?)")
+
     def publish(self, entry: WitnessEntry) -> None:
         """Write ``entry`` durably unless the same entry is there already.
 
         Raises:
-            WitnessError: a different entry is already held for this sequence number.
-            OSError: the folder cannot be created or written.
+            WitnessError: the folder is missing, or a different entry is already held for this
+                sequence number.
+            OSError: the folder cannot be written.
         """
-        self.path.mkdir(parents=True, exist_ok=True)
+        self._require()
         target = self._file(entry.seq)
         data = entry.as_json()
-        if target.exists():
-            self._same(target, data)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileExistsError:
+            if target.read_bytes() != data:
+                raise WitnessError(f"{target} already holds a different checkpoint for this sequence number") from None
             return
-        tmp = self.path / f".{target.name}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
-        try:
-            os.link(tmp, target)
-        except FileExistsError:
-            self._same(target, data)  # another writer published it meanwhile
-        finally:
-            tmp.unlink(missing_ok=True)
         dir_fd = os.open(self.path, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
 
-    @staticmethod
-    def _same(target: Path, data: bytes) -> None:
-        if target.read_bytes() != data:
-            raise WitnessError(f"{target} already holds a different checkpoint for this sequence number")
-
-    def newest_seq(self) -> int:
-        """The newest sequence number among the entry files (0 when there are none or no folder yet).
+    def held_seqs(self) -> list[int]:
+        """The sequence numbers the entry files are named for, newest first.
 
         Raises:
-            OSError: the folder exists but cannot be listed.
+            WitnessError: the folder is missing. OSError: it cannot be listed.
         """
-        if not self.path.is_dir():
-            return 0
-        seqs = [int(m.group(1)) for m in map(_FILE.match, os.listdir(self.path)) if m is not None]
-        return max(seqs, default=0)
+        self._require()
+        return sorted((int(m.group(1)) for m in map(_FILE.match, os.listdir(self.path)) if m is not None),
+                      reverse=True)
+
+    def read(self, seq: int) -> WitnessEntry | None:
+        """The entry of ``seq``, or None when absent or unreadable."""
+        try:
+            entry = WitnessEntry.of(json.loads(self._file(seq).read_bytes()))
+        except (OSError, ValueError, WitnessError):
+            return None
+        return entry if entry.seq == seq else None
 
     def entries(self) -> tuple[list[WitnessEntry], list[Problem]]:
         """Every readable entry, oldest first, and a ``bad_witness`` problem per unreadable file.
@@ -192,8 +202,7 @@ class DirectoryWitness:
         Raises:
             WitnessError: the folder does not exist or cannot be listed.
         """
-        if not self.path.is_dir():
-            raise WitnessError(f"the witness folder {self.path} does not exist")
+        self._require()
         entries: list[WitnessEntry] = []
         problems: list[Problem] = []
         for file in sorted(self.path.iterdir()):
@@ -213,28 +222,67 @@ class DirectoryWitness:
 
 
 class WitnessPublisher:
-    """Copies every checkpoint the witness lacks to it, oldest first, off the event loop.
+    """Copies every checkpoint the witness lacks to it, oldest first, in a background task of its
+    own (:meth:`run_forever`, woken by :meth:`notify`), so a slow or hung share never holds up
+    the audit writer or a request.
 
-    A failed copy is retried at the next :meth:`sync` (the checkpoint stays in the
-    database, so nothing is lost while the witness is unreachable); :attr:`lag` and
-    :attr:`last_error` tell health checks and metrics how far behind it is.
+    Where the witness stands is learnt from its contents, not its file names: the newest
+    entry that equals the database's checkpoint of that seq (a junk or forged file is passed
+    over), and it is checked again before each round (an emptied or remounted folder is
+    noticed and filled again). A failed copy is retried every ``retry_seconds``; the
+    checkpoints stay in the database meanwhile, and :attr:`lag` / :attr:`last_error` tell the
+    health check and the metrics.
 
     Args:
-        store: the audit store (anything with ``async checkpoints_after(seq) -> list[dict]``).
+        store: the audit store (``checkpoints_after(seq)``, ``checkpoint_at(seq)``).
         witness: where checkpoints go.
-        retry_seconds: after a failure, :meth:`retry_due` is true again after this many seconds.
+        retry_seconds: how often a failing witness is tried again.
     """
 
     def __init__(self, store: Any, witness: Witness, retry_seconds: float = 5.0) -> None:
         self._store = store
         self.witness = witness
         self._retry_seconds = retry_seconds
-        self._last_try = 0.0  # time.monotonic() of the last sync
-        self._published: int | None = None  # newest seq known to be witnessed (None: ask the witness)
-        self.lag = 0  # checkpoints in the database not yet witnessed after the last sync
+        self._published: WitnessEntry | None = None  # newest entry known to be witnessed (None: find out)
+        self.lag = 0  # checkpoints in the database not yet witnessed after the last round
         self.failures = 0
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """A new checkpoint was signed: copy it soon (never blocks)."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        """Copy checkpoints whenever notified, and every ``retry_seconds`` while failing, until cancelled."""
+        while True:
+            timeout = self._retry_seconds if self.last_error is not None or self.lag else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            self._wake.clear()
+            await self.sync()
+
+    async def drain(self, limit_seconds: float) -> None:
+        """One last round at shutdown, bounded by ``limit_seconds`` (a hung share does not hold it up)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.sync(), timeout=limit_seconds)
+
+    async def _where(self) -> int:
+        """The newest seq the witness really holds (its entry equals the database's checkpoint)."""
+        if self._published is not None and await asyncio.to_thread(self.witness.read,
+                                                                   self._published.seq) == self._published:
+            return self._published.seq
+        for seq in await asyncio.to_thread(self.witness.held_seqs):
+            entry = await asyncio.to_thread(self.witness.read, seq)
+            row = await self._store.checkpoint_at(seq)
+            if entry is not None and row is not None and entry == WitnessEntry.of(row):
+                self._published = entry
+                return seq
+            log.warning("audit witness %s: checkpoint-%d does not match the trail; passed over",
+                        self.witness.describe(), seq)
+        self._published = None
+        return 0
 
     async def sync(self) -> int:
         """Publish the checkpoints newer than the newest the witness holds.
@@ -244,28 +292,24 @@ class WitnessPublisher:
             logged, counted in :attr:`failures` and kept in :attr:`last_error`.
         """
         async with self._lock:
-            self._last_try = time.monotonic()
+            published = 0
             try:
-                if self._published is None:
-                    self._published = await asyncio.to_thread(self.witness.newest_seq)
-                pending = [WitnessEntry.of(row) for row in await self._store.checkpoints_after(self._published)]
+                known = self._published.seq if self._published is not None else 0
+                self.lag = len(await self._store.checkpoints_after(known))
+                pending = [WitnessEntry.of(row) for row in await self._store.checkpoints_after(await self._where())]
                 self.lag = len(pending)
                 for entry in pending:
                     await asyncio.to_thread(self.witness.publish, entry)
-                    self._published = entry.seq
+                    self._published = entry
                     self.lag -= 1
-            except Exception as exc:  # noqa: BLE001 - the witness is best effort; retried next time
+                    published += 1
+            except Exception as exc:  # noqa: BLE001 - the witness is best effort; retried next round
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("audit witness %s not updated (%s); will retry", self.witness.describe(), exc)
-                return 0
-            published = len(pending)
+                return published
             self.last_error = None
             return published
-
-    def retry_due(self) -> bool:
-        """True when the last sync failed and ``retry_seconds`` have passed since."""
-        return self.last_error is not None and time.monotonic() - self._last_try >= self._retry_seconds
 
 
 @dataclass(frozen=True)
@@ -276,11 +320,16 @@ class ChainExtent:
         head_seq: the newest record's sequence number (None: no records).
         archived_to: the last sequence number behind a signed archive marker (0: none).
         since_seq: verification started here (None: from the first record).
+        signed: the database's checkpoints, ``(seq, at_ms)``.
+        now_ms: when verification runs (UTC epoch ms): checkpoints older than
+            :data:`WITNESS_GRACE_MS` must be in the witness.
     """
 
     head_seq: int | None
     archived_to: int
     since_seq: int | None
+    signed: tuple[tuple[int, int], ...] = ()
+    now_ms: int = 0
 
 
 def witness_problems(entries: Iterable[WitnessEntry], public_key: Any, hashes: Mapping[int, str],
@@ -295,6 +344,8 @@ def witness_problems(entries: Iterable[WitnessEntry], public_key: Any, hashes: M
 
     Returns:
         ``bad_witness`` for entries whose signature is not valid (ignored otherwise);
+        ``unwitnessed`` when checkpoints older than :data:`WITNESS_GRACE_MS` are missing from
+        the witness (an empty, stale or foreign witness proves nothing, so it fails);
         ``rolled_back`` for entries beyond the newest record (tail records and their
         checkpoints deleted, or the database restored from an older copy); ``forked``
         when the record at an entry's seq has a different hash; ``link_broken`` when
@@ -317,6 +368,15 @@ def witness_problems(entries: Iterable[WitnessEntry], public_key: Any, hashes: M
             newest_rollback = entry
         else:
             problems.append(Problem("link_broken", entry.seq, "", "a record the witness vouches for was removed"))
+    witnessed = {e.seq for e in entries if signature_valid(public_key, e.seq, e.hash, e.at_ms, e.signature)}
+    late = [(seq, at_ms) for seq, at_ms in chain.signed if seq not in witnessed and seq > chain.archived_to
+            and at_ms <= chain.now_ms - WITNESS_GRACE_MS and (chain.since_seq is None or seq >= chain.since_seq)]
+    if late:
+        seq, at_ms = late[-1]
+        problems.append(Problem(
+            "unwitnessed", seq, "",
+            f"{len(late)} checkpoint(s) signed over {WITNESS_GRACE_MS // 60_000} minutes ago are not in the witness "
+            f"(the newest: seq {seq}, signed at {at_ms} ms): it is behind, was emptied, or is not the trail's witness"))
     if newest_rollback is not None:
         problems.append(Problem(
             "rolled_back", newest_rollback.seq, "",

@@ -218,8 +218,6 @@ class AuditWriter:
         self._queue.clear()
 
     async def _maybe_checkpoint(self, force: bool = False) -> None:
-        if self.witness is not None and self.witness.retry_due():
-            await self.witness.sync()
         if self._signing_key is None or self._since_checkpoint == 0:
             return
         due = self._since_checkpoint >= self._cp_records or time.monotonic() - self._last_checkpoint >= self._cp_seconds
@@ -233,7 +231,7 @@ class AuditWriter:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         if self.witness is not None:
-            await self.witness.sync()
+            self.witness.notify()  # its own task copies it: a slow share never holds up the writer
 
     async def close(self, attempts: int = 10) -> None:
         """Stop the loop and flush the remainder, retrying a few times; what the
@@ -249,6 +247,8 @@ class AuditWriter:
         for attempt in range(attempts):
             if await self.flush():
                 await self._maybe_checkpoint(force=True)
+                if self.witness is not None:
+                    await self.witness.drain(5.0)
                 return
             if self._spool is not None and not self._queue:
                 break  # everything is safe in the spool; the next start replays it

@@ -16,7 +16,7 @@ import aiohttp
 from authorizer.config import OpaSettings
 from authorizer.messages import CATALOG, TEXTS
 
-KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask", "step_up", "approval"})
+KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask", "step_up", "approval", "export"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,22 @@ class ApprovalRule:
 
 
 @dataclass(frozen=True)
+class ExportControl:
+    """An export obligation: count the rows, refuse too many, ask for a reason, watermark.
+
+    Attributes:
+        reason_over_rows: above this many rows the exporter must give a reason.
+        refuse_over_rows: above this many rows the export is refused.
+        unmasked_pii: fields this answer carries unmasked that are masked for others (a
+            reason is always needed when there are any).
+    """
+
+    reason_over_rows: int
+    refuse_over_rows: int
+    unmasked_pii: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Obligations:
     """What the PEP must do to an allowed request.
 
@@ -69,12 +85,14 @@ class Obligations:
         mask: field paths to mask in the answer (``amount``, ``items[].price``).
         step_up: with a 401 deny, what to ask the identity provider for (RFC 9470).
         approval: with an allow, hold the request for four-eyes approval.
+        export: with an allowed export, count, justify and watermark it.
     """
 
     row_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)
     mask: tuple[str, ...] = ()
     step_up: StepUp | None = None
     approval: ApprovalRule | None = None
+    export: ExportControl | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +170,7 @@ def parse_decision(result: Any) -> Decision:
         mask = tuple(sorted({str(f) for f in obligations_doc.get("mask") or []}))  # a set: one order for any PDP
         step_up = _step_up(obligations_doc.get("step_up"))
         approval = _approval(obligations_doc.get("approval"))
+        export = _export(obligations_doc.get("export"))
     except (AttributeError, TypeError, ValueError, KeyError):
         return _deny("obligations_malformed", revision)
     if result["allow"]:
@@ -161,8 +180,8 @@ def parse_decision(result: Any) -> Decision:
         if status == 401 and step_up is None:
             status = 403
     high_risk = result.get("high_risk")
-    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask, step_up, approval), revision,
-                    high_risk if isinstance(high_risk, str) and high_risk else None)
+    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask, step_up, approval, export),
+                    revision, high_risk if isinstance(high_risk, str) and high_risk else None)
 
 
 def _step_up(doc: Any) -> StepUp | None:
@@ -182,6 +201,16 @@ def _approval(doc: Any) -> ApprovalRule | None:
             or not isinstance(expires, int) or expires < 1:
         raise ValueError("approval needs operation, approvals >= 1 and expires_seconds >= 1")
     return ApprovalRule(doc["operation"], approvals, expires)
+
+
+def _export(doc: Any) -> ExportControl | None:
+    if doc is None:
+        return None
+    reason, refuse, pii = doc["reason_over_rows"], doc["refuse_over_rows"], doc["unmasked_pii"]
+    if not isinstance(reason, int) or not isinstance(refuse, int) or reason < 0 or refuse < 0 \
+            or not isinstance(pii, list):
+        raise ValueError("export needs reason_over_rows, refuse_over_rows (rows >= 0) and unmasked_pii")
+    return ExportControl(reason, refuse, tuple(sorted(str(f) for f in pii)))
 
 
 class DecisionPoint(Protocol):

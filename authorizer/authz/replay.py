@@ -10,7 +10,10 @@ step-up ages are judged as they were), and reports what the draft would change:
 - ``scope_widened`` / ``scope_narrowed``: a list's row filter lets more / fewer rows through
   on some dimension (a dimension the filter drops, ``*``, or values added);
 - ``unmasked`` / ``masked``: fields no longer / newly masked;
-- ``approval_dropped`` / ``approval_added``: a four-eyes hold removed / added.
+- ``approval_dropped`` / ``approval_added``: a four-eyes hold removed / added;
+  ``approval_weakened`` / ``approval_strengthened``: fewer approvals or a longer wait / the reverse;
+- ``export_loosened`` / ``export_tightened``: an export's row thresholds raised (or its
+  control dropped) / lowered (or added).
 
 Changes are grouped by kind, the person's roles, module, verb and route, with a few
 decision ids of each group as examples.
@@ -24,12 +27,13 @@ from typing import Any
 
 from authorizer.authz.inprocess_pdp import evaluate_decision
 from authorizer.authz.opa_wasm import WasmPolicy, WasmPolicyError
-from authorizer.authz.pdp import Decision
+from authorizer.authz.pdp import Decision, ExportControl
 
 #: How many example decision ids a group keeps.
 EXAMPLES = 5
 #: Change kinds that give someone more than the baseline does (what a reviewer must look at first).
-WIDENING = frozenset({"granted", "scope_widened", "unmasked", "approval_dropped"})
+WIDENING = frozenset({"granted", "scope_widened", "unmasked", "approval_dropped", "approval_weakened",
+                      "export_loosened"})
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,24 @@ def compare(before: Decision, after: Decision) -> list[tuple[str, str]]:
         found.append(("approval_dropped", b.approval.operation))
     elif a.approval is not None and b.approval is None:
         found.append(("approval_added", a.approval.operation))
+    elif a.approval is not None and b.approval is not None and a.approval != b.approval:
+        weaker = a.approval.approvals < b.approval.approvals or a.approval.expires_seconds > b.approval.expires_seconds
+        found.append(("approval_weakened" if weaker else "approval_strengthened",
+                      f"{b.approval.operation}: {b.approval.approvals} approval(s) within {b.approval.expires_seconds}s"
+                      f" -> {a.approval.approvals} within {a.approval.expires_seconds}s"))
+    if b.export != a.export:
+        found.append(_export_change(b.export, a.export))
     return found
+
+
+def _export_change(before: ExportControl | None, after: ExportControl | None) -> tuple[str, str]:
+    """``export_loosened`` when a threshold rose or the control went away, else ``export_tightened``."""
+    def text(control: ExportControl | None) -> str:
+        return "none" if control is None else f"reason>{control.reason_over_rows},refuse>{control.refuse_over_rows}"
+
+    loosened = after is None or (before is not None and (after.reason_over_rows > before.reason_over_rows
+                                                         or after.refuse_over_rows > before.refuse_over_rows))
+    return ("export_loosened" if loosened else "export_tightened", f"{text(before)} -> {text(after)}")
 
 
 @dataclass

@@ -136,15 +136,16 @@ class AccessService:
                 "name": " ".join(p for p in (user.get("lastName"), user.get("firstName")) if p),
                 "roles": roles, "scope": scope, "grants": grants}
 
-    async def directory(self, limit: int = 2000) -> list[dict[str, Any]]:
-        """Up to ``limit`` people of the realm for "who can" answers: ``user_id, username, enabled,
-        roles, scope`` each (one roles call per person: meant for admin pages, not the request path).
+    async def directory(self) -> list[dict[str, Any]]:
+        """Every person of the realm (all pages) for "who can" answers and access reviews: ``user_id,
+        username, enabled, roles, scope`` each (one roles call per person: meant for admin pages,
+        not the request path).
 
         Raises:
             AccessError: 502 when Keycloak fails.
         """
         try:
-            users = await self._kc().a_get_users({"briefRepresentation": False, "max": limit})
+            users = await self._kc().a_get_users({"briefRepresentation": False})  # every page: nobody is skipped
             people = []
             for user in users:
                 attributes = user.get("attributes") or {}
@@ -238,6 +239,9 @@ class AccessService:
                 report.steps.append("scope removed: " + "; ".join(f"{d}={','.join(v)}" for d, v in scope.items() if v))
         except KeycloakError as exc:
             raise AccessError("identity_provider_error_partial", detail=exc) from exc
+        # again after the change: a token refreshed between the first revocation and the update
+        # still carried the old roles or scope
+        await self._revoke(report, f"narrowed: {reason}", actor)
         return report
 
     async def set_roles(self, username: str, roles: list[str], scope: dict[str, list[str]] | None,

@@ -38,26 +38,43 @@ def in_campaign(person: Mapping[str, Any], campaign: Campaign) -> bool:
 
 
 def campaign_items(people: Iterable[Mapping[str, Any]], campaign: Campaign) -> list[Item]:
-    """What reviewers decide on: for a warehouse campaign every role, scope value and grant of each
-    person in it; for a role campaign that role and the grants of it."""
+    """What reviewers decide on.
+
+    A warehouse campaign asks one question per person: may they keep this warehouse? Its
+    items are the person's ``warehouse=<W>`` (or ``warehouse=*``) scope value and the
+    temporary grants that reach W; their roles and other scope values are not its business
+    (they reach other warehouses too). A role campaign's items are that role, for people
+    holding it directly, and the temporary grants of it (a role held only through a grant
+    is reviewed as the grant, so keeping one and revoking the other cannot contradict).
+    """
     items: list[Item] = []
     for person in people:
         if not person.get("enabled", True) or not in_campaign(person, campaign):
             continue
         who = (str(person["username"]), str(person["user_id"]))
-        for role in person["roles"]:
-            if campaign.role is None or role["role"] == campaign.role:
-                items.append(Item(*who, "role", role["role"], role["last_used_ms"],
-                                  {"permissions": role["permissions"]}))
-        if campaign.role is None:
-            items.extend(Item(*who, "scope", f"{s['dimension']}={s['value']}", s["last_used_ms"], {})
-                         for s in person["scope"])
+        granted_roles = {g["role"] for g in person["grants"]}
+        if campaign.role is not None:
+            items.extend(Item(*who, "role", role["role"], role["last_used_ms"], {"permissions": role["permissions"]})
+                         for role in person["roles"] if role["role"] == campaign.role
+                         and role["role"] not in granted_roles)
+        else:
+            items.extend(Item(*who, "scope", f"warehouse={s['value']}", s["last_used_ms"], {})
+                         for s in person["scope"]
+                         if s["dimension"] == "warehouse" and s["value"] in (campaign.warehouse, "*"))
         for grant in person["grants"]:
-            if campaign.role is None or grant["role"] == campaign.role:
+            reaches = set((grant.get("scope") or {}).get("warehouse", [])) & {campaign.warehouse, "*"}
+            if grant["role"] == campaign.role or (campaign.role is None and reaches):
                 items.append(Item(*who, "grant", str(grant["grant_id"]), grant["last_used_ms"],
                                   {"role": grant["role"], "valid_from_s": grant["valid_from_s"],
                                    "valid_until_s": grant["valid_until_s"]}))
     return items
+
+
+def holds_exactly(people: Iterable[Mapping[str, Any]], warehouse: str) -> bool:
+    """Whether anyone holds ``warehouse`` by name (not only through ``*``): a campaign over a
+    warehouse nobody names is most likely a typo, and would review only the ``*`` holders."""
+    return any(s["dimension"] == "warehouse" and s["value"] == warehouse for p in people for s in p["scope"]) or any(
+        warehouse in (g.get("scope") or {}).get("warehouse", []) for p in people for g in p["grants"])
 
 
 def effective(item: Mapping[str, Any], unreviewed: str) -> str:
@@ -115,9 +132,9 @@ class ReviewService:
         Raises:
             ReviewConflict: no such campaign.
         """
-        claimed = await (self.store.reclaim(review_id, actor, now_ms) if reclaim
-                         else self.store.claim_close(review_id, actor, now_ms))
-        if not claimed:
+        claim = await (self.store.reclaim(review_id, actor, now_ms) if reclaim
+                       else self.store.claim_close(review_id, actor, now_ms))
+        if claim is None:
             if await self.store.campaign(review_id) is None:
                 raise ReviewConflict(f"no campaign {review_id}")
             return None
@@ -140,12 +157,16 @@ class ReviewService:
                 plan.grants.append((item["item_id"], item["name"]))
         reason = f"access review {campaign['title']} ({review_id})"
         for username, plan in plans.items():
+            if not await self.store.heartbeat(review_id, claim, int(time.time() * 1000)):
+                log.warning("access review %s: another process took over its close", review_id)
+                return None
             outcomes.update(await self._revoke(username, plan, reason, actor))
         for item_id, outcome in outcomes.items():
-            await self.store.set_outcome(review_id, item_id, outcome)
+            await self.store.set_outcome(review_id, item_id, outcome, claim)
         result = self._result(campaign, outcomes, actor, now_ms)
         signature = sign_message(self._key, result_bytes(result))
-        await self.store.finish(review_id, result, signature, key_id(self._key.public_key()))
+        if not await self.store.finish(review_id, result, signature, key_id(self._key.public_key()), claim):
+            return None
         return {"result": result, "signature": signature, "key_id": key_id(self._key.public_key())}
 
     async def _revoke(self, username: str, plan: _Plan, reason: str, actor: str) -> dict[int, str]:
@@ -158,7 +179,7 @@ class ReviewService:
                                           {d: sorted(v) for d, v in plan.scope.items()}, reason, actor)
                 outcome = "revoked"
             except AccessError as exc:
-                log.warning("access review: revoking %s of %s failed: %s", plan.roles, username, exc)
+                log.error("access review: revoking %s %s of %s failed: %s", plan.roles, plan.scope, username, exc)
                 outcome = f"failed: {exc.code}"
             outcomes.update({i: outcome for i in plan.items if i not in grant_items})
         for item_id, grant_id in plan.grants:
@@ -167,6 +188,8 @@ class ReviewService:
                 outcomes[item_id] = "revoked"
             except AccessError as exc:
                 outcomes[item_id] = "already ended" if exc.key == "grant_not_found" else f"failed: {exc.code}"
+                if exc.key != "grant_not_found":
+                    log.error("access review: ending grant %s of %s failed: %s", grant_id, username, exc)
         return outcomes
 
     @staticmethod
@@ -179,7 +202,8 @@ class ReviewService:
                   "effective": effective(i, campaign["unreviewed"]), "outcome": outcomes.get(i["item_id"], "")}
                  for i in campaign["items"]]
         return {**{k: campaign[k] for k in keys}, "status": CLOSED, "closed_by": actor, "closed_ms": now_ms,
-                "items": items, "revoked": sum(1 for i in items if i["outcome"] == "revoked")}
+                "items": items, "revoked": sum(1 for i in items if i["outcome"] == "revoked"),
+                "failed": sum(1 for i in items if i["outcome"].startswith("failed"))}
 
 
 async def run_review_sweeper(service: ReviewService, interval_seconds: float,
@@ -199,5 +223,5 @@ async def run_review_sweeper(service: ReviewService, interval_seconds: float,
         await asyncio.sleep(interval_seconds)
 
 
-__all__ = ["DEADLINE_ACTOR", "REVOKE", "ReviewService", "campaign_items", "effective", "in_campaign",
+__all__ = ["DEADLINE_ACTOR", "REVOKE", "ReviewService", "campaign_items", "effective", "holds_exactly", "in_campaign",
            "result_signature_valid", "run_review_sweeper"]

@@ -22,6 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from authorizer.db import metadata
 
 OPEN, CLOSING, CLOSED = "open", "closing", "closed"
+#: A close that has not shown a sign of life for this long (ms) is taken over by the sweeper.
+STALE_MS = 120_000
 KEEP, REVOKE = "keep", "revoke"
 #: What happens at the deadline to items nobody decided on.
 UNREVIEWED_CHOICES = (REVOKE, KEEP)
@@ -41,6 +43,8 @@ access_reviews = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("closed_by", String(255), nullable=True),
     Column("closed_ms", BigInteger, nullable=True),
+    Column("claim", String(32), nullable=True),  # which close owns the campaign while it is closing
+    Column("heartbeat_ms", BigInteger, nullable=True),  # that close's last sign of life
     Column("result", Text, nullable=True),
     Column("signature", Text, nullable=True),
     Column("key_id", String(32), nullable=True),
@@ -159,60 +163,84 @@ class ReviewStore:
 
     async def decide(self, review_id: str, item_id: int, decision: str, actor: str, note: str | None,
                      now_ms: int) -> None:
-        """Record ``decision`` (keep or revoke) on an item of an open campaign (a later decision replaces it).
+        """Record ``decision`` (keep or revoke) on an item of an open campaign before its deadline
+        (a later decision replaces it).
+
+        The campaign's row is locked first (a no-op update: a row lock on PostgreSQL, the write
+        lock on SQLite), so a close cannot read the items between this check and this write.
 
         Raises:
-            ReviewConflict: no such item, or the campaign is no longer open.
+            ReviewConflict: no such item, or the campaign is closing, closed or past its deadline.
         """
         i, r = access_review_items.c, access_reviews.c
         async with self.engine.begin() as conn:
-            still_open = select(r.review_id).where(and_(r.review_id == review_id, r.status == OPEN)).exists()
+            still_open = await conn.execute(update(access_reviews).where(
+                and_(r.review_id == review_id, r.status == OPEN, r.deadline_ms > now_ms)).values(status=OPEN))
+            if still_open.rowcount != 1:
+                raise ReviewConflict(f"campaign {review_id} is no longer open")
             done = await conn.execute(update(access_review_items).where(
-                and_(i.review_id == review_id, i.item_id == item_id, still_open)).values(
+                and_(i.review_id == review_id, i.item_id == item_id)).values(
                 decision=decision, decided_by=actor, decided_ms=now_ms, note=note))
             if done.rowcount != 1:
-                raise ReviewConflict(f"item {item_id} of campaign {review_id} cannot be decided (closed or absent)")
+                raise ReviewConflict(f"campaign {review_id} has no item {item_id}")
 
-    async def claim_close(self, review_id: str, actor: str, now_ms: int) -> bool:
-        """Move an open campaign to ``closing`` (True), or False when it is not open (someone else closes it)."""
+    async def claim_close(self, review_id: str, actor: str, now_ms: int) -> str | None:
+        """Move an open campaign to ``closing``; returns the claim (the close's token), or None
+        when it is not open (someone else closes it)."""
+        r = access_reviews.c
+        claim = uuid.uuid4().hex
+        async with self.engine.begin() as conn:
+            done = await conn.execute(update(access_reviews).where(
+                and_(r.review_id == review_id, r.status == OPEN)).values(
+                status=CLOSING, closed_by=actor, closed_ms=now_ms, claim=claim, heartbeat_ms=now_ms))
+            return claim if done.rowcount == 1 else None
+
+    async def heartbeat(self, review_id: str, claim: str, now_ms: int) -> bool:
+        """Tell others this close is alive; False when the claim was lost (another process took over)."""
         r = access_reviews.c
         async with self.engine.begin() as conn:
             done = await conn.execute(update(access_reviews).where(
-                and_(r.review_id == review_id, r.status == OPEN)).values(status=CLOSING, closed_by=actor,
-                                                                          closed_ms=now_ms))
+                and_(r.review_id == review_id, r.status == CLOSING, r.claim == claim)).values(heartbeat_ms=now_ms))
             return bool(done.rowcount == 1)
 
-    async def set_outcome(self, review_id: str, item_id: int, outcome: str) -> None:
-        """What closing did to an item (``kept``, ``revoked``, ``failed: ...``)."""
-        i = access_review_items.c
+    async def set_outcome(self, review_id: str, item_id: int, outcome: str, claim: str) -> None:
+        """What closing did to an item (``kept``, ``revoked``, ``failed: ...``), written only by the
+        close holding ``claim``."""
+        i, r = access_review_items.c, access_reviews.c
+        owner = select(r.review_id).where(and_(r.review_id == review_id, r.status == CLOSING,
+                                               r.claim == claim)).exists()
         async with self.engine.begin() as conn:
             await conn.execute(update(access_review_items).where(
-                and_(i.review_id == review_id, i.item_id == item_id)).values(outcome=outcome))
+                and_(i.review_id == review_id, i.item_id == item_id, owner)).values(outcome=outcome))
 
-    async def finish(self, review_id: str, result: dict[str, Any], signature: str, key_id: str) -> None:
-        """Store the signed result and mark the campaign ``closed``."""
+    async def finish(self, review_id: str, result: dict[str, Any], signature: str, key_id: str, claim: str) -> bool:
+        """Store the signed result and mark the campaign ``closed`` (only from ``closing``, only by
+        the close holding ``claim``); False when the claim was lost."""
         r = access_reviews.c
         async with self.engine.begin() as conn:
-            await conn.execute(update(access_reviews).where(r.review_id == review_id).values(
+            done = await conn.execute(update(access_reviews).where(
+                and_(r.review_id == review_id, r.status == CLOSING, r.claim == claim)).values(
                 status=CLOSED, result=json.dumps(result, ensure_ascii=False, sort_keys=True), signature=signature,
                 key_id=key_id))
+            return bool(done.rowcount == 1)
 
     async def due(self, now_ms: int) -> list[tuple[str, str]]:
-        """Campaigns to close, ``(review_id, status)``: open past their deadline, or stuck
-        ``closing`` for 2 minutes (a process died mid-close; closing again is safe: revocations
-        already done are skipped)."""
+        """Campaigns to close, ``(review_id, status)``: open past their deadline, or ``closing``
+        without a heartbeat for :data:`STALE_MS` (its process died mid-close; closing again is
+        safe: revocations already done are skipped)."""
         r = access_reviews.c
         async with self.engine.connect() as conn:
             rows = await conn.execute(select(r.review_id, r.status).where(
                 ((r.status == OPEN) & (r.deadline_ms <= now_ms))
-                | ((r.status == CLOSING) & (r.closed_ms <= now_ms - 120_000))))
+                | ((r.status == CLOSING) & (r.heartbeat_ms <= now_ms - STALE_MS))))
             return [(str(review_id), str(status)) for review_id, status in rows]
 
-    async def reclaim(self, review_id: str, actor: str, now_ms: int) -> bool:
-        """Take over a stale ``closing`` campaign (True when this process now closes it)."""
+    async def reclaim(self, review_id: str, actor: str, now_ms: int) -> str | None:
+        """Take over a stale ``closing`` campaign; returns the new claim, or None when it is not stale."""
         r = access_reviews.c
+        claim = uuid.uuid4().hex
         async with self.engine.begin() as conn:
             done = await conn.execute(update(access_reviews).where(
-                and_(r.review_id == review_id, r.status == CLOSING, r.closed_ms <= now_ms - 120_000)).values(
-                closed_by=actor, closed_ms=now_ms))
-            return bool(done.rowcount == 1)
+                and_(r.review_id == review_id, r.status == CLOSING, r.heartbeat_ms <= now_ms - STALE_MS)).values(
+                closed_by=actor, claim=claim, heartbeat_ms=now_ms))
+            return claim if done.rowcount == 1 else None

@@ -7,8 +7,8 @@ role is used when any of its permissions is (so two roles that both carry a used
 permission both count as used; the permission lines show the overlap); a scope value
 (warehouse ``HF``) is used when an allowed request of theirs touched a resource with that
 value (``*`` when any value was touched); a temporary grant is used when one of its role's
-permissions was used while the grant was valid. Denied requests never count: asking is
-not using.
+permissions was used while the grant was valid. Denied requests, and requests held for
+four-eyes approval, never count: asking is not using.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ async def trail_usage(engine: AsyncEngine, since_ms: int, grant_holders: Iterabl
     """
     t = audit_records.c
     usage = TrailUsage()
-    allowed = (t.decision == "allow", t.ts_ms >= since_ms, t.user_id != "")
+    # a request held for four-eyes approval is recorded as allowed, but it was only asked for
+    allowed = (t.decision == "allow", t.ts_ms >= since_ms, t.user_id != "", t.reason_code != "approval_required")
     async with engine.connect() as conn:
         rows = await conn.execute(select(t.user_id, t.module, t.verb, func.max(t.ts_ms)).where(*allowed)
                                   .group_by(t.user_id, t.module, t.verb))
@@ -103,10 +104,13 @@ def person_usage(person: Mapping[str, Any], role_permissions: Mapping[str, Itera
     user_id = str(person["user_id"])
     used = usage.permissions.get(user_id, {})
     roles = []
-    for role in sorted(person.get("roles", [])):
+    mine = sorted(person.get("roles", []))
+    for role in mine:
         held = sorted(role_permissions.get(role, ()))
+        others = {p for other in mine if other != role for p in role_permissions.get(other, ())}
+        own = [p for p in held if p not in others] or held  # what only this role gives, when it gives anything
         perms = [{"permission": p, "last_used_ms": used.get(p)} for p in held]
-        roles.append({"role": role, "last_used_ms": _latest(used.get(p) for p in held), "permissions": perms})
+        roles.append({"role": role, "last_used_ms": _latest(used.get(p) for p in own), "permissions": perms})
     touched = usage.scope.get(user_id, {})
     scope = [{"dimension": dim, "value": value, "last_used_ms": touched.get((dim, value))}
              for dim, values in sorted((person.get("scope") or {}).items()) for value in sorted(values)]

@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from authorizer.audit import AuditQuery, AuditStore
 from authorizer.audit.export import export_csv, export_jsonl
 from authorizer.authz.routes import Route
+from authorizer.enforce.exports import watermark
 from authorizer.messages import TEXTS
 from authorizer.timeparse import parse_time
 from proxy.lifecycle import context_of
@@ -144,11 +145,13 @@ async def export_response(request: web.Request, store: AuditStore, query: AuditQ
     content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson; charset=utf-8"
     response = web.StreamResponse(headers={
         "Content-Type": content_type, "X-Decision-Id": decision_id, "Cache-Control": "no-store",
+        "X-Export-Watermark": watermark(decision_id),
         "Content-Disposition": f'attachment; filename="audit-{stamp}.{fmt}"'})
     response.enable_chunked_encoding()
     await response.prepare(request)
     context_of(request).streaming = response  # an error from here on ends this answer, not a new one
-    chunks = export_csv(store, query) if fmt == "csv" else export_jsonl(store, query)
+    mark = watermark(decision_id)
+    chunks = export_csv(store, query, mark) if fmt == "csv" else export_jsonl(store, query, mark)
     error = None
     try:
         async for chunk in chunks:

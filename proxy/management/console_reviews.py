@@ -80,8 +80,9 @@ async def start_review(request: web.Request, gw: Gateway, record: AuditRecord, p
         body["unreviewed"] = form["unreviewed"]
     await _decide(request, reviews_api.START, None, body)
     now_ms = int(time.time() * 1000)
-    started = await reviews_api.start(gw, reviews_api.parse_campaign(body, principal.username, now_ms,
-                                                                     gw.config.reviews_unreviewed), now_ms)
+    settings = (gw.config.reviews_unreviewed, gw.config.review_min_deadline_hours)
+    started = await reviews_api.start(gw, reviews_api.parse_campaign(body, principal.username, now_ms, settings),
+                                      now_ms)
     record.detail["review"] = started
     return _back(started["review_id"], "started")
 
@@ -122,7 +123,7 @@ async def close_review(request: web.Request, gw: Gateway, record: AuditRecord, p
         raise refusal("confirmation_missing")
     await _decide(request, reviews_api.CLOSE, review_id)
     done = await reviews_api.close(gw, review_id, principal.username)
-    record.detail["review"] = {"review_id": review_id, "closed": True, "revoked": done["result"]["revoked"]}
+    record.detail["review"] = reviews_api.closing_facts(done["result"])
     return _back(review_id, "closed")
 
 

@@ -17,6 +17,7 @@ or by the sweeper at the deadline (what nobody decided on gets the campaign's
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from typing import Any
 
 from authorizer.audit import AuditRecord
 from authorizer.authz.routes import Route
-from authorizer.iam.review_service import ReviewService, campaign_items
+from authorizer.iam.review_service import ReviewService, campaign_items, holds_exactly
 from authorizer.iam.reviews import KEEP, REVOKE, UNREVIEWED_CHOICES, Campaign, ReviewConflict
 from authorizer.messages import TEXTS
 from proxy.gateway import Gateway
@@ -44,6 +45,7 @@ ROUTES = (LIST, START, ITEM, DECIDE, CLOSE, RESULT)
 MAX_DAYS = 400
 MAX_DEADLINE_HOURS = 24 * 90
 MAX_NOTE = 500
+_ITEM_ID = re.compile(r"[0-9]{1,9}")
 
 
 def _bad(problem: str, **values: object) -> Refusal:
@@ -58,15 +60,20 @@ def service(gw: Gateway) -> ReviewService:
     return gw.reviews
 
 
-def parse_campaign(body: Mapping[str, Any], actor: str, now_ms: int, unreviewed_default: str = REVOKE) -> Campaign:
-    """A new campaign from a request body (``unreviewed`` defaults to ``unreviewed_default``,
-    the config's ``access_reviews.unreviewed``).
+def parse_campaign(body: Mapping[str, Any], actor: str, now_ms: int, settings: tuple[str, float] = (REVOKE, 24.0)
+                   ) -> Campaign:
+    """A new campaign from a request body.
+
+    Args:
+        settings: the config's ``access_reviews.unreviewed`` (the default of ``unreviewed``)
+            and ``min_deadline_hours`` (a campaign gives reviewers at least this long).
 
     Raises:
         Refusal: 400 ``bad_review`` naming the field: a missing or long title, not exactly one
-            of warehouse and role, days outside 1-400, deadline_hours outside 1-2160, an
-            unknown ``unreviewed``.
+            of warehouse and role, days outside 1-400, deadline_hours below the minimum or
+            above 2160, an unknown ``unreviewed``.
     """
+    unreviewed_default, min_hours = settings
     title = body.get("title")
     if not isinstance(title, str) or not title.strip() or len(title) > 200:
         raise _bad("review_title")
@@ -77,8 +84,8 @@ def parse_campaign(body: Mapping[str, Any], actor: str, now_ms: int, unreviewed_
     days, hours = body.get("days", 90), body.get("deadline_hours", 24 * 14)
     if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_DAYS:
         raise _bad("review_days", high=MAX_DAYS)
-    if not isinstance(hours, int | float) or isinstance(hours, bool) or not 0 < hours <= MAX_DEADLINE_HOURS:
-        raise _bad("review_deadline", high=MAX_DEADLINE_HOURS)
+    if not isinstance(hours, int | float) or isinstance(hours, bool) or not min_hours <= hours <= MAX_DEADLINE_HOURS:
+        raise _bad("review_deadline", low=min_hours, high=MAX_DEADLINE_HOURS)
     unreviewed = body.get("unreviewed", unreviewed_default)
     if unreviewed not in UNREVIEWED_CHOICES:
         raise _bad("review_unreviewed")
@@ -99,6 +106,8 @@ async def start(gw: Gateway, campaign: Campaign, now_ms: int) -> dict[str, Any]:
     reviews = service(gw)
     assert gw.access is not None
     people = await people_usage(gw, gw.access, campaign.window_days, None)
+    if campaign.warehouse is not None and not holds_exactly(people, campaign.warehouse):
+        raise refusal("review_unknown_warehouse", warehouse=campaign.warehouse)
     items = campaign_items(people, campaign)
     if not items:
         raise refusal("review_nothing_to_review")
@@ -136,8 +145,11 @@ async def decide(gw: Gateway, review_id: str, item_id: str, answer: tuple[str, s
         Refusal: 404 for an unknown campaign or item, 409 ``review_closed`` after the close.
     """
     found = await campaign(gw, review_id)
-    if not item_id.isdigit() or not any(i["item_id"] == int(item_id) for i in found["items"]):
+    item = next((i for i in found["items"] if _ITEM_ID.fullmatch(item_id) and i["item_id"] == int(item_id)), None)
+    if item is None:
         raise refusal("review_item_not_found")
+    if item["username"] == actor:
+        raise refusal("review_own_access")
     try:
         await service(gw).store.decide(review_id, int(item_id), answer[0], actor, answer[1], int(time.time() * 1000))
     except ReviewConflict:
@@ -150,7 +162,10 @@ async def close(gw: Gateway, review_id: str, actor: str) -> dict[str, Any]:
     Raises:
         Refusal: 404 unknown campaign; 409 ``review_closed`` when it is already closed or closing.
     """
-    await campaign(gw, review_id)
+    found = await campaign(gw, review_id)
+    undecided = sum(1 for i in found["items"] if i["decision"] is None)
+    if found["status"] == "open" and found["unreviewed"] == REVOKE and undecided:
+        raise refusal("review_undecided_items", count=undecided)
     try:
         done = await service(gw).close(review_id, actor, int(time.time() * 1000))
     except ReviewConflict:
@@ -174,17 +189,25 @@ async def result(gw: Gateway, review_id: str) -> dict[str, Any]:
     return {"result": json.loads(found["result"]), "signature": found["signature"], "key_id": found["key_id"]}
 
 
+def closing_facts(result: Mapping[str, Any]) -> dict[str, Any]:
+    """What an audit record keeps of a close: every revocation and every failed one (``user:kind:name``)."""
+    def named(outcome: str) -> list[str]:
+        return [f"{i['username']}:{i['kind']}:{i['name']}" for i in result["items"] if i["outcome"].startswith(outcome)]
+
+    return {"review_id": result["review_id"], "closed": True, "revoked": named("revoked"), "failed": named("failed")}
+
+
 def closed_record(done: Mapping[str, Any]) -> AuditRecord:
-    """The audit record of a campaign the sweeper closed at its deadline (what it revoked)."""
+    """The audit record of a campaign the sweeper closed at its deadline (what it revoked, what failed)."""
     result = done["result"]
-    revoked = [f"{i['username']}:{i['kind']}:{i['name']}" for i in result["items"] if i["outcome"] == "revoked"]
-    text = TEXTS["review_closed_at_deadline"].format(title=result["title"], revoked=len(revoked))
+    facts = closing_facts(result)
+    text = TEXTS["review_closed_at_deadline"].format(title=result["title"], revoked=len(facts["revoked"]),
+                                                     failed=len(facts["failed"]))
     return AuditRecord(
         decision_id=uuid.uuid4().hex, ts_ms=int(result["closed_ms"]), decision="allow",
         reason_code="access_review_closed", http_status=0, method="", path="", username=str(result["closed_by"]),
         module="iam", verb="review", resource_id=str(result["review_id"]), reason_zh=text.zh, reason_en=text.en,
-        detail={"review": {"review_id": result["review_id"], "closed": True, "revoked": revoked[:200],
-                           "signature": done["signature"]}})
+        detail={"review": {**facts, "signature": done["signature"]}})
 
 
 async def respond(gw: Gateway, route: Route, match: Mapping[str, str], body: Mapping[str, Any] | None,
@@ -202,7 +225,8 @@ async def respond(gw: Gateway, route: Route, match: Mapping[str, str], body: Map
     if route is LIST:
         return {"reviews": await service(gw).store.campaigns()}, {}
     if route is START:
-        new = parse_campaign(body or {}, actor, now_ms, gw.config.reviews_unreviewed)
+        new = parse_campaign(body or {}, actor, now_ms,
+                             (gw.config.reviews_unreviewed, gw.config.review_min_deadline_hours))
         started = await start(gw, new, now_ms)
         return started, {"review": {**started, "warehouse": new.warehouse, "role": new.role}}
     if route is ITEM:
@@ -214,7 +238,5 @@ async def respond(gw: Gateway, route: Route, match: Mapping[str, str], body: Map
             "review": {"review_id": review_id, "item_id": match["item_id"], "decision": answer[0]}}
     if route is CLOSE:
         done = await close(gw, review_id, actor)
-        revoked = [f"{i['username']}:{i['kind']}:{i['name']}" for i in done["result"]["items"]
-                   if i["outcome"] == "revoked"]
-        return done, {"review": {"review_id": review_id, "closed": True, "revoked": revoked[:200]}}
+        return done, {"review": closing_facts(done["result"])}
     return await result(gw, review_id), {}

@@ -75,8 +75,12 @@ def test_exports_stream_csv_with_bom_and_jsonl_that_verifies(stack: Stack) -> No
         assert lines[-1].startswith("# chain head: {")
         rows = list(csv.DictReader(io.StringIO("\n".join(lines[:-1]))))
         assert rows and all(r["username"] == "picker.hf" for r in rows)
+        mark = f"wmsgate:{resp.headers['X-Decision-Id']}"  # issue 17: every export names its exporter
+        assert resp.headers["X-Export-Watermark"] == mark and all(r["wmsgate_watermark"] == mark for r in rows)
         jsonl = admin.get("/_gateway/audit/export", params={"format": "jsonl", "since": "1h"})
     assert jsonl.status_code == 200
+    assert all(f'"wmsgate_watermark": "wmsgate:{jsonl.headers["X-Decision-Id"]}"' in line
+               for line in jsonl.text.splitlines()[:-1])
     public_key = load_public_key(stack.stack.settings.state / "audit-signing-key.pub")
     count, problems = verify_jsonl(jsonl.text.splitlines(), public_key)
     assert count > 0 and problems == []

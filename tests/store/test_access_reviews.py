@@ -13,8 +13,14 @@ import pytest
 from authorizer.audit.chain import generate_key, load_private_key, load_public_key
 from authorizer.db import create_schema, make_engine
 from authorizer.iam.access import AccessError
-from authorizer.iam.review_service import ReviewService, campaign_items, result_signature_valid, run_review_sweeper
-from authorizer.iam.reviews import Campaign, ReviewConflict, ReviewStore
+from authorizer.iam.review_service import (
+    ReviewService,
+    campaign_items,
+    holds_exactly,
+    result_signature_valid,
+    run_review_sweeper,
+)
+from authorizer.iam.reviews import STALE_MS, Campaign, ReviewConflict, ReviewStore
 
 NOW = 1_800_000_000_000
 
@@ -66,15 +72,19 @@ def _campaign(**kw: Any) -> Campaign:
     return Campaign(**{**values, **kw})
 
 
-def test_a_warehouse_campaign_covers_everyone_whose_scope_reaches_it() -> None:
+def test_a_warehouse_campaign_asks_who_may_keep_the_warehouse() -> None:
     items = campaign_items(PEOPLE, _campaign())
-    assert sorted({i.username for i in items}) == ["keeper.hf", "picker.hf", "supervisor"]
-    assert [(i.kind, i.name) for i in items if i.username == "keeper.hf"] == [
-        ("role", "warehouse_keeper"), ("role", "picker"), ("scope", "warehouse=HF"), ("scope", "warehouse=SH"),
-        ("grant", "g1"), ("grant", "gone")]
+    assert [(i.username, i.kind, i.name) for i in items] == [
+        ("picker.hf", "scope", "warehouse=HF"),
+        ("keeper.hf", "scope", "warehouse=HF"), ("keeper.hf", "grant", "g1"), ("keeper.hf", "grant", "gone"),
+        ("supervisor", "scope", "warehouse=*")], "roles and other warehouses are not a warehouse campaign's business"
     by_role = campaign_items(PEOPLE, _campaign(warehouse=None, role="warehouse_keeper"))
     assert [(i.username, i.kind, i.name) for i in by_role] == [("keeper.hf", "role", "warehouse_keeper"),
                                                                ("keeper.sz", "role", "warehouse_keeper")]
+    by_granted_role = campaign_items(PEOPLE, _campaign(warehouse=None, role="reviewer"))
+    assert [(i.username, i.kind, i.name) for i in by_granted_role] == [
+        ("keeper.hf", "grant", "g1"), ("keeper.hf", "grant", "gone")], "a granted role is reviewed as its grant"
+    assert holds_exactly(PEOPLE, "SZ") and not holds_exactly(PEOPLE, "hf")
 
 
 def _run(store_url: str, tmp_path: Path, access: FakeAccess, body: Any) -> Any:
@@ -101,14 +111,12 @@ def test_closing_applies_decisions_and_the_default_and_signs_the_result(tmp_path
         review_id = await service.store.create(_campaign(), campaign_items(PEOPLE, _campaign()), NOW)
         items = (await service.store.campaign(review_id) or {})["items"]
         by_name = {(i["username"], i["name"]): i["item_id"] for i in items}
-        await service.store.decide(review_id, by_name[("picker.hf", "picker")], "keep", "keeper.hf", None, NOW)
         await service.store.decide(review_id, by_name[("picker.hf", "warehouse=HF")], "keep", "keeper.hf", None, NOW)
-        await service.store.decide(review_id, by_name[("keeper.hf", "picker")], "revoke", "admin1", "不再拣货", NOW)
-        await service.store.decide(review_id, by_name[("keeper.hf", "picker")], "keep", "admin1", "改主意", NOW)
-        await service.store.decide(review_id, by_name[("keeper.hf", "warehouse=HF")], "keep", "admin1", None, NOW)
-        await service.store.decide(review_id, by_name[("keeper.hf", "warehouse_keeper")], "keep", "admin1", None, NOW)
-        await service.store.decide(review_id, by_name[("supervisor", "ops_supervisor")], "keep", "admin1", None, NOW)
+        await service.store.decide(review_id, by_name[("keeper.hf", "warehouse=HF")], "revoke", "admin1", "调岗", NOW)
+        await service.store.decide(review_id, by_name[("keeper.hf", "warehouse=HF")], "keep", "admin1", "改主意", NOW)
         await service.store.decide(review_id, by_name[("supervisor", "warehouse=*")], "revoke", "admin1", None, NOW)
+        with pytest.raises(ReviewConflict):  # past the deadline nothing is decided any more
+            await service.store.decide(review_id, 1, "keep", "admin1", None, NOW + 3600_001)
         done = await service.close(review_id, "admin1", NOW + 10)
         again = await service.close(review_id, "admin2", NOW + 20)
         with pytest.raises(ReviewConflict):
@@ -117,23 +125,42 @@ def test_closing_applies_decisions_and_the_default_and_signs_the_result(tmp_path
 
     done, again, stored = _run(store_url, tmp_path, access, body)
     assert again is None, "a campaign is closed once"
-    # keeper.hf: SH, g1 and "gone" were not reviewed: the default (revoke) applies
-    assert sorted(access.narrowed) == [("keeper.hf", [], {"warehouse": ["SH"]}),
-                                       ("supervisor", [], {"warehouse": ["*"]})]
-    assert access.revoked_grants == [("keeper.hf", "g1")]
+    assert sorted(access.narrowed) == [("supervisor", [], {"warehouse": ["*"]})]
+    assert access.revoked_grants == [("keeper.hf", "g1")]  # g1 and "gone" were not reviewed: revoked by default
     outcomes = {(i["username"], i["name"]): (i["decision"], i["effective"], i["outcome"])
                 for i in done["result"]["items"]}
-    assert outcomes[("keeper.hf", "picker")] == ("keep", "keep", "kept")
-    assert outcomes[("keeper.hf", "warehouse=SH")] == ("unreviewed", "revoke", "revoked")
+    assert outcomes[("keeper.hf", "warehouse=HF")] == ("keep", "keep", "kept")
+    assert outcomes[("keeper.hf", "g1")] == ("unreviewed", "revoke", "revoked")
     assert outcomes[("keeper.hf", "gone")] == ("unreviewed", "revoke", "already ended")
     assert outcomes[("supervisor", "warehouse=*")] == ("revoke", "revoke", "revoked")
-    assert done["result"]["revoked"] == 3 and done["result"]["closed_by"] == "admin1"
+    assert (done["result"]["revoked"], done["result"]["failed"], done["result"]["closed_by"]) == (2, 0, "admin1")
     public = load_public_key((tmp_path / "audit.pem").with_suffix(".pub"))
     assert result_signature_valid(public, done)
     forged = {**done, "result": {**done["result"], "revoked": 0}}
     assert not result_signature_valid(public, forged)
     assert stored["status"] == "closed" and stored["signature"] == done["signature"]
     assert [i["outcome"] for i in stored["items"]] == [i["outcome"] for i in done["result"]["items"]]
+
+
+def test_a_close_that_lost_its_claim_writes_nothing(tmp_path: Path, store_url: str) -> None:
+    """A close whose process stalled past the stale limit is taken over; the stalled one then
+    cannot overwrite outcomes or the signed result."""
+    access = FakeAccess()
+
+    async def body(service: ReviewService) -> Any:
+        review_id = await service.store.create(_campaign(), campaign_items(PEOPLE, _campaign()), NOW)
+        first = await service.store.claim_close(review_id, "admin1", NOW)
+        assert first is not None and await service.store.claim_close(review_id, "admin2", NOW) is None
+        assert await service.store.reclaim(review_id, "sweeper", NOW + 1000) is None, "not stale yet"
+        taken = await service.store.reclaim(review_id, "sweeper", NOW + STALE_MS + 1)
+        assert taken is not None and not await service.store.heartbeat(review_id, first, NOW + STALE_MS + 2)
+        await service.store.set_outcome(review_id, 1, "revoked", first)
+        assert not await service.store.finish(review_id, {"x": 1}, "sig", "kid", first)
+        assert await service.store.heartbeat(review_id, taken, NOW + STALE_MS + 3)
+        return await service.store.campaign(review_id)
+
+    stored = _run(store_url, tmp_path, access, body)
+    assert stored["status"] == "closing" and stored["items"][0]["outcome"] is None and stored["result"] is None
 
 
 def test_a_failed_revocation_is_an_outcome_not_a_lost_decision(tmp_path: Path, store_url: str) -> None:
@@ -150,6 +177,7 @@ def test_a_failed_revocation_is_an_outcome_not_a_lost_decision(tmp_path: Path, s
     done = _run(store_url, tmp_path, access, body)
     assert [(i["username"], i["outcome"]) for i in done["result"]["items"]] == [
         ("keeper.hf", "kept"), ("keeper.sz", "failed: identity_provider_error")]
+    assert done["result"]["failed"] == 1 and done["result"]["revoked"] == 0
 
 
 def test_the_sweeper_closes_campaigns_past_their_deadline(tmp_path: Path, store_url: str) -> None:

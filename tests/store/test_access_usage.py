@@ -14,9 +14,9 @@ PERMISSIONS = {"picker": ["orders:pick", "orders:scan", "orders:view"], "reviewe
                "temp_counter": ["inventory:count"]}
 
 
-def _rec(n: int, user_id: str, module: str, verb: str, ts: int, warehouse: str = "", decision: str = "allow"
-         ) -> AuditRecord:
-    return AuditRecord(decision_id=f"u{n}", ts_ms=ts, decision=decision, reason_code="r", http_status=200,
+def _rec(n: int, user_id: str, module: str, verb: str, ts: int, warehouse: str = "", decision: str = "allow",
+         reason: str = "allowed") -> AuditRecord:
+    return AuditRecord(decision_id=f"u{n}", ts_ms=ts, decision=decision, reason_code=reason, http_status=200,
                        method="GET", path="/x", user_id=user_id, username=user_id, module=module, verb=verb,
                        warehouse=warehouse)
 
@@ -30,6 +30,7 @@ def _usage(url: str, since: int, holders: list[str]) -> TrailUsage:
             _rec(2, "u-a", "orders", "pick", T0 + 5000, "HF,SH"),
             _rec(3, "u-a", "orders", "scan", T0 - 10_000, "HF"),  # before the window
             _rec(4, "u-a", "reviews", "view", T0 + 2000, "SZ", decision="deny"),  # asking is not using
+            _rec(8, "u-a", "reviews", "review", T0 + 2500, "SZ", reason="approval_required"),  # held: not yet used
             _rec(5, "u-b", "reviews", "view", T0 + 3000, "SZ"),
             _rec(6, "u-a", "inventory", "count", T0 + 7000, "HF"),
             _rec(7, "u-a", "inventory", "count", T0 + 20_000, "HF"),  # after the grant ended
@@ -40,6 +41,17 @@ def _usage(url: str, since: int, holders: list[str]) -> TrailUsage:
             await store.close()
 
     return asyncio.run(run())
+
+
+def test_a_role_is_judged_by_what_only_it_gives() -> None:
+    usage = TrailUsage()
+    usage.permissions["u"] = {"portal:view": T0, "orders:view": T0}
+    perms = {"picker": ["portal:view", "orders:view", "orders:pick"], "packer": ["portal:view", "orders:view",
+                                                                                "orders:pack"]}
+    report = person_usage({"user_id": "u", "username": "u", "roles": ["picker", "packer"], "scope": {}}, perms, usage)
+    assert [r["last_used_ms"] for r in report["roles"]] == [None, None], "opening the portal uses neither role"
+    alone = person_usage({"user_id": "u", "username": "u", "roles": ["picker"], "scope": {}}, perms, usage)
+    assert alone["roles"][0]["last_used_ms"] == T0
 
 
 def test_last_use_per_permission_scope_value_and_grant(tmp_path: Path, store_url: str) -> None:
@@ -55,7 +67,7 @@ def test_last_use_per_permission_scope_value_and_grant(tmp_path: Path, store_url
     assert roles["picker"]["last_used_ms"] == T0 + 5000
     assert {p["permission"]: p["last_used_ms"] for p in roles["picker"]["permissions"]} == {
         "orders:pick": T0 + 5000, "orders:scan": None, "orders:view": None}
-    assert roles["reviewer"]["last_used_ms"] is None, "a denied request is not a use"
+    assert roles["reviewer"]["last_used_ms"] is None, "a denied or held request is not a use"
     scope = {(s["dimension"], s["value"]): s["last_used_ms"] for s in report["scope"]}
     assert scope == {("warehouse", "HF"): T0 + 20_000, ("warehouse", "SH"): T0 + 5000, ("warehouse", "SZ"): None,
                      ("channel", "*"): None}

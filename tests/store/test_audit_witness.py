@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from authorizer.audit import AuditRecord, AuditStore, AuditWriter, WriterSettings
 from authorizer.audit.chain import Verification, generate_key, load_private_key, load_public_key
 from authorizer.audit.witness import DirectoryWitness, WitnessEntry, WitnessError, WitnessPublisher
@@ -26,6 +28,7 @@ class _Trail:
     def __init__(self, tmp_path: Path, url: str) -> None:
         self.url, self.key = url, tmp_path / "audit.pem"
         self.witness = DirectoryWitness(tmp_path / "witness")
+        self.witness.path.mkdir()
         generate_key(self.key)
         self.written = 0
 
@@ -128,45 +131,88 @@ def test_a_missing_witness_fails_verification_closed(tmp_path: Path, store_url: 
     assert not result.ok and [p.kind for p in result.problems] == ["bad_witness"]
 
 
-def test_the_witness_never_replaces_an_entry(tmp_path: Path) -> None:
+def test_an_empty_or_stale_witness_proves_nothing(tmp_path: Path, store_url: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    trail = _Trail(tmp_path, store_url)
+    trail.write(5, 5)
+    for file in trail.witness.path.iterdir():  # e.g. the share was not mounted: an empty folder
+        file.unlink()
+    assert trail.verify().ok, "checkpoints younger than the grace period may still be on their way"
+    monkeypatch.setattr("authorizer.audit.witness.WITNESS_GRACE_MS", 0)
+    result = trail.verify()
+    assert [(p.kind, p.seq) for p in result.problems] == [("unwitnessed", 10)]
+    assert "2 checkpoint(s)" in result.problems[0].message
+
+
+def test_the_witness_never_replaces_an_entry_and_is_never_created(tmp_path: Path) -> None:
     witness = DirectoryWitness(tmp_path / "w")
     entry = WitnessEntry(5, "a" * 64, 1000, "k", "c2ln")
+    with pytest.raises(WitnessError, match="does not exist"):
+        witness.publish(entry)  # an unmounted share is an error, not a local folder
+    assert not (tmp_path / "w").exists()
+    (tmp_path / "w").mkdir()
     witness.publish(entry)
     witness.publish(entry)  # the same entry again: a no-op
-    try:
+    with pytest.raises(WitnessError, match="different checkpoint"):
         witness.publish(WitnessEntry(5, "b" * 64, 1000, "k", "c2ln"))
-    except WitnessError as exc:
-        assert "different checkpoint" in str(exc)
-    else:
-        raise AssertionError("a different entry for seq 5 replaced the held one")
     assert json.loads((tmp_path / "w" / "checkpoint-00000000000000000005.json").read_text())["hash"] == "a" * 64
-    assert witness.newest_seq() == 5
+    assert witness.held_seqs() == [5] and witness.read(5) == entry and witness.read(6) is None
 
 
 def test_an_unreachable_witness_loses_nothing_and_catches_up(tmp_path: Path, store_url: str) -> None:
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the witness folder should be", encoding="utf-8")
     key = tmp_path / "audit.pem"
     generate_key(key)
+    share = tmp_path / "share"
 
-    async def run() -> tuple[list[int], int, str | None, list[int]]:
+    async def run() -> tuple[int, int, str | None, list[int], list[int]]:
         store = AuditStore(store_url)
         await store.create_schema()
-        publisher = WitnessPublisher(store, DirectoryWitness(blocker / "witness"), retry_seconds=0)
+        publisher = WitnessPublisher(store, DirectoryWitness(share), retry_seconds=0)
         writer = AuditWriter(store, WriterSettings(interval=0.05, checkpoint_every_records=1),
                              signing_key=load_private_key(key), witness=publisher)
         for n in range(2):
             writer.submit(_record(n))
-            assert await writer.flush()  # records are committed although the witness cannot be written
+            assert await writer.flush()  # records and checkpoints are committed although the witness is away
+        await publisher.sync()
         failed, lag, error = publisher.failures, publisher.lag, publisher.last_error
-        publisher.witness = DirectoryWitness(tmp_path / "witness")  # the share is mounted again
+        share.mkdir()  # the share is mounted again
         writer.submit(_record(2))
         assert await writer.flush()
-        await writer.close()
+        await writer.close()  # the last round copies what waited
         held = [e.seq for e in publisher.witness.entries()[0]]
+        # a junk file named for a later seq does not fool the publisher into thinking it is done
+        (share / "checkpoint-00000000000000009999.json").write_text("{}", encoding="utf-8")
+        for n in range(3, 5):
+            writer2 = AuditWriter(store, WriterSettings(checkpoint_every_records=1),
+                                  signing_key=load_private_key(key), witness=publisher)
+            writer2.submit(_record(n))
+            await writer2.close()
+        after_junk = [e.seq for e in publisher.witness.entries()[0]]
         await store.close()
-        return [failed], lag, error, held
+        return failed, lag, error, held, after_junk
 
-    [failed], lag, error, held = asyncio.run(run())
-    assert failed >= 2 and lag == 2 and error is not None and "NotADirectoryError" in error
+    failed, lag, error, held, after_junk = asyncio.run(run())
+    assert failed >= 1 and lag == 2 and error is not None and "does not exist" in error
     assert held == [1, 2, 3], "every checkpoint signed while the witness was away reaches it, in order"
+    assert after_junk == [1, 2, 3, 4, 5]
+
+
+def test_an_emptied_witness_is_filled_again(tmp_path: Path, store_url: str) -> None:
+    trail = _Trail(tmp_path, store_url)
+    trail.write(3, 3)
+    for file in trail.witness.path.iterdir():
+        file.unlink()
+    trail.write(2)
+    assert [e.seq for e in trail.witness.entries()[0]] == [3, 6, 8], "a starting publisher refills an empty witness"
+
+    async def resync() -> None:
+        store = AuditStore(store_url)
+        publisher = WitnessPublisher(store, trail.witness)
+        await publisher.sync()
+        for file in trail.witness.path.iterdir():
+            file.unlink()
+        await publisher.sync()  # the publisher notices its last entry is gone and starts over
+        await store.close()
+
+    asyncio.run(resync())
+    assert [e.seq for e in trail.witness.entries()[0]] == [3, 6, 8]

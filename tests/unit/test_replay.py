@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from authorizer.authz.pdp import ApprovalRule, Decision, Obligations, Reason
+from authorizer.authz.pdp import ApprovalRule, Decision, ExportControl, Obligations, Reason
 from authorizer.authz.replay import ReplayPolicy, compare, replay
 
 
@@ -43,6 +43,10 @@ def test_masks_and_approvals_are_compared() -> None:
         ("unmasked", "customer"), ("masked", "amount")]
     assert compare(_allow(approval=rule), _allow()) == [("approval_dropped", "order_delete")]
     assert compare(_allow(), _allow(approval=rule)) == [("approval_added", "order_delete")]
+    two = ApprovalRule("order_delete", 2, 3600)
+    assert compare(_allow(approval=two), _allow(approval=rule)) == [
+        ("approval_weakened", "order_delete: 2 approval(s) within 3600s -> 1 within 3600s")]
+    assert compare(_allow(approval=rule), _allow(approval=two))[0][0] == "approval_strengthened"
 
 
 def test_the_report_groups_changes_and_counts_what_it_could_not_replay() -> None:
@@ -56,6 +60,16 @@ def test_the_report_groups_changes_and_counts_what_it_could_not_replay() -> None
     [group] = doc["groups"]
     assert (group["kind"], group["roles"], group["module"], group["route"], group["records"], group["examples"]) == (
         "revoked", "picker", "orders", "/api/picking/tasks", 2, ["d1", "d2"])
+
+
+def test_export_thresholds_that_rise_are_a_loosening() -> None:
+    tight = Decision(True, 200, (Reason("allowed", "允许", "allowed"),),
+                     Obligations(export=ExportControl(20, 10000)), "rev")
+    loose = Decision(True, 200, (Reason("allowed", "允许", "allowed"),),
+                     Obligations(export=ExportControl(1000, 10000)), "rev")
+    assert compare(tight, loose) == [("export_loosened", "reason>20,refuse>10000 -> reason>1000,refuse>10000")]
+    assert compare(loose, tight)[0][0] == "export_tightened"
+    assert compare(tight, _allow())[0][0] == "export_loosened"
 
 
 class _FakePolicy(ReplayPolicy):

@@ -116,3 +116,28 @@ test_reasons_with_one_code_are_listed_in_value_order if {
 	codes == ["missing_permission", "missing_permission"]
 	d.reasons == sort(d.reasons)
 }
+
+engine_export_roles := {
+	"clerk": {"title": {"zh-CN": "文员", "en": "Clerk"}, "permissions": ["goods:export"]},
+	"buyer": {"title": {"zh-CN": "采购", "en": "Buyer"}, "permissions": ["goods:export", "goods_cost:view"]},
+}
+
+test_an_export_carries_its_thresholds_and_the_personal_data_it_leaves_unmasked if {
+	list := {"kind": "list", "attributes": {}}
+	clerk := authz.decision with input as engine_ask(["clerk"], "goods", "export", list)
+		with data.wms.roles as engine_export_roles
+		with data.wms.modules as engine_site_modules
+		with data.wms.masks as engine_site_masks
+		with data.wms.exports as {}
+	clerk.obligations.export == {"reason_over_rows": 1000, "refuse_over_rows": 10000, "unmasked_pii": []}
+	buyer := authz.decision with input as engine_ask(["buyer"], "goods", "export", list)
+		with data.wms.roles as engine_export_roles
+		with data.wms.modules as engine_site_modules
+		with data.wms.masks as engine_site_masks
+		with data.wms.exports as {"reason_over_rows": 50, "refuse_over_rows": 99999}
+	buyer.obligations.export == {"reason_over_rows": 50, "refuse_over_rows": 10000, "unmasked_pii": ["goods_cost"]}
+	view := authz.decision with input as engine_ask(["clerk"], "goods", "view", list)
+		with data.wms.roles as engine_site_roles
+		with data.wms.modules as engine_site_modules
+	view.obligations.export == null
+}

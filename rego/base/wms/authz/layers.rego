@@ -96,3 +96,20 @@ messages := object.union(site_messages, data.wms.base.messages)
 default site_masks := {}
 
 site_masks := data.wms.masks
+
+# METADATA
+# title: Site export thresholds
+# description: The deployment's export thresholds (data.wms.exports), empty when none.
+# scope: document
+default site_exports := {}
+
+site_exports := data.wms.exports
+
+# METADATA
+# title: Export threshold
+# description: >-
+#   A threshold of export control (reason_over_rows, refuse_over_rows): the deployment's
+#   when it is lower than the gateway's, else the gateway's (a deployment cannot loosen it).
+export_threshold(name) := min([gateway, object.get(site_exports, name, gateway)]) if {
+	gateway := data.wms.base.exports[name]
+}

@@ -2,7 +2,8 @@
 #
 #   What the PEP must do: narrow lists to the person's scope (row_filter), mask
 #   fields the person may not see (mask), hold a high-risk request for four-eyes
-#   approval (approval), or challenge for step-up MFA (step_up, with status 401).
+#   approval (approval), count, watermark and justify exports (export), or
+#   challenge for step-up MFA (step_up, with status 401).
 #   The PEP refuses a decision that carries an obligation it does not know.
 package wms.authz
 
@@ -10,12 +11,44 @@ package wms.authz
 # title: Obligations
 # description: >-
 #   row_filter (dimension to allowed values, "*" for all), mask (field paths),
-#   step_up (acr_values, max_age; or null), approval (operation, approvals, expires_seconds; or null)
+#   step_up (acr_values, max_age; or null), approval (operation, approvals, expires_seconds; or null),
+#   export (reason_over_rows, refuse_over_rows, unmasked_pii; or null)
 obligations := {
 	"row_filter": row_filter,
 	"mask": mask,
 	"step_up": step_up_obligation,
 	"approval": approval_obligation,
+	"export": export_obligation,
+}
+
+# METADATA
+# title: Export obligation
+# description: >-
+#   An allowed export: the PEP counts its rows, refuses it above refuse_over_rows, asks
+#   for a reason above reason_over_rows or when it carries unmasked_pii (fields masked for
+#   people without a permission this person holds), and watermarks every row.
+# scope: document
+default export_obligation := null
+
+export_obligation := {
+	"reason_over_rows": export_threshold("reason_over_rows"),
+	"refuse_over_rows": export_threshold("refuse_over_rows"),
+	"unmasked_pii": sort([field | some field in unmasked_pii]),
+} if {
+	allow
+	input.action.verb == "export"
+}
+
+# METADATA
+# title: Unmasked personal data
+# description: Fields a mask rule hides from others that this person may see in this answer.
+# scope: document
+unmasked_pii contains field if {
+	some rules in site_masks
+	some rule in rules
+	rule.permission in granted
+	mask_applies(rule)
+	some field in rule.fields
 }
 
 # METADATA
