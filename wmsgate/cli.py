@@ -551,6 +551,13 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
     return replay_cli.cmd_policy_replay(args)
 
 
+def _policy_gate(args: argparse.Namespace, name: str) -> int:
+    """``wmsgate policy held|approve`` (:mod:`wmsgate.replay_cli`)."""
+    from wmsgate import replay_cli
+
+    return replay_cli.cmd_policy_held(args) if name == "held" else replay_cli.cmd_policy_approve(args)
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     """Log in through the browser (loopback redirect) and keep the token for `wmsgate access`."""
     from wmsgate import access_cli
@@ -832,6 +839,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-changes", type=int, help="exit 1 when more records than this would change")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_policy_replay)
+    for name, what in (("held", "the edit the publish gate holds, with its replay report"),
+                       ("approve", "let a held edit go live (an admin logged in with --mfa)")):
+        p = policy.add_parser(name, help=what)
+        if name == "approve":
+            p.add_argument("revision", help="the held revision (sha256:...)")
+        p.add_argument("--config", default=default_config)
+        p.add_argument("--service", help="the bundle service's URL (default: from the config's opa.policy_status_url)")
+        p.set_defaults(func=lambda a, n=name: _policy_gate(a, n))
 
     p = sub.add_parser("login", help="log in through the browser; `wmsgate access` then acts as you")
     p.add_argument("--issuer", default="http://127.0.0.1:8180/realms/wms")

@@ -22,8 +22,7 @@ from joserfc.jwk import RSAKey
 
 from authorizer.audit import AuditQuery, AuditStore
 from authorizer.authz.bundle_signature import SIGNATURE_HEADER, BundleRejected, verify_bundle
-from authorizer.authz.inprocess_pdp import instantiate, read_bundle
-from authorizer.authz.replay import ReplayPolicy, ReplayReport, replay
+from authorizer.authz.replay import ReplayPolicy, ReplayReport, policy_from_bundle, replay
 from authorizer.config import ConfigError, GatewayConfig, load_config
 from wmsgate.tools import REPO, locate_tools
 
@@ -39,8 +38,7 @@ def bundle_policy(tarball: bytes, what: str) -> ReplayPolicy:
         ReplaySetupError: not a Wasm bundle this process can run.
     """
     try:
-        members = read_bundle(tarball)
-        return ReplayPolicy(str(members.manifest.get("revision", "")), instantiate(members))
+        return policy_from_bundle(tarball)
     except BundleRejected as exc:
         raise ReplaySetupError(f"{what}: {exc}") from None
 
@@ -144,4 +142,57 @@ def cmd_policy_replay(args: argparse.Namespace) -> int:
         for problem in problems:
             print(f"wmsgate: {problem}", file=sys.stderr)
         return 1 if problems else 0
+    return 0
+
+
+def _service_url(args: argparse.Namespace) -> str:
+    """The bundle service's base URL: ``--service``, else the config's ``opa.policy_status_url``.
+
+    Raises:
+        ReplaySetupError: neither is given.
+    """
+    if args.service:
+        return str(args.service).rstrip("/")
+    config = load_config(Path(args.config), need_secrets=False)
+    if not config.opa.policy_status_url:
+        raise ReplaySetupError("no bundle service: pass --service URL")
+    return config.opa.policy_status_url.rstrip("/").removesuffix("/status")
+
+
+def cmd_policy_held(args: argparse.Namespace) -> int:
+    """Show the edit the publish gate holds (its replay report); 0 when one is held, 1 when none."""
+    import httpx
+
+    try:
+        status = httpx.get(f"{_service_url(args)}/status", timeout=30).json()
+    except (ConfigError, ReplaySetupError, httpx.HTTPError, ValueError) as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    held = status.get("held")
+    if not held:
+        print(f"没有待批准的策略修改 / no edit is held; serving {(status.get('serving') or {}).get('revision')}")
+        return 1
+    report = held.get("report") or {}
+    print(f"待批准 / held: {held['revision']} (built {held.get('at')})")
+    print(render(report) if "groups" in report else json.dumps(report, ensure_ascii=False))
+    return 0
+
+
+def cmd_policy_approve(args: argparse.Namespace) -> int:
+    """Let a held edit go live, as the admin whose token ``wmsgate login --mfa`` stored (or ``$WMSGATE_TOKEN``)."""
+    import httpx
+
+    from wmsgate.access_cli import CliError, current_token
+
+    try:
+        resp = httpx.post(f"{_service_url(args)}/approve", json={"revision": args.revision}, timeout=60,
+                          headers={"Authorization": f"Bearer {current_token()}"})
+    except (ConfigError, ReplaySetupError, CliError, httpx.HTTPError) as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return 2
+    if resp.status_code != 200:
+        print(f"拒绝 / refused ({resp.status_code}): {resp.text[:500]}", file=sys.stderr)
+        return 1
+    print(f"已发布 / now serving {resp.json()['serving']} (approved by {resp.json()['approved_by']}, "
+          f"audit record {resp.json()['decision_id']})")
     return 0

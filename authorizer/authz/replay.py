@@ -25,7 +25,8 @@ from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from authorizer.authz.inprocess_pdp import evaluate_decision
+from authorizer.authz.bundle_signature import BundleRejected
+from authorizer.authz.inprocess_pdp import evaluate_decision, instantiate, read_bundle
 from authorizer.authz.opa_wasm import WasmPolicy, WasmPolicyError
 from authorizer.authz.pdp import Decision, ExportControl
 
@@ -224,3 +225,17 @@ async def replay(rows: AsyncIterable[dict[str, Any]], baseline: ReplayPolicy, dr
             continue
         report.add(row, compare(before, after))
     return report
+
+
+def policy_from_bundle(tarball: bytes) -> ReplayPolicy:
+    """A replay side from a Wasm bundle's bytes (``opa build -t wasm``; its signature, if any,
+    is the caller's to check).
+
+    Raises:
+        BundleRejected: not a Wasm bundle this process can run.
+    """
+    members = read_bundle(tarball)
+    return ReplayPolicy(str(members.manifest.get("revision", "")), instantiate(members))
+
+
+__all__ = ["BundleRejected", "ChangeGroup", "ReplayPolicy", "ReplayReport", "compare", "policy_from_bundle", "replay"]

@@ -46,10 +46,12 @@ async def _policy(session: aiohttp.ClientSession, url: str | None) -> dict[str, 
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
         return {"reachable": False, "error": type(exc).__name__}
     serving = (status.get("serving") or {}).get("revision")
-    rejected = status.get("rejected")
+    rejected, held = status.get("rejected"), status.get("held")
     return {"reachable": True, "serving": serving,
             "rejected_edit": None if not rejected else {"revision": rejected.get("revision"),
-                                                        "error": str(rejected.get("error", ""))[:2000]}}
+                                                        "error": str(rejected.get("error", ""))[:2000]},
+            "held_edit": None if not held else {"revision": held.get("revision"),
+                                                "changed": (held.get("report") or {}).get("changed")}}
 
 
 async def _active_revision(session: aiohttp.ClientSession, opa_url: str) -> str | None:
@@ -137,6 +139,10 @@ def health_handler(session_key: web.AppKey[aiohttp.ClientSession], jwks_key: web
         if policy.get("rejected_edit"):
             warnings.append(f"policy edit {policy['rejected_edit']['revision']} was rejected; "
                             f"still serving {policy['serving']}")
+        if policy.get("held_edit"):
+            held = policy["held_edit"]
+            warnings.append(f"policy edit {held['revision']} is held for approval: its replay changes "
+                            f"{held['changed']} recorded decisions (wmsgate policy approve)")
         if opa.policy_status_url and not policy.get("reachable"):
             warnings.append("the policy bundle service is unreachable; OPA keeps its last bundle")
         body = {"status": "ok" if not failing else "degraded", "failing": failing, "checks": checks,
