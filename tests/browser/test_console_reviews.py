@@ -21,7 +21,9 @@ def test_an_admin_runs_an_access_review_in_the_console(stack: Stack, context: Br
     admin.update_user(user_id, {"attributes": {"wms_warehouse": ["SH"], "wms_channel": ["*"],
                                                "wms_order_type": ["*"]}})
     with stack.client(username) as staff:  # a list narrowed to SH: the warehouse counts as used
-        assert staff.get("/api/picking/tasks", params={"page_size": 1}).status_code == 200
+        listed = staff.get("/api/picking/tasks", params={"page_size": 1})
+        assert listed.status_code == 200
+        stack.audit_record(listed.headers["X-Decision-Id"])  # usage is read from the trail: wait for the record
 
     page = context.new_page()
     login_through_gateway(page, stack.proxy, stack.stack.keycloak_url, "/_gateway/ui/reviews", "admin1", PASSWORD)

@@ -43,7 +43,9 @@ def test_a_reviewer_revokes_what_is_not_needed_and_the_signed_result_verifies(
     username, user_id = _staff(stack, throwaway_user, ["HF", "SH"])
     order = stack.order(warehouse="HF")
     with stack.client(username) as staff:
-        assert staff.get(f"/api/orders/{order['order_no']}").status_code == 200
+        viewed = staff.get(f"/api/orders/{order['order_no']}")
+        assert viewed.status_code == 200
+        stack.audit_record(viewed.headers["X-Decision-Id"])
     old_token = stack.tokens.get(username)
 
     with stack.client("picker.hf") as picker:

@@ -29,7 +29,9 @@ def test_usage_names_what_a_person_holds_but_did_not_use(stack: Stack,
     started_ms = int(time.time() * 1000)
     order = stack.order(warehouse="HF")
     with stack.client(username) as c:
-        assert c.get(f"/api/orders/{order['order_no']}").status_code == 200  # orders:view, warehouse HF
+        viewed = c.get(f"/api/orders/{order['order_no']}")  # orders:view, warehouse HF
+        assert viewed.status_code == 200
+        stack.audit_record(viewed.headers["X-Decision-Id"])  # usage is read from the trail: wait for the record
         # (no list here: a list is narrowed to every warehouse in scope, so it touches them all)
         assert_refused(c.get("/api/reports/finance"), 403)  # asking is not using
     with stack.client("admin1") as admin:

@@ -71,7 +71,9 @@ def test_an_edit_that_changes_recorded_decisions_waits_for_an_admin(stack: Stack
     url, policy = gated
     with stack.client("picker.hf") as picker:
         for _ in range(2):
-            assert picker.get("/api/picking/tasks", params={"page_size": 1}).status_code == 200
+            pick = picker.get("/api/picking/tasks", params={"page_size": 1})
+            assert pick.status_code == 200
+    stack.audit_record(pick.headers["X-Decision-Id"])  # the gate replays the trail: the picks are in it
     before = _status(url)
     assert before is not None and before["status"] == "ok"
     served = before["serving"]["revision"]

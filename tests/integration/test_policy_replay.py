@@ -49,7 +49,9 @@ def test_removing_a_picker_permission_flips_exactly_the_recorded_picker_calls_of
     with stack.client("temp.picker01") as temp:  # another role with orders:pick: untouched by the draft
         assert temp.get("/api/picking/tasks", params={"page_size": 1}).status_code == 200
     with stack.client("packer.hf") as packer:
-        assert packer.get("/api/orders", params={"page_size": 1}).status_code == 200
+        last = packer.get("/api/orders", params={"page_size": 1})
+        assert last.status_code == 200
+    stack.audit_record(last.headers["X-Decision-Id"])  # the replay reads the trail: every record is in it
     picked = stack.audit_record(picks[-1])
     detail = picked["detail"] if isinstance(picked["detail"], dict) else json.loads(picked["detail"])
     assert detail["input"]["action"] == {"module": "orders", "verb": "pick", "also": []}, "the decision log"
@@ -76,6 +78,7 @@ def test_a_draft_that_widens_access_is_reported_as_widening(stack: Stack, tmp_pa
     since = dt.datetime.now(dt.UTC).isoformat()
     with stack.client("picker.hf") as picker:
         denied = assert_refused(picker.get("/api/inventory", params={"page_size": 1}), 403, "missing_permission")
+    stack.audit_record(denied["decision_id"])
     draft = tmp_path / "draft"
     shutil.copytree(stack.stack.settings.policy_dir, draft)
     roles = draft / "wms" / "roles" / "data.yaml"
