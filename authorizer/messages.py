@@ -346,6 +346,8 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
                                       "{failed} failed"),
     "export_over_rows": Text("超过 {limit} 行", "more than {limit} rows"),
     "export_unmasked_pii": Text("含未脱敏的个人信息({fields})", "unmasked personal data ({fields})"),
+    "review_retried": Text("访问复核「{title}」结束时失败的撤销已重试成功 {revoked} 项",
+                           "access review {title!r}: {revoked} revocation(s) that failed at its close now done"),
     "review_title": Text("title 须为 1 到 200 个字符", "title must be 1 to 200 characters"),
     "review_target": Text("warehouse 与 role 须且只能填一个", "give exactly one of warehouse and role"),
     "review_days": Text("days 须为 1 到 {high} 的整数", "days must be a whole number from 1 to {high}"),

@@ -251,8 +251,11 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             async def review_closed(done: dict[str, Any]) -> None:
                 await writer.commit(reviews_api.closed_record(done))
 
-            tasks.append(loop.create_task(run_review_sweeper(reviews, config.review_sweep_seconds, review_closed),
-                                          name="review-sweeper"))
+            async def review_retried(done: dict[str, Any]) -> None:
+                await writer.commit(reviews_api.retried_record(done))
+
+            tasks.append(loop.create_task(run_review_sweeper(reviews, config.review_sweep_seconds, review_closed,
+                                                             review_retried), name="review-sweeper"))
         if config.audit.retention_days is not None and config.audit.archive_dir is not None and signing_key:
             tasks.append(loop.create_task(run_retention_forever(
                 store, signing_key, config.audit.archive_dir, config.audit.retention_days,

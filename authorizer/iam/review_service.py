@@ -24,6 +24,8 @@ from authorizer.iam.reviews import CLOSED, CLOSING, KEEP, REVOKE, Campaign, Item
 log = logging.getLogger(__name__)
 #: Who closes a campaign at its deadline (audit records, the result's ``closed_by``).
 DEADLINE_ACTOR = "wmsgate-review-deadline"
+#: Who retries revocations that failed at a close.
+RETRY_ACTOR = "wmsgate-review-retry"
 
 
 def in_campaign(person: Mapping[str, Any], campaign: Campaign) -> bool:
@@ -92,6 +94,22 @@ class _Plan:
     items: list[int] = field(default_factory=list)
 
 
+def _plans(items: Iterable[Mapping[str, Any]]) -> dict[str, _Plan]:
+    """The revocations of ``items`` (campaign item rows), per person."""
+    plans: dict[str, _Plan] = {}
+    for item in items:
+        plan = plans.setdefault(item["username"], _Plan())
+        plan.items.append(item["item_id"])
+        if item["kind"] == "role":
+            plan.roles.add(item["name"])
+        elif item["kind"] == "scope":
+            dim, _, value = item["name"].partition("=")
+            plan.scope.setdefault(dim, set()).add(value)
+        else:
+            plan.grants.append((item["item_id"], item["name"]))
+    return plans
+
+
 def result_bytes(result: Mapping[str, Any]) -> bytes:
     """What a result's signature covers: the document as sorted, compact JSON (UTF-8)."""
     return json.dumps(result, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -140,21 +158,8 @@ class ReviewService:
             return None
         campaign = await self.store.campaign(review_id)
         assert campaign is not None
-        plans: dict[str, _Plan] = {}
-        outcomes: dict[int, str] = {}
-        for item in campaign["items"]:
-            if effective(item, campaign["unreviewed"]) == KEEP:
-                outcomes[item["item_id"]] = "kept"
-                continue
-            plan = plans.setdefault(item["username"], _Plan())
-            plan.items.append(item["item_id"])
-            if item["kind"] == "role":
-                plan.roles.add(item["name"])
-            elif item["kind"] == "scope":
-                dim, _, value = item["name"].partition("=")
-                plan.scope.setdefault(dim, set()).add(value)
-            else:
-                plan.grants.append((item["item_id"], item["name"]))
+        outcomes = {i["item_id"]: "kept" for i in campaign["items"] if effective(i, campaign["unreviewed"]) == KEEP}
+        plans = _plans(i for i in campaign["items"] if i["item_id"] not in outcomes)
         reason = f"access review {campaign['title']} ({review_id})"
         for username, plan in plans.items():
             if not await self.store.heartbeat(review_id, claim, int(time.time() * 1000)):
@@ -168,6 +173,39 @@ class ReviewService:
         if not await self.store.finish(review_id, result, signature, key_id(self._key.public_key()), claim):
             return None
         return {"result": result, "signature": signature, "key_id": key_id(self._key.public_key())}
+
+    async def retry_failed(self, review_id: str, actor: str, now_ms: int) -> dict[str, Any] | None:
+        """Try again the revocations of a closed campaign that failed (Keycloak was down); what now
+        succeeds gets its new outcome and the result is signed again.
+
+        Returns:
+            ``{"result", "signature", "key_id", "retried": {item_id: outcome}}`` when an outcome
+            changed, else None (still failing, or nothing to retry).
+        """
+        campaign = await self.store.campaign(review_id)
+        if campaign is None or campaign["status"] != CLOSED or not campaign.get("result"):
+            return None
+        failed = [i for i in campaign["items"] if (i["outcome"] or "").startswith("failed")]
+        reason = f"access review {campaign['title']} ({review_id}), retried"
+        retried: dict[int, str] = {}
+        for username, plan in _plans(failed).items():
+            for item_id, outcome in (await self._revoke(username, plan, reason, actor)).items():
+                if not outcome.startswith("failed") and await self.store.set_retried_outcome(review_id, item_id,
+                                                                                             outcome):
+                    retried[item_id] = outcome
+        if not retried:
+            return None
+        result = json.loads(campaign["result"])
+        for item in result["items"]:
+            if item["item_id"] in retried:
+                item["outcome"] = retried[item["item_id"]]
+        result["revoked"] = sum(1 for i in result["items"] if i["outcome"] == "revoked")
+        result["failed"] = sum(1 for i in result["items"] if i["outcome"].startswith("failed"))
+        result["retried_ms"] = now_ms
+        signature = sign_message(self._key, result_bytes(result))
+        await self.store.replace_result(review_id, result, signature, key_id(self._key.public_key()))
+        return {"result": result, "signature": signature, "key_id": key_id(self._key.public_key()),
+                "retried": retried}
 
     async def _revoke(self, username: str, plan: _Plan, reason: str, actor: str) -> dict[int, str]:
         """Carry out one person's revocations; each item's outcome (``revoked`` or ``failed: ...``)."""
@@ -207,10 +245,11 @@ class ReviewService:
 
 
 async def run_review_sweeper(service: ReviewService, interval_seconds: float,
-                             closed: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-    """Close campaigns past their deadline (and take over ones a dead process left closing)
-    every ``interval_seconds`` until cancelled; ``closed`` gets each signed result (the
-    proxy commits an audit record of it)."""
+                             closed: Callable[[dict[str, Any]], Awaitable[None]],
+                             retried: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> None:
+    """Every ``interval_seconds`` until cancelled: close campaigns past their deadline (and take
+    over ones a dead process left closing), then retry revocations that failed at a close.
+    ``closed`` and ``retried`` get each signed result (the proxy commits audit records of them)."""
     while True:
         try:
             now_ms = int(time.time() * 1000)
@@ -218,6 +257,10 @@ async def run_review_sweeper(service: ReviewService, interval_seconds: float,
                 done = await service.close(review_id, DEADLINE_ACTOR, now_ms, reclaim=status == CLOSING)
                 if done is not None:
                     await closed(done)
+            for review_id in await service.store.with_failures():
+                again = await service.retry_failed(review_id, RETRY_ACTOR, now_ms)
+                if again is not None and retried is not None:
+                    await retried(again)
         except Exception:
             log.exception("access review sweep failed; will retry")
         await asyncio.sleep(interval_seconds)

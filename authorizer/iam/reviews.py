@@ -224,6 +224,32 @@ class ReviewStore:
                 key_id=key_id))
             return bool(done.rowcount == 1)
 
+    async def with_failures(self) -> list[str]:
+        """Closed campaigns with an item whose revocation failed (to retry)."""
+        i, r = access_review_items.c, access_reviews.c
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(i.review_id).distinct().where(
+                i.outcome.like("failed%"), i.review_id.in_(select(r.review_id).where(r.status == CLOSED))))
+            return [str(x) for x in rows.scalars()]
+
+    async def set_retried_outcome(self, review_id: str, item_id: int, outcome: str) -> bool:
+        """A retried revocation's new outcome (only over a ``failed`` one of a closed campaign); False when
+        another process got there first."""
+        i, r = access_review_items.c, access_reviews.c
+        closed = select(r.review_id).where(and_(r.review_id == review_id, r.status == CLOSED)).exists()
+        async with self.engine.begin() as conn:
+            done = await conn.execute(update(access_review_items).where(
+                and_(i.review_id == review_id, i.item_id == item_id, i.outcome.like("failed%"), closed)).values(
+                outcome=outcome))
+            return bool(done.rowcount == 1)
+
+    async def replace_result(self, review_id: str, result: dict[str, Any], signature: str, key_id: str) -> None:
+        """Store a closed campaign's re-signed result (after a retry changed an outcome)."""
+        r = access_reviews.c
+        async with self.engine.begin() as conn:
+            await conn.execute(update(access_reviews).where(and_(r.review_id == review_id, r.status == CLOSED)).values(
+                result=json.dumps(result, ensure_ascii=False, sort_keys=True), signature=signature, key_id=key_id))
+
     async def due(self, now_ms: int) -> list[tuple[str, str]]:
         """Campaigns to close, ``(review_id, status)``: open past their deadline, or ``closing``
         without a heartbeat for :data:`STALE_MS` (its process died mid-close; closing again is

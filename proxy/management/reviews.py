@@ -210,6 +210,20 @@ def closed_record(done: Mapping[str, Any]) -> AuditRecord:
         detail={"review": {**facts, "signature": done["signature"]}})
 
 
+def retried_record(done: Mapping[str, Any]) -> AuditRecord:
+    """The audit record of revocations that failed at a campaign's close and succeeded when retried."""
+    result, retried = done["result"], done["retried"]
+    by_id = {i["item_id"]: i for i in result["items"]}
+    revoked = [f"{by_id[n]['username']}:{by_id[n]['kind']}:{by_id[n]['name']}" for n in sorted(retried)]
+    text = TEXTS["review_retried"].format(title=result["title"], revoked=len(revoked))
+    return AuditRecord(
+        decision_id=uuid.uuid4().hex, ts_ms=int(result["retried_ms"]), decision="allow",
+        reason_code="access_review_retried", http_status=0, method="", path="", username="wmsgate-review-retry",
+        module="iam", verb="review", resource_id=str(result["review_id"]), reason_zh=text.zh, reason_en=text.en,
+        detail={"review": {"review_id": result["review_id"], "revoked": revoked, "failed": result["failed"],
+                           "signature": done["signature"]}})
+
+
 async def respond(gw: Gateway, route: Route, match: Mapping[str, str], body: Mapping[str, Any] | None,
                   actor: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Carry out an authorized review call.

@@ -180,6 +180,41 @@ def test_a_failed_revocation_is_an_outcome_not_a_lost_decision(tmp_path: Path, s
     assert done["result"]["failed"] == 1 and done["result"]["revoked"] == 0
 
 
+def test_a_revocation_that_failed_at_the_close_is_retried_and_the_result_signed_again(
+        tmp_path: Path, store_url: str) -> None:
+    access = FakeAccess(failing="keeper.sz")
+    campaign = _campaign(warehouse=None, role="warehouse_keeper", unreviewed="revoke")
+    retried: list[dict[str, Any]] = []
+
+    async def record(done: dict[str, Any]) -> None:
+        retried.append(done)
+
+    async def nothing(done: dict[str, Any]) -> None:
+        return None
+
+    async def body(service: ReviewService) -> Any:
+        review_id = await service.store.create(campaign, campaign_items(PEOPLE, campaign), NOW)
+        first = await service.close(review_id, "admin1", NOW)
+        assert first is not None and (first["result"]["revoked"], first["result"]["failed"]) == (1, 1)
+        assert await service.retry_failed(review_id, "retry", NOW + 1) is None, "still failing: nothing changes"
+        access.failing = None  # Keycloak is back
+        task = asyncio.create_task(run_review_sweeper(service, 0.05, nothing, record))
+        for _ in range(100):
+            if retried:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        return await service.store.campaign(review_id)
+
+    stored = _run(store_url, tmp_path, access, body)
+    assert [i["outcome"] for i in stored["items"]] == ["revoked", "revoked"]
+    [again] = retried
+    assert list(again["retried"].values()) == ["revoked"]
+    assert (again["result"]["failed"], again["result"]["revoked"]) == (0, 2)
+    public = load_public_key((tmp_path / "audit.pem").with_suffix(".pub"))
+    assert result_signature_valid(public, again) and stored["signature"] == again["signature"]
+
+
 def test_the_sweeper_closes_campaigns_past_their_deadline(tmp_path: Path, store_url: str) -> None:
     access = FakeAccess()
     closed: list[dict[str, Any]] = []
