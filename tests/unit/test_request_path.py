@@ -50,7 +50,19 @@ async def _records(gw: InProcessGateway) -> list[dict[str, Any]]:
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(test())
+    """Run ``test`` on a fresh loop; tasks the fakes leave behind are cancelled with a bounded
+    wait (asyncio.run waits for them without limit, and a CI run once hung there)."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(test())
+    finally:
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        if left:
+            loop.run_until_complete(asyncio.wait(left, timeout=10))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def _gateway_routes(app: web.Application) -> list[tuple[str, str]]:
