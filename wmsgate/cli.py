@@ -251,6 +251,17 @@ def _audit_url(args: argparse.Namespace) -> str:
     return load_config(Path(args.config), need_secrets=False).audit.url
 
 
+def _audit_url_or_report(args: argparse.Namespace) -> str | None:
+    """:func:`_audit_url`, or None after printing why the config cannot be read."""
+    from authorizer.config import ConfigError
+
+    try:
+        return _audit_url(args)
+    except ConfigError as exc:
+        print(f"wmsgate: {exc}", file=sys.stderr)
+        return None
+
+
 def _audit_query(args: argparse.Namespace, limit: int) -> Any:
     from authorizer.audit import AuditQuery
 
@@ -263,12 +274,9 @@ def _audit_query(args: argparse.Namespace, limit: int) -> Any:
 def cmd_audit_search(args: argparse.Namespace) -> int:
     """Print matching audit records, newest first."""
     from authorizer.audit import AuditStore
-    from authorizer.config import ConfigError
 
-    try:
-        url = _audit_url(args)
-    except ConfigError as exc:
-        print(f"wmsgate: {exc}", file=sys.stderr)
+    url = _audit_url_or_report(args)
+    if url is None:
         return 2
     query = _audit_query(args, args.limit)
 
@@ -388,12 +396,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     """Stream matching records to stdout as CSV (UTF-8 with BOM) or JSON lines, with the chain head."""
     from authorizer.audit import AuditStore
     from authorizer.audit.export import export_csv, export_jsonl
-    from authorizer.config import ConfigError
 
-    try:
-        url = _audit_url(args)
-    except ConfigError as exc:
-        print(f"wmsgate: {exc}", file=sys.stderr)
+    url = _audit_url_or_report(args)
+    if url is None:
         return 2
     query = _audit_query(args, 0)
 
@@ -426,13 +431,10 @@ def cmd_audit_verify_export(args: argparse.Namespace) -> int:
 
 def cmd_audit_find_export(args: argparse.Namespace) -> int:
     """Name who exported a file from its watermark (:mod:`wmsgate.export_cli`)."""
-    from authorizer.config import ConfigError
     from wmsgate.export_cli import find_export
 
-    try:
-        url = _audit_url(args)
-    except ConfigError as exc:
-        print(f"wmsgate: {exc}", file=sys.stderr)
+    url = _audit_url_or_report(args)
+    if url is None:
         return 2
     return find_export(args.file, url, args.json)
 
@@ -441,12 +443,9 @@ def cmd_audit_anomalies(args: argparse.Namespace) -> int:
     """Run the built-in anomaly queries and print the findings."""
     from authorizer.audit import AuditStore
     from authorizer.audit.anomalies import Thresholds, find_anomalies
-    from authorizer.config import ConfigError
 
-    try:
-        url = _audit_url(args)
-    except ConfigError as exc:
-        print(f"wmsgate: {exc}", file=sys.stderr)
+    url = _audit_url_or_report(args)
+    if url is None:
         return 2
     since = args.since or parse_time("1d")
 

@@ -294,9 +294,13 @@ class WitnessPublisher:
         async with self._lock:
             published = 0
             try:
-                known = self._published.seq if self._published is not None else 0
-                self.lag = len(await self._store.checkpoints_after(known))
-                pending = [WitnessEntry.of(row) for row in await self._store.checkpoints_after(await self._where())]
+                try:
+                    where = await self._where()
+                except (OSError, WitnessError):  # the witness is away: the lag is what the database holds beyond it
+                    known = self._published.seq if self._published is not None else 0
+                    self.lag = len(await self._store.checkpoints_after(known))
+                    raise
+                pending = [WitnessEntry.of(row) for row in await self._store.checkpoints_after(where)]
                 self.lag = len(pending)
                 for entry in pending:
                     await asyncio.to_thread(self.witness.publish, entry)
