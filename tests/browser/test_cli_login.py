@@ -11,6 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import Browser
 
+from tests.support.browser import enter_otp
 from tests.support.stack import PASSWORD, Stack
 from wmsgate.tools import REPO
 
@@ -32,8 +33,7 @@ def test_wmsgate_login_with_mfa_then_access_command_acts_as_that_admin(stack: St
         page.fill("#password", PASSWORD)
         page.click("#kc-login")
         page.wait_for_selector("#otp")
-        page.fill("#otp", stack.tokens.next_code("admin1"))
-        page.click("#kc-login")
+        enter_otp(page, lambda: stack.tokens.next_code("admin1"))
         page.wait_for_selector("text=Signed in")
         assert cli.wait(timeout=30) == 0, cli.stderr.read() if cli.stderr else ""
     finally:

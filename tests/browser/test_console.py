@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
-from tests.support.browser import login_through_gateway, screenshot
+from tests.support.browser import enter_otp, login_through_gateway, screenshot
 from tests.support.stack import PASSWORD, Stack
 
 
@@ -39,8 +39,7 @@ def test_cases_2_and_3_supervisor_steps_up_and_approves_in_the_console(stack: St
         screenshot(page, "console-02-step-up-otp")
     assert page.locator("#password").count() == 0
     screenshot(page, "console-02-step-up-otp")
-    page.fill("#otp", stack.tokens.next_code("supervisor"))
-    page.click("#kc-login")
+    enter_otp(page, lambda: stack.tokens.next_code("supervisor"))
     page.wait_for_url(stack.proxy + "/_gateway/ui/approvals")  # back where the supervisor was
 
     card = page.locator(f"#approval-{approval_id}")
@@ -174,8 +173,7 @@ def test_a_role_change_in_the_console_is_held_until_a_second_admin_approves(
     page.fill("form[action*='/roles'] input[name=roles]", "reviewer, packer")
     page.click("form[action*='/roles'] button[type=submit]")
     page.wait_for_selector("#otp")  # widening access needs a fresh MFA
-    page.fill("#otp", stack.tokens.next_code("admin1"))
-    page.click("#kc-login")
+    enter_otp(page, lambda: stack.tokens.next_code("admin1"))
     page.wait_for_url(f"{stack.proxy}/_gateway/ui/people?username=reviewer.hf")
     page.fill("form[action*='/roles'] input[name=roles]", "reviewer, packer")
     page.click("form[action*='/roles'] button[type=submit]")

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 from playwright.sync_api import Browser, Page, Route
 
+from tests.support.browser import enter_otp
 from tests.support.form_login import REDIRECT_URI
 from tests.support.stack import PASSWORD, Stack
 from wmsgate.pkce import authorization_request
@@ -71,8 +72,7 @@ def test_case_8_logged_in_user_is_stepped_up_with_otp_in_the_browser(stack: Stac
         (stack.stack.logs / "step-up-failure.html").write_text(page.content(), encoding="utf-8")
         raise
     assert page.locator("#password").count() == 0, "an already logged-in person must be asked only for the OTP"
-    page.fill("#otp", stack.tokens.next_code("supervisor"))
-    page.click("#kc-login")
+    enter_otp(page, lambda: stack.tokens.next_code("supervisor"))
     stepped = client.finish(verifier, state)
     claims = _claims(stepped["access_token"])
     assert claims["acr"] == "mfa"
