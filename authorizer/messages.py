@@ -221,6 +221,10 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
                                       "X-Export-Reason header"),
     "export_too_large": Message(403, "导出 {rows} 行,超过上限 {limit} 行;请缩小范围后分批导出",
                                 "the export has {rows} rows, above the limit of {limit}: narrow it"),
+    "export_approval_not_found": Message(404, "找不到您的这张导出审批单(X-Export-Approval)",
+                                         "no export approval of yours has that id (X-Export-Approval)"),
+    "export_approval_unusable": Message(409, "导出审批单{why_zh},不能用于此次下载",
+                                        "the export approval {why_en}; it cannot be used for this download"),
     "export_reason_invalid": Message(400, "X-Export-Reason 须为 UTF-8(非 ASCII 字符请百分号编码),至多 {limit} 字",
                                      "X-Export-Reason must be UTF-8 (percent-encoded when not ASCII), at most "
                                      "{limit} characters"),
@@ -252,6 +256,10 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
     # a request held for four-eyes approval (proxy/pipeline.py)
     "held": Text("此操作需要第二人审批,已提交;审批通过后由网关执行",
                  "this operation needs a second person's approval; it will run once approved"),
+    "export_held": Text("导出行数超过需审批的上限,已提交第二人审批;"
+                        "批准后请带上请求头 X-Export-Approval 重新导出(仅限一次)",
+                        "this export is above the size that needs a second person's approval; it was held. Once "
+                        "approved, send the same request again with the X-Export-Approval header (once)"),
     "held_record": Text("高风险操作,已提交审批", "high-risk operation; held for approval"),
     # a change of enforcement mode, as the audit trail records it (proxy/app.py)
     "mode_changed": Text("执行模式变更:{key} 从{before}改为{after}",
@@ -344,6 +352,10 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
     "review_closed_at_deadline": Text("访问复核「{title}」已到期结束,撤销 {revoked} 项,失败 {failed} 项",
                                       "access review {title!r} closed at its deadline: {revoked} item(s) revoked, "
                                       "{failed} failed"),
+    "export_approval_pending": Text("状态为 {status}(尚未批准)", "is {status}, not approved"),
+    "export_approval_used": Text("已下载过(每张审批单只能下载一次)", "was already downloaded (once per approval)"),
+    "export_approval_lapsed": Text("已过下载期限 {until}", "could be used until {until}"),
+    "export_approval_other": Text("批准的是另一个导出请求({line})", "approved another export ({line})"),
     "export_over_rows": Text("超过 {limit} 行", "more than {limit} rows"),
     "export_unmasked_pii": Text("含未脱敏的个人信息({fields})", "unmasked personal data ({fields})"),
     "review_retried": Text("访问复核「{title}」结束时失败的撤销已重试成功 {revoked} 项",

@@ -22,11 +22,11 @@ from urllib.parse import quote, unquote_plus, urlencode
 
 from aiohttp import web
 
-from authorizer.approvals.store import Approval, HeldRequest
+from authorizer.approvals.store import APPROVED, EXECUTED, Approval, HeldRequest, iso, now_ms
 from authorizer.audit import AuditRecord
 from authorizer.authn.identity import AuthenticationError, IssuerUnavailable, Principal, bearer_token
 from authorizer.authz.attributes import BadResourceInput, LookupFailed, RequestParts, Resource, source_values
-from authorizer.authz.pdp import Decision, Obligations, PdpUnavailable
+from authorizer.authz.pdp import ApprovalRule, Decision, Obligations, PdpUnavailable
 from authorizer.authz.policy_input import build_policy_input
 from authorizer.authz.query_params import masked_lookups, refused_parameters
 from authorizer.authz.routes import Route, RouteMatch
@@ -34,6 +34,7 @@ from authorizer.authz.tenancy import TenantError, choose_tenant
 from authorizer.enforce.exports import (
     MAX_REASON,
     ExportContext,
+    ExportHeld,
     ExportRefused,
     check_rows,
     control_csv,
@@ -446,18 +447,23 @@ def held_response(approval: Approval, decision_id: str) -> web.Response:
             "required_approvals": row["required_approvals"], "expires_at": approval.document()["expires_at"],
             "reason_zh": TEXTS["held"].zh, "reason_en": TEXTS["held"].en,
             "decision_id": decision_id}
+    if row.get("export"):
+        body.update(export=row["export"], reason_zh=TEXTS["export_held"].zh, reason_en=TEXTS["export_held"].en)
     return web.Response(status=202, text=json.dumps(body, ensure_ascii=False), content_type="application/json",
                         charset="utf-8", headers={"Location": f"/_gateway/approvals/{approval.approval_id}",
                                                   "X-Decision-Id": decision_id, "Cache-Control": "no-store"})
 
 
-async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: RequestLine) -> Approval:
-    """Store a request the policy holds for four-eyes approval (``ctx.decision`` carries the rule).
+async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: RequestLine,
+                       rule: ApprovalRule | None = None, export: dict[str, Any] | None = None) -> Approval:
+    """Store a request the policy holds for four-eyes approval.
 
     Args:
         ctx: the request, decided (principal, route, resource and decision known).
         policy_input: the input the decision was made on (decided again before the request runs).
         line: the request as it will run once approved.
+        rule: the approval it needs (default: the decision's ``approval`` obligation).
+        export: for a held export, what approvers see of it (rows, reason, unmasked_pii).
 
     Returns:
         The pending approval (the record now names it).
@@ -467,7 +473,7 @@ async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: 
     """
     gw, record, principal, route = ctx.gw, ctx.record, ctx.principal, ctx.route
     assert principal is not None and route is not None and ctx.decision is not None and ctx.resource is not None
-    rule = ctx.decision.obligations.approval
+    rule = rule or ctx.decision.obligations.approval
     assert rule is not None
     if line.body is not None and len(line.body) > MAX_HELD_BODY:
         raise refusal("held_body_too_large", limit=MAX_HELD_BODY)
@@ -482,7 +488,7 @@ async def hold_request(ctx: RequestContext, policy_input: dict[str, Any], line: 
         requester_id=principal.user_id, requester_username=principal.username, requester_roles=list(principal.roles),
         method=line.method, path=line.path, query=line.query, body=line.body, content_type=line.content_type,
         module=route.module, verb=route.verb, resource_id=ctx.resource.id or "", resource=ctx.resource.policy_input(),
-        decision_input=policy_input))
+        decision_input=policy_input, export=export))
     record.approval_id = approval.approval_id
     record.reason_code = "approval_required"
     record.reason_zh, record.reason_en = TEXTS["held_record"].zh, TEXTS["held_record"].en
@@ -533,21 +539,27 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
         if narrowing.query is not None:
             query_string = urlencode(list(narrowing.query.items()), quote_via=quote)
             record.detail["narrowed_query"] = query_string
-    export = _export_context(request, record) if obligations.export is not None else None
-    rewrite = _rewrite(route, decision.obligations, restricted, export)
     added = gw.identity.headers(principal, _credential_warehouse(gw, resource, decision))
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
     query_string = without_params(query_string, gw.gateway_params)
     if body_bytes is not None:  # the gateway may have rewritten it (identity fields)
         headers["Content-Length"] = str(len(body_bytes))
     path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
+    export = await _export_context(ctx, target) if obligations.export is not None else None  # claims an approval
+    rewrite = _rewrite(route, decision.obligations, restricted, export)
     answer_headers = {"X-Decision-Id": record.decision_id}
     if export is not None:
         answer_headers["X-Export-Watermark"] = watermark(record.decision_id)
+    approved = export.approval_id if export is not None else None
+    handed_out = False
     try:
         response, result = await gw.forwarder.forward(
             request, Outbound(path_and_query, headers, body_bytes),
             AnswerPlan(rewrite, answer_headers, _links(gw, target)))
+        handed_out = 200 <= result.status < 300
+    except ExportHeld as held:  # the WMS's answer is dropped; a second person decides first
+        assert export is not None
+        return await _hold_export(ctx, target, held, export)
     except ExportRefused as refused:  # the WMS's answer is dropped: nothing of it reaches the client
         record.detail["export_refused"] = refused.params
         raise refusal(refused.key, **refused.params) from None
@@ -555,22 +567,81 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
         record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
         record.detail["upstream_body"] = "withheld"
         raise
+    finally:
+        if approved is not None and not handed_out:  # nothing handed out: usable again
+            await gw.approvals.release(approved, "the download did not complete; it may be tried again")
     record.upstream_status, record.upstream_ms = result.status, round(result.ms, 3)
     record.detail.update(result.detail)
+    if approved is not None:
+        await gw.approvals.finish(approved, EXECUTED, result.status, None, None,
+                                  f"downloaded by its requester (decision {record.decision_id})")
     return response
 
 
-def _export_context(request: web.Request, record: AuditRecord) -> ExportContext:
-    """Who exports and why (``X-Export-Reason``); the reason goes into the audit record.
+async def _hold_export(ctx: RequestContext, target: CleanTarget, held: ExportHeld,
+                       export: ExportContext) -> web.Response:
+    """Hold an export too large to hand out without a second person's approval: store the
+    request (not the answer, which is dropped) and answer 202 with where to follow it."""
+    gw, record = ctx.gw, ctx.record
+    facts = {"rows": held.rows, "reason": export.reason, "unmasked_pii": list(held.pii)}
+    record.detail["export_held"] = facts
+    line = RequestLine(ctx.request.method, target.raw_path, without_params(target.raw_query, gw.gateway_params),
+                       None, "")
+    approval = await hold_request(ctx, record.detail["input"], line, held.rule, facts)
+    return held_response(approval, record.decision_id)
+
+
+async def _export_context(ctx: RequestContext, target: CleanTarget) -> ExportContext:
+    """Who exports and why (``X-Export-Reason``), and under which approval
+    (``X-Export-Approval``: the download of an approved export, claimed here so it is handed
+    out once); the reason goes into the audit record.
 
     Raises:
-        Refusal: 400 ``export_reason_invalid`` for an undecodable or overlong reason.
+        Refusal: 400 ``export_reason_invalid`` for an undecodable or overlong reason; see
+            :func:`_claim_approved_export`.
     """
+    request, record = ctx.request, ctx.record
+    approval_id = request.headers.get("X-Export-Approval")
+    if approval_id is not None:
+        approval = await _claim_approved_export(ctx, target, approval_id.strip())
+        return ExportContext(record.decision_id, (approval.row["export"] or {}).get("reason"), approval.approval_id)
     try:
         reason = parse_reason(request.headers.get("X-Export-Reason"))
     except (ValueError, UnicodeDecodeError):
         raise refusal("export_reason_invalid", limit=MAX_REASON) from None
     return ExportContext(record.decision_id, reason)
+
+
+async def _claim_approved_export(ctx: RequestContext, target: CleanTarget, approval_id: str) -> Approval:
+    """The approved export ``approval_id``, claimed for this download (compare-and-set: two
+    downloads racing get it once). It must be the caller's own, approved, for this very
+    request line, and within its download period.
+
+    Raises:
+        Refusal: 404 ``export_approval_not_found`` (unknown, not an export, or someone
+            else's: ids leak nothing); 409 ``export_approval_unusable`` naming why.
+    """
+    gw, principal, record = ctx.gw, ctx.principal, ctx.record
+    assert principal is not None
+    approval = await gw.approvals.get(approval_id) if len(approval_id) == 32 else None
+    if approval is None or not approval.row.get("export") or approval.row["requester_id"] != principal.user_id:
+        raise refusal("export_approval_not_found")
+    record.approval_id = approval.approval_id
+    row = approval.row
+    line = f"{row['method']} {row['path']}" + (f"?{row['query']}" if row["query"] else "")
+    if (ctx.request.method, target.raw_path, without_params(target.raw_query, gw.gateway_params)) != (
+            row["method"], row["path"], row["query"]):
+        why = TEXTS["export_approval_other"].format(line=line)
+    elif approval.status != APPROVED:
+        why = (TEXTS["export_approval_used"] if approval.status == EXECUTED
+               else TEXTS["export_approval_pending"].format(status=approval.status))
+    elif (approval.download_until() or 0) <= now_ms():
+        why = TEXTS["export_approval_lapsed"].format(until=iso(approval.download_until()))
+    elif not await gw.approvals.claim(approval.approval_id):
+        why = TEXTS["export_approval_used"]
+    else:
+        return approval
+    raise refusal("export_approval_unusable", why_zh=why.zh, why_en=why.en)
 
 
 def _rewrite(route: Route, obligations: Obligations, restricted: bool,

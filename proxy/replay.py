@@ -79,7 +79,11 @@ class ApprovalExecutor:
         self._timeout = aiohttp.ClientTimeout(total=upstream.timeout_seconds)
 
     async def execute(self, approval_id: str) -> Approval | None:
-        """Run an approved request if this caller wins the claim; return the approval afterwards."""
+        """Run an approved request if this caller wins the claim; return the approval afterwards.
+        An approved export is left as it is: its requester downloads it (:mod:`proxy.pipeline`)."""
+        current = await self._store.get(approval_id)
+        if current is None or current.row.get("export"):
+            return current
         if await self._store.claim(approval_id):
             approval = await self._store.get(approval_id)
             if approval is not None:

@@ -10,6 +10,10 @@ run a request twice:
        +--(a rejection)--> rejected       (nothing sent: retry)     (sent, no answer)
        +--(expires_at passed)--> expired
        +--(requester takes it back, or its requester/policy changed)--> withdrawn
+
+A held export (``export`` set: its rows and reason) is not run by the gateway when approved:
+its requester downloads it, once, within ``expires_seconds`` of the approval
+(:meth:`Approval.download_until`); the download claims it and finishes it as ``executed``.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ approvals = Table(
     Column("result_body", LargeBinary, nullable=True),
     Column("result_content_type", String(255), nullable=True),
     Column("result_detail", Text, nullable=True),
+    Column("export", JSON, nullable=True),
     Index("approvals_status", "status", "expires_ms"),
     Index("approvals_requester", "requester_id", "created_ms"),
 )
@@ -141,6 +146,8 @@ class HeldRequest:
         module, verb, resource_id, resource: what it touches (``resource`` is the policy's
             ``input.resource``; approvers are checked against it).
         decision_input: the input the PDP decided on.
+        export: for a held export, what approvers see of it (``{"rows", "reason",
+            "unmasked_pii"}``); None for any other request.
     """
 
     operation: str
@@ -159,6 +166,7 @@ class HeldRequest:
     resource_id: str
     resource: dict[str, Any]
     decision_input: dict[str, Any]
+    export: dict[str, Any] | None = None
 
 
 @dataclass
@@ -188,6 +196,15 @@ class Approval:
         """Pending past its expiry time."""
         return self.status == PENDING and at_ms >= int(self.row["expires_ms"])
 
+    def download_until(self) -> int | None:
+        """For an approved export, until when (ms since the epoch, UTC) its requester may
+        download it: as long after the approval settled as a request may wait for one.
+        None for anything else."""
+        approved = [int(d["decided_ms"]) for d in self.decisions if d["decision"] == "approve"]
+        if not self.row.get("export") or self.status != APPROVED or not approved:
+            return None
+        return max(approved) + int(self.row["expires_ms"]) - int(self.row["created_ms"])
+
     def document(self, include_result: bool = True, mask: tuple[str, ...] = ()) -> dict[str, Any]:
         """The JSON an API client sees: the whole held request (what will run) and, once run,
         the WMS answer; ``mask`` (the viewer's field masks) applies to JSON bodies."""
@@ -205,6 +222,12 @@ class Approval:
             "decisions": [{"by": d["decider_username"], "decision": d["decision"], "comment": d["comment"],
                            "at": iso(d["decided_ms"])} for d in self.decisions],
         }
+        if r.get("export"):
+            doc["export"] = r["export"]
+            until = self.download_until()
+            if until is not None:  # the requester sends the same request again with the approval
+                doc["download"] = {"method": r["method"], "path": r["path"], "query": r["query"],
+                                   "header": {"X-Export-Approval": r["approval_id"]}, "until": iso(until)}
         if include_result and r["result_status"] is not None:
             body = r["result_body"] or b""
             text = body.decode("utf-8", errors="replace")
@@ -243,7 +266,7 @@ class ApprovalStore:
             "content_type": held.content_type, "module": held.module, "verb": held.verb,
             "resource_id": held.resource_id, "resource": held.resource, "decision_input": held.decision_input,
             "claimed_ms": None, "attempts": 0, "finished_ms": None, "result_status": None, "result_body": None,
-            "result_content_type": None, "result_detail": None,
+            "result_content_type": None, "result_detail": None, "export": held.export,
         }
         async with self.engine.begin() as conn:
             await conn.execute(insert(approvals), row)

@@ -66,7 +66,10 @@ class ExportControl:
 
     Attributes:
         reason_over_rows: above this many rows the exporter must give a reason.
+        approve_over_rows: above this many rows the export is held for four-eyes approval
+            (``approval``) and handed out only once approved.
         refuse_over_rows: above this many rows the export is refused.
+        approval: the approval a large export needs, or None (then it is refused instead).
         unmasked_pii: fields this answer carries unmasked that are masked for others (a
             reason is always needed when there are any).
     """
@@ -74,6 +77,8 @@ class ExportControl:
     reason_over_rows: int
     refuse_over_rows: int
     unmasked_pii: tuple[str, ...] = ()
+    approve_over_rows: int | None = None
+    approval: ApprovalRule | None = None
 
 
 @dataclass(frozen=True)
@@ -210,7 +215,11 @@ def _export(doc: Any) -> ExportControl | None:
     if not isinstance(reason, int) or not isinstance(refuse, int) or reason < 0 or refuse < 0 \
             or not isinstance(pii, list):
         raise ValueError("export needs reason_over_rows, refuse_over_rows (rows >= 0) and unmasked_pii")
-    return ExportControl(reason, refuse, tuple(sorted(str(f) for f in pii)))
+    approve = doc.get("approve_over_rows")
+    if approve is not None and (not isinstance(approve, int) or approve < 0):
+        raise ValueError("export approve_over_rows must be rows >= 0")
+    approval = _approval(doc.get("approval"))
+    return ExportControl(reason, refuse, tuple(sorted(str(f) for f in pii)), approve, approval)
 
 
 class DecisionPoint(Protocol):

@@ -121,12 +121,23 @@ def compare(before: Decision, after: Decision) -> list[tuple[str, str]]:
 
 
 def _export_change(before: ExportControl | None, after: ExportControl | None) -> tuple[str, str]:
-    """``export_loosened`` when a threshold rose or the control went away, else ``export_tightened``."""
+    """``export_loosened`` when a threshold rose (an approval threshold that went away counts as
+    risen), the export approval got weaker, or the control went away; else ``export_tightened``."""
     def text(control: ExportControl | None) -> str:
-        return "none" if control is None else f"reason>{control.reason_over_rows},refuse>{control.refuse_over_rows}"
+        if control is None:
+            return "none"
+        approve = "none" if control.approve_over_rows is None else control.approve_over_rows
+        return f"reason>{control.reason_over_rows},approve>{approve},refuse>{control.refuse_over_rows}"
 
-    loosened = after is None or (before is not None and (after.reason_over_rows > before.reason_over_rows
-                                                         or after.refuse_over_rows > before.refuse_over_rows))
+    def approve_limit(control: ExportControl) -> int:
+        return control.refuse_over_rows if control.approve_over_rows is None else control.approve_over_rows
+
+    def approvals(control: ExportControl) -> int:
+        return control.approval.approvals if control.approval is not None else 0
+
+    loosened = after is None or (before is not None and (
+        after.reason_over_rows > before.reason_over_rows or after.refuse_over_rows > before.refuse_over_rows
+        or approve_limit(after) > approve_limit(before) or approvals(after) < approvals(before)))
     return ("export_loosened" if loosened else "export_tightened", f"{text(before)} -> {text(after)}")
 
 

@@ -1,6 +1,11 @@
-"""Export control at the PEP: count an export's rows, refuse it above the policy's limit, ask
-for a reason above a smaller one (or whenever it carries unmasked personal data), and
-watermark every row so a leaked file names its exporter.
+"""Export control at the PEP: count an export's rows, refuse it above the policy's limit, hold
+it for four-eyes approval above a smaller one, ask for a reason above a smaller one still (or
+whenever it carries unmasked personal data), and watermark every row so a leaked file names
+its exporter.
+
+A held export is not kept: the WMS's answer is dropped. Once approved, its requester sends
+the same request again with ``X-Export-Approval: <approval id>`` and receives it, once (the
+rows of that moment, watermarked with that download's decision id).
 
 The watermark is a last column, ``wmsgate_watermark``, whose every cell is
 ``wmsgate:<decision id>``: the id of the export's audit record (exporter, time, address,
@@ -17,13 +22,25 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from authorizer.authz.pdp import ExportControl
+from authorizer.authz.pdp import ApprovalRule, ExportControl
 from authorizer.messages import TEXTS
 
 WATERMARK_COLUMN = "wmsgate_watermark"
 #: How a watermark looks in a file (any text format): ``wmsgate:`` and a 32-hex decision id.
 WATERMARK = re.compile(r"wmsgate:([0-9a-f]{32})")
 MAX_REASON = 500
+
+
+class ExportHeld(Exception):
+    """The export needs a second person's approval before it is handed out.
+
+    Attributes:
+        rows: its row count; pii: the unmasked personal data it carries; rule: the approval.
+    """
+
+    def __init__(self, rows: int, pii: tuple[str, ...], rule: ApprovalRule) -> None:
+        super().__init__("export_approval_required")
+        self.rows, self.pii, self.rule = rows, pii, rule
 
 
 class ExportRefused(Exception):
@@ -41,11 +58,13 @@ class ExportContext:
 
     Attributes:
         decision_id: the export's audit record (the watermark names it).
-        reason: the exporter's reason (``X-Export-Reason``), or None.
+        reason: the exporter's reason (``X-Export-Reason``, or the approved request's), or None.
+        approval_id: the approval this download uses (``X-Export-Approval``), or None.
     """
 
     decision_id: str
     reason: str | None
+    approval_id: str | None = None
 
 
 def watermark(decision_id: str) -> str:
@@ -61,8 +80,11 @@ def check_rows(rows: int, control: ExportControl, ctx: ExportContext, pii: tuple
             ``control.unmasked_pii``, when the answer's fields cannot be told).
 
     Raises:
-        ExportRefused: ``export_too_large`` above ``refuse_over_rows``; ``export_reason_required``
-            above ``reason_over_rows`` or with unmasked personal data, when no reason was given.
+        ExportRefused: ``export_too_large`` above ``refuse_over_rows`` (or above
+            ``approve_over_rows`` when the policy gives no approval rule: fail closed);
+            ``export_reason_required`` above ``reason_over_rows`` or with unmasked personal
+            data, when no reason was given.
+        ExportHeld: above ``approve_over_rows`` without an approval (``ctx.approval_id``).
     """
     carried = control.unmasked_pii if pii is None else pii
     if rows > control.refuse_over_rows:
@@ -71,6 +93,10 @@ def check_rows(rows: int, control: ExportControl, ctx: ExportContext, pii: tuple
         why = (TEXTS["export_over_rows"].format(limit=control.reason_over_rows) if rows > control.reason_over_rows
                else TEXTS["export_unmasked_pii"].format(fields=", ".join(carried)))
         raise ExportRefused("export_reason_required", rows=rows, why_zh=why.zh, why_en=why.en)
+    if control.approve_over_rows is not None and rows > control.approve_over_rows and ctx.approval_id is None:
+        if control.approval is None:
+            raise ExportRefused("export_too_large", rows=rows, limit=control.approve_over_rows)
+        raise ExportHeld(rows, carried, control.approval)
 
 
 def control_csv(text: str, control: ExportControl, ctx: ExportContext,
@@ -84,7 +110,7 @@ def control_csv(text: str, control: ExportControl, ctx: ExportContext,
         (``{"export": {"rows", "reason", "unmasked_pii", "watermark"}}``).
 
     Raises:
-        ExportRefused: see :func:`check_rows`.
+        ExportRefused, ExportHeld: see :func:`check_rows`.
         csv.Error: not CSV.
     """
     rows = list(csv.reader(io.StringIO(text, newline="")))
@@ -101,8 +127,13 @@ def control_csv(text: str, control: ExportControl, ctx: ExportContext,
 
 
 def facts(rows: int, pii: tuple[str, ...], ctx: ExportContext) -> dict[str, Any]:
-    """What the audit record keeps of an export (``pii``: the unmasked personal data it carried)."""
-    return {"rows": rows, "reason": ctx.reason, "unmasked_pii": list(pii), "watermark": watermark(ctx.decision_id)}
+    """What the audit record keeps of an export (``pii``: the unmasked personal data it carried;
+    ``approval_id`` only for an approved download)."""
+    kept: dict[str, Any] = {"rows": rows, "reason": ctx.reason, "unmasked_pii": list(pii),
+                            "watermark": watermark(ctx.decision_id)}
+    if ctx.approval_id is not None:
+        kept["approval_id"] = ctx.approval_id
+    return kept
 
 
 def parse_reason(header: str | None) -> str | None:

@@ -195,7 +195,8 @@ async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:
         decision = await gw.pdp.decide(row["decision_input"])
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
-    if not decision.allow or decision.obligations.approval is None:
+    held = decision.obligations.export if row.get("export") else decision.obligations.approval
+    if not decision.allow or held is None:
         return f"the current policy no longer allows the request ({decision.reason.code})"
     return None
 

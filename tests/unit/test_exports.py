@@ -8,10 +8,11 @@ import io
 
 import pytest
 
-from authorizer.authz.pdp import ExportControl, parse_decision
+from authorizer.authz.pdp import ApprovalRule, ExportControl, parse_decision
 from authorizer.enforce.exports import (
     WATERMARK_COLUMN,
     ExportContext,
+    ExportHeld,
     ExportRefused,
     control_csv,
     find_watermarks,
@@ -44,6 +45,25 @@ def test_too_many_rows_are_refused_and_more_than_a_few_need_a_reason() -> None:
     assert facts["export"]["reason"] == "月度对账"
 
 
+def test_above_the_approval_threshold_an_export_is_held_unless_approved() -> None:
+    rule = ApprovalRule("large_export", 1, 86400)
+    control = ExportControl(0, 100, (), 1, rule)
+    with pytest.raises(ExportRefused) as refused:  # the reason comes first: approvers read it
+        control_csv(CSV, control, ExportContext(DECISION, None))
+    assert refused.value.key == "export_reason_required"
+    with pytest.raises(ExportHeld) as held:
+        control_csv(CSV, control, ExportContext(DECISION, "月度对账"))
+    assert (held.value.rows, held.value.rule) == (2, rule)
+    _, facts = control_csv(CSV, control, ExportContext(DECISION, "月度对账", "a" * 32))  # the approved download
+    assert facts["export"]["rows"] == 2 and facts["export"]["approval_id"] == "a" * 32
+    with pytest.raises(ExportRefused) as refused:  # still never above the hard limit
+        control_csv(CSV, ExportControl(0, 1, (), 0, rule), ExportContext(DECISION, "r", "a" * 32))
+    assert refused.value.key == "export_too_large"
+    with pytest.raises(ExportRefused) as refused:  # a policy without an approval rule: refused, not handed out
+        control_csv(CSV, ExportControl(0, 100, (), 1, None), ExportContext(DECISION, "月度对账"))
+    assert refused.value.params == {"rows": 2, "limit": 1}
+
+
 def test_unmasked_personal_data_needs_a_reason_only_when_the_file_carries_it() -> None:
     control = ExportControl(100, 1000, ("amount", "customer_phone"))
     _, facts = control_csv(CSV, control, ExportContext(DECISION, None))  # no such column: no reason needed
@@ -67,6 +87,10 @@ def test_the_export_obligation_is_parsed_and_a_malformed_one_denies() -> None:
     doc = {"allow": True, "obligations": {"export": {"reason_over_rows": 20, "refuse_over_rows": 10000,
                                                      "unmasked_pii": ["b", "a"]}}}
     assert parse_decision(doc).obligations.export == ExportControl(20, 10000, ("a", "b"))
+    doc["obligations"]["export"].update(approve_over_rows=40, approval={"operation": "large_export", "approvals": 1,
+                                                                        "expires_seconds": 86400})
+    assert parse_decision(doc).obligations.export == ExportControl(20, 10000, ("a", "b"), 40,
+                                                                   ApprovalRule("large_export", 1, 86400))
     bad = {"allow": True, "obligations": {"export": {"reason_over_rows": "20", "refuse_over_rows": 1,
                                                      "unmasked_pii": []}}}
     decision = parse_decision(bad)

@@ -67,9 +67,23 @@ def test_export_thresholds_that_rise_are_a_loosening() -> None:
                      Obligations(export=ExportControl(20, 10000)), "rev")
     loose = Decision(True, 200, (Reason("allowed", "允许", "allowed"),),
                      Obligations(export=ExportControl(1000, 10000)), "rev")
-    assert compare(tight, loose) == [("export_loosened", "reason>20,refuse>10000 -> reason>1000,refuse>10000")]
+    assert compare(tight, loose) == [("export_loosened",
+                                      "reason>20,approve>none,refuse>10000 -> reason>1000,approve>none,refuse>10000")]
     assert compare(loose, tight)[0][0] == "export_tightened"
     assert compare(tight, _allow())[0][0] == "export_loosened"
+
+
+def test_an_export_approval_raised_or_weakened_is_a_loosening() -> None:
+    def export(approve: int | None, approvals: int) -> Decision:
+        rule = ApprovalRule("large_export", approvals, 86400) if approvals else None
+        return Decision(True, 200, (Reason("allowed", "允许", "allowed"),),
+                        Obligations(export=ExportControl(20, 10000, (), approve, rule)), "rev")
+
+    assert compare(export(40, 1), export(400, 1))[0][0] == "export_loosened"  # held later
+    assert compare(export(40, 2), export(40, 1))[0][0] == "export_loosened"  # fewer approvers
+    assert compare(export(40, 1), export(None, 0))[0][0] == "export_loosened"  # never held
+    assert compare(export(400, 1), export(40, 1)) == [
+        ("export_tightened", "reason>20,approve>400,refuse>10000 -> reason>20,approve>40,refuse>10000")]
 
 
 class _FakePolicy(ReplayPolicy):

@@ -129,15 +129,29 @@ test_an_export_carries_its_thresholds_and_the_personal_data_it_leaves_unmasked i
 		with data.wms.modules as engine_site_modules
 		with data.wms.masks as engine_site_masks
 		with data.wms.exports as {}
-	clerk.obligations.export == {"reason_over_rows": 1000, "refuse_over_rows": 10000, "unmasked_pii": []}
+	clerk.obligations.export == {
+		"reason_over_rows": 1000, "approve_over_rows": 5000, "refuse_over_rows": 10000,
+		"approval": {"operation": "large_export", "approvals": 1, "expires_seconds": 86400},
+		"unmasked_pii": [],
+	}
 	buyer := authz.decision with input as engine_ask(["buyer"], "goods", "export", list)
 		with data.wms.roles as engine_export_roles
 		with data.wms.modules as engine_site_modules
 		with data.wms.masks as engine_site_masks
-		with data.wms.exports as {"reason_over_rows": 50, "refuse_over_rows": 99999}
-	buyer.obligations.export == {"reason_over_rows": 50, "refuse_over_rows": 10000, "unmasked_pii": ["goods_cost"]}
+		with data.wms.exports as {"reason_over_rows": 50, "approve_over_rows": 99999, "refuse_over_rows": 99999}
+	buyer.obligations.export.reason_over_rows == 50 # a deployment may lower a threshold
+	buyer.obligations.export.approve_over_rows == 5000 # but never raise one
+	buyer.obligations.export.refuse_over_rows == 10000
+	buyer.obligations.export.unmasked_pii == ["goods_cost"]
 	view := authz.decision with input as engine_ask(["clerk"], "goods", "view", list)
 		with data.wms.roles as engine_site_roles
 		with data.wms.modules as engine_site_modules
 	view.obligations.export == null
+}
+
+test_an_approver_of_a_large_export_is_told_what_they_approve if {
+	held := {"id": "a", "operation": "large_export", "requester_id": "someone", "deciders": []}
+	ask := engine_ask(["clerk"], "goods", "approve", {"kind": "list", "attributes": {}})
+	approve := object.union(ask, {"approval": held})
+	authz.operation_title == {"zh-CN": "大批量导出", "en": "large export"} with input as approve
 }

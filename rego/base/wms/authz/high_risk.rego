@@ -52,6 +52,11 @@ operation_title := high_risk_operations[operation].title
 
 operation_title := high_risk_operations[input.approval.operation].title if input.action.verb == "approve"
 
+operation_title := export_approval_rule.title if {
+	input.action.verb == "approve"
+	input.approval.operation == export_approval_rule.operation
+}
+
 # METADATA
 # title: Step-up requirement
 # description: The ACR and freshness (max_age_seconds) an operation or an approval needs.

@@ -106,9 +106,15 @@ default site_exports := {}
 site_exports := data.wms.exports
 
 # METADATA
+# title: Export approval rule
+# description: The gateway's approval rule for large exports (operation, title, approvals, expires_hours).
+# scope: document
+export_approval_rule := data.wms.base.exports.approval
+
+# METADATA
 # title: Export threshold
 # description: >-
-#   A threshold of export control (reason_over_rows, refuse_over_rows): the deployment's
+#   A threshold of export control (reason_over_rows, approve_over_rows, refuse_over_rows): the deployment's
 #   when it is lower than the gateway's, else the gateway's (a deployment cannot loosen it).
 export_threshold(name) := min([gateway, object.get(site_exports, name, gateway)]) if {
 	gateway := data.wms.base.exports[name]

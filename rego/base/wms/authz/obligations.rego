@@ -12,7 +12,7 @@ package wms.authz
 # description: >-
 #   row_filter (dimension to allowed values, "*" for all), mask (field paths),
 #   step_up (acr_values, max_age; or null), approval (operation, approvals, expires_seconds; or null),
-#   export (reason_over_rows, refuse_over_rows, unmasked_pii; or null)
+#   export (reason_over_rows, approve_over_rows, refuse_over_rows, approval, unmasked_pii; or null)
 obligations := {
 	"row_filter": row_filter,
 	"mask": mask,
@@ -24,19 +24,37 @@ obligations := {
 # METADATA
 # title: Export obligation
 # description: >-
-#   An allowed export: the PEP counts its rows, refuses it above refuse_over_rows, asks
-#   for a reason above reason_over_rows or when it carries unmasked_pii (fields masked for
-#   people without a permission this person holds), and watermarks every row.
+#   An allowed export: the PEP counts its rows, refuses it above refuse_over_rows, holds
+#   it for four-eyes approval (approval: operation, approvals, expires_seconds) above
+#   approve_over_rows, asks for a reason above reason_over_rows or when it carries
+#   unmasked_pii (fields masked for people without a permission this person holds), and
+#   watermarks every row.
 # scope: document
 default export_obligation := null
 
 export_obligation := {
 	"reason_over_rows": export_threshold("reason_over_rows"),
+	"approve_over_rows": export_threshold("approve_over_rows"),
 	"refuse_over_rows": export_threshold("refuse_over_rows"),
+	"approval": export_approval,
 	"unmasked_pii": sort([field | some field in unmasked_pii]),
 } if {
 	allow
 	input.action.verb == "export"
+}
+
+# METADATA
+# title: Export approval
+# description: >-
+#   The approval a large export needs (the gateway's rule; expires_seconds in seconds),
+#   or null: the PEP then refuses what it would have held.
+# scope: document
+default export_approval := null
+
+export_approval := {
+	"operation": export_approval_rule.operation,
+	"approvals": export_approval_rule.approvals,
+	"expires_seconds": export_approval_rule.expires_hours * 3600,
 }
 
 # METADATA
