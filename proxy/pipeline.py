@@ -585,6 +585,7 @@ async def _hold_export(ctx: RequestContext, target: CleanTarget, held: ExportHel
     gw, record = ctx.gw, ctx.record
     facts = {"rows": held.rows, "reason": export.reason, "unmasked_pii": list(held.pii)}
     record.detail["export_held"] = facts
+    record.detail["high_risk"] = held.rule.operation  # the alerting service reports it as held
     line = RequestLine(ctx.request.method, target.raw_path, without_params(target.raw_query, gw.gateway_params),
                        None, "")
     approval = await hold_request(ctx, record.detail["input"], line, held.rule, facts)
@@ -604,6 +605,7 @@ async def _export_context(ctx: RequestContext, target: CleanTarget) -> ExportCon
     approval_id = request.headers.get("X-Export-Approval")
     if approval_id is not None:
         approval = await _claim_approved_export(ctx, target, approval_id.strip())
+        record.detail["high_risk"] = approval.row["operation"]  # the alerting service reports the download
         return ExportContext(record.decision_id, (approval.row["export"] or {}).get("reason"), approval.approval_id)
     try:
         reason = parse_reason(request.headers.get("X-Export-Reason"))

@@ -57,7 +57,7 @@ def test_a_large_export_needs_a_reason_and_a_leaked_file_names_its_exporter(stac
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert len(rows) == 48 and all(row["wmsgate_watermark"] == f"wmsgate:{decision_id}" for row in rows)
     record = stack.audit_record(decision_id)
-    assert record["approval_id"] == approval_id
+    assert record["approval_id"] == approval_id and _detail(record)["high_risk"] == "large_export"
     assert _detail(record)["export"] == {"rows": 48, "reason": "月度对账 / month-end", "unmasked_pii": [],
                                          "watermark": f"wmsgate:{decision_id}", "approval_id": approval_id}
     refused_record = stack.audit_record(refused.json()["decision_id"])
@@ -100,6 +100,7 @@ def test_a_held_export_is_handed_out_only_to_its_requester_once_approved_and_onl
     held_record = stack.audit_record(held.json()["decision_id"])
     assert held_record["http_status"] == 202 and held_record["approval_id"] == approval_id
     assert _detail(held_record)["export_held"] == {"rows": 48, "reason": reason, "unmasked_pii": []}
+    assert _detail(held_record)["high_risk"] == "large_export"  # the alerting service reports it
     with stack.client("supervisor", mfa=True) as supervisor:
         inbox = supervisor.get("/_gateway/approvals").json()["to_decide"]
         [doc] = [a for a in inbox if a["approval_id"] == approval_id]
