@@ -18,6 +18,7 @@ from authorizer.authz.pdp import DecisionPoint
 from authorizer.authz.routes import RouteMap
 from authorizer.config import GatewayConfig
 from authorizer.enforce.enforcement import EnforcementModes
+from authorizer.enforce.exports import EXPORT_APPROVAL_PARAM
 from authorizer.iam.access import AccessService
 from authorizer.iam.review_service import ReviewService
 from proxy.forward import Forwarder
@@ -54,10 +55,17 @@ class Gateway:
     reviews: ReviewService | None = None
 
     @property
-    def gateway_params(self) -> frozenset[str]:
-        """Query parameters the gateway consumes itself (never forwarded to the WMS)."""
+    def tenant_params(self) -> frozenset[str]:
+        """The tenant's query parameter, when the WMS has tenants chosen by one (links in
+        answers keep it, so following them stays in the same tenant)."""
         tenant = self.config.upstream.tenant
         return frozenset({tenant.query_param}) if tenant is not None and tenant.query_param else frozenset()
+
+    @property
+    def gateway_params(self) -> frozenset[str]:
+        """Query parameters the gateway consumes itself (never forwarded to the WMS): the
+        tenant's and :data:`EXPORT_APPROVAL_PARAM`."""
+        return self.tenant_params | {EXPORT_APPROVAL_PARAM}
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

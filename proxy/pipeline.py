@@ -32,6 +32,7 @@ from authorizer.authz.query_params import masked_lookups, refused_parameters
 from authorizer.authz.routes import Route, RouteMatch
 from authorizer.authz.tenancy import TenantError, choose_tenant
 from authorizer.enforce.exports import (
+    EXPORT_APPROVAL_PARAM,
     MAX_REASON,
     ExportContext,
     ExportHeld,
@@ -227,7 +228,7 @@ async def _shadow_mask(ctx: RequestContext, refusal: Refusal, route: Route) -> t
 def _links(gw: Gateway, target: CleanTarget) -> LinkTarget:
     """Where WMS links in the answer point: the gateway's public origin, with the request's own
     gateway parameters (``warehouse=SH``) so that following them stays in the same tenant."""
-    names = gw.gateway_params
+    names = gw.tenant_params
     if not names or not target.raw_query:
         return LinkTarget(gw.config.public_origin, "")
     return LinkTarget(gw.config.public_origin, "&".join(
@@ -593,16 +594,16 @@ async def _hold_export(ctx: RequestContext, target: CleanTarget, held: ExportHel
 
 
 async def _export_context(ctx: RequestContext, target: CleanTarget) -> ExportContext:
-    """Who exports and why (``X-Export-Reason``), and under which approval
-    (``X-Export-Approval``: the download of an approved export, claimed here so it is handed
-    out once); the reason goes into the audit record.
+    """Who exports and why (``X-Export-Reason``), and under which approval (``X-Export-Approval``
+    or the query parameter ``wmsgate_export_approval``: the download of an approved export,
+    claimed here so it is handed out once); the reason goes into the audit record.
 
     Raises:
         Refusal: 400 ``export_reason_invalid`` for an undecodable or overlong reason; see
             :func:`_claim_approved_export`.
     """
     request, record = ctx.request, ctx.record
-    approval_id = request.headers.get("X-Export-Approval")
+    approval_id = request.headers.get("X-Export-Approval") or target.query.get(EXPORT_APPROVAL_PARAM)
     if approval_id is not None:
         approval = await _claim_approved_export(ctx, target, approval_id.strip())
         record.detail["high_risk"] = approval.row["operation"]  # the alerting service reports the download

@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authorizer.db import metadata
+from authorizer.enforce.exports import EXPORT_APPROVAL_PARAM
 from authorizer.enforce.obligations import mask_document
 
 PENDING, APPROVED, EXECUTING, EXECUTED = "pending", "approved", "executing", "executed"
@@ -226,8 +227,11 @@ class Approval:
             doc["export"] = r["export"]
             until = self.download_until()
             if until is not None:  # the requester sends the same request again with the approval
+                param = f"{EXPORT_APPROVAL_PARAM}={r['approval_id']}"
                 doc["download"] = {"method": r["method"], "path": r["path"], "query": r["query"],
-                                   "header": {"X-Export-Approval": r["approval_id"]}, "until": iso(until)}
+                                   "header": {"X-Export-Approval": r["approval_id"]},
+                                   "url": f"{r['path']}?{r['query'] + '&' if r['query'] else ''}{param}",
+                                   "until": iso(until)}
         if include_result and r["result_status"] is not None:
             body = r["result_body"] or b""
             text = body.decode("utf-8", errors="replace")

@@ -4,7 +4,8 @@ whenever it carries unmasked personal data), and watermark every row so a leaked
 its exporter.
 
 A held export is not kept: the WMS's answer is dropped. Once approved, its requester sends
-the same request again with ``X-Export-Approval: <approval id>`` and receives it, once (the
+the same request again with ``X-Export-Approval: <approval id>`` (or the query parameter
+:data:`EXPORT_APPROVAL_PARAM`) and receives it, once (the
 rows of that moment, watermarked with that download's decision id).
 
 The watermark is a last column, ``wmsgate_watermark``, whose every cell is
@@ -29,6 +30,10 @@ WATERMARK_COLUMN = "wmsgate_watermark"
 #: How a watermark looks in a file (any text format): ``wmsgate:`` and a 32-hex decision id.
 WATERMARK = re.compile(r"wmsgate:([0-9a-f]{32})")
 MAX_REASON = 500
+#: The query parameter that names an approved export to download (as the header
+#: ``X-Export-Approval`` does), so a browser can follow a link to it; the gateway consumes
+#: it and never forwards it.
+EXPORT_APPROVAL_PARAM = "wmsgate_export_approval"
 
 
 class ExportHeld(Exception):

@@ -119,9 +119,13 @@ def test_a_held_export_is_handed_out_only_to_its_requester_once_approved_and_onl
         other_line = finance.get("/api/reports/sales.csv", params={"channel": "jd"},
                                  headers={"X-Export-Approval": approval_id})
         assert "/api/reports/sales.csv" in assert_refused(other_line, 409, "export_approval_unusable")["reason_en"]
-        first = finance.get("/api/reports/sales.csv", headers={"X-Export-Approval": approval_id})
+        assert doc["download"]["url"] == f"/api/reports/sales.csv?wmsgate_export_approval={approval_id}"
+        mark = stack.access_log.mark()
+        first = finance.get(doc["download"]["url"])  # the link form a browser follows
         again = finance.get("/api/reports/sales.csv", headers={"X-Export-Approval": approval_id})
         assert first.status_code == 200 and len(list(csv.DictReader(io.StringIO(first.text)))) == 48
+        [seen] = [e for e in stack.access_log.since(mark) if "sales.csv" in e["path"]]
+        assert seen["path"] == "/api/reports/sales.csv"  # the gateway's parameter never reaches the WMS
         assert "already downloaded" in assert_refused(again, 409, "export_approval_unusable")["reason_en"]
         after = finance.get(f"/_gateway/approvals/{approval_id}").json()
     assert after["status"] == "executed" and "download" not in after
