@@ -353,6 +353,8 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
                                       "access review {title!r} closed at its deadline: {revoked} item(s) revoked, "
                                       "{failed} failed"),
     "export_approval_pending": Text("状态为 {status}(尚未批准)", "is {status}, not approved"),
+    "export_approval_grew": Text("批准时为 {approved} 行,现有 {rows} 行;请重新申请",
+                                 "was approved for {approved} rows and the export now has {rows}: ask again"),
     "export_approval_used": Text("已下载过(每张审批单只能下载一次)", "was already downloaded (once per approval)"),
     "export_approval_lapsed": Text("已过下载期限 {until}", "could be used until {until}"),
     "export_approval_other": Text("批准的是另一个导出请求({line})", "approved another export ({line})"),

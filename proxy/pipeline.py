@@ -145,7 +145,9 @@ async def _authorize_and_forward(request: web.Request) -> web.StreamResponse:
     try:
         return await _decide_and_enforce(ctx, target, match, (body_bytes, body), tenant)
     except Refusal as refusal:
-        if not (refusal.reportable and gw.enforcement.reports(route.key)):
+        # report mode forwards what the policy would refuse, but never an export: it would
+        # leave the gateway without its count, reason, approval or watermark
+        if not (refusal.reportable and gw.enforcement.reports(route.key)) or route.verb == "export":
             raise
         return await _shadow_forward(ctx, target, match, tenant, body_bytes, refusal)
 
@@ -542,6 +544,9 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
             record.detail["narrowed_query"] = query_string
     added = gw.identity.headers(principal, _credential_warehouse(gw, resource, decision))
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
+    if obligations.export is not None:  # an export is counted whole: never a slice of it
+        for name in ("Range", "If-Range"):
+            headers.popall(name, None)
     query_string = without_params(query_string, gw.gateway_params)
     if body_bytes is not None:  # the gateway may have rewritten it (identity fields)
         headers["Content-Length"] = str(len(body_bytes))
@@ -583,14 +588,34 @@ async def _hold_export(ctx: RequestContext, target: CleanTarget, held: ExportHel
                        export: ExportContext) -> web.Response:
     """Hold an export too large to hand out without a second person's approval: store the
     request (not the answer, which is dropped) and answer 202 with where to follow it."""
-    gw, record = ctx.gw, ctx.record
+    record = ctx.record
     facts = {"rows": held.rows, "reason": export.reason, "unmasked_pii": list(held.pii)}
     record.detail["export_held"] = facts
     record.detail["high_risk"] = held.rule.operation  # the alerting service reports it as held
-    line = RequestLine(ctx.request.method, target.raw_path, without_params(target.raw_query, gw.gateway_params),
-                       None, "")
+    line = RequestLine(ctx.request.method, target.raw_path, _export_query(target), None, "")
+    ctx.resource = _exported_scope(ctx)  # approvers must cover every row's scope
     approval = await hold_request(ctx, record.detail["input"], line, held.rule, facts)
     return held_response(approval, record.decision_id)
+
+
+def _exported_scope(ctx: RequestContext) -> Resource:
+    """The resource an export approval names: a list's rows span the scope it was narrowed
+    to (its row filter), so it is held as an aggregate over those values (an approver must
+    cover every one, not just hold some scope); any other export as it was decided.
+    A download compares it again: the same request line in a wider scope is another export."""
+    assert ctx.resource is not None and ctx.decision is not None
+    resource = ctx.resource
+    if resource.kind != "list":
+        return resource
+    spans = {dim: sorted(values) for dim, values in ctx.decision.obligations.row_filter.items()}
+    return Resource("aggregate", resource.id, {**spans, **{d: v for d, v in resource.attributes.items() if v}},
+                    resource.found)
+
+
+def _export_query(target: CleanTarget) -> str:
+    """The query of an export as its approval names it: all of it (the tenant parameter
+    included) but the approval parameter itself."""
+    return without_params(target.raw_query, frozenset({EXPORT_APPROVAL_PARAM}))
 
 
 async def _export_context(ctx: RequestContext, target: CleanTarget) -> ExportContext:
@@ -604,15 +629,16 @@ async def _export_context(ctx: RequestContext, target: CleanTarget) -> ExportCon
     """
     request, record = ctx.request, ctx.record
     approval_id = request.headers.get("X-Export-Approval") or target.query.get(EXPORT_APPROVAL_PARAM)
-    if approval_id is not None:
-        approval = await _claim_approved_export(ctx, target, approval_id.strip())
-        record.detail["high_risk"] = approval.row["operation"]  # the alerting service reports the download
-        return ExportContext(record.decision_id, (approval.row["export"] or {}).get("reason"), approval.approval_id)
     try:
         reason = parse_reason(request.headers.get("X-Export-Reason"))
     except (ValueError, UnicodeDecodeError):
         raise refusal("export_reason_invalid", limit=MAX_REASON) from None
-    return ExportContext(record.decision_id, reason)
+    if approval_id is None:
+        return ExportContext(record.decision_id, reason)
+    approval = await _claim_approved_export(ctx, target, approval_id.strip())
+    record.detail["high_risk"] = approval.row["operation"]  # the alerting service reports the download
+    held = approval.row["export"] or {}
+    return ExportContext(record.decision_id, held.get("reason") or reason, approval.approval_id, held.get("rows"))
 
 
 async def _claim_approved_export(ctx: RequestContext, target: CleanTarget, approval_id: str) -> Approval:
@@ -632,8 +658,9 @@ async def _claim_approved_export(ctx: RequestContext, target: CleanTarget, appro
     record.approval_id = approval.approval_id
     row = approval.row
     line = f"{row['method']} {row['path']}" + (f"?{row['query']}" if row["query"] else "")
-    if (ctx.request.method, target.raw_path, without_params(target.raw_query, gw.gateway_params)) != (
-            row["method"], row["path"], row["query"]):
+    resource = json.loads(json.dumps(_exported_scope(ctx).policy_input()))  # as stored (JSON)
+    if (ctx.request.method, target.raw_path, _export_query(target)) != (row["method"], row["path"], row["query"]) \
+            or resource != row["resource"]:  # the same request line in another tenant or scope is another export
         why = TEXTS["export_approval_other"].format(line=line)
     elif approval.status != APPROVED:
         why = (TEXTS["export_approval_used"] if approval.status == EXECUTED
@@ -678,8 +705,11 @@ def _rewrite(route: Route, obligations: Obligations, restricted: bool,
         if mask:
             detail["masked"] = list(mask)
         if control is not None and export is not None and succeeded:
-            rows = document.get(spec.rows) if spec is not None and isinstance(document, dict) else None
-            count = len(rows) if isinstance(rows, list) else 0
+            rows = document if isinstance(document, list) else (
+                document.get(spec.rows) if spec is not None and isinstance(document, dict) else None)
+            if not isinstance(rows, list):  # fail closed: an export whose rows cannot be counted
+                raise ValueError("cannot count the rows of this export (not a list answer)")
+            count = len(rows)
             check_rows(count, control, export)
             detail.update({"export": export_facts(count, control.unmasked_pii, export)})
         return detail

@@ -77,6 +77,7 @@ class ApprovalExecutor:
         self._identity = identity
         self._audit = audit
         self._timeout = aiohttp.ClientTimeout(total=upstream.timeout_seconds)
+        self._stale_ms = int((upstream.timeout_seconds + 60) * 1000)
 
     async def execute(self, approval_id: str) -> Approval | None:
         """Run an approved request if this caller wins the claim; return the approval afterwards.
@@ -183,21 +184,27 @@ class ApprovalExecutor:
             detail={"operation": row["operation"], "approved_by": approval.approvers()}))
 
     async def sweep(self) -> None:
-        """One pass: expire overdue requests and run approved ones (e.g. after a WMS outage or a restart)."""
+        """One pass: expire overdue requests and lapsed export downloads, abandon claims older
+        than the upstream timeout plus a minute (their process died while the request was in
+        flight), and run approved requests (e.g. after a WMS outage or a restart)."""
         for approval_id in await self._store.expire_due():
             approval = await self._store.get(approval_id)
             if approval is not None:
                 self._audit.submit(approval_audit_record(approval, "approval_expired", 0, decision="deny",
                                                          username=approval.row["requester_username"]))
-        for approval in await self._store.list(status="approved"):
-            await self.execute(approval.approval_id)
+        for approval_id in await self._store.expire_downloads():
+            approval = await self._store.get(approval_id)
+            if approval is not None:
+                self._audit.submit(approval_audit_record(approval, "approval_expired", 0, decision="deny",
+                                                         username=approval.row["requester_username"]))
+        for approval_id in await self._store.abandon_stale_claims(self._stale_ms):
+            log.error("approval %s was interrupted while executing; outcome unknown", approval_id)
+        for approval in await self._store.list(status="approved", limit=None):
+            if not approval.row.get("export"):  # an approved export waits for its requester
+                await self.execute(approval.approval_id)
 
     async def run_forever(self, interval_seconds: float) -> None:
-        """Sweep every ``interval_seconds`` until cancelled; first abandon claims older than the
-        upstream timeout plus a minute (their process died while the request was in flight)."""
-        stale_ms = int((self._upstream.timeout_seconds + 60) * 1000)
-        for approval_id in await self._store.abandon_stale_claims(stale_ms):
-            log.error("approval %s was interrupted while executing; outcome unknown", approval_id)
+        """Sweep every ``interval_seconds`` until cancelled (see :meth:`sweep`)."""
         while True:
             try:
                 await self.sweep()

@@ -409,14 +409,34 @@ class ApprovalStore:
 
     async def abandon_stale_claims(self, older_than_ms: int) -> builtins.list[str]:
         """Requests claimed longer ago than ``older_than_ms`` (a process died mid-flight) become
-        ``outcome_unknown``: they may have reached the WMS, so they are never replayed."""
+        ``outcome_unknown``: they may have reached the WMS, so they are never replayed. A stale
+        export download goes back to ``approved`` instead (a download is marked done before its
+        file is sent, so one still claimed handed nothing out). Returns the abandoned ids."""
         cutoff = now_ms() - older_than_ms
         async with self.engine.begin() as conn:
-            ids = (await conn.execute(select(approvals.c.approval_id).where(and_(
-                approvals.c.status == EXECUTING, approvals.c.claimed_ms <= cutoff)))).scalars().all()
-            for approval_id in ids:
+            rows = (await conn.execute(select(approvals.c.approval_id, approvals.c.export).where(and_(
+                approvals.c.status == EXECUTING, approvals.c.claimed_ms <= cutoff)))).all()
+            abandoned = []
+            for approval_id, export in rows:
+                values: dict[str, Any] = (
+                    {"status": APPROVED, "claimed_ms": None, "result_detail": "the download was interrupted"}
+                    if export else
+                    {"status": OUTCOME_UNKNOWN, "finished_ms": now_ms(),
+                     "result_detail": "the process executing it stopped; check the WMS before retrying"})
                 await conn.execute(update(approvals).where(and_(
-                    approvals.c.approval_id == approval_id, approvals.c.status == EXECUTING))
-                    .values(status=OUTCOME_UNKNOWN, finished_ms=now_ms(),
-                            result_detail="the process executing it stopped; check the WMS before retrying"))
-        return list(ids)
+                    approvals.c.approval_id == approval_id, approvals.c.status == EXECUTING)).values(**values))
+                if not export:
+                    abandoned.append(approval_id)
+        return abandoned
+
+    async def expire_downloads(self) -> builtins.list[str]:
+        """Approved exports whose download period (:meth:`Approval.download_until`) has passed
+        become ``expired``; returns their ids."""
+        at, lapsed = now_ms(), []
+        for approval in await self.list(status=APPROVED, limit=None):
+            until = approval.download_until()
+            if until is not None and until <= at and await self._cas(
+                    approval.approval_id, APPROVED, {"status": EXPIRED, "finished_ms": at,
+                                                     "result_detail": "not downloaded in time"}):
+                lapsed.append(approval.approval_id)
+        return lapsed

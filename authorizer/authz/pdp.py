@@ -216,9 +216,9 @@ def _export(doc: Any) -> ExportControl | None:
             or not isinstance(pii, list):
         raise ValueError("export needs reason_over_rows, refuse_over_rows (rows >= 0) and unmasked_pii")
     approve = doc.get("approve_over_rows")
-    if approve is not None and (not isinstance(approve, int) or approve < 0):
-        raise ValueError("export approve_over_rows must be rows >= 0")
     approval = _approval(doc.get("approval"))
+    if (approve is not None or approval is not None) and (not isinstance(approve, int) or approve < 0):
+        raise ValueError("export approve_over_rows must be rows >= 0 where an export approval is given")
     return ExportControl(reason, refuse, tuple(sorted(str(f) for f in pii)), approve, approval)
 
 

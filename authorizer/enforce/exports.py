@@ -65,11 +65,13 @@ class ExportContext:
         decision_id: the export's audit record (the watermark names it).
         reason: the exporter's reason (``X-Export-Reason``, or the approved request's), or None.
         approval_id: the approval this download uses (``X-Export-Approval``), or None.
+        approved_rows: how many rows the approvers saw (the download may not carry more).
     """
 
     decision_id: str
     reason: str | None
     approval_id: str | None = None
+    approved_rows: int | None = None
 
 
 def watermark(decision_id: str) -> str:
@@ -89,6 +91,8 @@ def check_rows(rows: int, control: ExportControl, ctx: ExportContext, pii: tuple
             ``approve_over_rows`` when the policy gives no approval rule: fail closed);
             ``export_reason_required`` above ``reason_over_rows`` or with unmasked personal
             data, when no reason was given.
+            ``export_approval_unusable`` when an approved download carries more rows than
+            were approved.
         ExportHeld: above ``approve_over_rows`` without an approval (``ctx.approval_id``).
     """
     carried = control.unmasked_pii if pii is None else pii
@@ -98,6 +102,9 @@ def check_rows(rows: int, control: ExportControl, ctx: ExportContext, pii: tuple
         why = (TEXTS["export_over_rows"].format(limit=control.reason_over_rows) if rows > control.reason_over_rows
                else TEXTS["export_unmasked_pii"].format(fields=", ".join(carried)))
         raise ExportRefused("export_reason_required", rows=rows, why_zh=why.zh, why_en=why.en)
+    if ctx.approval_id is not None and ctx.approved_rows is not None and rows > ctx.approved_rows:
+        why = TEXTS["export_approval_grew"].format(approved=ctx.approved_rows, rows=rows)
+        raise ExportRefused("export_approval_unusable", why_zh=why.zh, why_en=why.en)
     if control.approve_over_rows is not None and rows > control.approve_over_rows and ctx.approval_id is None:
         if control.approval is None:
             raise ExportRefused("export_too_large", rows=rows, limit=control.approve_over_rows)

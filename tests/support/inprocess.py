@@ -93,7 +93,9 @@ class FakeIssuer:
 
 
 def fake_wms() -> web.Application:
-    """A JSON WMS: ``GET /api/orders`` lists rows, anything else echoes the request line."""
+    """A JSON WMS: ``GET /api/orders`` lists rows, ``GET /api/export.json`` answers a list of 3
+    rows, ``GET /api/orders.json`` a list export of 3 HF orders, anything else echoes the
+    request line."""
     app = web.Application()
 
     async def orders(_: web.Request) -> web.Response:
@@ -102,7 +104,15 @@ def fake_wms() -> web.Application:
     async def echo(request: web.Request) -> web.Response:
         return web.json_response({"method": request.method, "path": request.path})
 
+    async def export(request: web.Request) -> web.Response:  # rows name the Range they were asked with
+        return web.json_response([{"n": n, "range": request.headers.get("Range")} for n in range(3)])
+
+    async def orders_export(_: web.Request) -> web.Response:
+        return web.json_response({"rows": [{"order_no": f"SO{n}", "warehouse": "HF"} for n in range(3)]})
+
     app.router.add_get("/api/orders", orders)
+    app.router.add_get("/api/export.json", export)
+    app.router.add_get("/api/orders.json", orders_export)
     app.router.add_get("/healthz", echo)
     app.router.add_route("*", "/{tail:.*}", echo)
     return app
@@ -121,6 +131,21 @@ routes:
     verb: view
     resource: "{path.order_no}"
     attributes: {warehouse: query.warehouse}
+  - route: GET /api/export.json
+    module: orders
+    verb: export
+    kind: aggregate
+    query: {allow: [day]}
+    enforcement: report
+  - route: GET /api/orders.json
+    module: orders
+    verb: export
+    kind: list
+    list: {rows: rows, narrow: {warehouse: warehouse}}
+  - route: GET /api/report.json
+    module: orders
+    verb: export
+    kind: aggregate
 """
 
 

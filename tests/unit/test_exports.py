@@ -56,6 +56,9 @@ def test_above_the_approval_threshold_an_export_is_held_unless_approved() -> Non
     assert (held.value.rows, held.value.rule) == (2, rule)
     _, facts = control_csv(CSV, control, ExportContext(DECISION, "月度对账", "a" * 32))  # the approved download
     assert facts["export"]["rows"] == 2 and facts["export"]["approval_id"] == "a" * 32
+    with pytest.raises(ExportRefused) as refused:  # never more rows than the approvers saw
+        control_csv(CSV, control, ExportContext(DECISION, "月度对账", "a" * 32, 1))
+    assert refused.value.key == "export_approval_unusable" and "approved for 1 rows" in refused.value.params["why_en"]
     with pytest.raises(ExportRefused) as refused:  # still never above the hard limit
         control_csv(CSV, ExportControl(0, 1, (), 0, rule), ExportContext(DECISION, "r", "a" * 32))
     assert refused.value.key == "export_too_large"
@@ -91,6 +94,8 @@ def test_the_export_obligation_is_parsed_and_a_malformed_one_denies() -> None:
                                                                         "expires_seconds": 86400})
     assert parse_decision(doc).obligations.export == ExportControl(20, 10000, ("a", "b"), 40,
                                                                    ApprovalRule("large_export", 1, 86400))
+    doc["obligations"]["export"]["approve_over_rows"] = None  # an approval without its threshold: fail closed
+    assert parse_decision(doc).reason.code == "pdp_malformed"
     bad = {"allow": True, "obligations": {"export": {"reason_over_rows": "20", "refuse_over_rows": 1,
                                                      "unmasked_pii": []}}}
     decision = parse_decision(bad)

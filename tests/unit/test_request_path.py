@@ -340,3 +340,58 @@ def test_a_rotated_session_id_reaches_the_browser_on_gateway_pages_and_wms_pages
             await gw.close()
 
     run(scenario)
+
+
+def test_exports_are_counted_whole_held_above_the_approval_threshold_and_never_shadow_forwarded(
+        tmp_path: Path) -> None:
+    limits = {"approve_over_rows": 2}
+
+    def export(_: dict[str, Any]) -> dict[str, Any]:
+        control = {"reason_over_rows": 100, "approve_over_rows": limits["approve_over_rows"],
+                   "refuse_over_rows": 1000, "unmasked_pii": [],
+                   "approval": {"operation": "large_export", "approvals": 1, "expires_seconds": 3600}}
+        return {"allow": True, "reasons": [{"code": "allowed", "zh-CN": "允许", "en": "allowed"}],
+                "obligations": {"export": control}, "policy_revision": "test"}
+
+    async def scenario() -> None:
+        gw = await start(tmp_path, FakePdp(decide=export))
+        try:
+            uncountable = await gw.client.get("/api/report.json", headers=gw.bearer())
+            assert uncountable.status == 502  # a JSON export that is not a list of rows: refused, not relayed
+            assert (await uncountable.json())["error"] == "response_not_enforceable"
+            held = await gw.client.get("/api/export.json", headers={**gw.bearer(), "Range": "items=0-0"})
+            assert held.status == 202 and (await held.json())["export"]["rows"] == 3
+            shadowed = await gw.client.get("/api/export.json?other=1", headers=gw.bearer())
+            assert shadowed.status == 400  # report mode forwards refused requests, but never an export
+            assert "X-Gateway-Shadow" not in shadowed.headers
+            limits["approve_over_rows"] = 10
+            whole = await gw.client.get("/api/export.json", headers={**gw.bearer(), "Range": "items=0-0"})
+            assert whole.status == 200 and [r["range"] for r in await whole.json()] == [None] * 3  # no slice
+        finally:
+            await gw.close()
+        assert gw.pdp.invalid == []
+
+    run(scenario)
+
+
+def test_a_held_list_export_names_the_scope_its_rows_span_so_approvers_must_cover_all_of_it(tmp_path: Path) -> None:
+    def export(policy_input: dict[str, Any]) -> dict[str, Any]:
+        control = {"reason_over_rows": 100, "approve_over_rows": 1, "refuse_over_rows": 1000, "unmasked_pii": [],
+                   "approval": {"operation": "large_export", "approvals": 1, "expires_seconds": 3600}}
+        return {"allow": True, "reasons": [{"code": "allowed", "zh-CN": "允许", "en": "allowed"}],
+                "obligations": {"export": control, "row_filter": {"warehouse": ["SH", "HF"]}},
+                "policy_revision": "test"}
+
+    async def scenario() -> None:
+        gw = await start(tmp_path, FakePdp(decide=export))
+        try:
+            held = await gw.client.get("/api/orders.json", headers=gw.bearer())
+            assert held.status == 202
+            approval_id = (await held.json())["approval_id"]
+            doc = await (await gw.client.get(f"/_gateway/approvals/{approval_id}", headers=gw.bearer())).json()
+        finally:
+            await gw.close()
+        assert doc["resource"]["kind"] == "aggregate" and doc["resource"]["attributes"] == {"warehouse": ["HF", "SH"]}
+        assert doc["export"]["rows"] == 3
+
+    run(scenario)

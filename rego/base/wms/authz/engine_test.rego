@@ -143,10 +143,22 @@ test_an_export_carries_its_thresholds_and_the_personal_data_it_leaves_unmasked i
 	buyer.obligations.export.approve_over_rows == 5000 # but never raise one
 	buyer.obligations.export.refuse_over_rows == 10000
 	buyer.obligations.export.unmasked_pii == ["goods_cost"]
+	blank := authz.decision with input as engine_ask(["clerk"], "goods", "export", list)
+		with data.wms.roles as engine_export_roles
+		with data.wms.modules as engine_site_modules
+		with data.wms.masks as engine_site_masks
+		with data.wms.exports as {"approve_over_rows": null, "reason_over_rows": "none"}
+	blank.obligations.export.approve_over_rows == 5000 # an empty value cannot switch four-eyes off
+	blank.obligations.export.reason_over_rows == 1000
 	view := authz.decision with input as engine_ask(["clerk"], "goods", "view", list)
 		with data.wms.roles as engine_site_roles
 		with data.wms.modules as engine_site_modules
 	view.obligations.export == null
+}
+
+test_a_deployment_cannot_take_the_name_of_the_held_export if {
+	ops := {"large_export": {"title": {"zh-CN": "x", "en": "x"}, "when": {"module": "goods", "verbs": ["export"]}}}
+	not authz.high_risk_operations.large_export with data.wms.high_risk as {"operations": ops}
 }
 
 test_an_approver_of_a_large_export_is_told_what_they_approve if {

@@ -54,11 +54,13 @@ site_high_risk := data.wms.high_risk
 # METADATA
 # title: Site high-risk operations
 # description: >-
-#   The deployment's operations, except any on a module of the gateway's own: a
-#   deployment cannot change how access changes are held (four-eyes, step-up).
+#   The deployment's operations, except any on a module of the gateway's own (a
+#   deployment cannot change how access changes are held: four-eyes, step-up) and any
+#   named as the gateway's held export.
 site_operations[id] := op if {
 	some id, op in object.get(site_high_risk, "operations", {})
 	not data.wms.base.modules[op.when.module]
+	id != export_approval_rule.operation # the gateway's name for a held export
 }
 
 # METADATA
@@ -112,10 +114,21 @@ site_exports := data.wms.exports
 export_approval_rule := data.wms.base.exports.approval
 
 # METADATA
-# title: Export threshold
+# title: Export thresholds
 # description: >-
-#   A threshold of export control (reason_over_rows, approve_over_rows, refuse_over_rows): the deployment's
-#   when it is lower than the gateway's, else the gateway's (a deployment cannot loosen it).
-export_threshold(name) := min([gateway, object.get(site_exports, name, gateway)]) if {
-	gateway := data.wms.base.exports[name]
+#   The thresholds of export control (reason_over_rows, approve_over_rows, refuse_over_rows):
+#   the deployment's where it is a number lower than the gateway's, else the gateway's (a
+#   deployment cannot loosen one, nor switch it off with an empty value).
+# scope: document
+export_thresholds[name] := min([gateway, site]) if {
+	some name, gateway in data.wms.base.exports
+	is_number(gateway)
+	site := object.get(site_exports, name, gateway)
+	is_number(site)
+}
+
+export_thresholds[name] := gateway if {
+	some name, gateway in data.wms.base.exports
+	is_number(gateway)
+	not is_number(object.get(site_exports, name, gateway))
 }

@@ -33,9 +33,9 @@ obligations := {
 default export_obligation := null
 
 export_obligation := {
-	"reason_over_rows": export_threshold("reason_over_rows"),
-	"approve_over_rows": export_threshold("approve_over_rows"),
-	"refuse_over_rows": export_threshold("refuse_over_rows"),
+	"reason_over_rows": export_thresholds.reason_over_rows,
+	"approve_over_rows": export_thresholds.approve_over_rows,
+	"refuse_over_rows": export_thresholds.refuse_over_rows,
 	"approval": export_approval,
 	"unmasked_pii": sort([field | some field in unmasked_pii]),
 } if {
