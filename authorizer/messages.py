@@ -352,6 +352,10 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
     "review_closed_at_deadline": Text("访问复核「{title}」已到期结束,撤销 {revoked} 项,失败 {failed} 项",
                                       "access review {title!r} closed at its deadline: {revoked} item(s) revoked, "
                                       "{failed} failed"),
+    "review_close_completed": Text("访问复核「{title}」由 {by} 发起结束,进程中断后由网关完成:"
+                                   "撤销 {revoked} 项,失败 {failed} 项",
+                                   "access review {title!r}: the close {by} started was interrupted and completed by "
+                                   "the gateway: {revoked} item(s) revoked, {failed} failed"),
     "export_approval_pending": Text("状态为 {status}(尚未批准)", "is {status}, not approved"),
     "export_approval_grew": Text("批准时为 {approved} 行,现有 {rows} 行;请重新申请",
                                  "was approved for {approved} rows and the export now has {rows}: ask again"),

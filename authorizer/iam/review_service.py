@@ -142,7 +142,9 @@ class ReviewService:
         sign and store the result.
 
         Args:
-            reclaim: take over a campaign another process left ``closing`` (the sweeper).
+            reclaim: take over a campaign another process left ``closing`` (the sweeper); the
+                result's ``closed_by`` stays whoever started the close and ``completed_by``
+                names ``actor``.
 
         Returns:
             The signed result document, or None when another process closes (or closed) it.
@@ -168,7 +170,10 @@ class ReviewService:
             outcomes.update(await self._revoke(username, plan, reason, actor))
         for item_id, outcome in outcomes.items():
             await self.store.set_outcome(review_id, item_id, outcome, claim)
-        result = self._result(campaign, outcomes, actor, now_ms)
+        started_by = str(campaign["closed_by"] or actor)  # a close taken over stays its starter's
+        result = self._result(campaign, outcomes, started_by, now_ms)
+        if started_by != actor:
+            result["completed_by"] = actor
         signature = sign_message(self._key, result_bytes(result))
         if not await self.store.finish(review_id, result, signature, key_id(self._key.public_key()), claim):
             return None

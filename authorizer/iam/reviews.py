@@ -262,11 +262,12 @@ class ReviewStore:
             return [(str(review_id), str(status)) for review_id, status in rows]
 
     async def reclaim(self, review_id: str, actor: str, now_ms: int) -> str | None:
-        """Take over a stale ``closing`` campaign; returns the new claim, or None when it is not stale."""
+        """Take over a stale ``closing`` campaign; returns the new claim, or None when it is not stale.
+        ``closed_by`` stays whoever started the close (``actor`` completes it)."""
         r = access_reviews.c
         claim = uuid.uuid4().hex
         async with self.engine.begin() as conn:
             done = await conn.execute(update(access_reviews).where(
                 and_(r.review_id == review_id, r.status == CLOSING, r.heartbeat_ms <= now_ms - STALE_MS)).values(
-                closed_by=actor, claim=claim, heartbeat_ms=now_ms))
+                claim=claim, heartbeat_ms=now_ms))
             return claim if done.rowcount == 1 else None

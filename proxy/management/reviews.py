@@ -198,11 +198,15 @@ def closing_facts(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def closed_record(done: Mapping[str, Any]) -> AuditRecord:
-    """The audit record of a campaign the sweeper closed at its deadline (what it revoked, what failed)."""
+    """The audit record of a campaign the sweeper closed: at its deadline, or a close someone
+    started whose process stopped midway (the record names them; ``completed_by`` the sweeper)."""
     result = done["result"]
     facts = closing_facts(result)
-    text = TEXTS["review_closed_at_deadline"].format(title=result["title"], revoked=len(facts["revoked"]),
-                                                     failed=len(facts["failed"]))
+    key = "review_close_completed" if result.get("completed_by") else "review_closed_at_deadline"
+    text = TEXTS[key].format(title=result["title"], revoked=len(facts["revoked"]), failed=len(facts["failed"]),
+                             by=result["closed_by"])
+    if result.get("completed_by"):
+        facts = {**facts, "completed_by": result["completed_by"]}
     return AuditRecord(
         decision_id=uuid.uuid4().hex, ts_ms=int(result["closed_ms"]), decision="allow",
         reason_code="access_review_closed", http_status=0, method="", path="", username=str(result["closed_by"]),

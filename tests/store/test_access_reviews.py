@@ -14,6 +14,7 @@ from authorizer.audit.chain import generate_key, load_private_key, load_public_k
 from authorizer.db import create_schema, make_engine
 from authorizer.iam.access import AccessError
 from authorizer.iam.review_service import (
+    DEADLINE_ACTOR,
     ReviewService,
     campaign_items,
     holds_exactly,
@@ -21,6 +22,7 @@ from authorizer.iam.review_service import (
     run_review_sweeper,
 )
 from authorizer.iam.reviews import STALE_MS, Campaign, ReviewConflict, ReviewStore
+from proxy.management.reviews import closed_record
 
 NOW = 1_800_000_000_000
 
@@ -161,6 +163,22 @@ def test_a_close_that_lost_its_claim_writes_nothing(tmp_path: Path, store_url: s
 
     stored = _run(store_url, tmp_path, access, body)
     assert stored["status"] == "closing" and stored["items"][0]["outcome"] is None and stored["result"] is None
+
+
+def test_a_close_taken_over_by_the_sweeper_stays_its_starters_and_says_who_completed_it(
+        tmp_path: Path, store_url: str) -> None:
+    access = FakeAccess()
+
+    async def body(service: ReviewService) -> Any:
+        review_id = await service.store.create(_campaign(), campaign_items(PEOPLE, _campaign()), NOW)
+        assert await service.store.claim_close(review_id, "admin1", NOW) is not None  # its process then stops
+        return await service.close(review_id, DEADLINE_ACTOR, NOW + STALE_MS + 1, reclaim=True)
+
+    done = _run(store_url, tmp_path, access, body)
+    assert (done["result"]["closed_by"], done["result"]["completed_by"]) == ("admin1", DEADLINE_ACTOR)
+    record = closed_record(done)
+    assert record.username == "admin1" and "admin1" in record.reason_zh and "interrupted" in record.reason_en
+    assert record.detail["review"]["completed_by"] == DEADLINE_ACTOR
 
 
 def test_a_failed_revocation_is_an_outcome_not_a_lost_decision(tmp_path: Path, store_url: str) -> None:
