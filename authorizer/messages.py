@@ -352,6 +352,8 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
     "review_closed_at_deadline": Text("访问复核「{title}」已到期结束,撤销 {revoked} 项,失败 {failed} 项",
                                       "access review {title!r} closed at its deadline: {revoked} item(s) revoked, "
                                       "{failed} failed"),
+    "audit_exported_locally": Text("在本机用命令行导出审计日志(直接读取数据库)",
+                                   "audit trail exported with the local command line (read from the database)"),
     "review_close_completed": Text("访问复核「{title}」由 {by} 发起结束,进程中断后由网关完成:"
                                    "撤销 {revoked} 项,失败 {failed} 项",
                                    "access review {title!r}: the close {by} started was interrupted and completed by "

@@ -393,19 +393,26 @@ def cmd_audit_archive(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
-    """Stream matching records to stdout as CSV (UTF-8 with BOM) or JSON lines, with the chain head."""
+    """Stream matching records to stdout as CSV (UTF-8 with BOM) or JSON lines, with the chain
+    head. The export is itself recorded in the audit trail first (who ran it on this machine,
+    with which filters) and every row carries that record's watermark, as exports through the
+    gateway do; ``wmsgate audit find-export`` names it."""
     from authorizer.audit import AuditStore
     from authorizer.audit.export import export_csv, export_jsonl
+    from authorizer.enforce.exports import watermark
 
     url = _audit_url_or_report(args)
     if url is None:
         return 2
     query = _audit_query(args, 0)
+    record = _local_export_record(args)
 
     async def run() -> None:
         store = AuditStore(url)
         try:
-            chunks = export_csv(store, query) if args.format == "csv" else export_jsonl(store, query)
+            await store.insert_many([record])  # committed before the first row is written
+            mark = watermark(record.decision_id)
+            chunks = export_csv(store, query, mark) if args.format == "csv" else export_jsonl(store, query, mark)
             async for chunk in chunks:
                 sys.stdout.write(chunk)
         finally:
@@ -413,7 +420,32 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
     sys.stdout.reconfigure(encoding="utf-8", newline="")  # type: ignore[attr-defined]
     asyncio.run(run())
+    print(f"wmsgate: export {record.decision_id} recorded in the audit trail; every row carries "
+          f"wmsgate:{record.decision_id}", file=sys.stderr)
     return 0
+
+
+def _local_export_record(args: argparse.Namespace) -> Any:
+    """The audit record of an audit-trail export run with this command line (the operator is
+    the local OS user: the command reads the database directly, not through the gateway)."""
+    import getpass
+    import socket
+    import time
+    import uuid
+
+    from authorizer.audit import AuditRecord
+    from authorizer.messages import TEXTS
+
+    filters = {name: getattr(args, name) for name in ("since", "until", "user", "module", "verb", "resource",
+                                                      "warehouse", "channel", "decision", "approval", "client_ip",
+                                                      "device", "role") if getattr(args, name, None) is not None}
+    text = TEXTS["audit_exported_locally"]
+    return AuditRecord(
+        decision_id=uuid.uuid4().hex, ts_ms=int(time.time() * 1000), decision="allow",
+        reason_code="audit_exported_locally", http_status=0, method="CLI", path="wmsgate audit export",
+        username=f"local:{getpass.getuser()}", module="audit", verb="export", reason_zh=text.zh, reason_en=text.en,
+        detail={"format": args.format, "filters": {k: str(v) for k, v in filters.items()},
+                "host": socket.gethostname()})
 
 
 def cmd_audit_verify_export(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import getpass
 import json
 import shutil
 import subprocess
@@ -127,6 +128,13 @@ def test_case_5_exports_open_as_csv_with_bom_and_the_jsonl_export_verifies(stack
     assert rows and all(r["username"] == "picker.hf" and r["module"] == "orders" for r in rows)
     searched = _cli("search", "--db", url, "--user", "picker.hf", "--module", "orders", "--limit", "100000", "--json")
     assert len(rows) == len(searched.stdout.splitlines())
+    marks = {r["wmsgate_watermark"] for r in rows}  # the export is in the trail, and names its operator
+    [mark] = marks
+    assert mark.startswith("wmsgate:") and mark in out.stderr.decode("utf-8")
+    leaked = tmp_path / "leaked.csv"
+    leaked.write_text("\n".join(text.splitlines()[2:4]), encoding="utf-8")
+    found = _cli("find-export", str(leaked), "--db", url)
+    assert found.returncode == 0 and f"local:{getpass.getuser()}" in found.stdout, found.stdout + found.stderr
 
     export = tmp_path / "trail.jsonl"
     out = subprocess.run([sys.executable, "-m", "wmsgate.cli", "audit", "export", "--db", url, "--format", "jsonl"],
