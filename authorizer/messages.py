@@ -229,6 +229,8 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
                                      "X-Export-Reason must be UTF-8 (percent-encoded when not ASCII), at most "
                                      "{limit} characters"),
     "bad_usage_query": Message(400, "使用情况查询参数 {name} 有误:{zh}", "usage query parameter {name}: {en}"),
+    "role_conflict": Message(409, "{username} 不能同时拥有 {roles}(职责分离):{why_zh}",
+                             "{username} may not hold {roles} together (separation of duties): {why_en}"),
     "policy_engine_unavailable": Message(503, "策略引擎(OPA)暂不可用,无法读取角色权限,请稍后重试",
                                          "the policy engine (OPA) is unavailable, so role permissions cannot be "
                                          "read; try again later", retry_after=5),

@@ -166,7 +166,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         access = AccessService(KeycloakAdminSettings(issuer_base, realm, config.keycloak_admin.client_id,
                                                      config.keycloak_admin.client_secret,
                                                      str(config.trust_ca_file) if config.trust_ca_file else True),
-                               revocation_store, revocations, GrantStore(engine))
+                               revocation_store, revocations, GrantStore(engine),
+                               access_api.opa_role_conflicts(config))
     spool = Spool(config.audit.spool_file or (spool_dir or Path.cwd()) / "audit-spool.jsonl",
                   config.audit.spool_max_bytes)
 

@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from keycloak.exceptions import KeycloakError
 from authorizer.authn.revocation import RevocationCache, RevocationStore
 from authorizer.authz.scope import SCOPE_DIMENSIONS
 from authorizer.iam.grants import GrantRow, GrantStore, shanghai
+from authorizer.iam.sod import ConflictSource, ConflictsUnavailable
 from authorizer.messages import CatalogError
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
@@ -82,10 +83,12 @@ class AccessService:
         revocations: where revocation records go.
         cache: this process's revocation cache (updated at once).
         grants: the record of temporary grants (needed for bulk grants and the sweeper).
+        conflicts: the separation-of-duties rules (None: none are checked).
     """
 
     def __init__(self, settings: KeycloakAdminSettings, revocations: RevocationStore, cache: RevocationCache,
-                 grants: GrantStore | None = None) -> None:
+                 grants: GrantStore | None = None, conflicts: ConflictSource | None = None) -> None:
+        self._conflicts = conflicts
         self._grants = grants
         self._s = settings
         self._revocations = revocations
@@ -165,6 +168,48 @@ class AccessService:
         for grant in await self._grants.active(int(time.time())):
             by_user.setdefault(str(grant["user_id"]), []).append(grant)
         return by_user
+
+    async def check_separation(self, username: str, roles: Iterable[str]) -> None:
+        """Refuse to let ``username`` hold ``roles`` together when they conflict (separation of
+        duties, :mod:`authorizer.iam.sod`).
+
+        Raises:
+            AccessError: 409 ``role_conflict`` naming the first conflict; 503
+                ``policy_engine_unavailable`` when the policy cannot be asked (fail closed).
+        """
+        if self._conflicts is None:
+            return
+        try:
+            found = await self._conflicts(sorted(set(roles)))
+        except ConflictsUnavailable as exc:
+            raise AccessError("policy_engine_unavailable", detail=exc) from exc
+        if found:
+            first = found[0]
+            raise AccessError("role_conflict", username=username, roles=" + ".join(first.roles), why_zh=first.zh,
+                              why_en=first.en)
+
+    async def check_grant_separation(self, rows: Iterable[GrantRow]) -> None:
+        """Refuse temporary grants that would give someone conflicting roles: each person's
+        current WMS roles plus every role the rows grant them.
+
+        Raises:
+            AccessError: see :meth:`check_separation`; 502 when Keycloak fails.
+        """
+        if self._conflicts is None:
+            return
+        wanted: dict[str, set[str]] = {}
+        for row in rows:
+            wanted.setdefault(row.username, set()).add(row.role)
+        for username, roles in sorted(wanted.items()):
+            try:
+                current = await self.wms_roles_of((await self.user(username))["id"])
+            except AccessError as exc:
+                if exc.key != "user_not_found":
+                    raise
+                current = []  # a new account holds only what it is granted
+            except KeycloakError as exc:
+                raise AccessError("identity_provider_error", detail=exc) from exc
+            await self.check_separation(username, roles | set(current))
 
     async def wms_roles_of(self, user_id: str) -> list[str]:
         """The WMS realm roles mapped directly to the user."""
@@ -250,7 +295,8 @@ class AccessService:
         refuse tokens issued before the change; the next token carries only the new roles.
 
         Raises:
-            AccessError: unknown user or role, or Keycloak failure.
+            AccessError: unknown user or role, roles that conflict (409 ``role_conflict``,
+                separation of duties), or Keycloak failure.
         """
         user = await self.user(username)
         report = ChangeReport(username, user["id"])
@@ -261,6 +307,7 @@ class AccessService:
             raise AccessError("unknown_role", detail=f"{roles}: {exc}") from exc
         if any(not _is_wms_role(r["name"], self._s.realm) for r in wanted):
             raise AccessError("built_in_role")
+        await self.check_separation(username, roles)
         await self._revoke(report, f"roles set to {', '.join(roles)}", actor)
         try:
             current = [r for r in await kc.a_get_realm_roles_of_user(user["id"])
@@ -296,7 +343,8 @@ class AccessService:
             with the temporary password of new accounts.
 
         Raises:
-            AccessError: an unknown role (checked before anything changes) or a Keycloak failure.
+            AccessError: an unknown role or roles that conflict (both checked before anything
+                changes), or a Keycloak failure.
         """
         if self._grants is None:
             raise AccessError("grants_unavailable")
@@ -310,6 +358,7 @@ class AccessService:
                 roles[name] = role
         except KeycloakError as exc:
             raise AccessError("unknown_role", detail=f"in the grant: {exc}") from exc
+        await self.check_grant_separation(rows)
         sheet = []
         try:
             for row in rows:

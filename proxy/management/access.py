@@ -17,12 +17,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from authorizer.authz.attributes import Resource
 from authorizer.authz.routes import Route
+from authorizer.config import GatewayConfig
 from authorizer.iam.access import AccessError, AccessService, ChangeReport
 from authorizer.iam.grants import GrantError, GrantRow, parse_rows
+from authorizer.iam.sod import ConflictSource, ConflictsUnavailable, RoleConflict, parse_conflicts
+from proxy.explain import ask_opa
 from proxy.responses import Refusal, caught, refusal
 
 OFFBOARD = Route("POST", "/_gateway/access/offboard", ("_gateway", "access", "offboard"), "iam", "delete",
@@ -84,9 +88,7 @@ async def apply_change(service: AccessService, template: str, body: dict[str, An
         if template == REVOKE_GRANT.template:
             return await service.revoke_grant(username, _text(body.get("grant_id"), "grant_id", 64),
                                               _text(body.get("reason"), "reason", 2000), actor)
-        roles = body.get("roles")
-        if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r for r in roles):
-            raise refusal("roles_invalid")
+        roles = _roles(body)
         scope = body.get("scope")
         if scope is not None and (not isinstance(scope, dict) or not all(
                 isinstance(v, list) and all(isinstance(x, str) for x in v) for v in scope.values())):
@@ -94,6 +96,45 @@ async def apply_change(service: AccessService, template: str, body: dict[str, An
         return await service.set_roles(username, roles, scope, actor)
     except AccessError as exc:
         raise caught(exc) from None
+
+
+def _roles(body: dict[str, Any]) -> list[str]:
+    roles = body.get("roles")
+    if not isinstance(roles, list) or not roles or not all(isinstance(r, str) and r for r in roles):
+        raise refusal("roles_invalid")
+    return roles
+
+
+async def check_separation(service: AccessService, template: str, body: dict[str, Any]) -> None:
+    """Refuse, before it is held or carried out, an access change that would give someone
+    conflicting roles (separation of duties; checked again when it runs).
+
+    Raises:
+        Refusal: 409 ``role_conflict``; 503 when the policy cannot be asked; 400 for a bad body.
+    """
+    try:
+        if template == SET_ROLES.template:
+            await service.check_separation(_text(body.get("username"), "username"), _roles(body))
+        elif template == BULK_GRANT.template:
+            await service.check_grant_separation(_grant_rows(body))
+    except AccessError as exc:
+        raise caught(exc) from None
+
+
+def opa_role_conflicts(config: GatewayConfig) -> ConflictSource:
+    """The separation-of-duties rules as OPA evaluates them (``wms/authz/role_conflicts``), one
+    short-lived session per check (role changes are rare)."""
+
+    async def conflicts(roles: list[str]) -> list[RoleConflict]:
+        timeout = aiohttp.ClientTimeout(total=max(config.opa.timeout_seconds, 5.0))
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                result = await ask_opa(session, config, "wms/authz/role_conflicts", {"subject": {"roles": roles}})
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise ConflictsUnavailable(str(exc)) from exc
+        return parse_conflicts(result)
+
+    return conflicts
 
 
 async def replay(service: AccessService, method: str, path: str, body: bytes | None,

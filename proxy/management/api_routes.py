@@ -45,6 +45,7 @@ def _access_change(route: Route) -> Handler:
         body_bytes, body = await read_body(request, gw)
         resource = access_api.resource_for(route.template, body)
         decision, policy_input = await decide_or_refuse(ctx, route, resource, body)
+        await access_api.check_separation(gw.access, route.template, body)
         if decision.obligations.approval is not None:
             return await hold(ctx, target, body_bytes, policy_input)
         assert ctx.principal is not None

@@ -159,6 +159,7 @@ async def _access_change(gw: Gateway, request: web.Request, principal: Principal
     service = _service(gw)
     resource = access_api.resource_for(route.template, body)
     decision, policy_input = await decide_or_refuse(context_of(request), route, resource, body)
+    await access_api.check_separation(service, route.template, body)
     if decision.obligations.approval is not None:
         raw = json.dumps(body, ensure_ascii=False).encode("utf-8")
         return await hold_request(context_of(request), policy_input,
