@@ -4,7 +4,9 @@ A device is the client address plus the user agent (the plugin sends the user ag
 events read back from Keycloak's REST API have none, so there the address alone counts),
 or a ``device_id`` detail where a client sends one. A login's session is live until
 Keycloak reports its logout, an admin logs the person out, deletes or disables them, or
-``session_ttl_minutes`` pass without a token refresh on it.
+``session_ttl_minutes`` pass without a token refresh on it. Only new sessions count: a LOGIN
+on a session already live (Keycloak reports one for every SSO re-entry, keycloak#24498) only
+keeps it alive.
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ class MultiDeviceDetector:
         if self._logins % 1000 == 0:
             self._forget_ended(event.time_ms)
         sessions = self._sessions.setdefault(event.user_id, {})
+        known = sessions.get(event.session_id) if event.session_id else None
+        if known is not None and known.last_ms + self._ttl_ms >= event.time_ms:
+            # Keycloak also reports LOGIN when a live SSO session is reused (a page reload,
+            # check-sso, another client; keycloak#24498): the same session, not a new one
+            known.last_ms = max(known.last_ms, event.time_ms)
+            return []
         sessions[event.session_id or event.key] = _Session(device_of(event), event.time_ms, event.time_ms, event.key,
                                                            event.ip, event.user_agent)
         for key in [k for k, s in sessions.items() if s.last_ms + self._ttl_ms < event.time_ms]:

@@ -51,6 +51,19 @@ def test_two_devices_make_one_alert_and_the_same_pair_again_groups_with_it() -> 
     assert third.group_key != first.group_key  # a new device is news
 
 
+def test_sso_reentries_of_a_live_session_are_not_new_sessions_keycloak_24498() -> None:
+    d = MultiDeviceDetector(RULES.multi_device_login)
+    assert d.observe(login(1, "127.0.0.2", "A", session="sso-1")) == []
+    for n in range(2, 30):  # page reloads, check-sso, other clients: LOGIN on the same live session
+        assert d.observe(login(n, "127.0.0.2", "A", T0 + n * 1000, session="sso-1")) == []
+    assert d.observe(login(40, "127.0.0.5", "A2", T0 + 40_000, session="sso-1")) == []  # even from a new address
+    [alert] = d.observe(login(41, "127.0.0.3", "B", T0 + 41_000, session="sso-2"))  # a second session is news
+    assert alert.evidence == ("user:e1", "user:e41")
+    ttl = RULES.multi_device_login.session_ttl_minutes * 60_000
+    later = T0 + 41_000 + ttl + 1  # after both timed out, the same id is a new session again
+    assert d.observe(login(50, "127.0.0.2", "A", later, session="sso-1")) == []
+
+
 def test_same_device_twice_is_not_multi_device_and_logout_or_expiry_ends_a_session() -> None:
     d = MultiDeviceDetector(RULES.multi_device_login)
     assert d.observe(login(1, "127.0.0.2", "A")) == []
