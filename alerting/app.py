@@ -102,7 +102,8 @@ def create_app(config: AlertingConfig, rules: Rules | None = None) -> web.Applic
     app[CONFIG] = config
     store = AlertStore(config.store_url)
     notifiers: dict[str, Notifier] = {}  # filled at startup (they share one HTTP session)
-    worker = DeliveryWorker(store, notifiers, config.retry_initial_seconds, config.retry_max_seconds)
+    worker = DeliveryWorker(store, notifiers, config.retry_initial_seconds, config.retry_max_seconds,
+                            config.pacing)
     admin = None
     if config.keycloak is not None:
         k = config.keycloak

@@ -7,7 +7,7 @@ file's folder; secrets may come from files (``secret_file``, ``token_file``...).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,24 @@ class NotifierSettings:
 
 
 @dataclass(frozen=True)
+class Pacing:
+    """How robots are paced and alerts escalated.
+
+    Attributes:
+        window_seconds: per robot and rule, at most one message per window (a digest).
+        per_minute: at most this many messages to one robot in any 60 seconds.
+        escalate_after_seconds: escalate alerts still open this long after they were raised
+            (None: never).
+        escalate_to: the notifiers escalations go to (empty: every notifier).
+    """
+
+    window_seconds: float = 60.0
+    per_minute: int = 20
+    escalate_after_seconds: float | None = None
+    escalate_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class AlertingConfig:
     """Everything the service needs.
 
@@ -79,6 +97,7 @@ class AlertingConfig:
         rules_file: detector rules (None: defaults).
         notifiers: delivery channels.
         retry_initial_seconds, retry_max_seconds: delivery backoff, seconds.
+        pacing: robot pacing (digest window, rate) and escalation of unacknowledged alerts.
         console_url: the gateway's public URL (links in messages), or None.
         max_event_bytes: largest pushed event accepted.
         event_retention_days: stored events older than this are deleted (alerts stay).
@@ -98,10 +117,28 @@ class AlertingConfig:
     notifiers: tuple[NotifierSettings, ...] = ()
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 300.0
+    pacing: Pacing = field(default_factory=Pacing)
     console_url: str | None = None
     max_event_bytes: int = 1 << 20
     event_retention_days: int = 30
     trust_ca_file: Path | None = None
+
+
+def _pacing(delivery: dict[str, Any], names: list[str]) -> Pacing:
+    """``delivery.robot_window_seconds`` (60), ``robot_per_minute`` (20),
+    ``escalate_after_minutes`` (none) and ``escalate_to`` (notifier names; default all)."""
+    escalate = delivery.get("escalate_after_minutes")
+    to = tuple(str(n) for n in delivery.get("escalate_to") or ())
+    unknown = [n for n in to if n not in names]
+    if unknown:
+        raise ConfigError(f"alerting config: delivery.escalate_to names unknown notifiers: {', '.join(unknown)}")
+    pacing = Pacing(window_seconds=float(delivery.get("robot_window_seconds", 60)),
+                    per_minute=int(delivery.get("robot_per_minute", 20)),
+                    escalate_after_seconds=None if escalate is None else float(escalate) * 60, escalate_to=to)
+    if pacing.window_seconds < 0 or pacing.per_minute < 1 or (escalate is not None and float(escalate) <= 0):
+        raise ConfigError("alerting config: delivery.robot_window_seconds >= 0, robot_per_minute >= 1 and "
+                          "escalate_after_minutes > 0 are required")
+    return pacing
 
 
 def _notifier(base: Path, item: Any, index: int) -> NotifierSettings:
@@ -195,6 +232,7 @@ def _load(path: Path, overrides: dict[str, Any] | None = None) -> AlertingConfig
         rules_file=resolve_path(base, str(data["rules"])) if data.get("rules") else None,
         notifiers=notifiers, retry_initial_seconds=float(delivery.get("retry_initial_seconds", 1)),
         retry_max_seconds=float(delivery.get("retry_max_seconds", 300)),
+        pacing=_pacing(delivery, names),
         console_url=str(data["console_url"]).rstrip("/") if data.get("console_url") else None,
         max_event_bytes=int(intake.get("max_event_bytes", 1 << 20)),
         event_retention_days=int(data.get("event_retention_days", 30)),

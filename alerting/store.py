@@ -44,6 +44,8 @@ schema = MetaData()
 
 #: Alert states: open -> acknowledged -> resolved (open -> resolved also allowed).
 OPEN, ACKNOWLEDGED, RESOLVED = "open", "acknowledged", "resolved"
+#: A delivery's purpose: the alert itself (None), or its escalation (open too long).
+ESCALATION = "escalation"
 #: Most evidence event keys kept on one alert (the count keeps going).
 MAX_EVIDENCE = 200
 
@@ -86,6 +88,7 @@ alerts = Table(
     Column("resolved_by", String(255), nullable=True),
     Column("resolved_ms", BigInteger, nullable=True),
     Column("note", Text, nullable=True),
+    Column("escalated_ms", BigInteger, nullable=True),
     Index("alerts_group", "group_key", "last_seen_ms"),
     Index("alerts_status", "status", "last_seen_ms"),
 )
@@ -101,6 +104,7 @@ alert_deliveries = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("sent_ms", BigInteger, nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("purpose", String(16), nullable=True),
     Index("alert_deliveries_due", "status", "next_attempt_ms"),
     Index("alert_deliveries_alert", "alert_id"),
 )
@@ -367,13 +371,48 @@ class AlertStore:
                                .values(attempts=alert_deliveries.c.attempts + 1, next_attempt_ms=retry_at_ms,
                                        last_error=error[:2000]))
 
+    async def postpone(self, delivery_ids: list[int], at_ms: int) -> None:
+        """Hold pending deliveries until ``at_ms`` without counting an attempt (a robot's
+        pacing: the next digest of their rule, or the robot's rate limit)."""
+        if not delivery_ids:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(update(alert_deliveries).where(and_(
+                alert_deliveries.c.delivery_id.in_(delivery_ids), alert_deliveries.c.status == PENDING))
+                .values(next_attempt_ms=at_ms))
+
+    async def escalate_due(self, created_before_ms: int, notifiers: list[str]) -> list[str]:
+        """Escalate the rules whose oldest open (unacknowledged), not yet escalated alert was
+        raised before ``created_before_ms``: every such alert of those rules, younger ones too (a
+        burst escalates once), is marked escalated and gets an ``escalation`` delivery to each of
+        ``notifiers``, in one transaction. Returns their ids."""
+        at = now_ms()
+        waiting = and_(alerts.c.status == OPEN, alerts.c.escalated_ms.is_(None))
+        async with self.engine.begin() as conn:
+            rules = list((await conn.execute(select(alerts.c.rule).where(and_(
+                waiting, alerts.c.created_ms <= created_before_ms)).distinct())).scalars())
+            ids: list[str] = []
+            if rules:
+                stmt = select(alerts.c.alert_id).where(and_(waiting, alerts.c.rule.in_(rules)))
+                ids = list((await conn.execute(stmt.order_by(alerts.c.created_ms))).scalars())
+            for alert_id in ids:
+                changed = await conn.execute(update(alerts).where(and_(
+                    alerts.c.alert_id == alert_id, alerts.c.escalated_ms.is_(None))).values(escalated_ms=at))
+                if not changed.rowcount:
+                    continue
+                for name in notifiers:
+                    await conn.execute(insert(alert_deliveries).values(
+                        alert_id=alert_id, notifier=name, status=PENDING, attempts=0, next_attempt_ms=at,
+                        created_ms=at, purpose=ESCALATION))
+        return ids
+
     async def deliveries(self, alert_id: str) -> list[dict[str, Any]]:
         """Every delivery of an alert (status, attempts, last error)."""
         async with self.engine.connect() as conn:
             rows = (await conn.execute(select(alert_deliveries).where(alert_deliveries.c.alert_id == alert_id)
                                        .order_by(alert_deliveries.c.delivery_id))).mappings().all()
-        return [{k: r[k] for k in ("notifier", "status", "attempts", "last_error", "sent_ms", "next_attempt_ms")}
-                for r in rows]
+        return [{k: r[k] for k in ("notifier", "status", "attempts", "last_error", "sent_ms", "next_attempt_ms",
+                                   "purpose")} for r in rows]
 
 
 async def service_status(store: AlertStore) -> dict[str, Any]:

@@ -76,3 +76,34 @@ def text_lines(alert: dict[str, Any], console_url: str | None, escape: Escape = 
         lines.append(f"处理 handle: {console_url.rstrip('/')}/_gateway/ui/alerts")
     lines.append(f"告警编号 alert id: {escape(alert['alert_id'])}")
     return lines
+
+
+def escalated(alert: dict[str, Any]) -> dict[str, Any]:
+    """The alert as its escalation shows it: the title says it is still unacknowledged."""
+    return {**alert, "title_zh": f"【未确认·升级】{alert['title_zh']}",
+            "title_en": f"[unacknowledged, escalated] {alert['title_en']}"}
+
+
+def digest_lines(alerts: list[dict[str, Any]], console_url: str | None, escape: Escape,
+                 max_bytes: int, escalation: bool = False) -> tuple[str, list[str]]:
+    """A digest of several alerts of one rule: ``(headline, lines)``, one line per alert (its
+    headline and id) for as many as fit in ``max_bytes`` (UTF-8), then how many more there are
+    and where to see them all. An ``escalation`` digest says they are still unacknowledged."""
+    rule = escape(alerts[0]["rule"]) if alerts else ""
+    n = len(alerts)
+    title = (f"[WMS 告警升级 escalation] {rule}: {n} 条告警仍未确认 / {n} alerts still unacknowledged" if escalation
+             else f"[WMS 告警 alert] {rule}: {n} 条 / {n} alerts")
+    tail = f"处理 handle: {console_url.rstrip('/')}/_gateway/ui/alerts" if console_url else ""
+    budget = max_bytes - len(title.encode("utf-8")) - len(tail.encode("utf-8")) - 200
+    lines: list[str] = []
+    for index, alert in enumerate(alerts):
+        line = f"{headline(alert, escape)} · {escape(alert['subject'])} · {escape(alert['alert_id'])}"
+        budget -= len(line.encode("utf-8")) + 4
+        if budget < 0:
+            rest = n - index
+            lines.append(f"…… 另有 {rest} 条 / and {rest} more")
+            break
+        lines.append(line)
+    if tail:
+        lines.append(tail)
+    return title, lines

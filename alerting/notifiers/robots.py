@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from alerting.notifiers.base import NotifierError, headline, markdown_safe, slack_safe, text_lines
+from alerting.notifiers.base import NotifierError, digest_lines, headline, markdown_safe, slack_safe, text_lines
 from alerting.notifiers.webhook import json_body, post_json
 
 
@@ -54,6 +54,8 @@ class ChatRobot:
     """
 
     service = "chat webhook"
+    #: The largest message the service takes, UTF-8 bytes (a digest is cut to fit).
+    max_bytes = 4000
 
     def __init__(self, name: str, url: str, session: aiohttp.ClientSession, console_url: str | None = None,
                  timeout_seconds: float = 10.0) -> None:
@@ -73,9 +75,26 @@ class ChatRobot:
         if not 200 <= status < 300:
             raise NotifierError(f"{self.service} answered {status}: {answer[:200]}")
 
+    def digest_payload(self, alerts: list[dict[str, Any]], escalation: bool = False) -> dict[str, Any]:
+        """One message for several alerts of one rule, or their escalation (see :func:`digest_lines`)."""
+        raise NotImplementedError
+
     async def send(self, alert: dict[str, Any]) -> None:
         """See :class:`alerting.notifiers.base.Notifier`."""
-        status, answer = await post_json(self._session, self.url(), json_body(self.payload(alert)), self._timeout)
+        await self._post(self.payload(alert))
+
+    async def send_many(self, alerts: list[dict[str, Any]], escalation: bool = False) -> None:
+        """Deliver several alerts of one rule as one message (the delivery worker paces robots
+        so a burst of alerts is a digest, not a flood the service would refuse).
+
+        Raises:
+            NotifierError: not delivered.
+        """
+        single = len(alerts) == 1 and not escalation
+        await self._post(self.payload(alerts[0]) if single else self.digest_payload(alerts, escalation))
+
+    async def _post(self, payload: dict[str, Any]) -> None:
+        status, answer = await post_json(self._session, self.url(), json_body(payload), self._timeout)
         self.check(status, answer)
 
 
@@ -88,6 +107,7 @@ class DingTalkNotifier(ChatRobot):
     """
 
     service = "DingTalk"
+    max_bytes = 20000
 
     def __init__(self, name: str, url: str, secret: str | None, session: aiohttp.ClientSession,
                  console_url: str | None = None, timeout_seconds: float = 10.0) -> None:
@@ -104,6 +124,12 @@ class DingTalkNotifier(ChatRobot):
         text = f"### {headline(alert, markdown_safe)}\n\n" + "\n\n".join(f"- {line}" for line in lines)
         return {"msgtype": "markdown", "markdown": {"title": markdown_safe(alert["title_zh"])[:64], "text": text}}
 
+    def digest_payload(self, alerts: list[dict[str, Any]], escalation: bool = False) -> dict[str, Any]:
+        """A markdown digest."""
+        title, lines = digest_lines(alerts, self._console, markdown_safe, self.max_bytes, escalation)
+        text = f"### {title}\n\n" + "\n\n".join(f"- {line}" for line in lines)
+        return {"msgtype": "markdown", "markdown": {"title": title[:64], "text": text}}
+
     def check(self, status: int, answer: str) -> None:
         """Delivered only with ``{"errcode": 0}``."""
         _errcode_ok(status, answer, self.service)
@@ -114,12 +140,18 @@ class WeComNotifier(ChatRobot):
     ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``."""
 
     service = "WeCom"
+    max_bytes = 4096  # markdown content, per WeCom's group robot documentation
 
     def payload(self, alert: dict[str, Any]) -> dict[str, Any]:
         """A markdown message (WeCom takes at most 4096 bytes of content)."""
         lines = text_lines(alert, self._console, markdown_safe)
         content = f"**{headline(alert, markdown_safe)}**\n" + "\n".join(f"> {line}" for line in lines)
         return {"msgtype": "markdown", "markdown": {"content": content[:1300]}}
+
+    def digest_payload(self, alerts: list[dict[str, Any]], escalation: bool = False) -> dict[str, Any]:
+        """A markdown digest within WeCom's 4096 bytes."""
+        title, lines = digest_lines(alerts, self._console, markdown_safe, self.max_bytes, escalation)
+        return {"msgtype": "markdown", "markdown": {"content": f"**{title}**\n" + "\n".join(f"> {x}" for x in lines)}}
 
     def check(self, status: int, answer: str) -> None:
         """Delivered only with ``{"errcode": 0}``."""
@@ -135,3 +167,8 @@ class SlackNotifier(ChatRobot):
         """A text message."""
         lines = text_lines(alert, self._console, slack_safe)
         return {"text": f"*{headline(alert, slack_safe)}*\n" + "\n".join(lines)}
+
+    def digest_payload(self, alerts: list[dict[str, Any]], escalation: bool = False) -> dict[str, Any]:
+        """A text digest."""
+        title, lines = digest_lines(alerts, self._console, slack_safe, self.max_bytes, escalation)
+        return {"text": f"*{title}*\n" + "\n".join(lines)}
