@@ -58,16 +58,22 @@ class Resource:
         id: resource id text, e.g. ``SO2024111100012`` or ``HF/A01-01/SKU00001``.
         attributes: scope dimension -> values (several for bulk; ``*`` = all for aggregates).
         found: False when a lookup said the resource does not exist.
+        state: for a write to one resource whose lookup names state fields, their current
+            values (read fresh from the WMS); None otherwise.
     """
 
     kind: str
     id: str | None = None
     attributes: dict[str, list[str]] = field(default_factory=dict)
     found: bool = True
+    state: dict[str, str | None] | None = None
 
     def policy_input(self) -> dict[str, Any]:
-        """The ``input.resource`` document."""
-        return {"kind": self.kind, "id": self.id, "attributes": self.attributes, "found": self.found}
+        """The ``input.resource`` document (``state`` only when known)."""
+        doc: dict[str, Any] = {"kind": self.kind, "id": self.id, "attributes": self.attributes, "found": self.found}
+        if self.state is not None:
+            doc["state"] = self.state
+        return doc
 
 
 def source_values(source: Source, parts: RequestParts) -> list[str]:
@@ -111,6 +117,12 @@ def resource_id(route: Route, parts: RequestParts) -> str | None:
         return ",".join(source_values(Source(kind, name), parts))
 
     return TEMPLATE_PART.sub(render, route.resource_id)
+
+
+def _attributes(lookup: Lookup, record: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The scope attributes a looked-up record carries (an empty value is none)."""
+    return {dim: [str(record[fld])] if record.get(fld) not in (None, "") else []
+            for dim, fld in lookup.attributes.items()}
 
 
 class AttributeResolver:
@@ -173,7 +185,15 @@ class AttributeResolver:
             if len(keys) > self._max_keys:
                 raise BadResourceInput(f"{key_source} names {len(keys)} resources; "
                                        f"at most {self._max_keys} per request")
-            results = await self._lookup_all(lookup, keys, tenant[1] if tenant else "", credentials or {})
+            if lookup.state and route.method not in ("GET", "HEAD") and len(keys) == 1:
+                # a write's policy may depend on the current state: read it now, never from the cache
+                record = await self._record(lookup, keys[0], tenant[1] if tenant else "", credentials or {})
+                results = [_NOT_FOUND if record is None else _attributes(lookup, record)]
+                if record is not None:
+                    resource.state = {name: None if record.get(fld) in (None, "") else str(record[fld])
+                                      for name, fld in lookup.state.items()}
+            else:
+                results = await self._lookup_all(lookup, keys, tenant[1] if tenant else "", credentials or {})
             if any(r is _NOT_FOUND for r in results):
                 resource.found = False
             merged: dict[str, list[str]] = {dim: [] for dim in lookup.attributes}
@@ -199,27 +219,35 @@ class AttributeResolver:
 
     async def _lookup(self, lookup: Lookup, key: str, tenant: str,
                       credentials: Mapping[str, str]) -> dict[str, list[str]]:
-        if not key or key in (".", ".."):
-            return _NOT_FOUND
-        path = lookup.path.replace("{id}", quote(key, safe=""))
-        cache_key = f"{tenant}\0{path}"  # one id in two tenants is two records
+        cache_key = f"{tenant}\0{lookup.path.replace('{id}', quote(key, safe=''))}"  # one id in two tenants
         if self._cache is not None and (hit := self._cache.get(cache_key)) is not None:
             return hit
+        record = await self._record(lookup, key, tenant, credentials)
+        result = _NOT_FOUND if record is None else _attributes(lookup, record)
+        if self._cache is not None:
+            self._cache[cache_key] = result
+        return result
+
+    async def _record(self, lookup: Lookup, key: str, tenant: str,
+                      credentials: Mapping[str, str]) -> dict[str, Any] | None:
+        """The WMS's record of ``key``, or None when it has none (404, or a key that names no record).
+
+        Raises:
+            LookupFailed: the WMS failed, timed out or answered something other than a JSON object.
+        """
+        if not key or key in (".", ".."):
+            return None
+        path = lookup.path.replace("{id}", quote(key, safe=""))
         try:
             async with self._session.get(self._upstream + path, headers={**self._headers, **credentials},
                                          timeout=self._timeout, allow_redirects=False) as resp:
                 if resp.status == 404:
-                    result = _NOT_FOUND
-                elif resp.status != 200:
+                    return None
+                if resp.status != 200:
                     raise LookupFailed(f"lookup {lookup.name} {key!r}: WMS answered {resp.status}")
-                else:
-                    record = await resp.json(content_type=None)
-                    if not isinstance(record, dict):
-                        raise LookupFailed(f"lookup {lookup.name} {key!r}: not a JSON object")
-                    result = {dim: [str(record[fld])] if record.get(fld) not in (None, "") else []
-                              for dim, fld in lookup.attributes.items()}
+                record = await resp.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise LookupFailed(f"lookup {lookup.name} {key!r}: {exc!r}") from exc
-        if self._cache is not None:
-            self._cache[cache_key] = result
-        return result
+        if not isinstance(record, dict):
+            raise LookupFailed(f"lookup {lookup.name} {key!r}: not a JSON object")
+        return record

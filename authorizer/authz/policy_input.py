@@ -23,13 +23,18 @@ def build_policy_input(principal: Principal, route: Route, body: Any, resource: 
         time_ms: request time, milliseconds since the epoch (UTC).
 
     Returns:
-        ``{"subject", "action", "resource", "request"}``.
+        ``{"subject", "action", "resource", "request"}``; ``action.changes`` (the state the
+        body asks for) beside ``resource.state`` (the current one) on state-bearing writes.
     """
     also = [{"module": m, "verb": v} for fld, (m, v) in route.also_when_body_has.items()
             if isinstance(body, dict) and fld in body]
+    action: dict[str, Any] = {"module": route.module, "verb": route.verb, "also": also}
+    if resource.state is not None and isinstance(body, dict):  # the state the write asks for
+        action["changes"] = {name: None if body[name] is None else str(body[name])
+                             for name in resource.state if name in body}
     return {
         "subject": principal.policy_subject(),
-        "action": {"module": route.module, "verb": route.verb, "also": also},
+        "action": action,
         "resource": resource.policy_input(),
         "request": {"method": method, "route": route.template, "client_ip": client_ip, "time_ms": time_ms},
     }

@@ -62,11 +62,15 @@ class Lookup:
         name: the lookup's name in the map.
         path: path template with one ``{id}`` segment.
         attributes: scope dimension -> field of the looked-up JSON record.
+        state: state name -> field of the record whose current value a write's policy input
+            carries (``input.resource.state``, e.g. an order's ``status``), read fresh (never
+            from the lookup cache) for writes.
     """
 
     name: str
     path: str
     attributes: dict[str, str]
+    state: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,7 @@ class _Parser:
         if not isinstance(spec, dict):
             raise self.fail(None, f"lookup {name!r} must be a mapping")
         line = spec.get("__line__")
-        self.keys(spec, {"path", "attributes"}, f"lookup {name!r}")
+        self.keys(spec, {"path", "attributes", "state"}, f"lookup {name!r}")
         path, attrs = spec.get("path"), spec.get("attributes")
         if not isinstance(path, str) or path.count("{id}") != 1 or not path.startswith("/"):
             raise self.fail(line, f"lookup {name!r}: path must start with / and hold one {{id}}")
@@ -311,7 +315,13 @@ class _Parser:
             if dim not in SCOPE_DIMENSIONS or not isinstance(fld, str):
                 raise self.fail(line, f"lookup {name!r}: {dim!r} is not a scope dimension "
                                       f"({', '.join(SCOPE_DIMENSIONS)})")
-        return Lookup(name, path, attrs)
+        state = spec.get("state") or {}
+        if not isinstance(state, dict):
+            raise self.fail(line, f"lookup {name!r}: state must map state names to record fields")
+        state = {k: v for k, v in state.items() if k != "__line__"}
+        if not all(isinstance(k, str) and k.isidentifier() and isinstance(v, str) and v for k, v in state.items()):
+            raise self.fail(line, f"lookup {name!r}: state must map names (identifiers) to record fields")
+        return Lookup(name, path, attrs, state)
 
     def route(self, item: Any, lookups: dict[str, Lookup]) -> Route:
         if not isinstance(item, dict):

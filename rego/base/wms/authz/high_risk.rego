@@ -11,6 +11,7 @@ matched_operations contains id if {
 	op.when.module == input.action.module
 	input.action.verb in op.when.verbs
 	kind_matches(op.when)
+	transition_matches(op.when)
 }
 
 # METADATA
@@ -20,6 +21,38 @@ matched_operations contains id if {
 kind_matches(when) if not when.kinds
 
 kind_matches(when) if input.resource.kind in when.kinds
+
+# METADATA
+# title: Transition matches
+# description: >-
+#   An operation without a transition condition matches any request; one with
+#   "transition: backward" only a write that moves a state field back (backward_change).
+# scope: document
+transition_matches(when) if not when.transition
+
+transition_matches(when) if {
+	when.transition == "backward"
+	backward_change
+}
+
+# METADATA
+# title: Backward change
+# description: >-
+#   The write moves a state field of the resource back in its module's sequence
+#   (data.wms.transitions[module][field]): the current value (input.resource.state, read
+#   fresh) and the requested one (input.action.changes) are both in it, the requested earlier.
+# scope: document
+default backward_change := false
+
+backward_change if {
+	some name, wanted in input.action.changes
+	sequence := site_transitions[input.action.module][name]
+	some from, current in sequence
+	current == input.resource.state[name]
+	some to, target in sequence
+	target == wanted
+	to < from
+}
 
 # METADATA
 # title: Operation

@@ -100,6 +100,14 @@ default site_masks := {}
 site_masks := data.wms.masks
 
 # METADATA
+# title: Site transitions
+# description: The deployment's state sequences per module and field (data.wms.transitions), empty when none.
+# scope: document
+default site_transitions := {}
+
+site_transitions := data.wms.transitions
+
+# METADATA
 # title: Site export thresholds
 # description: The deployment's export thresholds (data.wms.exports), empty when none.
 # scope: document

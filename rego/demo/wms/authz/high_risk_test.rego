@@ -147,3 +147,41 @@ test_an_ordinary_request_has_no_high_risk_operation if {
 	d := authz.decision with input as ask(keeper_pwd, "inventory", "view", hf_item)
 	d.high_risk == null
 }
+
+status_change(current, wanted) := object.union(
+	ask(keeper_pwd, "orders", "update", object.union(hf_item, {"state": {"status": current}})),
+	{"action": {"module": "orders", "verb": "update", "changes": {"status": wanted}}},
+)
+
+test_moving_a_shipped_order_back_is_held_for_four_eyes if {
+	d := authz.decision with input as status_change("shipped", "pending_pick")
+	d.allow
+	d.obligations.approval == {"operation": "order_status_rollback", "approvals": 1, "expires_seconds": 86400}
+	d.high_risk == "order_status_rollback"
+}
+
+test_moving_an_order_forward_or_out_of_the_sequence_is_not_held if {
+	forward := authz.decision with input as status_change("packed", "shipped")
+	forward.allow
+	forward.obligations.approval == null
+	exception := authz.decision with input as status_change("picking", "exception")
+	exception.allow
+	exception.obligations.approval == null
+	back_from_exception := authz.decision with input as status_change("exception", "pending_pick")
+	back_from_exception.obligations.approval == null
+}
+
+test_a_write_without_a_known_state_is_not_a_rollback if {
+	d := authz.decision with input as ask(keeper_pwd, "orders", "update", hf_item)
+	d.allow
+	d.obligations.approval == null
+}
+
+test_a_supervisor_approves_a_status_rollback if {
+	resource := object.union(hf_item, {"state": {"status": "shipped"}})
+	asked := approve(supervisor_mfa, "orders", resource, "order_status_rollback", "k", [])
+	d := authz.decision with input as asked
+	d.allow
+	title := authz.operation_title with input as asked
+	title.en == "move an order's status back"
+}
