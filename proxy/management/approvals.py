@@ -25,10 +25,12 @@ from aiohttp import web
 from authorizer.approvals.store import PENDING, Approval, now_ms
 from authorizer.audit import AuditRecord
 from authorizer.authn.identity import Principal
+from authorizer.authz.attributes import LookupFailed, RequestParts
 from authorizer.authz.pdp import Decision, PdpUnavailable
 from authorizer.messages import TEXTS
 from proxy import responses
 from proxy.gateway import Gateway
+from proxy.hygiene import check_target
 from proxy.lifecycle import API, endpoint, sub_path
 from proxy.pipeline import authenticated, parse_json_object
 from proxy.replay import approval_audit_record
@@ -187,10 +189,15 @@ async def _requester_mask(gw: Gateway, approval: Approval) -> tuple[str, ...]:
 
 async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:
     """Why the held request may no longer run, or None: the requester's access was cut after
-    they asked (a revocation), or the current policy no longer allows it as it was asked."""
+    they asked (a revocation), the resource's state the request was decided on changed since
+    (conditional replay: e.g. the order it moves back is no longer where it was), or the
+    current policy no longer allows it as it was asked."""
     row = approval.row
     if gw.revocations.is_revoked(row["requester_id"], row["created_ms"] // 1000):
         return "the requester's access changed after the request was made"
+    changed = await _state_changed(gw, row)
+    if changed is not None:
+        return changed
     try:
         decision = await gw.pdp.decide(row["decision_input"])
     except PdpUnavailable:
@@ -199,6 +206,40 @@ async def _recheck_request(gw: Gateway, approval: Approval) -> str | None:
     if not decision.allow or held is None:
         return f"the current policy no longer allows the request ({decision.reason.code})"
     return None
+
+
+async def _state_changed(gw: Gateway, row: dict[str, Any]) -> str | None:
+    """How the resource's state (``input.resource.state``, a snapshot taken when the request was
+    held) differs from the WMS's now, or None when it is the same or was not taken.
+
+    Raises:
+        Refusal: 503 when the WMS cannot be asked (the approval waits; nothing runs unchecked).
+    """
+    snapshot = ((row["decision_input"] or {}).get("resource") or {}).get("state")
+    if snapshot is None or row["path"].startswith("/_gateway/"):
+        return None
+    target = check_target(row["method"], row["path"] + (f"?{row['query']}" if row["query"] else ""))
+    match = gw.routes.match(row["method"], target.segments)
+    if match is None:
+        return "the request no longer matches a route"
+    body = json.loads(row["body"]) if row["body"] else None
+    dimension = gw.config.upstream.tenant.dimension if gw.config.upstream.tenant is not None else None
+    values = ((row["resource"] or {}).get("attributes") or {}).get(dimension or "", [])
+    tenant = (dimension, values[0]) if dimension and len(values) == 1 else None
+    try:
+        credentials = gw.identity.credentials(tenant[1]) if tenant else gw.identity.static_credentials()
+        now = await gw.resolver.resolve(match.route, RequestParts(match.params, target.query, body), tenant,
+                                        credentials)
+    except LookupFailed:
+        raise refusal("attribute_lookup_failed") from None
+    current = now.state if now.found else None
+    if current == snapshot:
+        return None
+    if current is None:
+        return "the resource no longer exists"
+    moved = ", ".join(f"{name}: {snapshot.get(name)} -> {current.get(name)}" for name in sorted(current)
+                      if current.get(name) != snapshot.get(name))
+    return f"the resource changed since the request ({moved})"
 
 
 async def decide(gw: Gateway, approval_id: str, record: AuditRecord, principal: Principal, verdict: str,

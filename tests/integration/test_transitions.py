@@ -37,3 +37,21 @@ def test_a_shipped_order_moved_back_is_held_until_a_supervisor_approves_and_forw
     with stack.wms() as wms:
         assert wms.get(f"/api/orders/{shipped['order_no']}").json()["status"] == "pending_pick"
         assert wms.get(f"/api/orders/{packed['order_no']}").json()["status"] == "shipped"
+
+
+def test_a_held_rollback_does_not_run_when_the_order_changed_before_the_approval(stack: Stack) -> None:
+    shipped = stack.order(warehouse="HF", status="shipped", page="11")
+    with stack.client("keeper.hf") as keeper:
+        held = keeper.patch(f"/api/orders/{shipped['order_no']}", json={"status": "picking"})
+    assert held.status_code == 202, held.text
+    with stack.wms() as wms:  # meanwhile the order is handled in the WMS itself
+        assert wms.patch(f"/api/orders/{shipped['order_no']}", json={"status": "exception"}).status_code == 200
+    with stack.client("supervisor", mfa=True) as supervisor:
+        refused = supervisor.post(f"{held.headers['Location']}/approve")
+        after = supervisor.get(held.headers["Location"]).json()
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"] == "request_no_longer_allowed"
+    assert "status: shipped -> exception" in refused.json()["reason_en"]
+    assert after["status"] == "withdrawn"
+    with stack.wms() as wms:
+        assert wms.get(f"/api/orders/{shipped['order_no']}").json()["status"] == "exception"  # not replayed
