@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -33,22 +35,31 @@ def _event(n: int) -> tuple[SecurityEvent, Detection]:
         evidence=(event.key,), at_ms=at, group_window_ms=600_000, facts={"resource_id": f"SO-{n}"})
 
 
-def test_200_alerts_in_a_window_are_at_most_3_robot_messages_and_one_escalation(store_url: str) -> None:
-    received: list[dict[str, Any]] = []
-
+@asynccontextmanager
+async def _robot(received: list[dict[str, Any]]) -> AsyncIterator[str]:
+    """A robot on 127.0.0.1 that answers as DingTalk does and keeps every message; yields its URL."""
     async def robot(request: web.Request) -> web.Response:
         received.append(await request.json())
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
+    app = web.Application()
+    app.router.add_post("/robot/send", robot)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/robot/send"))
+    finally:
+        await server.close()
+
+
+def test_200_alerts_in_a_window_are_at_most_3_robot_messages_and_one_escalation(store_url: str) -> None:
+    received: list[dict[str, Any]] = []
+
     async def scenario() -> None:
-        app = web.Application()
-        app.router.add_post("/robot/send", robot)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
         store = AlertStore(store_url)
         await store.create_schema()
-        async with aiohttp.ClientSession() as session:
-            ding = DingTalkNotifier("ding", str(server.make_url("/robot/send")), None, session)
+        async with _robot(received) as url, aiohttp.ClientSession() as session:
+            ding = DingTalkNotifier("ding", url, None, session)
             worker = DeliveryWorker(store, {"ding": ding}, pacing=Pacing(window_seconds=3, per_minute=20,
                                                                           escalate_after_seconds=4))
             for n in range(200):  # the burst: 200 distinct alerts of one rule, within the window
@@ -65,7 +76,6 @@ def test_200_alerts_in_a_window_are_at_most_3_robot_messages_and_one_escalation(
             alerts = await store.alerts(limit=1000)
             sent = [d for a in alerts for d in await store.deliveries(a["alert_id"])]
         await store.close()
-        await server.close()
         texts = [m["markdown"]["text"] for m in received]
         escalations = [t for t in texts if "escalation" in t.splitlines()[0]]
         plain = [t for t in texts if t not in escalations]
@@ -83,19 +93,11 @@ def test_200_alerts_in_a_window_are_at_most_3_robot_messages_and_one_escalation(
 def test_a_robot_never_gets_more_than_its_rate_and_what_waits_is_not_lost(store_url: str) -> None:
     received: list[dict[str, Any]] = []
 
-    async def robot(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"errcode": 0, "errmsg": "ok"})
-
     async def scenario() -> list[dict[str, Any]]:
-        app = web.Application()
-        app.router.add_post("/robot/send", robot)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
         store = AlertStore(store_url)
         await store.create_schema()
-        async with aiohttp.ClientSession() as session:
-            ding = DingTalkNotifier("ding", str(server.make_url("/robot/send")), None, session)
+        async with _robot(received) as url, aiohttp.ClientSession() as session:
+            ding = DingTalkNotifier("ding", url, None, session)
             worker = DeliveryWorker(store, {"ding": ding}, pacing=Pacing(window_seconds=0, per_minute=2))
             for n in range(5):  # five rules: five messages are due at once
                 event, detection = _event(n)
@@ -105,7 +107,6 @@ def test_a_robot_never_gets_more_than_its_rate_and_what_waits_is_not_lost(store_
             await worker.run_once()
             waiting = await store.due_deliveries(now_ms() + 120_000, limit=100)
         await store.close()
-        await server.close()
         return waiting
 
     waiting = asyncio.run(scenario())
