@@ -94,12 +94,16 @@ class MultiDeviceDetector:
             self._forget_ended(event.time_ms)
         sessions = self._sessions.setdefault(event.user_id, {})
         known = sessions.get(event.session_id) if event.session_id else None
-        if known is not None and known.last_ms + self._ttl_ms >= event.time_ms:
+        device = device_of(event)
+        if known is not None and known.last_ms + self._ttl_ms >= event.time_ms \
+                and len(distinct_devices([known.device, device])) == 1:
             # Keycloak also reports LOGIN when a live SSO session is reused (a page reload,
-            # check-sso, another client; keycloak#24498): the same session, not a new one
+            # check-sso, another client; keycloak#24498): the same session on the same device,
+            # not a new one. The same session from another device (a stolen SSO cookie) counts.
             known.last_ms = max(known.last_ms, event.time_ms)
             return []
-        sessions[event.session_id or event.key] = _Session(device_of(event), event.time_ms, event.time_ms, event.key,
+        key = event.session_id if known is None else f"{event.session_id}|{device}"
+        sessions[key or event.key] = _Session(device, event.time_ms, event.time_ms, event.key,
                                                            event.ip, event.user_agent)
         for key in [k for k, s in sessions.items() if s.last_ms + self._ttl_ms < event.time_ms]:
             del sessions[key]

@@ -202,7 +202,7 @@ class AccessService:
             wanted.setdefault(row.username, set()).add(row.role)
         for username, roles in sorted(wanted.items()):
             try:
-                current = await self.wms_roles_of((await self.user(username))["id"])
+                current = await self.effective_wms_roles_of((await self.user(username))["id"])
             except AccessError as exc:
                 if exc.key != "user_not_found":
                     raise
@@ -214,6 +214,12 @@ class AccessService:
     async def wms_roles_of(self, user_id: str) -> list[str]:
         """The WMS realm roles mapped directly to the user."""
         roles = await self._kc().a_get_realm_roles_of_user(user_id)
+        return sorted(r["name"] for r in roles if _is_wms_role(r["name"], self._s.realm))
+
+    async def effective_wms_roles_of(self, user_id: str) -> list[str]:
+        """The WMS realm roles the user holds in effect: mapped directly, through groups, or
+        inside composite roles (what their token carries)."""
+        roles = await self._kc().a_get_composite_realm_roles_of_user(user_id)
         return sorted(r["name"] for r in roles if _is_wms_role(r["name"], self._s.realm))
 
     async def _revoke(self, report: ChangeReport, reason: str, actor: str) -> None:
@@ -307,7 +313,11 @@ class AccessService:
             raise AccessError("unknown_role", detail=f"{roles}: {exc}") from exc
         if any(not _is_wms_role(r["name"], self._s.realm) for r in wanted):
             raise AccessError("built_in_role")
-        await self.check_separation(username, roles)
+        try:  # roles held through groups or composites stay: they count with the new ones
+            kept = set(await self.effective_wms_roles_of(user["id"])) - set(await self.wms_roles_of(user["id"]))
+        except KeycloakError as exc:
+            raise AccessError("identity_provider_error", detail=exc) from exc
+        await self.check_separation(username, {r["name"] for r in wanted} | kept)
         await self._revoke(report, f"roles set to {', '.join(roles)}", actor)
         try:
             current = [r for r in await kc.a_get_realm_roles_of_user(user["id"])

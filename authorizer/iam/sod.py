@@ -36,13 +36,14 @@ ConflictSource = Callable[[list[str]], Awaitable[list[RoleConflict]]]
 
 def parse_conflicts(result: Any) -> list[RoleConflict]:
     """The conflicts in OPA's answer for ``wms/authz/role_conflicts`` (a set: a JSON list of
-    ``{"roles": [...], "zh-CN": ..., "en": ...}``; undefined, None, is none).
+    ``{"roles": [...], "zh-CN": ..., "en": ...}``; empty when there are none).
 
     Raises:
-        ConflictsUnavailable: the answer is not that shape (a broken policy blocks changes).
+        ConflictsUnavailable: the answer is not that shape, or undefined (None: a bundle
+            without the rule; a broken or missing policy blocks changes).
     """
     if result is None:
-        return []
+        raise ConflictsUnavailable("the policy has no role_conflicts rule")
     if not isinstance(result, list):
         raise ConflictsUnavailable(f"role_conflicts is not a list: {type(result).__name__}")
     found = []

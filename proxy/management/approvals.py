@@ -25,12 +25,12 @@ from aiohttp import web
 from authorizer.approvals.store import PENDING, Approval, now_ms
 from authorizer.audit import AuditRecord
 from authorizer.authn.identity import Principal
-from authorizer.authz.attributes import LookupFailed, RequestParts
+from authorizer.authz.attributes import BadResourceInput, LookupFailed, RequestParts
 from authorizer.authz.pdp import Decision, PdpUnavailable
 from authorizer.messages import TEXTS
 from proxy import responses
 from proxy.gateway import Gateway
-from proxy.hygiene import check_target
+from proxy.hygiene import HygieneError, check_target
 from proxy.lifecycle import API, endpoint, sub_path
 from proxy.pipeline import authenticated, parse_json_object
 from proxy.replay import approval_audit_record
@@ -218,20 +218,22 @@ async def _state_changed(gw: Gateway, row: dict[str, Any]) -> str | None:
     snapshot = ((row["decision_input"] or {}).get("resource") or {}).get("state")
     if snapshot is None or row["path"].startswith("/_gateway/"):
         return None
-    target = check_target(row["method"], row["path"] + (f"?{row['query']}" if row["query"] else ""))
-    match = gw.routes.match(row["method"], target.segments)
-    if match is None:
-        return "the request no longer matches a route"
-    body = json.loads(row["body"]) if row["body"] else None
     dimension = gw.config.upstream.tenant.dimension if gw.config.upstream.tenant is not None else None
     values = ((row["resource"] or {}).get("attributes") or {}).get(dimension or "", [])
     tenant = (dimension, values[0]) if dimension and len(values) == 1 else None
     try:
+        target = check_target(row["method"], row["path"] + (f"?{row['query']}" if row["query"] else ""))
+        match = gw.routes.match(row["method"], target.segments)
+        if match is None:
+            return "the request no longer matches a route"
+        body = json.loads(row["body"]) if row["body"] else None
         credentials = gw.identity.credentials(tenant[1]) if tenant else gw.identity.static_credentials()
         now = await gw.resolver.resolve(match.route, RequestParts(match.params, target.query, body), tenant,
                                         credentials)
     except LookupFailed:
         raise refusal("attribute_lookup_failed") from None
+    except (HygieneError, BadResourceInput, Refusal, ValueError) as exc:  # it can no longer be checked: not run
+        return f"the request can no longer be checked ({type(exc).__name__})"
     current = now.state if now.found else None
     if current == snapshot:
         return None

@@ -78,6 +78,7 @@ def code_flow_login(issuer: str, username: str, password: str, otp: str | None =
         auth = authorization_request(client_id, REDIRECT_URI, acr_values, max_age)
         verifier, state = auth.verifier, auth.state
         resp = browser.get(f"{issuer}/protocol/openid-connect/auth", params=auth.params)
+        otp_sent = False
         for _ in range(8):
             if resp.status_code in (302, 303) and resp.headers["location"].startswith(REDIRECT_URI):
                 break
@@ -96,7 +97,9 @@ def code_flow_login(issuer: str, username: str, password: str, otp: str | None =
             elif form_id == "kc-otp-login-form":
                 if otp is None:
                     raise LoginFailed("Keycloak asks for an OTP code but none was given")
-                data = {"otp": otp}
+                if otp_sent:  # the form came back: the code was refused (the caller tries a fresh one)
+                    raise LoginFailed("Keycloak refused the OTP code")
+                data, otp_sent = {"otp": otp}, True
             else:
                 raise LoginFailed(f"unexpected Keycloak form {form_id}: {resp.text[:300]}")
             resp = browser.post(action, data=data)

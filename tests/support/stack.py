@@ -124,15 +124,17 @@ class Tokens:
         cached = self._cache.get(key)
         if cached and cached[1] - time.time() > 60 and max_age is None:
             return cached[0]
-        try:
-            data = code_flow_login(self.issuer, username, PASSWORD, otp=self.next_code(username), acr_values="mfa",
-                                   max_age=max_age)
-        except LoginFailed:
-            # a code typed as its 30-second window closes can reach Keycloak after it (the OTP form
-            # comes back): once more with the next window's code, as a person would
-            time.sleep(1)
-            data = code_flow_login(self.issuer, username, PASSWORD, otp=self.next_code(username), acr_values="mfa",
-                                   max_age=max_age)
+        for attempt in range(3):
+            try:
+                data = code_flow_login(self.issuer, username, PASSWORD, otp=self.next_code(username),
+                                       acr_values="mfa", max_age=max_age)
+                break
+            except LoginFailed:
+                # a code typed as its 30-second window closes can reach Keycloak after it (the OTP
+                # form comes back): again with the next window's code, as a person would
+                if attempt == 2:
+                    raise
+                time.sleep(1)
         self._cache[key] = (data["access_token"], time.time() + min(data["expires_in"], 240))
         return data["access_token"]
 

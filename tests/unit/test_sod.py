@@ -16,8 +16,8 @@ from authorizer.iam.sod import ConflictsUnavailable, RoleConflict, parse_conflic
 def test_the_policy_answer_is_parsed_strictly() -> None:
     answer = [{"roles": ["warehouse_keeper", "finance"], "zh-CN": "管物与管账须分离", "en": "keep apart"}]
     assert parse_conflicts(answer) == [RoleConflict(("finance", "warehouse_keeper"), "管物与管账须分离", "keep apart")]
-    assert parse_conflicts(None) == [] and parse_conflicts([]) == []
-    for broken in ({"roles": []}, [{"roles": "a"}], [{"roles": ["a"], "en": "x"}]):
+    assert parse_conflicts([]) == []
+    for broken in (None, {"roles": []}, [{"roles": "a"}], [{"roles": ["a"], "en": "x"}]):
         with pytest.raises(ConflictsUnavailable):
             parse_conflicts(broken)
 

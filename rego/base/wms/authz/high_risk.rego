@@ -40,7 +40,9 @@ transition_matches(when) if {
 # description: >-
 #   The write moves a state field of the resource back in its module's sequence
 #   (data.wms.transitions[module][field]): the current value (input.resource.state, read
-#   fresh) and the requested one (input.action.changes) are both in it, the requested earlier.
+#   fresh) and the requested one (input.action.changes) are both in it, the requested
+#   earlier; or the current value is the sequence's last (settled: shipped) and the write
+#   changes it at all (to a state outside the sequence too: no detour via exception).
 # scope: document
 default backward_change := false
 
@@ -52,6 +54,13 @@ backward_change if {
 	some to, target in sequence
 	target == wanted
 	to < from
+}
+
+backward_change if {
+	some name, wanted in input.action.changes
+	sequence := site_transitions[input.action.module][name]
+	input.resource.state[name] == sequence[count(sequence) - 1]
+	wanted != input.resource.state[name]
 }
 
 # METADATA

@@ -15,7 +15,12 @@ role_conflicts contains conflict if {
 	every role in rule.roles {
 		role in input.subject.roles
 	}
-	conflict := {"roles": sort(rule.roles), "zh-CN": rule.why["zh-CN"], "en": rule.why.en}
+	why := object.get(rule, "why", {})
+	conflict := {
+		"roles": sort(rule.roles),
+		"zh-CN": object.get(why, "zh-CN", "职责冲突"),
+		"en": object.get(why, "en", "conflicting duties"),
+	}
 }
 
 # METADATA

@@ -171,6 +171,11 @@ test_moving_an_order_forward_or_out_of_the_sequence_is_not_held if {
 	back_from_exception.obligations.approval == null
 }
 
+test_a_shipped_order_cannot_detour_through_exception if {
+	d := authz.decision with input as status_change("shipped", "exception")
+	d.obligations.approval.operation == "order_status_rollback"
+}
+
 test_a_write_without_a_known_state_is_not_a_rollback if {
 	d := authz.decision with input as ask(keeper_pwd, "orders", "update", hf_item)
 	d.allow
