@@ -101,6 +101,9 @@ async def _copy(source_url: str, target_url: str) -> None:
                 rows = [dict(r) for r in (await src.execute(select(table).order_by(key))).mappings()]
                 if rows:
                     await dst.execute(insert(table), rows)
+            if target.dialect.name == "postgresql":  # rows came with their seq: move the counter past them
+                await dst.execute(text("SELECT setval(pg_get_serial_sequence('audit_records', 'seq'), "
+                                       "COALESCE((SELECT max(seq) FROM audit_records), 0) + 1, false)"))
     finally:
         await source.dispose()
         await target.dispose()
