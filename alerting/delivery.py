@@ -87,7 +87,9 @@ class DeliveryWorker:
         for row in due:
             notifier = self._notifiers.get(row["notifier"])
             if notifier is not None and hasattr(notifier, "send_many"):
-                alert = alerts.setdefault(row["alert_id"], await self._store.alert(row["alert_id"]))
+                if row["alert_id"] not in alerts:  # one read per alert, however many deliveries it has
+                    alerts[row["alert_id"]] = await self._store.alert(row["alert_id"])
+                alert = alerts[row["alert_id"]]
                 rule = alert["rule"] if alert is not None else ""
                 robots.setdefault((row["notifier"], rule, row.get("purpose") or ""), []).append(row)
             else:

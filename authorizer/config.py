@@ -309,6 +309,7 @@ class GatewayConfig:
     public_url: str = ""
     enforcement: str = default(schema.GatewayFile, "enforcement")
     management: ManagementListener | None = None
+    mask_hash_key_file: Path | None = None
 
     @property
     def public_origin(self) -> str:
@@ -529,6 +530,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
             enforcement=doc.enforcement,
             management=None if doc.management is None else ManagementListener(doc.management.host,
                                                                               doc.management.port),
+            mask_hash_key_file=resolve_path(base, doc.masking.hash_key_file) if doc.masking.hash_key_file else None,
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *doc.strip_request_headers, *up.identity_headers,
                  *(c.header for c in up.credentials)])),

@@ -307,6 +307,14 @@ class RevocationFile(_Section):
     refresh_seconds: float = Field(0.5, gt=0)
 
 
+class MaskingFile(_Section):
+    """``masking``: the secret key of ``hash`` masks (keyed HMAC: the same value gives the same
+    hash in every answer and export, so records stay joinable; without the key nobody can
+    reverse it by hashing guesses). Every gateway process of a deployment reads the same file."""
+
+    hash_key_file: str | None = None
+
+
 class TrustFile(_Section):
     """``trust``: extra CA certificates for outbound HTTPS (the WMS, Keycloak, OPA)."""
 
@@ -335,6 +343,7 @@ class GatewayFile(_Section):
     grants: GrantsFile = Field(default_factory=GrantsFile)
     access_reviews: AccessReviewsFile = Field(default_factory=AccessReviewsFile)
     trust: TrustFile = Field(default_factory=TrustFile)
+    masking: MaskingFile = Field(default_factory=MaskingFile)
     enforcement: Literal["enforce", "report"] = "enforce"
 
     @field_validator("public_url")

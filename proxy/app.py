@@ -30,6 +30,7 @@ from authorizer.authz.routes import RouteMap, RouteMapError
 from authorizer.config import GatewayConfig, OpaSettings
 from authorizer.db import create_schema, make_engine
 from authorizer.enforce.enforcement import EnforcementModes, ModeChange, record_modes
+from authorizer.enforce.mask_kinds import KeyedHasher
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.iam.grants import GrantStore
 from authorizer.iam.review_service import ReviewService, run_review_sweeper
@@ -120,6 +121,22 @@ async def _decision_point(app: web.Application, session: aiohttp.ClientSession, 
     return pdp
 
 
+def read_mask_hasher(path: Path | None) -> KeyedHasher | None:
+    """The keyed hasher of ``hash`` masks from ``masking.hash_key_file`` (its bytes, a trailing
+    newline dropped), or None when none is configured.
+
+    Raises:
+        ValueError: the file cannot be read or holds fewer than 16 bytes.
+    """
+    if path is None:
+        return None
+    try:
+        key = path.read_bytes().rstrip(b"\r\n")
+    except OSError as exc:
+        raise ValueError(f"masking.hash_key_file: cannot read {path}: {exc}") from exc
+    return KeyedHasher(key)
+
+
 def create_app(config: GatewayConfig, spool_dir: Path | None = None,
                management_offset: int = 0) -> web.Application:
     """Build the gateway application.
@@ -136,7 +153,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
 
     Raises:
         authorizer.authz.routes.RouteMapError: the route map is invalid.
-        ValueError: a credential file cannot be read.
+        ValueError: a credential file or the masking key cannot be read.
     """
     routes = RouteMap.load(config.route_map)
     tenant_routes = [r for r in routes.routes if r.uses_tenant]
@@ -153,6 +170,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
     enforcement = EnforcementModes(config.enforcement,
                                    {r.key: r.enforcement for r in routes.routes if r.enforcement is not None})
     identity = UpstreamIdentity(config.upstream)
+    mask_hasher = read_mask_hasher(config.mask_hash_key_file)
     app = web.Application(client_max_size=config.upstream.max_body_bytes, middlewares=[audited_requests])
     engine = make_engine(config.audit.url)
     store = AuditStore(engine=engine)
@@ -235,6 +253,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             enforcement=enforcement,
             metrics=metrics,
             reviews=reviews,
+            mask_hasher=mask_hasher,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),

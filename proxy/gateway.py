@@ -14,11 +14,12 @@ from authorizer.audit import AuditRecord, AuditStore, AuditWriter
 from authorizer.authn.identity import TokenVerifier
 from authorizer.authn.revocation import RevocationCache
 from authorizer.authz.attributes import AttributeResolver
-from authorizer.authz.pdp import DecisionPoint
+from authorizer.authz.pdp import DecisionPoint, Obligations
 from authorizer.authz.routes import RouteMap
 from authorizer.config import GatewayConfig
 from authorizer.enforce.enforcement import EnforcementModes
 from authorizer.enforce.exports import EXPORT_APPROVAL_PARAM
+from authorizer.enforce.mask_kinds import KeyedHasher, MaskKinds
 from authorizer.iam.access import AccessService
 from authorizer.iam.review_service import ReviewService
 from proxy.forward import Forwarder
@@ -53,6 +54,12 @@ class Gateway:
     enforcement: EnforcementModes = field(default_factory=EnforcementModes)
     metrics: GatewayMetrics | None = None
     reviews: ReviewService | None = None
+    mask_hasher: KeyedHasher | None = None
+
+    def mask_kinds(self, obligations: Obligations) -> MaskKinds:
+        """How a decision's masked fields are masked (its ``mask_kinds``, hashes under this
+        gateway's key; without a key ``hash`` fields are redacted)."""
+        return MaskKinds(obligations.mask_kinds, self.mask_hasher)
 
     @property
     def tenant_params(self) -> frozenset[str]:

@@ -44,6 +44,7 @@ from authorizer.enforce.exports import (
 )
 from authorizer.enforce.exports import facts as export_facts
 from authorizer.enforce.html_tables import rewrite_tables
+from authorizer.enforce.mask_kinds import MaskKinds
 from authorizer.enforce.obligations import (
     ALL,
     column_names,
@@ -190,7 +191,7 @@ async def _shadow_forward(ctx: RequestContext, target: CleanTarget, match: Route
     added = gw.identity.headers(ctx.principal, tenant[1] if tenant else single)
     route = match.route if match is not None else Route(request.method, target.raw_path, tuple(target.segments),
                                                         "unmapped", "view", kind="aggregate")
-    mask = await _shadow_mask(ctx, refusal, route)
+    masks = await _shadow_masks(ctx, refusal, route)
     record.decision = "would_deny"
     headers = upstream_request_headers(request, gw.strip_headers, added, record.client_ip)
     if body_bytes is not None:
@@ -199,7 +200,7 @@ async def _shadow_forward(ctx: RequestContext, target: CleanTarget, match: Route
     try:
         response, result = await gw.forwarder.forward(
             request, Outbound(target.raw_path + (f"?{query_string}" if query_string else ""), headers, body_bytes),
-            AnswerPlan(_rewrite(route, Obligations(mask=mask), False),
+            AnswerPlan(_rewrite(route, masks, gw.mask_kinds(masks), False),
                        {"X-Decision-Id": record.decision_id, "X-Gateway-Shadow": "would_deny"}, _links(gw, target)))
     except UpstreamFailure as failure:
         record.upstream_status, record.upstream_ms = failure.upstream_status, round(failure.upstream_ms, 3)
@@ -209,22 +210,27 @@ async def _shadow_forward(ctx: RequestContext, target: CleanTarget, match: Route
     return response
 
 
-async def _shadow_mask(ctx: RequestContext, refusal: Refusal, route: Route) -> tuple[str, ...]:
-    """The masks of a request forwarded in report mode: the refusing decision's, or (refused
-    before the PDP was asked: an unmapped route, a query rule) the PDP's for the route.
+async def _shadow_masks(ctx: RequestContext, refusal: Refusal, route: Route) -> Obligations:
+    """The masks (``mask`` and ``mask_kinds`` only) of a request forwarded in report mode: the
+    refusing decision's, or (refused before the PDP was asked: an unmapped route, a query rule)
+    the PDP's for the route.
 
     Raises:
         Refusal: 503 when the PDP cannot answer (nothing is forwarded unmasked).
     """
     if refusal.decision is not None:
-        return tuple(refusal.decision.obligations.mask)
+        return _masks_of(refusal.decision.obligations)
     assert ctx.principal is not None
     policy_input = build_policy_input(ctx.principal, route, None, Resource(kind=route.kind), ctx.request.method,
                                       ctx.record.client_ip, ctx.record.ts_ms)
     try:
-        return tuple((await ctx.gw.pdp.decide(policy_input)).obligations.mask)
+        return _masks_of((await ctx.gw.pdp.decide(policy_input)).obligations)
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
+
+
+def _masks_of(obligations: Obligations) -> Obligations:
+    return Obligations(mask=tuple(obligations.mask), mask_kinds=obligations.mask_kinds)
 
 
 def _links(gw: Gateway, target: CleanTarget) -> LinkTarget:
@@ -512,6 +518,8 @@ def without_params(raw_query: str, names: frozenset[str]) -> str:
     """``raw_query`` without the parameters ``names`` (compared decoded); the rest is kept byte for byte."""
     if not names or not raw_query:
         return raw_query
+    if "%" not in raw_query and not any(name in raw_query for name in names):
+        return raw_query  # the usual case, without splitting: no name can be in it, even encoded
     kept = [part for part in raw_query.split("&") if unquote_plus(part.partition("=")[0]) not in names]
     return "&".join(kept)
 
@@ -552,7 +560,7 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
         headers["Content-Length"] = str(len(body_bytes))
     path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
     export = await _export_context(ctx, target) if obligations.export is not None else None  # claims an approval
-    rewrite = _rewrite(route, decision.obligations, restricted, export)
+    rewrite = _rewrite(route, decision.obligations, gw.mask_kinds(decision.obligations), restricted, export)
     answer_headers = {"X-Decision-Id": record.decision_id}
     if export is not None:
         answer_headers["X-Export-Watermark"] = watermark(record.decision_id)
@@ -674,7 +682,7 @@ async def _claim_approved_export(ctx: RequestContext, target: CleanTarget, appro
     raise refusal("export_approval_unusable", why_zh=why.zh, why_en=why.en)
 
 
-def _rewrite(route: Route, obligations: Obligations, restricted: bool,
+def _rewrite(route: Route, obligations: Obligations, kinds: MaskKinds, restricted: bool,
              export: ExportContext | None = None) -> Rewrite | None:
     """What the answer needs (row filter on a successful list, masks on every answer, export
     control on a successful export), or None when nothing: the answer is then relayed as the
@@ -692,6 +700,9 @@ def _rewrite(route: Route, obligations: Obligations, restricted: bool,
     masked_columns = column_names(mask)
     masked_columns |= {label for label, name in route.columns.items() if name in masked_columns}
 
+    def mask_cell(column: str, text: str) -> str:  # an HTML cell, its column named by a field or a label
+        return kinds.cell(kinds.of_column(mask, route.columns.get(column, column)), text)
+
     def apply_json(document: Any, status: int) -> dict[str, Any]:
         detail: dict[str, Any] = {}
         succeeded = 200 <= status < 300
@@ -701,7 +712,7 @@ def _rewrite(route: Route, obligations: Obligations, restricted: bool,
                 detail["rows_dropped"] = dropped
                 if spec.total and isinstance(document.get(spec.total), int):
                     document[spec.total] = max(0, document[spec.total] - dropped)
-        mask_document(document, mask, spec.rows if spec is not None and succeeded else None)
+        mask_document(document, mask, spec.rows if spec is not None and succeeded else None, kinds)
         if mask:
             detail["masked"] = list(mask)
         if control is not None and export is not None and succeeded:
@@ -722,7 +733,7 @@ def _rewrite(route: Route, obligations: Obligations, restricted: bool,
         if spec is not None and restricted and 200 <= status < 300:
             keep = lambda cells: row_in_scope(cells, spec, obligations)  # noqa: E731
             needed = frozenset(spec.row_fields[d] for d, values in row_filter.items() if ALL not in values)
-        result = rewrite_tables(body.decode("utf-8"), keep, needed, masked_columns)
+        result = rewrite_tables(body.decode("utf-8"), keep, needed, masked_columns, mask_cell)
         detail: dict[str, Any] = {"rows_dropped": result.rows_dropped} if result.rows_dropped else {}
         if mask:
             detail["masked"] = list(mask)
@@ -732,7 +743,8 @@ def _rewrite(route: Route, obligations: Obligations, restricted: bool,
         if content_type == "text/html" and route.html is not None:
             return apply_html(body, status)
         if content_type == "text/csv" and spec is None:
-            text = mask_csv(body.decode("utf-8-sig"), mask, route.columns) if mask else body.decode("utf-8-sig")
+            text = mask_csv(body.decode("utf-8-sig"), mask, route.columns, kinds) if mask \
+                else body.decode("utf-8-sig")
             facts: dict[str, Any] = {"masked": list(mask)} if mask else {}
             if control is not None and export is not None and 200 <= status < 300:
                 text, exported = control_csv(text, control, export, route.columns)

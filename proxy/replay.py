@@ -192,14 +192,15 @@ class ApprovalExecutor:
             if approval is not None:
                 self._audit.submit(approval_audit_record(approval, "approval_expired", 0, decision="deny",
                                                          username=approval.row["requester_username"]))
-        for approval_id in await self._store.expire_downloads():
+        approved = await self._store.list(status="approved", limit=None)  # read once for both passes
+        for approval_id in await self._store.expire_downloads(approved):
             approval = await self._store.get(approval_id)
             if approval is not None:
                 self._audit.submit(approval_audit_record(approval, "approval_expired", 0, decision="deny",
                                                          username=approval.row["requester_username"]))
         for approval_id in await self._store.abandon_stale_claims(self._stale_ms):
             log.error("approval %s was interrupted while executing; outcome unknown", approval_id)
-        for approval in await self._store.list(status="approved", limit=None):
+        for approval in approved:  # execute() claims each first, so one run by then is not run again
             if not approval.row.get("export"):  # an approved export waits for its requester
                 await self.execute(approval.approval_id)
 

@@ -23,6 +23,7 @@ from authorizer.config import apply_overrides
 from policy_service.builder import SIGNING_KEY_ID
 from wmsgate.processes import ProcessGroup, Service, StackError, port_in_use
 from wmsgate.realm import apply_realm, build_realm, demo_overlay, keycloak_admin
+from wmsgate.scaffold import new_secret
 from wmsgate.tools import REPO, Tools, locate_tools
 
 
@@ -363,6 +364,10 @@ class LocalStack(ProcessGroup):
             generate_key(key)
         data["audit"]["signing_key_file"] = str(key)
         data["audit"]["spool_file"] = str(s.state / "audit-spool.jsonl")
+        mask_key = s.state / "mask-hash.key"
+        if not mask_key.exists():
+            new_secret(mask_key)
+        data["masking"] = {"hash_key_file": str(mask_key)}
         # a real deployment puts the witness out of the database's reach (another disk or host)
         (s.state / "audit-witness").mkdir(parents=True, exist_ok=True)  # never created by the proxy
         data["audit"]["witness_dir"] = str(s.state / "audit-witness")

@@ -113,11 +113,13 @@ def scaffold(folder: Path, options: InitOptions) -> list[Path]:
         new_secret(sec / f"{clients[client]}.secret")
     new_secret(sec / "events.secret")
     new_secret(sec / "alerting-api.token")
+    new_secret(sec / "mask-hash.key")
     generate_key(sec / "audit-signing-key.pem")
     (sec / "audit-signing-key.pem").chmod(0o600)
     _write(sec / "README.md", "Secrets of this deployment (never commit them): client secrets of the realm's\n"
-           "confidential clients, the events HMAC key, the alerting API token, the audit and policy\n"
-           "signing keys, and the WMS credential files you add (see gateway.yaml, upstream.credentials).\n")
+           "confidential clients, the events HMAC key, the alerting API token, the masking hash key,\n"
+           "the audit and policy signing keys, and the WMS credential files you add (see gateway.yaml,\n"
+           "upstream.credentials).\n")
     routes_text, modules = _routes(options)
     _write(folder / "routes.yaml", routes_text)
     _write(folder / "gateway.yaml", _gateway_yaml(options, ports, clients))
@@ -170,6 +172,7 @@ def _gateway_yaml(options: InitOptions, ports: dict[str, int], clients: dict[str
         "upstream": upstream,
         "audit": {"url": "sqlite+aiosqlite:///state/audit.db", "signing_key_file": "secrets/audit-signing-key.pem",
                   "spool_file": "state/audit-spool.jsonl"},
+        "masking": {"hash_key_file": "secrets/mask-hash.key"},
         "route_map": "routes.yaml",
         "keycloak_admin": {"client_id": clients["access_admin"],
                            "client_secret_file": f"secrets/{clients['access_admin']}.secret"},

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authorizer.db import metadata
 from authorizer.enforce.exports import EXPORT_APPROVAL_PARAM
+from authorizer.enforce.mask_kinds import MaskKinds
 from authorizer.enforce.obligations import mask_document
 
 PENDING, APPROVED, EXECUTING, EXECUTED = "pending", "approved", "executing", "executed"
@@ -100,7 +101,7 @@ approval_decisions = Table(
 )
 
 
-def _masked_text(body: bytes | None, mask: tuple[str, ...]) -> str | None:
+def _masked_text(body: bytes | None, mask: tuple[str, ...], kinds: MaskKinds | None) -> str | None:
     """A held body as text for the viewer; a JSON object has the viewer's masks applied."""
     if body is None:
         return None
@@ -112,7 +113,7 @@ def _masked_text(body: bytes | None, mask: tuple[str, ...]) -> str | None:
     except (ValueError, RecursionError):
         return text
     before = json.dumps(document, ensure_ascii=False)
-    mask_document(document, mask, None)
+    mask_document(document, mask, None, kinds)
     after = json.dumps(document, ensure_ascii=False)
     return text if after == before else after
 
@@ -206,9 +207,11 @@ class Approval:
             return None
         return max(approved) + int(self.row["expires_ms"]) - int(self.row["created_ms"])
 
-    def document(self, include_result: bool = True, mask: tuple[str, ...] = ()) -> dict[str, Any]:
+    def document(self, include_result: bool = True, mask: tuple[str, ...] = (),
+                 kinds: MaskKinds | None = None) -> dict[str, Any]:
         """The JSON an API client sees: the whole held request (what will run) and, once run,
-        the WMS answer; ``mask`` (the viewer's field masks) applies to JSON bodies."""
+        the WMS answer; ``mask`` (the viewer's field masks, each with its kind in ``kinds``;
+        None: redacted) applies to JSON bodies."""
         r = self.row
         doc: dict[str, Any] = {
             "approval_id": r["approval_id"], "status": r["status"], "operation": r["operation"],
@@ -217,7 +220,7 @@ class Approval:
             "requester": {"id": r["requester_id"], "username": r["requester_username"]},
             "request": {"method": r["method"], "path": r["path"], "query": r["query"],
                         "content_type": r["content_type"],
-                        "body": _masked_text(r["body"], mask)},
+                        "body": _masked_text(r["body"], mask, kinds)},
             "module": r["module"], "verb": r["verb"], "resource_id": r["resource_id"],
             "resource": r["resource"],
             "decisions": [{"by": d["decider_username"], "decision": d["decision"], "comment": d["comment"],
@@ -239,7 +242,7 @@ class Approval:
                                       "finished_at": iso(r["finished_ms"])}
             try:
                 result["body"] = json.loads(text) if "json" in (r["result_content_type"] or "") else text
-                mask_document(result["body"], mask, None)
+                mask_document(result["body"], mask, None, kinds)
             except (ValueError, RecursionError):
                 result["body"] = text
             doc["result"] = result
@@ -429,11 +432,16 @@ class ApprovalStore:
                     abandoned.append(approval_id)
         return abandoned
 
-    async def expire_downloads(self) -> builtins.list[str]:
+    async def expire_downloads(self, approved: builtins.list[Approval] | None = None) -> builtins.list[str]:
         """Approved exports whose download period (:meth:`Approval.download_until`) has passed
-        become ``expired``; returns their ids."""
+        become ``expired``; returns their ids.
+
+        Args:
+            approved: the approved approvals, when the caller has just listed them (the sweep
+                reads them once for this and for running approved requests); None lists them.
+        """
         at, lapsed = now_ms(), []
-        for approval in await self.list(status=APPROVED, limit=None):
+        for approval in approved if approved is not None else await self.list(status=APPROVED, limit=None):
             until = approval.download_until()
             if until is not None and until <= at and await self._cas(
                     approval.approval_id, APPROVED, {"status": EXPIRED, "finished_ms": at,

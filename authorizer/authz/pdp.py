@@ -14,9 +14,10 @@ from typing import Any, Protocol
 import aiohttp
 
 from authorizer.config import OpaSettings
+from authorizer.enforce.mask_kinds import MaskKind, parse_mask_kinds
 from authorizer.messages import CATALOG, TEXTS
 
-KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask", "step_up", "approval", "export"})
+KNOWN_OBLIGATIONS = frozenset({"row_filter", "mask", "mask_kinds", "step_up", "approval", "export"})
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class Obligations:
         step_up: with a 401 deny, what to ask the identity provider for (RFC 9470).
         approval: with an allow, hold the request for four-eyes approval.
         export: with an allowed export, count, justify and watermark it.
+        mask_kinds: masked field path -> its kind, for fields not simply redacted
+            (:mod:`authorizer.enforce.mask_kinds`).
     """
 
     row_filter: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -98,6 +101,7 @@ class Obligations:
     step_up: StepUp | None = None
     approval: ApprovalRule | None = None
     export: ExportControl | None = None
+    mask_kinds: dict[str, MaskKind] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,8 @@ def parse_decision(result: Any) -> Decision:
         step_up = _step_up(obligations_doc.get("step_up"))
         approval = _approval(obligations_doc.get("approval"))
         export = _export(obligations_doc.get("export"))
+        mask_kinds = {path: kind for path, kind in parse_mask_kinds(obligations_doc.get("mask_kinds")).items()
+                      if path in mask}
     except (AttributeError, TypeError, ValueError, KeyError):
         return _deny("obligations_malformed", revision)
     if result["allow"]:
@@ -185,7 +191,8 @@ def parse_decision(result: Any) -> Decision:
         if status == 401 and step_up is None:
             status = 403
     high_risk = result.get("high_risk")
-    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask, step_up, approval, export),
+    return Decision(result["allow"], status, tuple(reasons), Obligations(row_filter, mask, step_up, approval, export,
+                                                                    mask_kinds),
                     revision, high_risk if isinstance(high_risk, str) and high_risk else None)
 
 

@@ -4,12 +4,12 @@ The route map declares such a page with ``html: tables``: records appear only as
 table rows, and every table's first row (all ``<th>``) names the record fields of its
 columns (``<th>warehouse</th>``). The rewrite drops rows outside the person's scope
 (the safety net behind narrowing) and replaces masked cells (content and attributes)
-with ``***``; comments, CDATA and processing instructions are dropped; the rest of
-the page is kept. Anything it cannot enforce raises ``ValueError`` so the PEP
-refuses the answer (fail closed): a restricted dimension without a column, a data
-row before the header row, cells spanning rows or columns, a table nested in a
-cell, a cell outside a row, and elements whose content cannot be vetted (script,
-template, iframe, object, embed, noscript, frames).
+with their masked text (``***`` unless the field's kind says otherwise); comments, CDATA
+and processing instructions are dropped; the rest of the page is kept. Anything it
+cannot enforce raises ``ValueError`` so the PEP refuses the answer (fail closed): a
+restricted dimension without a column, a data row before the header row, cells spanning
+rows or columns, a table nested in a cell, a cell outside a row, and elements whose
+content cannot be vetted (script, template, iframe, object, embed, noscript, frames).
 """
 
 from __future__ import annotations
@@ -55,12 +55,14 @@ class RewriteResult:
 
 class _Rewriter(HTMLParser):
     def __init__(self, keep_row: Callable[[dict[str, str]], bool] | None, needed_columns: frozenset[str],
-                 masked: frozenset[str]) -> None:
+                 masked: frozenset[str], mask_cell: Callable[[str, str], str]) -> None:
         super().__init__(convert_charrefs=False)
         self._strict = keep_row is not None or bool(masked)
         self._keep_row = keep_row
         self._needed = needed_columns
         self._masked = masked
+        self._mask_cell = mask_cell
+        self._masking_column = ""
         self.out: list[str] = []
         self._tables: list[_Table] = []
         self._row: _Row | None = None
@@ -104,7 +106,7 @@ class _Rewriter(HTMLParser):
             masking = table.saw_header and name in self._masked
             self._emit(f"<{tag}>" if masking else raw)  # a masked cell's attributes may carry the value too
             self._cell_tag, self._cell_text = tag, []
-            self._masking = masking
+            self._masking, self._masking_column = masking, name
             return
         self._emit(raw)
 
@@ -133,10 +135,11 @@ class _Rewriter(HTMLParser):
     def _end_cell(self) -> None:
         if self._cell_tag is None or self._row is None:
             return
-        self._row.texts.append(html.unescape("".join(self._cell_text)).strip())
+        text = html.unescape("".join(self._cell_text)).strip()
+        self._row.texts.append(text)
         if self._masking:
             self._masking = False
-            self._emit(MASK)
+            self._emit(html.escape(self._mask_cell(self._masking_column, text)))
             self.masked_cells += 1
         self._cell_tag = None
 
@@ -196,15 +199,20 @@ class _Rewriter(HTMLParser):
         return "".join(self.out)
 
 
+def _redact_cell(column: str, text: str) -> str:
+    return MASK
+
+
 def rewrite_tables(page: str, keep_row: Callable[[dict[str, str]], bool] | None, needed_columns: frozenset[str],
-                   masked: frozenset[str]) -> RewriteResult:
+                   masked: frozenset[str], mask_cell: Callable[[str, str], str] = _redact_cell) -> RewriteResult:
     """Filter and mask the tables of an HTML page.
 
     Args:
         page: the HTML text.
         keep_row: decides on a data row from ``{column name: cell text}``; None keeps every row.
         needed_columns: columns every table must have when rows are filtered (the restricted dimensions).
-        masked: column (field) names whose cells become ``***``.
+        masked: column (field) names whose cells are masked.
+        mask_cell: ``(column, cell text) -> masked text`` (its kind of mask); by default ``***``.
 
     Returns:
         The rewritten page with counts.
@@ -212,7 +220,7 @@ def rewrite_tables(page: str, keep_row: Callable[[dict[str, str]], bool] | None,
     Raises:
         ValueError: the page cannot be filtered as required (see the module docstring).
     """
-    rewriter = _Rewriter(keep_row, needed_columns, masked)
+    rewriter = _Rewriter(keep_row, needed_columns, masked, mask_cell)
     rewriter.feed(page)
     text = rewriter.finish()
     return RewriteResult(text, rewriter.dropped, rewriter.masked_cells)

@@ -13,6 +13,7 @@ from multidict import MultiDict, MultiMapping
 
 from authorizer.authz.pdp import Obligations
 from authorizer.authz.routes import ListSpec
+from authorizer.enforce.mask_kinds import MaskKind, MaskKinds
 
 ALL = "*"
 
@@ -100,25 +101,22 @@ def filter_rows(document: Any, spec: ListSpec, obligations: Obligations) -> int:
     return dropped
 
 
-def _mask_value(value: Any) -> Any:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return None
-    if value is None:
-        return None
-    return "***"
-
-
-def mask_fields(record: Any, paths: tuple[str, ...]) -> None:
-    """Mask fields of one record in place: the key stays, the value becomes ``"***"`` (numbers: null).
+def mask_fields(record: Any, paths: tuple[str, ...], kinds: MaskKinds | None = None) -> None:
+    """Mask fields of one record in place: the key stays, the value is masked with its kind
+    (:mod:`authorizer.enforce.mask_kinds`; by default ``"***"``, numbers null).
 
     Args:
         record: a JSON value (objects and lists are walked; scalars are left alone).
-        paths: dotted field paths: ``amount`` (a member), ``customer_detail.phone`` (a member
-            of a nested object), ``items[].price`` or ``items.price`` (a member of every
-            element of a list: lists are walked through either way), ``**.phone`` (a member
-            named ``phone`` at any depth).
+        paths: dotted field paths: ``amount`` (a member), ``customer_detail.phone`` (a member of
+            a nested object), ``items[].price`` or ``items.price`` (a member of every element
+            of a list: lists are walked through either way), ``**.phone`` (a member named
+            ``phone`` at any depth).
+        kinds: the decision's kinds per path (None: every path is redacted).
     """
-    _mask_parsed(record, _parse_paths(paths))
+    _mask_parsed(record, _parse_paths(paths), kinds or _REDACT_ALL, paths)
+
+
+_REDACT_ALL = MaskKinds()
 
 
 @functools.lru_cache(maxsize=256)
@@ -127,37 +125,38 @@ def _parse_paths(paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(p.removesuffix("[]") for p in path.split(".")) for path in paths)
 
 
-def _mask_parsed(record: Any, parsed: tuple[tuple[str, ...], ...]) -> None:
-    for parts in parsed:
+def _mask_parsed(record: Any, parsed: tuple[tuple[str, ...], ...], kinds: MaskKinds, paths: tuple[str, ...]) -> None:
+    for path, parts in zip(paths, parsed, strict=True):
+        kind = kinds.of_path(path)
         if len(parts) == 1 and isinstance(record, dict) and parts[0] != "**":  # a member: the usual case
             if parts[0] in record:
-                record[parts[0]] = _mask_value(record[parts[0]])
+                record[parts[0]] = kinds.value(kind, record[parts[0]])
             continue
-        _mask_path(record, parts)
+        _mask_path(record, parts, kinds, kind)
 
 
-def _mask_path(node: Any, parts: tuple[str, ...]) -> None:
+def _mask_path(node: Any, parts: tuple[str, ...], kinds: MaskKinds, kind: MaskKind) -> None:
     if not parts:
         return
     if isinstance(node, list):
         for element in node:
-            _mask_path(element, parts)
+            _mask_path(element, parts, kinds, kind)
         return
     if not isinstance(node, dict):
         return
     head, rest = parts[0], parts[1:]
     if head == "**":
-        _mask_path(node, rest)  # zero levels down
+        _mask_path(node, rest, kinds, kind)  # zero levels down
         for value in node.values():
             if isinstance(value, (dict, list)):
-                _mask_path(value, parts)
+                _mask_path(value, parts, kinds, kind)
         return
     if head not in node:
         return
     if rest:
-        _mask_path(node[head], rest)
+        _mask_path(node[head], rest, kinds, kind)
     else:
-        node[head] = _mask_value(node[head])
+        node[head] = kinds.value(kind, node[head])
 
 
 def column_names(paths: tuple[str, ...]) -> frozenset[str]:
@@ -166,16 +165,18 @@ def column_names(paths: tuple[str, ...]) -> frozenset[str]:
     return frozenset(path.rsplit(".", 1)[-1].removesuffix("[]") for path in paths)
 
 
-def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None) -> None:
-    """Mask ``paths`` in a single record, or in every row of a list answer when ``rows_key`` is given."""
+def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None,
+                  kinds: MaskKinds | None = None) -> None:
+    """Mask ``paths`` (with their ``kinds``; None: redacted) in a single record, or in every row
+    of a list answer when ``rows_key`` is given."""
     if not paths:
         return
-    parsed = _parse_paths(paths)
+    parsed, kinds = _parse_paths(paths), kinds or _REDACT_ALL
     if rows_key is not None and isinstance(document, dict) and isinstance(document.get(rows_key), list):
         for row in document[rows_key]:
-            _mask_parsed(row, parsed)
+            _mask_parsed(row, parsed, kinds, paths)
     else:
-        _mask_parsed(document, parsed)
+        _mask_parsed(document, parsed, kinds, paths)
 
 
 _CELL_SPLIT = re.compile(r"[,;\t|]")
@@ -190,17 +191,20 @@ def _refuse_unrecognized_header(text: str, names: frozenset[str] | set[str]) -> 
                 raise ValueError(f"masked column {cell!r} is not a column of the CSV's header row")
 
 
-def mask_csv(text: str, paths: tuple[str, ...], labels: dict[str, str] | None = None) -> str:
+def mask_csv(text: str, paths: tuple[str, ...], labels: dict[str, str] | None = None,
+             kinds: MaskKinds | None = None) -> str:
     """Mask columns of CSV text (header row first): a path's last field names the column
     (``revenue`` and ``rows[].revenue`` both mask the ``revenue`` column, since CSV is the
     flattened rows), and so does a header label the route map maps to that field
-    (``labels={"商品成本": "goods_cost"}``); every non-empty cell of such a column becomes ``***``.
+    (``labels={"商品成本": "goods_cost"}``); every non-empty cell of such a column is masked with
+    the column's kind (``kinds``; None: ``***``).
 
     Raises:
         ValueError: the text is not CSV with a header row, or a masked field or label shows
             in its first lines other than as a column of the header row (a title row first,
             another delimiter, a label with a unit): masking would miss it, so it fails closed.
     """
+    kinds = kinds or _REDACT_ALL
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -208,12 +212,16 @@ def mask_csv(text: str, paths: tuple[str, ...], labels: dict[str, str] | None = 
         return text
     columns = column_names(paths)
     labels = labels or {}
-    masked = {i for i, name in enumerate(header) if name.strip() in columns or labels.get(name.strip()) in columns}
+    masked: dict[int, MaskKind] = {}
+    for i, name in enumerate(header):
+        column = name.strip() if name.strip() in columns else labels.get(name.strip(), "")
+        if column in columns:
+            masked[i] = kinds.of_column(paths, column)
     if paths and not masked:
         _refuse_unrecognized_header(text, columns | {label for label, name in labels.items() if name in columns})
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
     for row in reader:
-        writer.writerow(["***" if i in masked and cell != "" else cell for i, cell in enumerate(row)])
+        writer.writerow([kinds.cell(masked[i], cell) if i in masked else cell for i, cell in enumerate(row)])
     return out.getvalue()

@@ -26,7 +26,7 @@ from authorizer.approvals.store import PENDING, Approval, now_ms
 from authorizer.audit import AuditRecord
 from authorizer.authn.identity import Principal
 from authorizer.authz.attributes import BadResourceInput, LookupFailed, RequestParts
-from authorizer.authz.pdp import Decision, PdpUnavailable
+from authorizer.authz.pdp import Decision, Obligations, PdpUnavailable
 from authorizer.messages import TEXTS
 from proxy import responses
 from proxy.gateway import Gateway
@@ -150,11 +150,11 @@ async def inbox(gw: Gateway, record: AuditRecord, principal: Principal) -> dict[
             continue
         decision = await _policy(gw, principal, approval, record.client_ip)
         if decision.allow or decision.status == 401:
-            doc = approval.document(mask=decision.obligations.mask, include_result=False)
+            doc = _view(gw, approval, decision.obligations, include_result=False)
             step_up = decision.obligations.step_up
             doc["step_up_needed"] = step_up.document() if step_up is not None else None
             to_decide.append(doc)
-    mine = [a.document(mask=await _requester_mask(gw, a))
+    mine = [_view(gw, a, await _requester_masks(gw, a))
             for a in await gw.approvals.list(requester_id=principal.user_id)]
     record.decision, record.reason_code = "allow", "allowed"
     return {"to_decide": to_decide, "requested": mine}
@@ -174,15 +174,20 @@ async def get_approval(request: web.Request, gw: Gateway, record: AuditRecord, p
     decision = await _visible(gw, principal, approval, record)
     record.verb = "view"
     record.decision, record.reason_code = "allow", "allowed"
-    return _json(approval.document(mask=decision.obligations.mask), record)
+    return _json(_view(gw, approval, decision.obligations), record)
 
 
 
-async def _requester_mask(gw: Gateway, approval: Approval) -> tuple[str, ...]:
-    """The masks of the requester's own request (its stored decision input, decided again): what
-    they see of its held body and of the WMS answer is what they would see of it directly."""
+def _view(gw: Gateway, approval: Approval, obligations: Obligations, include_result: bool = True) -> dict[str, Any]:
+    """``approval``'s document as a viewer with ``obligations`` sees it (their masks, of their kinds)."""
+    return approval.document(include_result, obligations.mask, gw.mask_kinds(obligations))
+
+
+async def _requester_masks(gw: Gateway, approval: Approval) -> Obligations:
+    """The obligations (masks) of the requester's own request (its stored decision input, decided
+    again): what they see of its held body and of the WMS answer is what they would see of it directly."""
     try:
-        return tuple((await gw.pdp.decide(approval.row["decision_input"])).obligations.mask)
+        return (await gw.pdp.decide(approval.row["decision_input"])).obligations
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
 
@@ -284,7 +289,7 @@ async def decide(gw: Gateway, approval_id: str, record: AuditRecord, principal: 
     if outcome == "approved":
         await gw.executor.execute(approval.approval_id)
     current = await gw.approvals.get(approval.approval_id)
-    return current.document(mask=decision.obligations.mask) if current else {}
+    return _view(gw, current, decision.obligations) if current else {}
 
 
 def decide_handler(verdict: str) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -310,7 +315,7 @@ async def withdraw(request: web.Request, gw: Gateway, record: AuditRecord, princ
         raise _not_pending(approval.status, "approval_withdrawn")
     record.decision, record.reason_code = "allow", "withdrawn"
     current = await gw.approvals.get(approval.approval_id)
-    return _json(current.document(mask=decision.obligations.mask) if current else {}, record)
+    return _json(_view(gw, current, decision.obligations) if current else {}, record)
 
 
 

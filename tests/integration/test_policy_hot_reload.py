@@ -8,53 +8,20 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
+from tests.support.policy_edit import policy_dir, policy_status, wait_for
 from tests.support.stack import Stack, assert_refused
+
+__all__ = ["policy_dir"]  # the fixture, imported for pytest
 
 SALES_MASK = """
 reports.sales:
   - permission: order_amounts:view
     fields: ["rows[].revenue"]
 """
-
-
-def _status(stack: Stack) -> dict[str, Any]:
-    return httpx.get(f"{stack.stack.policy_url}/status", timeout=10).json()
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
-@pytest.fixture
-def policy_dir(stack: Stack) -> Iterator[Path]:
-    """The served policy folder; restored (and the restore served) after the test."""
-    folder = stack.stack.settings.policy_dir
-    backup = folder.parent / "policy.backup"
-    shutil.rmtree(backup, ignore_errors=True)
-    shutil.copytree(folder, backup)
-    original = _status(stack)["serving"]["revision"]
-    yield folder
-    shutil.rmtree(folder)
-    shutil.copytree(backup, folder)
-    _wait(lambda: _status(stack)["serving"]["revision"] == original and _status(stack)["rejected"] is None, 30,
-          "the original policy to be served again")
-    with stack.client("finance") as c:
-        _wait(lambda: c.get("/api/reports/finance").status_code == 200
-              and stack.audit_record(c.get("/api/reports/finance").headers["X-Decision-Id"])["policy_revision"]
-              == original, 15, "OPA to load the original bundle")
 
 
 def _sales(stack: Stack, path: str) -> httpx.Response:
@@ -70,13 +37,13 @@ def test_a_data_edit_changes_decisions_within_seconds_without_restarts(stack: St
 
     masks = policy_dir / "wms" / "masks" / "data.yaml"
     masks.write_text(masks.read_text(encoding="utf-8") + SALES_MASK, encoding="utf-8")
-    waited = _wait(lambda: all(r["revenue"] is None for r in _sales(stack, "/api/reports/sales?channel=amazon")
+    waited = wait_for(lambda: all(r["revenue"] is None for r in _sales(stack, "/api/reports/sales?channel=amazon")
                                .json()["rows"]), 10, "the new mask to apply")
     assert waited <= 5.0, f"the edit took {waited:.1f}s to apply"
 
     after = _sales(stack, "/api/reports/sales?channel=amazon")
     new_revision = stack.audit_record(after.headers["X-Decision-Id"])["policy_revision"]
-    assert new_revision != old_revision and new_revision == _status(stack)["serving"]["revision"]
+    assert new_revision != old_revision and new_revision == policy_status(stack)["serving"]["revision"]
     csv_text = _sales(stack, "/api/reports/sales.csv?channel=amazon").text
     rows = list(csv.DictReader(io.StringIO(csv_text)))
     assert rows and all(row["revenue"] == "***" for row in rows)
@@ -86,11 +53,11 @@ def test_a_data_edit_changes_decisions_within_seconds_without_restarts(stack: St
 
 
 def test_a_broken_edit_is_rejected_and_the_last_good_policy_keeps_serving(stack: Stack, policy_dir: Path) -> None:
-    good = _status(stack)["serving"]["revision"]
+    good = policy_status(stack)["serving"]["revision"]
     (policy_dir / "wms" / "authz" / "typo_test.rego").write_text("package wms.authz_test\n\ntest_x if {\n",
                                                                   encoding="utf-8")
-    _wait(lambda: _status(stack)["rejected"] is not None, 30, "the broken edit to be rejected")
-    status = _status(stack)
+    wait_for(lambda: policy_status(stack)["rejected"] is not None, 30, "the broken edit to be rejected")
+    status = policy_status(stack)
     assert status["serving"]["revision"] == good and status["status"] == "rejected_edit"
     assert "typo_test.rego" in status["rejected"]["error"] and "rego_parse_error" in status["rejected"]["error"]
     health = httpx.get(f"{stack.proxy}/_gateway/health", timeout=10)
@@ -106,16 +73,16 @@ def test_a_broken_edit_is_rejected_and_the_last_good_policy_keeps_serving(stack:
 
 
 def test_an_edit_that_fails_the_policy_tests_is_rejected(stack: Stack, policy_dir: Path) -> None:
-    good = _status(stack)["serving"]["revision"]
+    good = policy_status(stack)["serving"]["revision"]
     roles = policy_dir / "wms" / "roles" / "data.yaml"
     roles.write_text(roles.read_text(encoding="utf-8").replace(
         "permissions: [portal:view, orders:view, orders:pick, orders:scan]\ntemp_picker",
         "permissions: [portal:view, orders:view, orders:pick, orders:scan, inventory:update]\ntemp_picker"),
         encoding="utf-8")
     assert "inventory:update]\ntemp_picker" in roles.read_text(encoding="utf-8")
-    _wait(lambda: _status(stack)["rejected"] is not None, 30, "the edit to be rejected by opa test")
-    assert _status(stack)["serving"]["revision"] == good
-    assert "test_every_named_cell_of_the_role_matrix_holds" in _status(stack)["rejected"]["error"]
+    wait_for(lambda: policy_status(stack)["rejected"] is not None, 30, "the edit to be rejected by opa test")
+    assert policy_status(stack)["serving"]["revision"] == good
+    assert "test_every_named_cell_of_the_role_matrix_holds" in policy_status(stack)["rejected"]["error"]
     with stack.client("picker.hf") as c:
         resp = c.post("/api/inventory/adjust", json={"warehouse": "HF", "location": "A01-01", "sku": "SKU00001",
                                                       "delta": 1, "reason": "x"})
@@ -125,11 +92,11 @@ def test_an_edit_that_fails_the_policy_tests_is_rejected(stack: Stack, policy_di
 def test_a_deployment_layer_holding_rules_is_rejected(stack: Stack, policy_dir: Path) -> None:
     """Rules are the base layer's: a deployment's layer cannot add to package wms.authz (a rule
     there could lift the hold on access changes)."""
-    good = _status(stack)["serving"]["revision"]
+    good = policy_status(stack)["serving"]["revision"]
     (policy_dir / "wms" / "authz" / "lift.rego").write_text(
         'package wms.authz\n\nmatched_operations contains "aa" if input.subject.username == "admin1"\n',
         encoding="utf-8")
-    _wait(lambda: _status(stack)["rejected"] is not None, 30, "the rule to be rejected")
-    status = _status(stack)
+    wait_for(lambda: policy_status(stack)["rejected"] is not None, 30, "the rule to be rejected")
+    status = policy_status(stack)
     assert status["serving"]["revision"] == good and "lift.rego" in status["rejected"]["error"]
     assert "base layer" in status["rejected"]["error"]

@@ -167,3 +167,43 @@ test_an_approver_of_a_large_export_is_told_what_they_approve if {
 	approve := object.union(ask, {"approval": held})
 	authz.operation_title == {"zh-CN": "大批量导出", "en": "large export"} with input as approve
 }
+
+engine_kind_masks := {"goods": [
+	{"permission": "goods_cost:view", "fields": ["goods_cost"], "kind": "band", "width": 50},
+	{
+		"permission": "supplier:view", "fields": ["supplier_phone"],
+		"kind_with": {"portal:view": {"kind": "partial", "keep_last": 4}},
+	},
+	{"permission": "supplier:view", "fields": ["supplier_id"], "kind": "hash"},
+	{"permission": "supplier:view", "fields": ["created_at"], "kind": "month"},
+	{"permission": "supplier:view", "fields": ["goods_cost", "note"], "kind": "null"},
+	{"permission": "supplier:view", "fields": ["batch"], "kind": "scramble"},
+]}
+
+test_each_masked_field_gets_the_strongest_kind_of_the_rules_masking_it if {
+	d := authz.decision with input as engine_ask(["clerk"], "goods", "view", engine_item("HF"))
+		with data.wms.roles as engine_site_roles
+		with data.wms.modules as engine_site_modules
+		with data.wms.masks as engine_kind_masks
+	d.obligations.mask == {"goods_cost", "supplier_phone", "supplier_id", "created_at", "note", "batch"}
+
+	# goods_cost: band (50) and null: null wins; batch: an unknown kind is redact, left out
+	d.obligations.mask_kinds == {
+		"goods_cost": {"kind": "null"},
+		"supplier_phone": {"kind": "partial", "keep_last": 4},
+		"supplier_id": {"kind": "hash"},
+		"created_at": {"kind": "month"},
+		"note": {"kind": "null"},
+	}
+}
+
+test_a_kind_with_applies_only_to_holders_of_its_permission if {
+	d := authz.decision with input as engine_ask(["sysadmin"], "goods", "view", engine_item("HF"))
+		with data.wms.roles as engine_site_roles
+		with data.wms.modules as engine_site_modules
+		with data.wms.masks as engine_kind_masks
+
+	# sysadmin lacks portal:view: the phone is redacted, so it has no kind entry
+	"supplier_phone" in d.obligations.mask
+	not d.obligations.mask_kinds.supplier_phone
+}

@@ -11,11 +11,13 @@ package wms.authz
 # title: Obligations
 # description: >-
 #   row_filter (dimension to allowed values, "*" for all), mask (field paths),
+#   mask_kinds (field path to how it is masked, for fields not simply redacted),
 #   step_up (acr_values, max_age; or null), approval (operation, approvals, expires_seconds; or null),
 #   export (reason_over_rows, approve_over_rows, refuse_over_rows, approval, unmasked_pii; or null)
 obligations := {
 	"row_filter": row_filter,
 	"mask": mask,
+	"mask_kinds": mask_kinds,
 	"step_up": step_up_obligation,
 	"approval": approval_obligation,
 	"export": export_obligation,
@@ -135,6 +137,58 @@ mask contains field if {
 	mask_applies(rule)
 	some field in rule.fields
 }
+
+# METADATA
+# title: Mask kinds
+# description: >-
+#   How each masked field is masked, for fields whose kind is not redact ("***"; numbers
+#   null): field path -> {kind, keep_first, keep_last, width}. When several rules mask a
+#   field, the strongest kind wins (null, redact, hash, band, month, partial).
+# scope: document
+mask_kinds[field] := spec if {
+	some field in mask
+	candidates := {[mask_kind_rank(s.kind), s] |
+		some rules in site_masks
+		some rule in rules
+		not rule.permission in granted
+		mask_applies(rule)
+		field in rule.fields
+		s := person_mask_spec(rule, granted)
+	}
+	spec := max(candidates)[1]
+	spec.kind != "redact"
+}
+
+# METADATA
+# title: Mask kind rank
+# description: How much a kind hides, the stronger the higher; undefined for an unknown kind.
+mask_kind_rank(kind) := {"partial": 1, "month": 2, "band": 3, "hash": 4, "redact": 5, "null": 6}[kind]
+
+# METADATA
+# title: Person's mask spec
+# description: >-
+#   The kind a rule masks with for a person holding the permissions held: the rule's kind
+#   (redact when it names none), or, when they hold a permission of the rule's kind_with,
+#   the strongest kind given there (a role may see a field partly: a reviewer the phone's
+#   last digits).
+person_mask_spec(rule, held) := max({[mask_kind_rank(s.kind), s] |
+	some permission, given in rule.kind_with
+	permission in held
+	s := known_mask_spec(given)
+})[1] if {
+	some permission, _ in rule.kind_with
+	permission in held
+} else := known_mask_spec(rule)
+
+# METADATA
+# title: Known mask spec
+# description: >-
+#   {kind, keep_first, keep_last, width} of a rule or a kind_with entry; redact when it
+#   names a kind the gateway does not know (fail closed).
+known_mask_spec(given) := spec if {
+	spec := object.union({"kind": "redact"}, object.filter(given, ["kind", "keep_first", "keep_last", "width"]))
+	mask_kind_rank(spec.kind)
+} else := {"kind": "redact"}
 
 # METADATA
 # title: Mask applies

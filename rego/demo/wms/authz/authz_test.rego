@@ -312,3 +312,19 @@ test_a_list_pinned_to_a_tenant_needs_the_scope_to_cover_it if {
 	not outside.allow
 	"out_of_scope" in reason_codes(outside)
 }
+
+test_mask_kinds_follow_the_role if {
+	picker := authz.decision with input as request(person(["picker"], hf_staff), "orders", "view", order("HF", "jd"))
+	picker.obligations.mask_kinds.customer_id == {"kind": "hash"}
+	not picker.obligations.mask_kinds.customer_phone
+	not picker.obligations.mask_kinds.amount
+	reviewer := authz.decision with input as request(person(["reviewer"], hf_staff), "orders", "view", order("HF", "jd"))
+	reviewer.obligations.mask_kinds.customer_phone == {"kind": "partial", "keep_first": 3, "keep_last": 4}
+	ops := authz.decision with input as request(person(["channel_ops"], everything), "orders", "view", order("HF", "jd"))
+	ops.obligations.mask_kinds.amount == {"kind": "band", "width": 100}
+	ops.obligations.mask_kinds["items[].price"] == {"kind": "band", "width": 100}
+	not ops.obligations.mask_kinds.customer_phone
+	packer := authz.decision with input as request(person(["packer"], hf_staff), "orders", "view", order("HF", "jd"))
+	not "customer_phone" in packer.obligations.mask
+	not packer.obligations.mask_kinds.customer_id
+}
