@@ -110,12 +110,14 @@ class Rules:
     blocked_account_login: BlockedAccountRule = field(default_factory=BlockedAccountRule)
     order_status_churn: WindowCountRule = field(default_factory=lambda: WindowCountRule(severity="medium"))
     bulk_inventory_deletes: WindowCountRule = field(default_factory=lambda: WindowCountRule(threshold=5))
+    field_reveals: WindowCountRule = field(default_factory=lambda: WindowCountRule(
+        severity="medium", threshold=5, window_seconds=3600, group_window_minutes=60))
 
     def longest_window_ms(self) -> int:
         """The longest time any detector looks back (what a restart must replay), ms."""
         seconds = [self.multi_device_login.session_ttl_minutes * 60, self.privilege_burst.window_seconds,
                    self.failed_login_burst.window_seconds, self.order_status_churn.window_seconds,
-                   self.bulk_inventory_deletes.window_seconds]
+                   self.bulk_inventory_deletes.window_seconds, self.field_reveals.window_seconds]
         return max(seconds) * 1000
 
 

@@ -310,6 +310,8 @@ class GatewayConfig:
     enforcement: str = default(schema.GatewayFile, "enforcement")
     management: ManagementListener | None = None
     mask_hash_key_file: Path | None = None
+    reveal_minutes: int = default(schema.RevealsFile, "minutes")
+    reveal_refresh_seconds: float = default(schema.RevealsFile, "refresh_seconds")
 
     @property
     def public_origin(self) -> str:
@@ -531,6 +533,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
             management=None if doc.management is None else ManagementListener(doc.management.host,
                                                                               doc.management.port),
             mask_hash_key_file=resolve_path(base, doc.masking.hash_key_file) if doc.masking.hash_key_file else None,
+            reveal_minutes=doc.reveals.minutes, reveal_refresh_seconds=doc.reveals.refresh_seconds,
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *doc.strip_request_headers, *up.identity_headers,
                  *(c.header for c in up.credentials)])),

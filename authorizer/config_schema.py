@@ -315,6 +315,13 @@ class MaskingFile(_Section):
     hash_key_file: str | None = None
 
 
+class RevealsFile(_Section):
+    """``reveals``: time-boxed reveals of one masked field of one record (``POST /_gateway/reveals``)."""
+
+    minutes: int = Field(10, gt=0, le=240)
+    refresh_seconds: float = Field(1.0, gt=0)
+
+
 class TrustFile(_Section):
     """``trust``: extra CA certificates for outbound HTTPS (the WMS, Keycloak, OPA)."""
 
@@ -344,6 +351,7 @@ class GatewayFile(_Section):
     access_reviews: AccessReviewsFile = Field(default_factory=AccessReviewsFile)
     trust: TrustFile = Field(default_factory=TrustFile)
     masking: MaskingFile = Field(default_factory=MaskingFile)
+    reveals: RevealsFile = Field(default_factory=RevealsFile)
     enforcement: Literal["enforce", "report"] = "enforce"
 
     @field_validator("public_url")

@@ -234,6 +234,14 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
     "policy_engine_unavailable": Message(503, "策略引擎(OPA)暂不可用,无法读取角色权限,请稍后重试",
                                          "the policy engine (OPA) is unavailable, so role permissions cannot be "
                                          "read; try again later", retry_after=5),
+    "reveal_not_a_record": Message(400, "只能对单条记录的字段申请临时查看:{path} 不是已登记的单条记录地址(GET)",
+                                   "a reveal is of one field of one record: {path} is not a mapped single-record "
+                                   "route (GET)"),
+    "reveal_approval_not_supported": Message(403, "临时查看不支持审批流程,请联系安全团队",
+                                             "a reveal cannot go through an approval; ask the security team",
+                                             code="approval_not_supported"),
+    "field_not_masked": Message(409, "字段 {field} 对您并未脱敏,无需申请查看",
+                                "field {field} is not masked for you; there is nothing to reveal"),
     "confirmation_missing": Message(400, "请填写原因并勾选确认", "give a reason and tick the confirmation"),
     "roles_missing": Message(400, "请至少填写一个角色", "give at least one role", code="bad_request_body"),
     "text_field_invalid": Message(400, "{name} 必须是非空字符串", "{name} must be a non-empty string",

@@ -31,6 +31,7 @@ from authorizer.config import GatewayConfig, OpaSettings
 from authorizer.db import create_schema, make_engine
 from authorizer.enforce.enforcement import EnforcementModes, ModeChange, record_modes
 from authorizer.enforce.mask_kinds import KeyedHasher
+from authorizer.enforce.reveals import RevealCache, RevealStore
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.iam.grants import GrantStore
 from authorizer.iam.review_service import ReviewService, run_review_sweeper
@@ -178,6 +179,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
     approval_store = ApprovalStore(engine)
     revocation_store = RevocationStore(engine)
     revocations = RevocationCache(revocation_store, config.revocation_refresh_seconds)
+    reveals = RevealCache(RevealStore(engine), config.reveal_refresh_seconds)
     access: AccessService | None = None
     if config.keycloak_admin is not None:
         issuer_base, _, realm = config.oidc.issuer.rpartition("/realms/")
@@ -199,6 +201,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         app[JWKS] = jwks
         await create_schema(engine)
         await revocations.refresh()
+        await reveals.refresh()
         signing_key = load_private_key(config.audit.signing_key_file) if config.audit.signing_key_file else None
         witness = (WitnessPublisher(store, DirectoryWitness(config.audit.witness_dir))
                    if config.audit.witness_dir is not None else None)
@@ -254,11 +257,13 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             metrics=metrics,
             reviews=reviews,
             mask_hasher=mask_hasher,
+            reveals=reveals,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),
                                   name="approval-sweeper"),
-                 loop.create_task(revocations.run_forever(), name="revocation-refresh")]
+                 loop.create_task(revocations.run_forever(), name="revocation-refresh"),
+                 loop.create_task(reveals.run_forever(), name="reveal-refresh")]
         if access is not None and config.keycloak_admin is not None:
             watcher = AdminEventWatcher(access, revocation_store, revocations,
                                         config.keycloak_admin.events_interval_seconds)

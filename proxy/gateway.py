@@ -20,6 +20,7 @@ from authorizer.config import GatewayConfig
 from authorizer.enforce.enforcement import EnforcementModes
 from authorizer.enforce.exports import EXPORT_APPROVAL_PARAM
 from authorizer.enforce.mask_kinds import KeyedHasher, MaskKinds
+from authorizer.enforce.reveals import RevealCache
 from authorizer.iam.access import AccessService
 from authorizer.iam.review_service import ReviewService
 from proxy.forward import Forwarder
@@ -55,6 +56,7 @@ class Gateway:
     metrics: GatewayMetrics | None = None
     reviews: ReviewService | None = None
     mask_hasher: KeyedHasher | None = None
+    reveals: RevealCache | None = None
 
     def mask_kinds(self, obligations: Obligations) -> MaskKinds:
         """How a decision's masked fields are masked (its ``mask_kinds``, hashes under this

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -161,7 +162,7 @@ async def _decide_and_enforce(ctx: RequestContext, target: CleanTarget, match: R
     gw, record, route = ctx.gw, ctx.record, match.route
     body_bytes, body = body_parts
     check_query(target, route, gw.gateway_params)
-    resource = await _resolve(gw, match, target, body, tenant)
+    resource = await resolve_resource(gw, match, target, body, tenant)
     record.warehouse, record.channel, record.order_type = (
         ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
     decision, policy_input = await decide_or_refuse(ctx, route, resource, body)
@@ -227,6 +228,22 @@ async def _shadow_masks(ctx: RequestContext, refusal: Refusal, route: Route) -> 
         return _masks_of((await ctx.gw.pdp.decide(policy_input)).obligations)
     except PdpUnavailable:
         raise responses.pdp_unavailable() from None
+
+
+def _with_reveals(ctx: RequestContext, route: Route, resource: Resource, obligations: Obligations) -> Obligations:
+    """``obligations`` without the masks of fields the caller revealed on this record (a
+    single-record GET; :mod:`authorizer.enforce.reveals`); the record names each reveal used."""
+    reveals, principal = ctx.gw.reveals, ctx.principal
+    if reveals is None or principal is None or not obligations.mask or route.kind != "item" or not resource.id \
+            or ctx.request.method != "GET":
+        return obligations
+    used = [r for r in reveals.fields(principal.user_id, route.module, resource.id, ctx.record.ts_ms)
+            if r.field in obligations.mask]
+    if not used:
+        return obligations
+    ctx.record.detail["revealed"] = [{"field": r.field, "reveal_id": r.reveal_id} for r in used]
+    fields = {r.field for r in used}
+    return dataclasses.replace(obligations, mask=tuple(m for m in obligations.mask if m not in fields))
 
 
 def _masks_of(obligations: Obligations) -> Obligations:
@@ -376,8 +393,15 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def _resolve(gw: Gateway, match: RouteMatch, target: CleanTarget, body: Any,
-                   tenant: tuple[str, str] | None) -> Resource:
+async def resolve_resource(gw: Gateway, match: RouteMatch, target: CleanTarget, body: Any,
+                           tenant: tuple[str, str] | None) -> Resource:
+    """The resource a mapped request is about: its id and scope attributes (from the request,
+    or looked up in the WMS as the route map says).
+
+    Raises:
+        Refusal: 400 ``bad_request_body`` for a body the route cannot read; 502
+            ``attribute_lookup_failed`` when the lookup fails.
+    """
     credentials = gw.identity.credentials(tenant[1]) if tenant else gw.identity.static_credentials()
     try:
         return await gw.resolver.resolve(match.route, RequestParts(match.params, target.query, body), tenant,
@@ -560,7 +584,8 @@ async def _forward(ctx: RequestContext, target: CleanTarget, body_bytes: bytes |
         headers["Content-Length"] = str(len(body_bytes))
     path_and_query = target.raw_path + (f"?{query_string}" if query_string else "")
     export = await _export_context(ctx, target) if obligations.export is not None else None  # claims an approval
-    rewrite = _rewrite(route, decision.obligations, gw.mask_kinds(decision.obligations), restricted, export)
+    shown = _with_reveals(ctx, route, resource, obligations)
+    rewrite = _rewrite(route, shown, gw.mask_kinds(shown), restricted, export)
     answer_headers = {"X-Decision-Id": record.decision_id}
     if export is not None:
         answer_headers["X-Export-Watermark"] = watermark(record.decision_id)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from alerting.detectors.audit_patterns import BulkInventoryDeleteDetector, OrderStatusChurnDetector
+from alerting.detectors.audit_patterns import (
+    BulkInventoryDeleteDetector,
+    FieldRevealDetector,
+    OrderStatusChurnDetector,
+)
 from alerting.detectors.base import Detection, Detector, WindowCounter
 from alerting.detectors.high_risk import HighRiskDetector
 from alerting.detectors.logins import BlockedAccountDetector, FailedLoginDetector
@@ -18,4 +22,4 @@ def build_detectors(rules: Rules) -> list[Detector]:
     return [MultiDeviceDetector(rules.multi_device_login), PrivilegeBurstDetector(rules.privilege_burst),
             HighRiskDetector(rules.high_risk_operation), FailedLoginDetector(rules.failed_login_burst),
             BlockedAccountDetector(rules.blocked_account_login), OrderStatusChurnDetector(rules.order_status_churn),
-            BulkInventoryDeleteDetector(rules.bulk_inventory_deletes)]
+            BulkInventoryDeleteDetector(rules.bulk_inventory_deletes), FieldRevealDetector(rules.field_reveals)]

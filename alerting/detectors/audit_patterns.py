@@ -1,5 +1,6 @@
 """Detector 6: patterns in the gateway's audit trail: one order's status changed again
-and again, and many inventory records deleted in a short window.
+and again, many inventory records deleted in a short window, and one person revealing
+many masked fields (time-boxed reveals, :mod:`authorizer.enforce.reveals`).
 
 Only requests that reached the WMS and succeeded (``upstream_status`` 2xx) count, the
 same rule as ``authorizer.audit.anomalies`` (the on-demand queries of ``wmsgate audit``).
@@ -76,3 +77,35 @@ class BulkInventoryDeleteDetector:
             title_en=f"{len(evidence)} inventory records deleted in warehouse {warehouse} within {minutes} min",
             evidence=tuple(evidence), at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
             facts={"warehouse": warehouse, "deletes": len(evidence), "last_person": event.username})]
+
+
+class FieldRevealDetector:
+    """``threshold`` time-boxed reveals of masked fields by one person (each is allowed and
+    has a reason, but many in an hour is someone reading personal data one by one)."""
+
+    name = "field_reveals"
+
+    def __init__(self, rule: WindowCountRule) -> None:
+        self._rule = rule
+        self._people = WindowCounter(rule.window_seconds * 1000)
+
+    def observe(self, event: SecurityEvent) -> list[Detection]:
+        """See :class:`alerting.detectors.base.Detector`."""
+        details = event.details
+        if not self._rule.enabled or event.kind != DECISION or event.type != "allow" \
+                or details.get("verb") != "reveal":
+            return []
+        person = event.username or event.user_id or "?"
+        evidence = self._people.add(person, event.time_ms, event.key)
+        if len(evidence) < self._rule.threshold:
+            return []
+        minutes = self._rule.window_seconds // 60
+        reveal = details.get("detail", {}).get("reveal") or {}
+        return [Detection(
+            rule=self.name, severity=self._rule.severity, group_key=f"{self.name}|{person}", subject=person,
+            title_zh=f"{person} 在 {minutes} 分钟内临时查看了 {len(evidence)} 个脱敏字段",
+            title_en=f"{person} revealed {len(evidence)} masked fields within {minutes} min",
+            evidence=tuple(evidence), at_ms=event.time_ms, group_window_ms=self._rule.group_window_ms,
+            facts={"person": person, "reveals": len(evidence), "last_module": details.get("module"),
+                   "last_record": details.get("resource_id"), "last_field": reveal.get("field"),
+                   "last_reason": reveal.get("reason")})]

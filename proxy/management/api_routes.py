@@ -5,6 +5,7 @@
 ``GET|POST /_gateway/access/reviews[/{id}[/items/{n}|close|result]]``    see :mod:`proxy.management.reviews`
 ``GET  /_gateway/audit/{records|export}``                                see :mod:`proxy.management.audit`
 ``GET|POST /_gateway/alerts[/{id}[/acknowledge|resolve]]``               see :mod:`proxy.management.alerts`
+``POST /_gateway/reveals``                                               see :mod:`proxy.management.reveals`
 
 Each is decided by the policy like any request (module ``iam``, ``audit``, ``alerts``) and runs
 in the one audited-request path (:mod:`proxy.lifecycle`).
@@ -25,6 +26,7 @@ from proxy.management import access as access_api
 from proxy.management import access_usage as usage_api
 from proxy.management import alerts as alerts_api
 from proxy.management import audit as audit_api
+from proxy.management import reveals as reveals_api
 from proxy.management import reviews as reviews_api
 from proxy.pipeline import authenticated, decide_or_refuse, hold, read_body
 from proxy.responses import refusal
@@ -155,3 +157,4 @@ def add_routes(app: web.Application) -> None:
         app.router.add_get(sub_path(route.template), _audit_read(route))
     for route in (alerts_api.LIST, alerts_api.ITEM, alerts_api.ACKNOWLEDGE, alerts_api.RESOLVE):
         app.router.add_route(route.method, sub_path(route.template), _alerts_call(route))
+    app.router.add_post(sub_path(reveals_api.PATH), reveals_api.create_reveal)

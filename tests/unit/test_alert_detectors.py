@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from alerting.detectors import build_detectors
-from alerting.detectors.audit_patterns import BulkInventoryDeleteDetector, OrderStatusChurnDetector
+from alerting.detectors.audit_patterns import (
+    BulkInventoryDeleteDetector,
+    FieldRevealDetector,
+    OrderStatusChurnDetector,
+)
 from alerting.detectors.base import WindowCounter
 from alerting.detectors.high_risk import HighRiskDetector
 from alerting.detectors.logins import BlockedAccountDetector, FailedLoginDetector
@@ -175,6 +179,21 @@ def test_order_churn_and_bulk_inventory_deletes_count_only_what_reached_the_wms(
     found = [deletes.observe(decision(i, module="inventory", verb="delete", resource_id=f"I{i}", warehouse="HF",
                                       upstream_status=204, at=T0 + i)) for i in range(5)]
     assert found[-1][0].subject == "warehouse HF" and found[-1][0].facts["deletes"] == 5
+
+
+def test_many_reveals_by_one_person_within_an_hour_alert_and_refused_ones_do_not_count() -> None:
+    reveals = FieldRevealDetector(RULES.field_reveals)
+    reveal = {"reveal": {"field": "customer_phone", "reason": "客户投诉"}}
+    assert reveals.observe(decision(0, decision="deny", verb="reveal", reason_code="missing_permission")) == []
+    assert reveals.observe(decision(1, verb="view")) == []
+    found = [reveals.observe(decision(i, verb="reveal", resource_id=f"SO-{i}", detail=reveal, at=T0 + i * 60_000))
+             for i in range(5)]
+    assert [len(f) for f in found] == [0, 0, 0, 0, 1]
+    [alert] = found[-1]
+    assert alert.subject == "supervisor" and alert.facts["reveals"] == 5 and alert.facts["last_record"] == "SO-4"
+    assert alert.facts["last_field"] == "customer_phone" and "临时查看" in alert.title_zh
+    later = FieldRevealDetector(RULES.field_reveals)  # spread over more than an hour: no alert
+    assert not any(later.observe(decision(i, verb="reveal", at=T0 + i * 16 * 60_000)) for i in range(5))
 
 
 def test_window_counter_handles_late_events_and_forgets_idle_keys() -> None:

@@ -328,3 +328,14 @@ test_mask_kinds_follow_the_role if {
 	not "customer_phone" in packer.obligations.mask
 	not packer.obligations.mask_kinds.customer_id
 }
+
+test_only_a_supervisor_may_reveal_a_masked_order_field_within_their_scope if {
+	supervisor := person(["ops_supervisor"], everything)
+	sup := authz.decision with input as request(supervisor, "orders", "reveal", order("HF", "jd"))
+	sup.allow
+	picker := authz.decision with input as request(person(["picker"], hf_staff), "orders", "reveal", order("HF", "jd"))
+	not picker.allow
+	hf_supervisor := person(["ops_supervisor"], hf_staff)
+	elsewhere := authz.decision with input as request(hf_supervisor, "orders", "reveal", order("SH", "jd"))
+	not elsewhere.allow
+}
