@@ -458,7 +458,13 @@ async def patch_batch(request: web.Request) -> web.Response:
     return await get_batch(request)
 
 
-# --- customers, customs -----------------------------------------------------
+# --- SKU master data, customers, customs --------------------------------------
+
+async def get_sku(request: web.Request) -> web.Response:
+    """The SKU master record: name, list price and unit cost (what an inventory change is worth)."""
+    row = request.app[DB_KEY].execute("SELECT * FROM skus WHERE sku = ?", (request.match_info["sku"],)).fetchone()
+    return _json(dict(row)) if row else _not_found()
+
 
 async def get_customer(request: web.Request) -> web.Response:
     row = request.app[DB_KEY].execute("SELECT * FROM customers WHERE customer_id = ?",
@@ -652,6 +658,7 @@ def create_app(db_path: Path, access_log: Path | None = None) -> web.Application
     r.add_get("/api/batches", list_batches)
     r.add_get("/api/batches/{batch_no}", get_batch)
     r.add_patch("/api/batches/{batch_no}", patch_batch)
+    r.add_get("/api/skus/{sku}", get_sku)
     r.add_get("/api/customers/{customer_id}", get_customer)
     r.add_get("/api/customs/{order_no}", get_customs)
     r.add_put("/api/customs/{order_no}", put_customs)

@@ -28,8 +28,10 @@ from authorizer.authz.scope import SCOPE_DIMENSIONS
 from authorizer.enforce.caller_identity import template_problems
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+#: The domain's verbs (domain.md), and ``reveal``: a time-boxed reveal of a masked field
+#: (the gateway's own action, ``POST /_gateway/reveals``, never a WMS route's verb in practice).
 VERBS = frozenset({"view", "create", "update", "delete", "pick", "scan", "review", "pack", "ship", "count",
-                   "move", "approve", "export"})
+                   "move", "approve", "export", "reveal"})
 KINDS = frozenset({"item", "list", "bulk", "aggregate"})
 HTML_KINDS = frozenset({"tables", "none"})
 _SOURCE_RE = re.compile(r"^(path|query|body|const)\.([A-Za-z0-9_*.\-]+)$")
@@ -118,6 +120,8 @@ class Route:
             forced to the caller's value or refused when it differs.
         enforcement: ``enforce`` or ``report`` (shadow mode) for this route; None = the
             gateway's default (``enforcement:`` in its config).
+        quantities: name -> top-level JSON body field holding a number the write's magnitude
+            is judged by (``qty: delta``), given to the policy as ``input.action.quantities``.
     """
 
     method: str
@@ -138,6 +142,7 @@ class Route:
     query: QuerySpec = field(default_factory=QuerySpec)
     body_identity: tuple[BodyIdentityField, ...] = ()
     enforcement: str | None = None
+    quantities: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -329,7 +334,7 @@ class _Parser:
         line = item.get("__line__")
         self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
                          "also_when_body_has", "note", "html", "columns", "query", "body_identity",
-                         "enforcement"}, "route")
+                         "enforcement", "quantities"}, "route")
         html = item.get("html")
         if html is not None and html not in HTML_KINDS:
             raise self.fail(item.get("__line__"), f"html {html!r} is not one of {', '.join(sorted(HTML_KINDS))}")
@@ -379,7 +384,8 @@ class _Parser:
         sources = list(attributes.values()) + ([lookup[1]] if lookup else [])
         sources += [self.source(p, line, params) for p in TEMPLATE_PART.findall(str(resource_id or ""))]
         body_identity = self.body_identity(item.get("body_identity"), line, method)
-        needs_body = bool(also) or bool(body_identity) or any(s.kind == "body" for s in sources)
+        quantities = self.quantities(item.get("quantities"), line, method)
+        needs_body = bool(also) or bool(body_identity) or bool(quantities) or any(s.kind == "body" for s in sources)
         if kind in ("item", "bulk") and not attributes and lookup is None:
             note = item.get("note")
             if not note:
@@ -390,7 +396,18 @@ class _Parser:
             raise self.fail(line, "columns must map header labels to field names")
         return Route(method, template, segments, module, verb, kind, None if resource_id is None else str(resource_id),
                      attributes, lookup, list_spec, also, needs_body, line or 0, html, columns,
-                     self.query_spec(item.get("query"), line), body_identity, self.enforcement(item, line))
+                     self.query_spec(item.get("query"), line), body_identity, self.enforcement(item, line),
+                     quantities)
+
+    def quantities(self, spec: Any, line: int | None, method: str) -> dict[str, str]:
+        if spec is None:
+            return {}
+        if not isinstance(spec, dict) or method not in ("POST", "PUT", "PATCH"):
+            raise self.fail(line, "quantities maps names to JSON body fields, on POST/PUT/PATCH routes")
+        out = {k: v for k, v in spec.items() if k != "__line__"}
+        if not all(isinstance(k, str) and k.isidentifier() and isinstance(v, str) and v for k, v in out.items()):
+            raise self.fail(line, "quantities must map names (identifiers) to JSON body fields")
+        return out
 
     def enforcement(self, item: dict[str, Any], line: int | None) -> str | None:
         mode = item.get("enforcement")

@@ -121,8 +121,55 @@ step_up_satisfied if {
 
 # METADATA
 # title: Approval rule
-# description: How many approvals the operation needs and how long a request may wait (hours).
-approval_rule := high_risk_operations[operation].approval
+# description: >-
+#   How many approvals the operation needs and how long a request may wait (hours); an
+#   approval with only_over applies only to a write above its magnitude (over_magnitude).
+approval_rule := rule if {
+	rule := high_risk_operations[operation].approval
+	approval_applies(rule)
+}
+
+# METADATA
+# title: Approval applies
+# description: An approval without only_over always applies; with it, above the magnitude.
+# scope: document
+approval_applies(rule) if not rule.only_over
+
+approval_applies(rule) if over_magnitude(rule.only_over)
+
+# METADATA
+# title: Over magnitude
+# description: >-
+#   The write's quantity (input.action.quantities[m.quantity], a number from the request)
+#   is above m.above in absolute value, or its value (quantity times the number in
+#   input.resource.state[m.unit_value], read fresh from the WMS) is above m.value_above.
+#   A quantity or unit value that cannot be read counts as over (fail closed).
+# scope: document
+over_magnitude(m) if not readable_quantity(m)
+
+over_magnitude(m) if abs(input.action.quantities[m.quantity]) > m.above
+
+over_magnitude(m) if {
+	m.value_above
+	not readable_unit_value(m)
+}
+
+over_magnitude(m) if {
+	m.value_above
+	readable_unit_value(m)
+	unit := to_number(input.resource.state[m.unit_value])
+	abs(input.action.quantities[m.quantity]) * unit > m.value_above
+}
+
+# METADATA
+# title: Readable quantity
+# description: The write carries the quantity m.quantity as a number.
+readable_quantity(m) if is_number(input.action.quantities[m.quantity])
+
+# METADATA
+# title: Readable unit value
+# description: The resource's state m.unit_value reads as a plain decimal number (12, -3.5).
+readable_unit_value(m) if regex.match(`^-?[0-9]+(\.[0-9]+)?$`, input.resource.state[m.unit_value])
 
 # METADATA
 # title: Needs step-up

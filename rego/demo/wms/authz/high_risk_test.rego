@@ -190,3 +190,36 @@ test_a_supervisor_approves_a_status_rollback if {
 	title := authz.operation_title with input as asked
 	title.en == "move an order's status back"
 }
+
+adjust(subject, qty, unit_cost) := object.union(
+	ask(subject, "inventory", "update", object.union(hf_item, {"state": {"unit_cost": unit_cost}})),
+	{"action": {"quantities": {"qty": qty}}},
+)
+
+test_a_small_inventory_adjustment_needs_step_up_but_no_approval if {
+	d := authz.decision with input as adjust(keeper_mfa, -5, "20.00")
+	d.allow
+	d.obligations.approval == null
+	d.high_risk == "inventory_change"
+	pwd := authz.decision with input as adjust(keeper_pwd, -5, "20.00")
+	pwd.status == 401
+}
+
+test_an_inventory_adjustment_above_the_quantity_or_value_is_held if {
+	many := authz.decision with input as adjust(keeper_mfa, -150, "1.00")
+	many.obligations.approval.operation == "inventory_change"
+	dear := authz.decision with input as adjust(keeper_mfa, 50, "200.00")
+	dear.obligations.approval.operation == "inventory_change"
+	edge := authz.decision with input as adjust(keeper_mfa, 100, "50")
+	edge.obligations.approval == null
+}
+
+test_an_unreadable_quantity_or_unit_cost_is_held if {
+	no_cost := authz.decision with input as adjust(keeper_mfa, 1, "n/a")
+	no_cost.obligations.approval.operation == "inventory_change"
+	text_qty := authz.decision with input as adjust(keeper_mfa, "1", "1.00")
+	text_qty.obligations.approval.operation == "inventory_change"
+	inp := object.union(ask(keeper_mfa, "inventory", "update", hf_item), {"action": {"quantities": {"qty": 1}}})
+	no_state := authz.decision with input as inp
+	no_state.obligations.approval.operation == "inventory_change"
+}
