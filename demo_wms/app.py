@@ -417,6 +417,30 @@ async def move_location(request: web.Request) -> web.Response:
                   "to": _inventory_row(db, body["warehouse"], body["to_location"], body["sku"])})
 
 
+async def transfer_stock(request: web.Request) -> web.Response:
+    """Move stock from one warehouse's location to another warehouse's location."""
+    db = request.app[DB_KEY]
+    body = await _body(request)
+    _require(body, {"sku": str, "qty": int, "from_warehouse": str, "from_location": str, "to_warehouse": str,
+                    "to_location": str})
+    src = _inventory_row(db, body["from_warehouse"], body["from_location"], body["sku"])
+    if src is None:
+        return _not_found()
+    if body["qty"] <= 0 or src["qty"] < body["qty"]:
+        raise BadRequest("qty must be positive and at most the source quantity")
+    user, now = _user(request), _now()
+    db.execute("UPDATE inventory SET qty = qty - ?, updated_at = ?, updated_by = ? "
+               "WHERE warehouse = ? AND location = ? AND sku = ?",
+               (body["qty"], now, user, body["from_warehouse"], body["from_location"], body["sku"]))
+    db.execute("INSERT INTO inventory VALUES (?,?,?,?,?,?,?) ON CONFLICT (warehouse, location, sku) "
+               "DO UPDATE SET qty = qty + excluded.qty, updated_at = excluded.updated_at, "
+               "updated_by = excluded.updated_by",
+               (body["to_warehouse"], body["to_location"], body["sku"], body["qty"], src["batch_no"], now, user))
+    db.commit()
+    return _json({"from": _inventory_row(db, body["from_warehouse"], body["from_location"], body["sku"]),
+                  "to": _inventory_row(db, body["to_warehouse"], body["to_location"], body["sku"])})
+
+
 async def stocktake(request: web.Request) -> web.Response:
     db = request.app[DB_KEY]
     body = await _body(request)
@@ -654,6 +678,7 @@ def create_app(db_path: Path, access_log: Path | None = None) -> web.Application
     r.add_get("/api/inventory/{warehouse}/{location}/{sku}", get_inventory)
     r.add_delete("/api/inventory/{warehouse}/{location}/{sku}", delete_inventory)
     r.add_post("/api/locations/move", move_location)
+    r.add_post("/api/transfers", transfer_stock)
     r.add_post("/api/stocktakes", stocktake)
     r.add_get("/api/batches", list_batches)
     r.add_get("/api/batches/{batch_no}", get_batch)

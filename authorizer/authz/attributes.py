@@ -60,6 +60,8 @@ class Resource:
         found: False when a lookup said the resource does not exist.
         state: for a write to one resource whose lookup names state fields, their current
             values (read fresh from the WMS); None otherwise.
+        also_at: the route's extra permissions over other places, with the places the
+            request names (``{"module", "verb", "attributes"}``, ``input.action.also`` entries).
     """
 
     kind: str
@@ -67,6 +69,7 @@ class Resource:
     attributes: dict[str, list[str]] = field(default_factory=dict)
     found: bool = True
     state: dict[str, str | None] | None = None
+    also_at: list[dict[str, Any]] = field(default_factory=list)
 
     def policy_input(self) -> dict[str, Any]:
         """The ``input.resource`` document (``state`` only when known)."""
@@ -170,6 +173,9 @@ class AttributeResolver:
             resource.attributes[tenant[0]] = [tenant[1]]
         if route.kind == "list":
             return resource
+        resource.also_at = [{"module": extra.module, "verb": extra.verb,
+                             "attributes": {dim: source_values(src, parts) for dim, src in extra.attributes.items()}}
+                            for extra in route.also_at]
         for dim, source in route.attributes.items():
             if tenant is not None and dim == tenant[0]:
                 continue  # the tenant was chosen from these values already

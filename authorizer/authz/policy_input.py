@@ -36,6 +36,7 @@ def build_policy_input(principal: Principal, route: Route, body: Any, resource: 
     """
     also = [{"module": m, "verb": v} for fld, (m, v) in route.also_when_body_has.items()
             if isinstance(body, dict) and fld in body]
+    also += resource.also_at  # permissions over other places (a transfer's target warehouse)
     action: dict[str, Any] = {"module": route.module, "verb": route.verb, "also": also}
     if resource.state is not None and isinstance(body, dict):  # the state the write asks for
         action["changes"] = {name: None if body[name] is None else str(body[name])

@@ -28,10 +28,11 @@ from authorizer.authz.scope import SCOPE_DIMENSIONS
 from authorizer.enforce.caller_identity import template_problems
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
-#: The domain's verbs (domain.md), and ``reveal``: a time-boxed reveal of a masked field
-#: (the gateway's own action, ``POST /_gateway/reveals``, never a WMS route's verb in practice).
+#: The domain's verbs (domain.md); ``receive`` (stock into a warehouse: the target side of a
+#: transfer); and ``reveal``: a time-boxed reveal of a masked field (the gateway's own action,
+#: ``POST /_gateway/reveals``, never a WMS route's verb in practice).
 VERBS = frozenset({"view", "create", "update", "delete", "pick", "scan", "review", "pack", "ship", "count",
-                   "move", "approve", "export", "reveal"})
+                   "move", "approve", "export", "reveal", "receive"})
 KINDS = frozenset({"item", "list", "bulk", "aggregate"})
 HTML_KINDS = frozenset({"tables", "none"})
 _SOURCE_RE = re.compile(r"^(path|query|body|const)\.([A-Za-z0-9_*.\-]+)$")
@@ -54,6 +55,21 @@ class Source:
 
     def __str__(self) -> str:
         return f"{self.kind}.{self.name}" if self.name else self.kind
+
+
+@dataclass(frozen=True)
+class ScopedPermission:
+    """An extra permission a route needs over another place than its resource (a transfer
+    needs ``inventory:receive`` in the target warehouse beside ``inventory:ship`` in the source).
+
+    Attributes:
+        module, verb: the permission.
+        attributes: scope dimension -> where the request names that place (``body.to_warehouse``).
+    """
+
+    module: str
+    verb: str
+    attributes: dict[str, Source]
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,8 @@ class Route:
             gateway's default (``enforcement:`` in its config).
         quantities: name -> top-level JSON body field holding a number the write's magnitude
             is judged by (``qty: delta``), given to the policy as ``input.action.quantities``.
+        also_at: extra permissions over other places (``input.action.also`` entries with
+            ``attributes``: each must be granted and the person's scope must cover its place).
     """
 
     method: str
@@ -143,6 +161,7 @@ class Route:
     body_identity: tuple[BodyIdentityField, ...] = ()
     enforcement: str | None = None
     quantities: dict[str, str] = field(default_factory=dict)
+    also_at: tuple[ScopedPermission, ...] = ()
 
     @property
     def key(self) -> str:
@@ -334,7 +353,7 @@ class _Parser:
         line = item.get("__line__")
         self.keys(item, {"route", "module", "verb", "kind", "resource", "attributes", "lookup", "list",
                          "also_when_body_has", "note", "html", "columns", "query", "body_identity",
-                         "enforcement", "quantities"}, "route")
+                         "enforcement", "quantities", "also_at"}, "route")
         html = item.get("html")
         if html is not None and html not in HTML_KINDS:
             raise self.fail(item.get("__line__"), f"html {html!r} is not one of {', '.join(sorted(HTML_KINDS))}")
@@ -381,7 +400,9 @@ class _Parser:
         if resource_id is not None:
             for part in TEMPLATE_PART.findall(str(resource_id)):
                 self.source(part, line, params)
+        also_at = self.also_at(item.get("also_at"), line, params)
         sources = list(attributes.values()) + ([lookup[1]] if lookup else [])
+        sources += [src for extra in also_at for src in extra.attributes.values()]
         sources += [self.source(p, line, params) for p in TEMPLATE_PART.findall(str(resource_id or ""))]
         body_identity = self.body_identity(item.get("body_identity"), line, method)
         quantities = self.quantities(item.get("quantities"), line, method)
@@ -397,7 +418,26 @@ class _Parser:
         return Route(method, template, segments, module, verb, kind, None if resource_id is None else str(resource_id),
                      attributes, lookup, list_spec, also, needs_body, line or 0, html, columns,
                      self.query_spec(item.get("query"), line), body_identity, self.enforcement(item, line),
-                     quantities)
+                     quantities, also_at)
+
+    def also_at(self, spec: Any, line: int | None, params: tuple[str, ...]) -> tuple[ScopedPermission, ...]:
+        if spec is None:
+            return ()
+        if not isinstance(spec, list):
+            raise self.fail(line, "also_at must be a list of {permission: module:verb, attributes: {...}}")
+        out = []
+        for extra in spec:
+            if not isinstance(extra, dict):
+                raise self.fail(line, "also_at entries must be {permission: module:verb, attributes: {...}}")
+            self.keys(extra, {"permission", "attributes"}, "also_at")
+            mod, _, vb = str(extra.get("permission", "")).rpartition(":")
+            if not _MODULE_RE.match(mod) or vb not in VERBS:
+                raise self.fail(line, f"also_at: {extra.get('permission')!r} must be 'module:verb'")
+            attrs = {k: v for k, v in (extra.get("attributes") or {}).items() if k != "__line__"}
+            if not attrs or not all(dim in SCOPE_DIMENSIONS for dim in attrs):
+                raise self.fail(line, "also_at: attributes must map scope dimensions to sources")
+            out.append(ScopedPermission(mod, vb, {dim: self.source(src, line, params) for dim, src in attrs.items()}))
+        return tuple(out)
 
     def quantities(self, spec: Any, line: int | None, method: str) -> dict[str, str]:
         if spec is None:

@@ -220,6 +220,35 @@ in_scope if {
 	every dim in module_def.dimensions {
 		dimension_in_scope(dim)
 	}
+	every extra in places_also_needed {
+		place_in_scope(extra)
+	}
+}
+
+# METADATA
+# title: Places also needed
+# description: >-
+#   Extra permissions over another place than the resource (input.action.also entries
+#   with attributes: a transfer's receive right in the target warehouse).
+# scope: document
+places_also_needed contains extra if {
+	some extra in input.action.also
+	extra.attributes
+}
+
+# METADATA
+# title: Place in scope
+# description: >-
+#   The place of an extra permission names a value on every dimension of its module
+#   and the person's scope covers each (an unknown module is never in scope).
+place_in_scope(extra) if {
+	dimensions := modules[extra.module].dimensions
+	every dim in dimensions {
+		count(object.get(extra.attributes, dim, [])) > 0
+		every value in extra.attributes[dim] {
+			covers(dim, value)
+		}
+	}
 }
 
 # METADATA

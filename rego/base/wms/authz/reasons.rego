@@ -21,7 +21,8 @@ else := [r | some code in reason_order; some r in sort([x | some x in reason_set
 reason_order := [
 	"self_approval", "already_decided", "no_roles", "grant_outside_window", "unknown_module",
 	"missing_permission", "not_found",
-	"scope_unresolved", "no_scope", "aggregate_needs_full_scope", "out_of_scope", "step_up_required", "allowed",
+	"scope_unresolved", "no_scope", "aggregate_needs_full_scope", "out_of_scope", "place_out_of_scope",
+	"step_up_required", "allowed",
 ]
 
 # METADATA
@@ -103,6 +104,20 @@ reason_set contains msg if {
 	not covers(dim, value)
 	scope := scope_text(dim)
 	msg := message("out_of_scope", [dim_name(dim, "zh-CN"), scope], [dim_name(dim, "en"), scope])
+}
+
+reason_set contains msg if {
+	not allow
+	permitted
+	some extra in places_also_needed
+	not place_in_scope(extra)
+	some dim in modules[extra.module].dimensions
+	some value in object.get(extra.attributes, dim, [""])
+	not covers(dim, value)
+	perm := concat(":", [extra.module, extra.verb])
+	scope := scope_text(dim)
+	zh := [perm, dim_name(dim, "zh-CN"), value, scope]
+	msg := message("place_out_of_scope", zh, [perm, dim_name(dim, "en"), value, scope])
 }
 
 # METADATA

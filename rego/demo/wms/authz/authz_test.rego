@@ -339,3 +339,27 @@ test_only_a_supervisor_may_reveal_a_masked_order_field_within_their_scope if {
 	elsewhere := authz.decision with input as request(hf_supervisor, "orders", "reveal", order("SH", "jd"))
 	not elsewhere.allow
 }
+
+receive_in(warehouse) := {"module": "inventory", "verb": "receive", "attributes": {"warehouse": [warehouse]}}
+
+transfer(subject, from, to) := {
+	"subject": subject,
+	"action": {"module": "inventory", "verb": "ship", "also": [receive_in(to)]},
+	"resource": {"kind": "item", "id": "T1", "attributes": {"warehouse": [from]}},
+}
+
+test_a_transfer_needs_ship_in_the_source_and_receive_in_the_target if {
+	both := {"warehouse": ["HF", "SH"], "channel": ["*"], "order_type": ["*"]}
+	ok := authz.decision with input as transfer(person(["warehouse_keeper"], both), "HF", "SH")
+	ok.allow
+	out := authz.decision with input as transfer(person(["warehouse_keeper"], hf_staff), "HF", "SH")
+	not out.allow
+	out.reasons[0].code == "place_out_of_scope"
+	contains(out.reasons[0].en, "inventory:receive is needed in warehouse SH")
+	back := authz.decision with input as transfer(person(["warehouse_keeper"], hf_staff), "SH", "HF")
+	back.reasons[0].code == "out_of_scope"
+	nowhere := authz.decision with input as transfer(person(["warehouse_keeper"], both), "HF", "")
+	not nowhere.allow
+	picker := authz.decision with input as transfer(person(["picker"], both), "HF", "SH")
+	picker.reasons[0].code == "missing_permission"
+}
