@@ -52,10 +52,15 @@ def route_map() -> RouteMap:
     return RouteMap.load(REPO / "config" / "routes.yaml")
 
 
+#: Endpoints the demo WMS has beyond the legacy API spec (a transfer between warehouses; the
+#: SKU master, read by the gateway's lookups only, is deliberately not a client route).
+DEMO_EXTENSIONS = [("POST", "/api/transfers")]
+
+
 def test_every_json_endpoint_of_the_legacy_api_is_mapped(route_map: RouteMap) -> None:
     mapped = {(r.method, r.template) for r in route_map.routes if r.template.startswith(("/api/", "/legacy/"))}
     assert len(LEGACY_API) == 34
-    assert set(LEGACY_API) == mapped
+    assert set(LEGACY_API) | set(DEMO_EXTENSIONS) == mapped
 
 
 def test_the_legacy_web_pages_are_mapped(route_map: RouteMap) -> None:
