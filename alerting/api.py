@@ -2,7 +2,8 @@
 
 ``GET /alerts?status=&rule=&limit=&offset=``, ``GET /alerts/{id}`` (with deliveries),
 ``POST /alerts/{id}/acknowledge`` and ``POST /alerts/{id}/resolve`` (JSON body
-``{"by": "<username>", "note": "..."}``), ``GET /status``. Every call needs
+``{"by": "<username>", "note": "..."}``), ``GET /status``, ``GET /step-up-demands`` (the
+people unresolved alerts of rules with ``demand_step_up`` name, polled by the gateway). Every call needs
 ``Authorization: Bearer <api token>``: the gateway, which authorizes the person
 through the policy first, holds it. ``GET /health`` is open.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -21,6 +23,8 @@ from alerting.store import ACKNOWLEDGED, OPEN, RESOLVED, AlertConflict, AlertSto
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
+#: How far back an unresolved alert still demands a step-up (ms): a day.
+DEMAND_LOOKBACK_MS = 24 * 3600 * 1000
 
 
 def _bad(name: str, zh: str, en: str) -> web.Response:
@@ -36,10 +40,12 @@ class AlertApi:
         status_of: returns the service's status document (sources, checkpoints, deliveries).
     """
 
-    def __init__(self, store: AlertStore, token: str, status_of: Callable[[], Awaitable[dict]]) -> None:
+    def __init__(self, store: AlertStore, token: str, status_of: Callable[[], Awaitable[dict]],
+                 step_up_rules: frozenset[str] = frozenset()) -> None:
         self._store = store
         self._token = token
         self._status_of = status_of
+        self._step_up_rules = step_up_rules
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
@@ -108,6 +114,12 @@ class AlertApi:
             return document(alert)
         return handler
 
+    async def step_up_demands(self, _request: web.Request) -> web.Response:
+        """``{"demands": [...]}``: people whose unresolved alerts (of rules with ``demand_step_up``,
+        seen within a day) demand a step-up on their next high-risk request; the gateway polls it."""
+        since = int(time.time() * 1000) - DEMAND_LOOKBACK_MS
+        return document({"demands": await self._store.step_up_demands(self._step_up_rules, since)})
+
     async def status(self, _request: web.Request) -> web.Response:
         """The service's status: sources and their checkpoints, pending deliveries."""
         return document(await self._status_of())
@@ -119,3 +131,4 @@ class AlertApi:
         app.router.add_post("/alerts/{alert_id}/acknowledge", self.guarded(self.change(ACKNOWLEDGED)))
         app.router.add_post("/alerts/{alert_id}/resolve", self.guarded(self.change(RESOLVED)))
         app.router.add_get("/status", self.guarded(self.status))
+        app.router.add_get("/step-up-demands", self.guarded(self.step_up_demands))

@@ -149,5 +149,5 @@ def create_app(config: AlertingConfig, rules: Rules | None = None) -> web.Applic
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/health", health)
     app.router.add_post("/events", Intake(engine, config.events_secret, config.max_event_bytes).handle)
-    AlertApi(store, config.api_token, status_of).add_routes(app)
+    AlertApi(store, config.api_token, status_of, rules.step_up_rules()).add_routes(app)
     return app

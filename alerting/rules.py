@@ -43,11 +43,14 @@ class Rule:
 @dataclass(frozen=True)
 class MultiDeviceRule(Rule):
     """Detector 1. ``min_devices`` distinct devices with live sessions; a login is live for
-    ``session_ttl_minutes`` unless its logout is seen."""
+    ``session_ttl_minutes`` unless its logout is seen. ``demand_step_up``: while the alert is
+    not resolved, the person's next high-risk request or approval through the gateway needs a
+    new step-up (a login after the alert's last sighting), whatever their token shows."""
 
     min_devices: int = 2
     session_ttl_minutes: int = 30
     group_window_minutes: int = 60
+    demand_step_up: bool = True
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,11 @@ class Rules:
     bulk_inventory_deletes: WindowCountRule = field(default_factory=lambda: WindowCountRule(threshold=5))
     field_reveals: WindowCountRule = field(default_factory=lambda: WindowCountRule(
         severity="medium", threshold=5, window_seconds=3600, group_window_minutes=60))
+
+    def step_up_rules(self) -> frozenset[str]:
+        """The rules whose unresolved alerts demand a step-up of the person they name."""
+        return frozenset(name for name in self.__dataclass_fields__
+                         if getattr(getattr(self, name), "demand_step_up", False) and getattr(self, name).enabled)
 
     def longest_window_ms(self) -> int:
         """The longest time any detector looks back (what a restart must replay), ms."""

@@ -299,6 +299,20 @@ class AlertStore:
         async with self.engine.connect() as conn:
             return [alert_document(r) for r in (await conn.execute(stmt)).mappings().all()]
 
+    async def step_up_demands(self, rules: frozenset[str], since_ms: int) -> list[dict[str, Any]]:
+        """The people unresolved alerts of ``rules`` seen since ``since_ms`` name: ``{"user_id",
+        "username", "since_ms" (when the alert opened: its first sighting, ms UTC), "alert_id",
+        "rule"}``."""
+        if not rules:
+            return []
+        stmt = select(alerts.c.alert_id, alerts.c.rule, alerts.c.first_seen_ms, alerts.c.facts).where(
+            alerts.c.rule.in_(sorted(rules)), alerts.c.status != RESOLVED, alerts.c.last_seen_ms >= since_ms)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [{"user_id": r["facts"]["user_id"], "username": r["facts"].get("username", ""),
+                 "since_ms": r["first_seen_ms"], "alert_id": r["alert_id"], "rule": r["rule"]}
+                for r in rows if isinstance(r["facts"], dict) and r["facts"].get("user_id")]
+
     async def counts(self) -> dict[str, int]:
         """How many alerts are in each status."""
         async with self.engine.connect() as conn:

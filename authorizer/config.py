@@ -259,11 +259,14 @@ class AlertingLink:
         url: the alerting service's base URL.
         api_token: its API bearer token (``api_token``, ``${ENV}`` or ``api_token_file``).
         timeout_seconds: limit of one call, seconds.
+        step_up_refresh_seconds: how often the gateway reads the people alerts flagged for a
+            step-up (``GET /step-up-demands``), seconds.
     """
 
     url: str
     api_token: str
     timeout_seconds: float = default(schema.AlertingFile, "timeout_seconds")
+    step_up_refresh_seconds: float = default(schema.AlertingFile, "step_up_refresh_seconds")
 
 
 @dataclass(frozen=True)
@@ -523,7 +526,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
             reviews_unreviewed=doc.access_reviews.unreviewed, review_sweep_seconds=doc.access_reviews.sweep_seconds,
             review_min_deadline_hours=doc.access_reviews.min_deadline_hours,
             alerting=None if alerting is None or alerting_token is None else AlertingLink(
-                alerting.url.rstrip("/"), alerting_token, alerting.timeout_seconds),
+                alerting.url.rstrip("/"), alerting_token, alerting.timeout_seconds, alerting.step_up_refresh_seconds),
             tls=None if tls is None else TlsSettings(resolve_path(base, tls.cert_file),
                                                      resolve_path(base, tls.key_file)),
             trust_ca_file=resolve_path(base, doc.trust.ca_file) if doc.trust.ca_file else None,

@@ -278,6 +278,7 @@ class AlertingFile(_Section):
     api_token: str | None = None
     api_token_file: str | None = None
     timeout_seconds: float = Field(5.0, gt=0)
+    step_up_refresh_seconds: float = Field(2.0, gt=0)
 
 
 class ApprovalsFile(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import time
@@ -23,6 +24,7 @@ from authorizer.authn.identity import JwksCache, TokenVerifier
 from authorizer.authn.oidc_rp import RelyingParty, RpSettings
 from authorizer.authn.revocation import RevocationCache, RevocationStore
 from authorizer.authn.sessions import SessionStore
+from authorizer.authn.step_up_demands import StepUpDemands
 from authorizer.authz.attributes import AttributeResolver
 from authorizer.authz.inprocess_pdp import InProcessPdp, InProcessSettings
 from authorizer.authz.pdp import DecisionPoint, OpaClient
@@ -230,6 +232,9 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             app[SSO] = sso
         reviews = ReviewService(ReviewStore(engine), access, signing_key) \
             if access is not None and signing_key is not None else None
+        alerts = alerts_api.AlertsClient(config.alerting, session) if config.alerting is not None else None
+        demands = None if alerts is None or config.alerting is None else StepUpDemands(
+            functools.partial(alerts_api.step_up_demands, alerts), config.alerting.step_up_refresh_seconds)
         app[GATEWAY] = Gateway(
             config=config,
             routes=routes,
@@ -252,18 +257,21 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             revocations=revocations,
             access=access,
             sso=sso,
-            alerts=alerts_api.AlertsClient(config.alerting, session) if config.alerting is not None else None,
+            alerts=alerts,
             enforcement=enforcement,
             metrics=metrics,
             reviews=reviews,
             mask_hasher=mask_hasher,
             reveals=reveals,
+            step_up_demands=demands,
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),
                                   name="approval-sweeper"),
                  loop.create_task(revocations.run_forever(), name="revocation-refresh"),
                  loop.create_task(reveals.run_forever(), name="reveal-refresh")]
+        if demands is not None:
+            tasks.append(loop.create_task(demands.run_forever(), name="step-up-demands"))
         if access is not None and config.keycloak_admin is not None:
             watcher = AdminEventWatcher(access, revocation_store, revocations,
                                         config.keycloak_admin.events_interval_seconds)

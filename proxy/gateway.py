@@ -13,6 +13,7 @@ from authorizer.approvals.store import ApprovalStore
 from authorizer.audit import AuditRecord, AuditStore, AuditWriter
 from authorizer.authn.identity import TokenVerifier
 from authorizer.authn.revocation import RevocationCache
+from authorizer.authn.step_up_demands import StepUpDemands
 from authorizer.authz.attributes import AttributeResolver
 from authorizer.authz.pdp import DecisionPoint, Obligations
 from authorizer.authz.routes import RouteMap
@@ -57,6 +58,7 @@ class Gateway:
     reviews: ReviewService | None = None
     mask_hasher: KeyedHasher | None = None
     reveals: RevealCache | None = None
+    step_up_demands: StepUpDemands | None = None
 
     def mask_kinds(self, obligations: Obligations) -> MaskKinds:
         """How a decision's masked fields are masked (its ``mask_kinds``, hashes under this

@@ -344,6 +344,9 @@ async def authenticate(request: web.Request, gw: Gateway) -> Principal:
         raise refusal("token_revoked", headers={"WWW-Authenticate": 'Bearer realm="wms", error="invalid_token", '
                                                                 'error_description="The token was revoked"'},
                       subject=(principal.user_id, principal.username, ",".join(principal.roles)))
+    since = gw.step_up_demands.since_ms(principal) if gw.step_up_demands is not None else None
+    if since is not None:  # a security alert: high-risk requests need an MFA login made since it
+        return dataclasses.replace(principal, alert_since_ms=since)
     return principal
 
 

@@ -53,6 +53,9 @@ class Principal:
         attributes: every verified claim of the token, by name (user attributes mapped
             into the token, e.g. the caller's staff id per WMS tenant); the WMS identity
             headers read them (``{attr:NAME}``).
+        alert_since_ms: when the newest unresolved security alert demanding a step-up of the
+            person opened (ms since the epoch, UTC; the gateway sets it from the alerting
+            service, :mod:`authorizer.authn.step_up_demands`; never from the token), or None.
     """
 
     user_id: str
@@ -68,10 +71,11 @@ class Principal:
     issued_at: int | None = None
     grants: tuple[tuple[str, int, int], ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    alert_since_ms: int | None = None
 
     def policy_subject(self) -> dict[str, Any]:
-        """The ``input.subject`` document sent to the PDP."""
-        return {
+        """The ``input.subject`` document sent to the PDP (``alert_since_ms`` only when set)."""
+        subject = {
             "id": self.user_id,
             "username": self.username,
             "roles": list(self.roles),
@@ -81,6 +85,9 @@ class Principal:
             "auth_time": self.auth_time,
             "grants": [{"role": r, "valid_from": f, "valid_until": u} for r, f, u in self.grants],
         }
+        if self.alert_since_ms is not None:
+            subject["alert_since_ms"] = self.alert_since_ms
+        return subject
 
 
 class AuthenticationError(Exception):

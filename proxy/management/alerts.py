@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from authorizer.authn.step_up_demands import DemandsUnavailable
 from authorizer.authz.routes import Route
 from authorizer.config import AlertingLink
 from proxy.responses import Refusal, refusal
@@ -88,6 +89,22 @@ class AlertsClient:
                 return resp.status, await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError):
             raise unavailable() from None
+
+
+async def step_up_demands(client: AlertsClient) -> list[dict[str, Any]]:
+    """The alerting service's step-up demands (``GET /step-up-demands``).
+
+    Raises:
+        DemandsUnavailable: the service is unreachable or answered without a demand list.
+    """
+    try:
+        status, answer = await client.call("GET", "/step-up-demands")
+    except Refusal as exc:
+        raise DemandsUnavailable(exc.code) from None
+    demands = answer.get("demands") if isinstance(answer, dict) else None
+    if status != 200 or not isinstance(demands, list):
+        raise DemandsUnavailable(f"the alerting service answered {status}")
+    return [d for d in demands if isinstance(d, dict)]
 
 
 async def fetch(client: AlertsClient, method: str, path: str, query: dict[str, str] | None = None,

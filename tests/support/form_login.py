@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from tests.support.device import TEST_DEVICE_UA
 from wmsgate.pkce import authorization_request
 
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
@@ -27,7 +28,7 @@ def browser_client() -> httpx.Client:
     there; Keycloak marks its session cookies ``Secure``, so this client clears the
     flag on what it stores (httpx would otherwise never send them over http).
     """
-    client = httpx.Client(timeout=30)
+    client = httpx.Client(timeout=30, headers={"User-Agent": TEST_DEVICE_UA})
 
     def loopback_secure_cookies(response: httpx.Response) -> None:
         response.read()

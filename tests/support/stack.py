@@ -14,6 +14,7 @@ import httpx
 import pyotp
 
 from tests.support.auditdb import AuditDb
+from tests.support.device import TEST_DEVICE_UA
 from tests.support.form_login import LoginFailed, code_flow_login
 from wmsgate.devstack import LocalStack
 from wmsgate.realm import demo_overlay
@@ -107,13 +108,15 @@ class Tokens:
         otp = username in OTP_USERS and issuer is None
         if otp:
             form["totp"] = self.next_code(username)
-        resp = httpx.post(f"{issuer or self.issuer}/protocol/openid-connect/token", data=form, timeout=30)
+        resp = httpx.post(f"{issuer or self.issuer}/protocol/openid-connect/token", data=form, timeout=30,
+                          headers={"User-Agent": TEST_DEVICE_UA})
         if otp and resp.status_code == 401:
             # A code sent as its 30-second window closes can arrive after it: try once more with
             # the next window's code (a wrong password still fails, with the same answer).
             time.sleep(1)
             form["totp"] = self.next_code(username)
-            resp = httpx.post(f"{self.issuer}/protocol/openid-connect/token", data=form, timeout=30)
+            resp = httpx.post(f"{self.issuer}/protocol/openid-connect/token", data=form, timeout=30,
+                              headers={"User-Agent": TEST_DEVICE_UA})
         assert resp.status_code == 200, f"login of {username} failed: {resp.status_code} {resp.text}"
         return resp.json()
 

@@ -107,6 +107,47 @@ step_up_requirement := high_risk_operations[operation].step_up
 
 step_up_requirement := approver_step_up if input.action.verb == "approve"
 
+step_up_requirement := alert_step_up if {
+	demanded_step_up
+	input.action.verb != "approve"
+	not high_risk_operations[operation].step_up
+}
+
+# METADATA
+# title: Step-up demanded by an alert
+# description: >-
+#   An unresolved security alert flagged the person (input.subject.alert_since_ms: when it
+#   opened, from the alerting service) and the request is high-risk or an approval: it
+#   needs an MFA login made at or after the alert, whatever else the token shows.
+# scope: document
+default demanded_step_up := false
+
+demanded_step_up if {
+	high_risk_operations[operation]
+	not stepped_up_since_alert
+}
+
+demanded_step_up if {
+	input.action.verb == "approve"
+	not stepped_up_since_alert
+}
+
+# METADATA
+# title: Stepped up since the alert
+# description: >-
+#   No alert flags the person, or their token shows the alert step-up's ACR from a login
+#   at or after the alert opened (auth_time in seconds, the alert in ms: the second it
+#   opened counts, so the MFA login that opened it is not asked again).
+# scope: document
+default stepped_up_since_alert := false
+
+stepped_up_since_alert if not input.subject.alert_since_ms
+
+stepped_up_since_alert if {
+	acr_levels[input.subject.acr] >= acr_levels[alert_step_up.acr]
+	input.subject.auth_time >= floor(input.subject.alert_since_ms / 1000)
+}
+
 # METADATA
 # title: Step-up satisfied
 # description: >-
@@ -181,6 +222,8 @@ needs_step_up if {
 	step_up_requirement
 	not step_up_satisfied
 }
+
+needs_step_up if demanded_step_up
 
 # METADATA
 # title: Approval violations

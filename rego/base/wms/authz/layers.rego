@@ -79,6 +79,13 @@ acr_levels := data.wms.base.high_risk.acr_levels
 approver_step_up := data.wms.base.high_risk.approver_step_up
 
 # METADATA
+# title: Alert step-up
+# description: >-
+#   The ACR and freshness a person flagged by a security alert (a login from a new device)
+#   needs on their next high-risk request or approval (the gateway's).
+alert_step_up := data.wms.base.high_risk.alert_step_up
+
+# METADATA
 # title: Site messages
 # description: The deployment's extra reason messages (data.wms.messages), empty when none.
 # scope: document

@@ -223,3 +223,28 @@ test_an_unreadable_quantity_or_unit_cost_is_held if {
 	no_state := authz.decision with input as inp
 	no_state.obligations.approval.operation == "inventory_change"
 }
+
+# keeper_mfa logged in 10 s before now_ms; an alert 60 s before now_ms predates that login,
+# one 5 s before now_ms came after it
+flagged(subject, alert_age_seconds) := object.union(subject, {"alert_since_ms": now_ms - (alert_age_seconds * 1000)})
+
+test_an_alert_makes_the_next_high_risk_request_step_up_until_an_mfa_login_after_it if {
+	held := authz.decision with input as ask(flagged(keeper_mfa, 5), "inventory", "update", hf_item)
+	held.status == 401
+	held.obligations.step_up == {"acr_values": "mfa", "max_age": 600}
+	after := authz.decision with input as ask(flagged(keeper_mfa, 60), "inventory", "update", hf_item)
+	after.allow
+
+	# an operation without a step-up of its own asks for the alert's; a password login never clears it
+	batch := authz.decision with input as ask(flagged(keeper_pwd, 60), "batches", "update", hf_item)
+	batch.status == 401
+	batch.obligations.step_up == {"acr_values": "mfa", "max_age": 300}
+	contains(batch.reasons[0].en, "change a batch")
+
+	# approvals too; ordinary requests are not affected
+	ballot := approve(flagged(supervisor_mfa, 5), "inventory", hf_item, "inventory_change", "k", [])
+	vote := authz.decision with input as ballot
+	vote.status == 401
+	view := authz.decision with input as ask(flagged(keeper_pwd, 5), "inventory", "view", hf_item)
+	view.allow
+}

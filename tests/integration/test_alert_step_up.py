@@ -1,0 +1,75 @@
+"""Alerts that act, through the real Keycloak, alerting service, proxy and OPA: a login from a
+new device (multi_device_login) makes the person's next high-risk request need a step-up, even
+one that otherwise needs only approval, and resolving the alert ends it. (That an MFA login
+after the alert clears it is the policy's rule, tested in rego/demo/wms/authz/high_risk_test.rego:
+this throwaway keeper has no OTP.)"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.support.alerting import alerts_api, login_from, wait_alert
+from tests.support.stack import Stack, assert_refused
+
+
+def _batch_change(stack: Stack, client: httpx.Client) -> httpx.Response:
+    with stack.wms() as wms:
+        batch = wms.get("/api/batches", params={"warehouse": "SZ", "page_size": 1}).json()["items"][0]
+    return client.patch(f"/api/batches/{batch['batch_no']}", json={"lot": "LOT-ALERT"})
+
+
+def _withdraw(client: httpx.Client, resp: httpx.Response) -> None:
+    assert resp.status_code == 202, resp.text
+    client.post(f"{resp.headers['Location']}/withdraw")
+
+
+def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_a_new_device_login_makes_the_next_high_risk_request_step_up(
+        stack: Stack, throwaway_user: Callable[..., tuple[str, str]]) -> None:
+    user, user_id = throwaway_user("keeper")
+    admin = stack.keycloak_admin()
+    admin.assign_realm_roles(user_id, [admin.get_realm_role("warehouse_keeper")])
+    admin.update_user(user_id, {"attributes": {"wms_warehouse": ["SZ"], "wms_channel": ["*"],
+                                               "wms_order_type": ["*"]}})
+    password_token = stack.tokens.get(user)  # a login before the alert
+    with httpx.Client(base_url=stack.proxy, timeout=30,
+                      headers={"Authorization": f"Bearer {password_token}"}) as before:
+        _withdraw(before, _batch_change(stack, before))  # approval only: no step-up so far
+        started_ms = int(time.time() * 1000)
+        desk, pda = "Mozilla/5.0 (Windows NT 10.0; Win64) KeeperDesk/2", "Mozilla/5.0 (Linux; Android 14; PDA-SZ-03)"
+        assert login_from(stack, user, "127.0.0.2", desk).status_code == 200
+        assert login_from(stack, user, "127.0.0.3", pda).status_code == 200
+        alert = wait_alert(stack, lambda a: a["rule"] == "multi_device_login" and a["subject"] == user
+                           and a["first_seen_ms"] >= started_ms)
+        try:
+            challenged = _until(lambda: (r := _batch_change(stack, before)).status_code == 401 and r, 15,
+                                "the gateway to learn of the alert")
+            body = assert_refused(challenged, 401, "step_up_required")
+            assert "mfa" in challenged.headers["WWW-Authenticate"] and "max_age=300" in challenged.headers[
+                "WWW-Authenticate"]
+            assert "change a batch" in body["reason_en"]
+            assert before.get("/api/batches", params={"warehouse": "SZ", "page_size": 1}).status_code == 200
+        finally:  # every device set seen makes its own alert: resolve them all
+            ours = [a for a in alerts_api(stack)["alerts"] if a["subject"] == user and a["status"] != "resolved"]
+            assert alert["alert_id"] in {a["alert_id"] for a in ours}
+            with stack.client("admin1") as admin:
+                for found in ours:
+                    assert admin.post(f"/_gateway/alerts/{found['alert_id']}/resolve",
+                                      json={"note": "the keeper's own PDA"}).status_code == 200
+        # resolved: the old password login is enough again (once the gateway refreshed)
+        again = _until(lambda: (r := _batch_change(stack, before)).status_code == 202 and r, 15,
+                       "the gateway to learn the alert was resolved")
+        _withdraw(before, again)
