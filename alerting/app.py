@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -34,6 +35,7 @@ from alerting.notifiers import (
 from alerting.rules import Rules, load_rules
 from alerting.store import AlertStore, now_ms, service_status
 from authorizer.db import make_engine
+from authorizer.iam.not_me import LINK_LIFETIME_MS, NotMeClaim, NotMeLinks
 from authorizer.tls import client_context
 from keycloak import KeycloakAdmin
 
@@ -87,6 +89,25 @@ async def _forget_old_events(store: AlertStore, days: int) -> None:
         await asyncio.sleep(3600)
 
 
+def not_me_decorator(config: AlertingConfig, rules: Rules) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """What adds a "not me" link (:mod:`authorizer.iam.not_me`, on the gateway at ``console_url``,
+    valid a day) to the messages of alerts about a person's login (rules with ``demand_step_up``);
+    None without a ``console_url``."""
+    if not config.console_url:
+        return None
+    links, base, login_rules = NotMeLinks(config.api_token), config.console_url, rules.step_up_rules()
+
+    def decorate(alert: dict[str, Any]) -> dict[str, Any]:
+        facts = alert.get("facts") or {}
+        if alert.get("rule") not in login_rules or not facts.get("user_id"):
+            return alert
+        claim = NotMeClaim(str(facts["user_id"]), str(facts.get("username") or alert.get("subject") or ""),
+                           str(alert["alert_id"]), int(time.time() * 1000) + LINK_LIFETIME_MS)
+        return {**alert, "facts": {**facts, "not_me_url": links.url(base, claim)}}
+
+    return decorate
+
+
 def create_app(config: AlertingConfig, rules: Rules | None = None) -> web.Application:
     """The service as an aiohttp application (background tasks start with it).
 
@@ -103,7 +124,7 @@ def create_app(config: AlertingConfig, rules: Rules | None = None) -> web.Applic
     store = AlertStore(config.store_url)
     notifiers: dict[str, Notifier] = {}  # filled at startup (they share one HTTP session)
     worker = DeliveryWorker(store, notifiers, config.retry_initial_seconds, config.retry_max_seconds,
-                            config.pacing)
+                            config.pacing, not_me_decorator(config, rules))
     admin = None
     if config.keycloak is not None:
         k = config.keycloak

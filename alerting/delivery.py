@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,10 +57,13 @@ class DeliveryWorker:
         retry_initial_seconds: first retry delay, seconds.
         retry_max_seconds: longest retry delay, seconds.
         pacing: robot pacing and escalation (default: :class:`Pacing`'s).
+        decorate: adds to an alert what only its messages carry (a "not me" link), or None.
     """
 
     def __init__(self, store: AlertStore, notifiers: Mapping[str, Notifier], retry_initial_seconds: float = 1.0,
-                 retry_max_seconds: float = 300.0, pacing: Pacing | None = None) -> None:
+                 retry_max_seconds: float = 300.0, pacing: Pacing | None = None,
+                 decorate: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
+        self._decorate = decorate
         self._pacing = pacing or Pacing()
         self._clocks: dict[str, _RobotClock] = {}
         self._store = store
@@ -68,6 +71,11 @@ class DeliveryWorker:
         self._initial = retry_initial_seconds
         self._max = retry_max_seconds
         self._wake = asyncio.Event()
+
+    async def _alert(self, alert_id: str) -> dict[str, Any] | None:
+        """The alert as its messages show it (decorated), or None when the store has none."""
+        alert = await self._store.alert(alert_id)
+        return alert if alert is None or self._decorate is None else self._decorate(alert)
 
     def wake(self) -> None:
         """Look for due deliveries now."""
@@ -88,7 +96,7 @@ class DeliveryWorker:
             notifier = self._notifiers.get(row["notifier"])
             if notifier is not None and hasattr(notifier, "send_many"):
                 if row["alert_id"] not in alerts:  # one read per alert, however many deliveries it has
-                    alerts[row["alert_id"]] = await self._store.alert(row["alert_id"])
+                    alerts[row["alert_id"]] = await self._alert(row["alert_id"])
                 alert = alerts[row["alert_id"]]
                 rule = alert["rule"] if alert is not None else ""
                 robots.setdefault((row["notifier"], rule, row.get("purpose") or ""), []).append(row)
@@ -147,7 +155,7 @@ class DeliveryWorker:
     async def _attempt(self, row: dict) -> None:
         attempts = row["attempts"] + 1
         notifier = self._notifiers.get(row["notifier"])
-        alert = await self._store.alert(row["alert_id"])
+        alert = await self._alert(row["alert_id"])
         try:
             if notifier is None:
                 raise NotifierError(f"notifier {row['notifier']!r} is not configured; waiting for it to come back")

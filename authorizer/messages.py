@@ -234,6 +234,8 @@ CATALOG: MappingProxyType[str, Message] = MappingProxyType({
     "policy_engine_unavailable": Message(503, "策略引擎(OPA)暂不可用,无法读取角色权限,请稍后重试",
                                          "the policy engine (OPA) is unavailable, so role permissions cannot be "
                                          "read; try again later", retry_after=5),
+    "not_me_link_invalid": Message(400, "此“不是我”链接无效或已过期({why}),请联系安全团队",
+                                   "this \"not me\" link is invalid or expired ({why}); contact the security team"),
     "reveal_not_a_record": Message(400, "只能对单条记录的字段申请临时查看:{path} 不是已登记的单条记录地址(GET)",
                                    "a reveal is of one field of one record: {path} is not a mapped single-record "
                                    "route (GET)"),
@@ -294,6 +296,10 @@ TEXTS: MappingProxyType[str, Text] = MappingProxyType({
     "title_login_not_completed": Text("登录未完成", "Login not completed"),
     "title_log_out": Text("退出登录", "Log out"),
     "title_logged_out": Text("您已退出登录", "You are logged out"),
+    "title_not_me": Text("不是我本人登录?", "Not you?"),
+    "title_not_me_done": Text("所有会话已结束", "Every session has ended"),
+    "not_me_note": Text("非本人登录:已通过告警链接结束该账号的所有会话",
+                        "not me: every session of the account ended through the alert's link"),
     "title_nothing_to_show": Text("没有可显示的记录", "Nothing to show"),
     # the admin console (proxy/management/console*.py, proxy/console_pages.py)
     "title_approvals": Text("审批", "Approvals"),

@@ -36,6 +36,7 @@ from authorizer.enforce.mask_kinds import KeyedHasher
 from authorizer.enforce.reveals import RevealCache, RevealStore
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.iam.grants import GrantStore
+from authorizer.iam.not_me import NotMeLinks
 from authorizer.iam.review_service import ReviewService, run_review_sweeper
 from authorizer.iam.reviews import ReviewStore
 from authorizer.messages import TEXTS
@@ -49,6 +50,7 @@ from proxy.management import alerts as alerts_api
 from proxy.management import api_routes, console, console_alerts, console_reviews
 from proxy.management import approvals as approvals_api
 from proxy.management import auth as auth_api
+from proxy.management import not_me as not_me_api
 from proxy.management import reviews as reviews_api
 from proxy.management.health import health_handler
 from proxy.metrics import GatewayMetrics, management_app, start_management
@@ -106,7 +108,20 @@ def gateway_endpoints(config: GatewayConfig) -> web.Application:
         in_process=lambda a: a.get(IN_PROCESS_PDP)))
     approvals_api.add_routes(endpoints)
     api_routes.add_routes(endpoints)
+    not_me_api.add_routes(endpoints)
     return endpoints
+
+
+def _not_me_links(config: GatewayConfig) -> NotMeLinks | None:
+    """The checker of alerts' "not me" links (keyed on the alert API token), or None without
+    an alerting link (or with a token too short to key them)."""
+    if config.alerting is None:
+        return None
+    try:
+        return NotMeLinks(config.alerting.api_token)
+    except ValueError as exc:
+        log.warning("not-me links are off: %s", exc)
+        return None
 
 
 async def _decision_point(app: web.Application, session: aiohttp.ClientSession, opa: OpaSettings) -> DecisionPoint:
@@ -264,6 +279,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             mask_hasher=mask_hasher,
             reveals=reveals,
             step_up_demands=demands,
+            not_me=_not_me_links(config),
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),

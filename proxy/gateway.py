@@ -23,6 +23,7 @@ from authorizer.enforce.exports import EXPORT_APPROVAL_PARAM
 from authorizer.enforce.mask_kinds import KeyedHasher, MaskKinds
 from authorizer.enforce.reveals import RevealCache
 from authorizer.iam.access import AccessService
+from authorizer.iam.not_me import NotMeLinks
 from authorizer.iam.review_service import ReviewService
 from proxy.forward import Forwarder
 from proxy.management.alerts import AlertsClient
@@ -59,6 +60,7 @@ class Gateway:
     mask_hasher: KeyedHasher | None = None
     reveals: RevealCache | None = None
     step_up_demands: StepUpDemands | None = None
+    not_me: NotMeLinks | None = None
 
     def mask_kinds(self, obligations: Obligations) -> MaskKinds:
         """How a decision's masked fields are masked (its ``mask_kinds``, hashes under this

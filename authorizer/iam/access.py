@@ -33,6 +33,19 @@ log = logging.getLogger(__name__)
 BUILT_IN_ROLES = frozenset({"offline_access", "uma_authorization"})
 
 
+async def _end_all_sessions(kc: KeycloakAdmin, user_id: str, report: ChangeReport) -> None:
+    """End every Keycloak session and offline token of ``user_id`` (steps noted on ``report``).
+
+    Raises:
+        KeycloakError: Keycloak failed part-way.
+    """
+    await kc.a_user_logout(user_id)
+    report.steps.append("all sessions ended")
+    for consent in await kc.a_user_consents(user_id):
+        await kc.a_revoke_consent(user_id, consent["clientId"])
+    report.steps.append("offline tokens revoked")
+
+
 class AccessError(CatalogError):
     """An access change cannot be made: a :data:`~authorizer.messages.CATALOG` entry (``status``
     is the HTTP status to answer with)."""
@@ -251,11 +264,28 @@ class AccessService:
             attributes = {k: v for k, v in (user.get("attributes") or {}).items() if not k.startswith("wms_")}
             await kc.a_update_user(user["id"], {"attributes": attributes, "enabled": False})
             report.steps.append("data scope and grants removed")
-            await kc.a_user_logout(user["id"])
-            report.steps.append("all sessions ended")
-            for consent in await kc.a_user_consents(user["id"]):
-                await kc.a_revoke_consent(user["id"], consent["clientId"])
-            report.steps.append("offline tokens revoked")
+            await _end_all_sessions(kc, user["id"], report)
+        except KeycloakError as exc:
+            report.steps.append(f"Keycloak failed part-way: {exc}; tokens stay revoked")
+            raise AccessError("identity_provider_error_partial", detail=exc) from exc
+        return report
+
+    async def end_sessions(self, user_id: str, reason: str, actor: str) -> ChangeReport:
+        """End every session of a person whose login was not theirs ("not me"): tokens issued
+        until now are refused, every Keycloak session and offline token ends. Roles, scope and
+        the account stay (they change their password and log in again).
+
+        Raises:
+            AccessError: unknown user or Keycloak failure (tokens stay revoked).
+        """
+        try:
+            user = await self._kc().a_get_user(user_id)
+        except KeycloakError as exc:
+            raise AccessError("user_not_found", username=user_id) from exc
+        report = ChangeReport(str(user.get("username", "")), user_id)
+        await self._revoke(report, f"not me: {reason}", actor)
+        try:
+            await _end_all_sessions(self._kc(), user_id, report)
         except KeycloakError as exc:
             report.steps.append(f"Keycloak failed part-way: {exc}; tokens stay revoked")
             raise AccessError("identity_provider_error_partial", detail=exc) from exc
