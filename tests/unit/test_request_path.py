@@ -103,6 +103,7 @@ def test_every_gateway_endpoint_answers_an_unexpected_error_with_the_bilingual_5
             sso = gw.app[SSO]
             sso.sessions = Boom()  # type: ignore[assignment]  # the logins and logouts
             sso.rp = Boom()  # type: ignore[assignment]
+            gateway.not_me = Boom()  # type: ignore[assignment]  # the "not me" link's check
             monkeypatch.setattr(gw.app[JWKS], "fetch", _boom)  # the health probe
             monkeypatch.setattr(auth_api, "logged_out_page", _sync_boom)
             _fail_inside(gw.app, console.home)  # a redirect that uses no collaborator
