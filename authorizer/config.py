@@ -34,6 +34,8 @@ class OidcSettings:
         roles_claim: dotted path to the realm roles list (``realm_access.roles``).
         scope_claim: claim holding the data scope object ``{warehouse, channel, order_type}``.
         grants_claim: claim listing temporary grants as ``role|valid_from|valid_until``.
+        reports_to_claim: claim listing the usernames the person reports to (their reporting
+            line, for approver predicates).
     """
 
     issuer: str
@@ -45,6 +47,7 @@ class OidcSettings:
     roles_claim: str = default(schema.OidcFile, "roles_claim")
     scope_claim: str = default(schema.OidcFile, "scope_claim")
     grants_claim: str = default(schema.OidcFile, "grants_claim")
+    reports_to_claim: str = default(schema.OidcFile, "reports_to_claim")
 
 
 @dataclass(frozen=True)
@@ -511,7 +514,8 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
                 issuer=doc.oidc.issuer.rstrip("/"), audience=doc.oidc.audience, algorithms=tuple(doc.oidc.algorithms),
                 leeway_seconds=doc.oidc.leeway_seconds, jwks_min_refresh_seconds=doc.oidc.jwks_min_refresh_seconds,
                 username_claim=doc.oidc.username_claim, roles_claim=doc.oidc.roles_claim,
-                scope_claim=doc.oidc.scope_claim, grants_claim=doc.oidc.grants_claim),
+                scope_claim=doc.oidc.scope_claim, grants_claim=doc.oidc.grants_claim,
+                reports_to_claim=doc.oidc.reports_to_claim),
             opa=_opa(base, doc.opa),
             upstream=_upstream(base, up),
             audit=_audit(base, doc.audit),

@@ -71,6 +71,7 @@ class OidcFile(_Section):
     roles_claim: str = "realm_access.roles"
     scope_claim: str = "wms_scope"
     grants_claim: str = "wms_grants"
+    reports_to_claim: str = "wms_reports_to"
 
 
 class OpaFile(_Section):

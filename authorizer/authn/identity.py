@@ -53,6 +53,9 @@ class Principal:
         attributes: every verified claim of the token, by name (user attributes mapped
             into the token, e.g. the caller's staff id per WMS tenant); the WMS identity
             headers read them (``{attr:NAME}``).
+        reports_to: usernames the person reports to (their reporting line, from the
+            ``wms_reports_to`` claim): an operation may refuse them as approvers of the
+            person's requests.
         alert_since_ms: when the newest unresolved security alert demanding a step-up of the
             person opened (ms since the epoch, UTC; the gateway sets it from the alerting
             service, :mod:`authorizer.authn.step_up_demands`; never from the token), or None.
@@ -72,9 +75,11 @@ class Principal:
     grants: tuple[tuple[str, int, int], ...] = ()
     attributes: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     alert_since_ms: int | None = None
+    reports_to: tuple[str, ...] = ()
 
     def policy_subject(self) -> dict[str, Any]:
-        """The ``input.subject`` document sent to the PDP (``alert_since_ms`` only when set)."""
+        """The ``input.subject`` document sent to the PDP (``alert_since_ms`` and ``reports_to``
+        only when set)."""
         subject = {
             "id": self.user_id,
             "username": self.username,
@@ -87,6 +92,8 @@ class Principal:
         }
         if self.alert_since_ms is not None:
             subject["alert_since_ms"] = self.alert_since_ms
+        if self.reports_to:
+            subject["reports_to"] = list(self.reports_to)
         return subject
 
 
@@ -293,6 +300,7 @@ class TokenVerifier:
             token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
             issued_at=int(claims["iat"]) if isinstance(claims.get("iat"), (int, float)) else None,
             grants=tuple(parse_grant(g) for g in _strings(claims.get(self._s.grants_claim))),
+            reports_to=tuple(_strings(claims.get(self._s.reports_to_claim))),
             attributes=dict(claims),
         )
 

@@ -60,6 +60,9 @@ async def _policy(gw: Gateway, principal: Principal, approval: Approval, client_
         "request": {"method": "POST", "route": "/_gateway/approvals/{id}", "client_ip": client_ip,
                     "time_ms": now_ms()},
         "approval": {"id": approval.approval_id, "operation": row["operation"], "requester_id": row["requester_id"],
+                     "requester_username": row["requester_username"],
+                     # the requester's reporting line when they asked (their token's, kept with the request)
+                     "requester_reports_to": (row["decision_input"] or {}).get("subject", {}).get("reports_to", []),
                      "deciders": approval.deciders(), "status": approval.status},
     }
     try:

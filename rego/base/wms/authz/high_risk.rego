@@ -238,3 +238,38 @@ approval_violations contains message("already_decided", [], []) if {
 	input.action.verb == "approve"
 	input.subject.id in input.approval.deciders
 }
+
+approval_violations contains message("approver_in_reporting_line", [requester], [requester]) if {
+	input.action.verb == "approve"
+	approver_predicates.not_reporting_line == true
+	requester := object.get(input.approval, "requester_username", "")
+	in_reporting_line(requester)
+}
+
+approval_violations contains message("approver_role_required", [roles], [roles]) if {
+	input.action.verb == "approve"
+	count(object.get(approver_predicates, "roles", [])) > 0
+	count({role | some role in effective_roles; role in approver_predicates.roles}) == 0
+	roles := concat(", ", sort(approver_predicates.roles))
+}
+
+# METADATA
+# title: Approver predicates
+# description: >-
+#   Who may approve the operation being decided beyond <module>:approve, its scope and
+#   four-eyes (approval.approvers of the operation): roles (one of them), not_reporting_line
+#   (never the requester's manager or report).
+# scope: document
+default approver_predicates := {}
+
+approver_predicates := high_risk_operations[input.approval.operation].approval.approvers
+
+# METADATA
+# title: In the reporting line
+# description: >-
+#   The approver is someone the requester reports to (input.approval.requester_reports_to,
+#   kept from the requester's token), or the requester is someone the approver reports to.
+# scope: document
+in_reporting_line(_) if input.subject.username in object.get(input.approval, "requester_reports_to", [])
+
+in_reporting_line(requester) if requester in object.get(input.subject, "reports_to", [])

@@ -19,7 +19,8 @@ else := [r | some code in reason_order; some r in sort([x | some x in reason_set
 # title: Reason order
 # description: Which reason is the main one when several apply.
 reason_order := [
-	"self_approval", "already_decided", "no_roles", "grant_outside_window", "unknown_module",
+	"self_approval", "already_decided", "approver_in_reporting_line", "approver_role_required",
+	"no_roles", "grant_outside_window", "unknown_module",
 	"missing_permission", "not_found",
 	"scope_unresolved", "no_scope", "aggregate_needs_full_scope", "out_of_scope", "place_out_of_scope",
 	"step_up_required", "allowed",

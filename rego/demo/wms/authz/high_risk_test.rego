@@ -248,3 +248,39 @@ test_an_alert_makes_the_next_high_risk_request_step_up_until_an_mfa_login_after_
 	view := authz.decision with input as ask(flagged(keeper_pwd, 5), "inventory", "view", hf_item)
 	view.allow
 }
+
+reporting(ballot, reports_to) := object.union(
+	ballot,
+	{"approval": {"requester_username": "k", "requester_reports_to": reports_to}},
+)
+
+test_a_manager_may_not_approve_their_reports_batch_change if {
+	ballot := approve(supervisor_mfa, "batches", hf_item, "batch_change", "k", [])
+	boss := authz.decision with input as reporting(ballot, ["s"])
+	not boss.allow
+	boss.reasons[0].code == "approver_in_reporting_line"
+	contains(boss.reasons[0]["zh-CN"], "k")
+	outside := authz.decision with input as reporting(ballot, ["someone-else"])
+	outside.allow
+
+	# the other way round: the requester is the approver's manager
+	report := object.union(reporting(ballot, []), {"subject": {"reports_to": ["k"]}})
+	up := authz.decision with input as report
+	up.reasons[0].code == "approver_in_reporting_line"
+
+	# an operation without the predicate does not look at the line
+	inventory := approve(supervisor_mfa, "inventory", hf_item, "inventory_change", "k", [])
+	free := authz.decision with input as reporting(inventory, ["s"])
+	free.allow
+}
+
+test_an_approver_role_predicate_names_the_roles if {
+	ops := {"role_gated": {
+		"title": {"zh-CN": "x", "en": "x"}, "when": {"module": "batches", "verbs": ["update"]},
+		"approval": {"approvals": 2, "expires_hours": 1, "approvers": {"roles": ["finance", "sysadmin"]}},
+	}}
+	d := authz.decision with input as approve(supervisor_mfa, "batches", hf_item, "role_gated", "k", [])
+		with data.wms.high_risk as {"operations": ops}
+	d.reasons[0].code == "approver_role_required"
+	contains(d.reasons[0].en, "finance, sysadmin")
+}
