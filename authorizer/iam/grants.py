@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -67,9 +68,19 @@ def shanghai(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, SHANGHAI).isoformat(timespec="minutes")
 
 
+#: The longest a grant given in ``hours`` may last (30 days).
+MAX_GRANT_HOURS = 720
+
+
 @dataclass(frozen=True)
 class GrantRow:
-    """One line of a bulk grant (the CSV columns of ``wmsgate access bulk-grant``)."""
+    """One line of a bulk grant (the CSV columns of ``wmsgate access bulk-grant``).
+
+    The window is ``valid_from``/``valid_until`` (absolute, Asia/Shanghai when no offset), or
+    ``hours``: then it starts when the row is parsed to be carried out, which for a held
+    (four-eyes) grant is when it is approved and runs, so waiting for approval does not eat
+    into the time granted (JIT access). Times are epoch seconds (UTC).
+    """
 
     username: str
     display_name: str
@@ -96,6 +107,18 @@ class GrantRow:
                  for dim, col in (("warehouse", "warehouses"), ("channel", "channels"), ("order_type", "order_types"))}
         if not all(scope.values()):
             raise GrantError(f"{where}: warehouses, channels and order_types are required (* = all)")
+        hours = str(row.get("hours") or "").strip()
+        if hours:  # the clock starts when the grant is made: at approval when it is held
+            if str(row.get("valid_from") or "").strip() or str(row.get("valid_until") or "").strip():
+                raise GrantError(f"{where}: give hours or valid_from/valid_until, not both")
+            try:
+                seconds = round(float(hours) * 3600)
+            except ValueError:
+                raise GrantError(f"{where}: hours {hours!r} must be a number") from None
+            if not 0 < seconds <= MAX_GRANT_HOURS * 3600:
+                raise GrantError(f"{where}: hours must be more than 0 and at most {MAX_GRANT_HOURS}")
+            now = int(time.time())
+            return cls(username, str(row.get("display_name", "")).strip()[:100], role, scope, now, now + seconds)
         start = parse_time(str(row.get("valid_from", "")), f"{where} valid_from")
         end = parse_time(str(row.get("valid_until", "")), f"{where} valid_until")
         if end <= start:

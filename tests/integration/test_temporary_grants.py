@@ -124,3 +124,27 @@ def test_an_admin_ends_a_temporary_grant_early_and_the_person_is_refused_at_once
     assert "picker" not in {r["name"] for r in admin.get_realm_roles_of_user(user_id)}
     [row] = stack.audit.sql("SELECT swept_ms, note FROM grants WHERE grant_id = :g", {"g": grant_id})
     assert row["swept_ms"] is not None and row["note"] == "role and window removed"
+
+
+def test_a_grant_given_in_hours_starts_when_it_is_approved(
+        stack: Stack, throwaway_user: Callable[..., tuple[str, str]]) -> None:
+    """JIT access: a grant of ``hours`` held for four-eyes approval starts at the approval, so
+    the wait for the second admin does not eat into the time granted."""
+    username, _ = throwaway_user("jit")
+    row = {"username": username, "display_name": "", "role": "temp_picker", "warehouses": "HF", "channels": "*",
+           "order_types": "*", "hours": "2"}
+    with httpx.Client(base_url=stack.proxy, timeout=60,
+                      headers={"Authorization": f"Bearer {stack.tokens.mfa('admin1')}"}) as admin1:
+        held = admin1.post("/_gateway/access/bulk-grant", json={"rows": [row]})
+        both = admin1.post("/_gateway/access/bulk-grant", json={"rows": [{**row, "valid_from": "2026-01-01T00:00"}]})
+    assert held.status_code == 202, held.text
+    assert_refused(both, 400, "bad_grant")
+    time.sleep(3)  # the second admin takes a while
+    approved_at = int(time.time())
+    with httpx.Client(base_url=stack.proxy, timeout=60,
+                      headers={"Authorization": f"Bearer {stack.tokens.mfa('admin2')}"}) as admin2:
+        done = admin2.post(f"{held.headers['Location']}/approve").json()
+    assert done["status"] == "executed" and done["result"]["status"] == 200, done
+    [grant] = stack.audit.sql("SELECT valid_from_s, valid_until_s FROM grants WHERE username = :u", {"u": username})
+    assert approved_at - 1 <= grant["valid_from_s"] <= approved_at + 5  # from the approval, not the request
+    assert grant["valid_until_s"] - grant["valid_from_s"] == 2 * 3600
