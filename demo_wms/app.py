@@ -395,50 +395,41 @@ async def adjust_inventory(request: web.Request) -> web.Response:
     return _json(_inventory_row(db, body["warehouse"], body["location"], body["sku"]))
 
 
-async def move_location(request: web.Request) -> web.Response:
+def _move_stock(request: web.Request, sku: str, qty: int, source: tuple[str, str],
+                target: tuple[str, str]) -> web.Response:
+    """Move ``qty`` of ``sku`` from ``source`` to ``target`` (``(warehouse, location)`` each)."""
     db = request.app[DB_KEY]
-    body = await _body(request)
-    _require(body, {"warehouse": str, "sku": str, "from_location": str, "to_location": str, "qty": int})
-    src = _inventory_row(db, body["warehouse"], body["from_location"], body["sku"])
+    src = _inventory_row(db, source[0], source[1], sku)
     if src is None:
         return _not_found()
-    if body["qty"] <= 0 or src["qty"] < body["qty"]:
+    if qty <= 0 or src["qty"] < qty:
         raise BadRequest("qty must be positive and at most the source quantity")
     user, now = _user(request), _now()
     db.execute("UPDATE inventory SET qty = qty - ?, updated_at = ?, updated_by = ? "
-               "WHERE warehouse = ? AND location = ? AND sku = ?",
-               (body["qty"], now, user, body["warehouse"], body["from_location"], body["sku"]))
+               "WHERE warehouse = ? AND location = ? AND sku = ?", (qty, now, user, source[0], source[1], sku))
     db.execute("INSERT INTO inventory VALUES (?,?,?,?,?,?,?) ON CONFLICT (warehouse, location, sku) "
                "DO UPDATE SET qty = qty + excluded.qty, updated_at = excluded.updated_at, "
                "updated_by = excluded.updated_by",
-               (body["warehouse"], body["to_location"], body["sku"], body["qty"], src["batch_no"], now, user))
+               (target[0], target[1], sku, qty, src["batch_no"], now, user))
     db.commit()
-    return _json({"from": _inventory_row(db, body["warehouse"], body["from_location"], body["sku"]),
-                  "to": _inventory_row(db, body["warehouse"], body["to_location"], body["sku"])})
+    return _json({"from": _inventory_row(db, source[0], source[1], sku),
+                  "to": _inventory_row(db, target[0], target[1], sku)})
+
+
+async def move_location(request: web.Request) -> web.Response:
+    body = await _body(request)
+    _require(body, {"warehouse": str, "sku": str, "from_location": str, "to_location": str, "qty": int})
+    return _move_stock(request, body["sku"], body["qty"], (body["warehouse"], body["from_location"]),
+                       (body["warehouse"], body["to_location"]))
 
 
 async def transfer_stock(request: web.Request) -> web.Response:
     """Move stock from one warehouse's location to another warehouse's location."""
-    db = request.app[DB_KEY]
     body = await _body(request)
     _require(body, {"sku": str, "qty": int, "from_warehouse": str, "from_location": str, "to_warehouse": str,
                     "to_location": str})
-    src = _inventory_row(db, body["from_warehouse"], body["from_location"], body["sku"])
-    if src is None:
-        return _not_found()
-    if body["qty"] <= 0 or src["qty"] < body["qty"]:
-        raise BadRequest("qty must be positive and at most the source quantity")
-    user, now = _user(request), _now()
-    db.execute("UPDATE inventory SET qty = qty - ?, updated_at = ?, updated_by = ? "
-               "WHERE warehouse = ? AND location = ? AND sku = ?",
-               (body["qty"], now, user, body["from_warehouse"], body["from_location"], body["sku"]))
-    db.execute("INSERT INTO inventory VALUES (?,?,?,?,?,?,?) ON CONFLICT (warehouse, location, sku) "
-               "DO UPDATE SET qty = qty + excluded.qty, updated_at = excluded.updated_at, "
-               "updated_by = excluded.updated_by",
-               (body["to_warehouse"], body["to_location"], body["sku"], body["qty"], src["batch_no"], now, user))
-    db.commit()
-    return _json({"from": _inventory_row(db, body["from_warehouse"], body["from_location"], body["sku"]),
-                  "to": _inventory_row(db, body["to_warehouse"], body["to_location"], body["sku"])})
+    return _move_stock(request, body["sku"], body["qty"], (body["from_warehouse"], body["from_location"]),
+                       (body["to_warehouse"], body["to_location"]))
 
 
 async def stocktake(request: web.Request) -> web.Response:

@@ -160,16 +160,25 @@ def _no_pdp_mismatch(local: LocalStack) -> None:
 
 @pytest.fixture
 def throwaway_user(stack: Stack) -> Iterator[Callable[..., tuple[str, str]]]:
-    """Makes users that exist only for one test (deleted afterwards)."""
+    """Makes users that exist only for one test (deleted afterwards): ``make(prefix, enabled=True,
+    roles=(), warehouses=(), attributes=None)``; with ``warehouses`` the scope is those warehouses
+    and every channel and order type, ``attributes`` adds user attributes (``wms_reports_to``)."""
     admin = stack.keycloak_admin()
     made: list[str] = []
 
-    def make(prefix: str, enabled: bool = True) -> tuple[str, str]:
+    def make(prefix: str, enabled: bool = True, roles: tuple[str, ...] = (), warehouses: tuple[str, ...] = (),
+             attributes: dict[str, list[str]] | None = None) -> tuple[str, str]:
         username = f"{prefix}.{uuid.uuid4().hex[:6]}"
         user_id = admin.create_user({"username": username, "enabled": enabled, "firstName": "临时", "lastName": "测试",
                                      "email": f"{username}@example.test", "emailVerified": True,
                                      "credentials": [{"type": "password", "value": PASSWORD, "temporary": False}]})
         made.append(user_id)
+        if roles:
+            admin.assign_realm_roles(user_id, [admin.get_realm_role(role) for role in roles])
+        if warehouses or attributes:
+            scope = {"wms_warehouse": list(warehouses), "wms_channel": ["*"], "wms_order_type": ["*"]} \
+                if warehouses else {}
+            admin.update_user(user_id, {"attributes": {**scope, **(attributes or {})}})
         return username, user_id
 
     yield make

@@ -13,6 +13,7 @@ and are never deleted: they are evidence of who read what, and why.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -44,20 +45,17 @@ field_reveals = Table(
 
 
 @dataclass(frozen=True)
-class Reveal:
-    """One reveal.
+class RevealAsk:
+    """What a reveal is made of.
 
     Attributes:
-        reveal_id: 32 hex digits.
         user_id, username: who may see the field.
         module, resource_id: the record (``orders``, ``SO2026...``).
         field: the masked field path shown plainly (as in the ``mask`` obligation).
         reason: why, as the person gave it.
         decision_id: the audit record of the reveal.
-        created_ms, until_ms: when it was made and when it lapses (ms since the epoch, UTC).
     """
 
-    reveal_id: str
     user_id: str
     username: str
     module: str
@@ -65,8 +63,20 @@ class Reveal:
     field: str
     reason: str
     decision_id: str
-    created_ms: int
-    until_ms: int
+
+
+@dataclass(frozen=True)
+class Reveal(RevealAsk):
+    """One reveal as stored: the ask, with its id and time box.
+
+    Attributes:
+        reveal_id: 32 hex digits.
+        created_ms, until_ms: when it was made and when it lapses (ms since the epoch, UTC).
+    """
+
+    reveal_id: str = ""
+    created_ms: int = 0
+    until_ms: int = 0
 
     def document(self) -> dict[str, object]:
         """The JSON clients see (times as ms and ISO 8601 UTC)."""
@@ -74,19 +84,6 @@ class Reveal:
                 "resource_id": self.resource_id, "field": self.field, "reason": self.reason,
                 "decision_id": self.decision_id, "created_ms": self.created_ms, "until_ms": self.until_ms,
                 "until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.until_ms / 1000))}
-
-
-@dataclass(frozen=True)
-class RevealAsk:
-    """What a reveal is made of (see :class:`Reveal` for the attributes)."""
-
-    user_id: str
-    username: str
-    module: str
-    resource_id: str
-    field: str
-    reason: str
-    decision_id: str
 
 
 class RevealStore:
@@ -102,10 +99,10 @@ class RevealStore:
             sqlalchemy.exc.SQLAlchemyError: the store failed (nothing is revealed).
         """
         now = int(time.time() * 1000)
-        reveal = Reveal(uuid.uuid4().hex, ask.user_id, ask.username, ask.module, ask.resource_id, ask.field,
-                        ask.reason, ask.decision_id, now, now + seconds * 1000)
+        reveal = Reveal(**dataclasses.asdict(ask), reveal_id=uuid.uuid4().hex, created_ms=now,
+                        until_ms=now + seconds * 1000)
         async with self.engine.begin() as conn:
-            await conn.execute(field_reveals.insert().values(**reveal.__dict__))
+            await conn.execute(field_reveals.insert().values(**dataclasses.asdict(reveal)))
         return reveal
 
     async def live(self, at_ms: int) -> list[Reveal]:

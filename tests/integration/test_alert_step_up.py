@@ -39,11 +39,7 @@ def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def test_a_new_device_login_makes_the_next_high_risk_request_step_up(
         stack: Stack, throwaway_user: Callable[..., tuple[str, str]]) -> None:
-    user, user_id = throwaway_user("keeper")
-    admin = stack.keycloak_admin()
-    admin.assign_realm_roles(user_id, [admin.get_realm_role("warehouse_keeper")])
-    admin.update_user(user_id, {"attributes": {"wms_warehouse": ["SZ"], "wms_channel": ["*"],
-                                               "wms_order_type": ["*"]}})
+    user, _ = throwaway_user("keeper", roles=("warehouse_keeper",), warehouses=("SZ",))
     password_token = stack.tokens.get(user)  # a login before the alert
     with httpx.Client(base_url=stack.proxy, timeout=30,
                       headers={"Authorization": f"Bearer {password_token}"}) as before:

@@ -11,11 +11,8 @@ from tests.support.stack import Stack, assert_refused
 
 def test_a_manager_cannot_approve_their_reports_batch_change(
         stack: Stack, throwaway_user: Callable[..., tuple[str, str]]) -> None:
-    user, user_id = throwaway_user("keeper")
-    admin = stack.keycloak_admin()
-    admin.assign_realm_roles(user_id, [admin.get_realm_role("warehouse_keeper")])
-    admin.update_user(user_id, {"attributes": {"wms_warehouse": ["SZ"], "wms_channel": ["*"],
-                                               "wms_order_type": ["*"], "wms_reports_to": ["supervisor"]}})
+    user, _ = throwaway_user("keeper", roles=("warehouse_keeper",), warehouses=("SZ",),
+                             attributes={"wms_reports_to": ["supervisor"]})
     with stack.wms() as wms:
         batch = wms.get("/api/batches", params={"warehouse": "SZ", "page_size": 1, "page": 3}).json()["items"][0]
     with stack.client(user) as keeper:

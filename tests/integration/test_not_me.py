@@ -19,11 +19,8 @@ from tests.support.stack import Stack
 
 def test_the_not_me_link_of_a_new_device_alert_ends_every_session(
         stack: Stack, webhook_sink: WebhookSink, throwaway_user: Callable[..., tuple[str, str]]) -> None:
-    user, user_id = throwaway_user("victim")
+    user, user_id = throwaway_user("victim", roles=("picker",), warehouses=("HF",))
     admin = stack.keycloak_admin()
-    admin.assign_realm_roles(user_id, [admin.get_realm_role("picker")])
-    admin.update_user(user_id, {"attributes": {"wms_warehouse": ["HF"], "wms_channel": ["*"],
-                                               "wms_order_type": ["*"]}})
     token = stack.tokens.get(user)
     started_ms = int(time.time() * 1000)
     assert login_from(stack, user, "127.0.0.2", "Mozilla/5.0 (Windows NT 10.0) Desk/1").status_code == 200

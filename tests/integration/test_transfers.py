@@ -43,11 +43,7 @@ def test_a_keeper_of_both_warehouses_transfers_and_a_keeper_of_one_is_refused(
         assert_refused(picker.post(TRANSFERS, json=_body(row, "HF")), 403, "missing_permission")
     assert not [e for e in stack.access_log.since(mark) if e["path"] == TRANSFERS]  # nothing reached the WMS
 
-    username, user_id = throwaway_user("regional")
-    admin = stack.keycloak_admin()
-    admin.assign_realm_roles(user_id, [admin.get_realm_role("warehouse_keeper")])
-    admin.update_user(user_id, {"attributes": {"wms_warehouse": ["HF", "SH"], "wms_channel": ["*"],
-                                               "wms_order_type": ["*"]}})
+    username, _ = throwaway_user("regional", roles=("warehouse_keeper",), warehouses=("HF", "SH"))
     with stack.client(username) as regional:
         done = regional.post(TRANSFERS, json=_body(row, "SH"))
         nowhere = regional.post(TRANSFERS, json={**_body(row, "SH"), "to_warehouse": "GZ"})
