@@ -1,8 +1,9 @@
 """Issue 18, robots that a burst cannot flood: 200 alerts of one rule within a window become
 at most 3 messages to a DingTalk robot (the first at once, the rest as a digest within its
 size limit), no robot gets more than its rate, and alerts left unacknowledged escalate once
-for the burst; nothing is dropped. Time is scaled (a 3-second window instead of DingTalk's
-60) so the test stays short; a fake robot on 127.0.0.1 answers as DingTalk does."""
+for the burst; nothing is dropped. One test runs the issue's case in real time (200 alerts
+over 60 seconds, DingTalk's 60-second window, about a minute per store); the others scale time
+down. A fake robot on 127.0.0.1 answers as DingTalk does."""
 
 from __future__ import annotations
 
@@ -113,3 +114,37 @@ def test_a_robot_never_gets_more_than_its_rate_and_what_waits_is_not_lost(store_
     assert len(received) == 2  # the robot's rate (DingTalk, WeCom: 20 a minute; here 2)
     assert len(waiting) == 3 and all(w["attempts"] == 0 and w["next_attempt_ms"] > now_ms() + 50_000
                                      for w in waiting)  # held for the next free minute, not failed
+
+
+def test_200_alerts_over_60_real_seconds_are_at_most_3_robot_messages_and_one_escalation(store_url: str) -> None:
+    """The issue's case at full scale, in real time (bounded: about 65 s): 200 alerts of one rule
+    arriving over 60 seconds, DingTalk's 60-second window, escalation after a minute."""
+    received: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        store = AlertStore(store_url)
+        await store.create_schema()
+        async with _robot(received) as url, aiohttp.ClientSession() as session:
+            ding = DingTalkNotifier("ding", url, None, session)
+            worker = DeliveryWorker(store, {"ding": ding}, pacing=Pacing(window_seconds=60, per_minute=20,
+                                                                          escalate_after_seconds=60))
+            started = time.monotonic()
+            for n in range(200):  # one alert every 0.29 s: the last at about 58 s
+                event, detection = _event(n)
+                await store.record(event, "audit", [detection], ["ding"])
+                await worker.run_once()
+                await asyncio.sleep(max(0.0, started + (n + 1) * 0.29 - time.monotonic()))
+            while time.monotonic() - started < 64:  # the window ends and the escalation is due at 60 s
+                await worker.run_once()
+                await asyncio.sleep(0.25)
+            pending = await store.due_deliveries(now_ms() + 3_600_000, limit=1000)
+        await store.close()
+        texts = [m["markdown"]["text"] for m in received]
+        escalations = [t for t in texts if "escalation" in t.splitlines()[0]]
+        assert len(texts) <= 3 and len(escalations) == 1, [t.splitlines()[0] for t in texts]
+        plain = [t for t in texts if t not in escalations]
+        counts = [int(m.group(1)) if (m := re.search(r"(\d+) alerts", t.splitlines()[0])) else 1 for t in plain]
+        assert sum(counts) == 200 and "200 alerts still unacknowledged" in escalations[0]
+        assert pending == []  # every alert was told, none is waiting or lost
+
+    asyncio.run(scenario())
