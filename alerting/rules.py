@@ -6,6 +6,7 @@ setting names are refused, so a typo cannot silently leave a default in place.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,18 @@ class MultiDeviceRule(Rule):
 
     min_devices: int = 2
     session_ttl_minutes: int = 30
+    group_window_minutes: int = 60
+    demand_step_up: bool = True
+
+
+@dataclass(frozen=True)
+class ImpossibleTravelRule(Rule):
+    """Detector 7. One account logs in at two sites (``sites``: ``"NAME=CIDR"`` strings, a site
+    being a warehouse's or office's network) less than ``min_travel_minutes`` apart: nobody
+    travels between warehouses that fast. ``demand_step_up`` as for :class:`MultiDeviceRule`."""
+
+    sites: tuple[str, ...] = ()
+    min_travel_minutes: int = 60
     group_window_minutes: int = 60
     demand_step_up: bool = True
 
@@ -107,6 +120,7 @@ class Rules:
     """All detector rules (attribute names are the rule names of the YAML file)."""
 
     multi_device_login: MultiDeviceRule = field(default_factory=MultiDeviceRule)
+    impossible_travel: ImpossibleTravelRule = field(default_factory=ImpossibleTravelRule)
     privilege_burst: PrivilegeBurstRule = field(default_factory=PrivilegeBurstRule)
     high_risk_operation: HighRiskRule = field(default_factory=HighRiskRule)
     failed_login_burst: FailedLoginRule = field(default_factory=FailedLoginRule)
@@ -124,6 +138,7 @@ class Rules:
     def longest_window_ms(self) -> int:
         """The longest time any detector looks back (what a restart must replay), ms."""
         seconds = [self.multi_device_login.session_ttl_minutes * 60, self.privilege_burst.window_seconds,
+                   self.impossible_travel.min_travel_minutes * 60,
                    self.failed_login_burst.window_seconds, self.order_status_churn.window_seconds,
                    self.bulk_inventory_deletes.window_seconds, self.field_reveals.window_seconds]
         return max(seconds) * 1000
@@ -173,4 +188,17 @@ def load_rules(path: Path | None) -> Rules:
         if name not in known:
             raise RulesError(f"unknown alert rule '{name}' (known: {', '.join(sorted(known))})")
         changes[name] = _apply(getattr(rules, name), name, values)
-    return replace(rules, **changes)
+    loaded = replace(rules, **changes)
+    for site in loaded.impossible_travel.sites:
+        if site_network(site) is None:
+            raise RulesError(f"rule 'impossible_travel': site {site!r} must be NAME=CIDR (HF=10.1.0.0/16)")
+    return loaded
+
+
+def site_network(site: str) -> tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """``"HF=10.1.0.0/16"`` as ``("HF", network)``; None when it is not that shape."""
+    name, _, cidr = site.partition("=")
+    try:
+        return (name.strip(), ipaddress.ip_network(cidr.strip(), strict=False)) if name.strip() else None
+    except ValueError:
+        return None

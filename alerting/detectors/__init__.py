@@ -12,6 +12,7 @@ from alerting.detectors.high_risk import HighRiskDetector
 from alerting.detectors.logins import BlockedAccountDetector, FailedLoginDetector
 from alerting.detectors.privilege import PrivilegeBurstDetector
 from alerting.detectors.sessions import MultiDeviceDetector
+from alerting.detectors.travel import ImpossibleTravelDetector
 from alerting.rules import Rules
 
 __all__ = ["Detection", "Detector", "WindowCounter", "build_detectors"]
@@ -22,4 +23,5 @@ def build_detectors(rules: Rules) -> list[Detector]:
     return [MultiDeviceDetector(rules.multi_device_login), PrivilegeBurstDetector(rules.privilege_burst),
             HighRiskDetector(rules.high_risk_operation), FailedLoginDetector(rules.failed_login_burst),
             BlockedAccountDetector(rules.blocked_account_login), OrderStatusChurnDetector(rules.order_status_churn),
-            BulkInventoryDeleteDetector(rules.bulk_inventory_deletes), FieldRevealDetector(rules.field_reveals)]
+            BulkInventoryDeleteDetector(rules.bulk_inventory_deletes), FieldRevealDetector(rules.field_reveals),
+            ImpossibleTravelDetector(rules.impossible_travel)]

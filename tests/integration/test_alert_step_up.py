@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from tests.support.alerting import alerts_api, login_from, wait_alert
+from tests.support.sinks import WebhookSink
 from tests.support.stack import Stack, assert_refused
 
 
@@ -69,3 +70,26 @@ def test_a_new_device_login_makes_the_next_high_risk_request_step_up(
         again = _until(lambda: (r := _batch_change(stack, before)).status_code == 202 and r, 15,
                        "the gateway to learn the alert was resolved")
         _withdraw(before, again)
+
+
+def test_logins_at_two_warehouses_minutes_apart_are_impossible_travel_and_act_the_same(
+        stack: Stack, webhook_sink: WebhookSink, throwaway_user: Callable[..., tuple[str, str]]) -> None:
+    """The demo's sites are loopback ranges (config/alert-rules.yaml): HF 127.0.0.16/28, SH 127.0.0.32/28."""
+    user, _ = throwaway_user("traveller", roles=("warehouse_keeper",), warehouses=("SZ",))
+    token = stack.tokens.get(user)
+    started_ms = int(time.time() * 1000)
+    phone = "Mozilla/5.0 (Linux; Android 14; Keeper-Phone)"
+    assert login_from(stack, user, "127.0.0.17", phone).status_code == 200  # at HF
+    assert login_from(stack, user, "127.0.0.33", phone).status_code == 200  # at SH, seconds later
+
+    def ours(alert: dict[str, Any]) -> bool:
+        return alert["rule"] == "impossible_travel" and alert["subject"] == user \
+            and alert["first_seen_ms"] >= started_ms
+
+    received = webhook_sink.wait_for(ours, timeout=15).alert
+    assert (received["facts"]["from_site"], received["facts"]["to_site"]) == ("HF", "SH")
+    assert received["facts"]["not_me_url"].startswith(f"{stack.proxy}/_gateway/not-me?t=")
+    with httpx.Client(base_url=stack.proxy, timeout=30, headers={"Authorization": f"Bearer {token}"}) as before:
+        challenged = _until(lambda: (r := _batch_change(stack, before)).status_code == 401 and r, 15,
+                            "the gateway to learn of the alert")
+    assert_refused(challenged, 401, "step_up_required")

@@ -20,8 +20,8 @@ def _detection(rule: str, user_id: str, at: int) -> Detection:
 
 def test_unresolved_alerts_of_demanding_rules_name_their_person(store_url: str) -> None:
     rules = load_rules(REPO / "config" / "alert-rules.yaml")
-    assert rules.step_up_rules() == {"multi_device_login"}
-    assert Rules().step_up_rules() == {"multi_device_login"}
+    assert rules.step_up_rules() == {"multi_device_login", "impossible_travel"}
+    assert Rules().step_up_rules() == {"multi_device_login", "impossible_travel"}
 
     async def run() -> None:
         store = AlertStore(store_url)

@@ -17,8 +17,9 @@ from alerting.detectors.high_risk import HighRiskDetector
 from alerting.detectors.logins import BlockedAccountDetector, FailedLoginDetector
 from alerting.detectors.privilege import PrivilegeBurstDetector, privilege_target
 from alerting.detectors.sessions import MultiDeviceDetector
+from alerting.detectors.travel import ImpossibleTravelDetector
 from alerting.events import SecurityEvent
-from alerting.rules import Rules, RulesError, load_rules
+from alerting.rules import ImpossibleTravelRule, Rules, RulesError, load_rules
 
 T0 = 1_764_400_000_000
 RULES = Rules()
@@ -194,6 +195,26 @@ def test_many_reveals_by_one_person_within_an_hour_alert_and_refused_ones_do_not
     assert alert.facts["last_field"] == "customer_phone" and "临时查看" in alert.title_zh
     later = FieldRevealDetector(RULES.field_reveals)  # spread over more than an hour: no alert
     assert not any(later.observe(decision(i, verb="reveal", at=T0 + i * 16 * 60_000)) for i in range(5))
+
+
+def test_logins_at_two_sites_sooner_than_anyone_travels_alert() -> None:
+    rule = ImpossibleTravelRule(sites=("HF=10.1.0.0/16", "SH=10.2.0.0/16"), min_travel_minutes=60)
+    travel = ImpossibleTravelDetector(rule)
+    assert travel.observe(login(1, "10.1.3.4", "pda", at=T0)) == []
+    assert travel.observe(login(2, "10.1.9.9", "desk", at=T0 + 60_000)) == []  # the same site
+    assert travel.observe(login(3, "192.0.2.7", "vpn", at=T0 + 90_000)) == []  # no site: not judged
+    [alert] = travel.observe(login(4, "10.2.0.5", "pda", at=T0 + 10 * 60_000))
+    assert alert.rule == "impossible_travel" and alert.facts["from_site"] == "HF" and alert.facts["to_site"] == "SH"
+    assert alert.facts["user_id"] == "u1" and alert.facts["minutes_apart"] == 9.0 and "不可能" in alert.title_zh
+    assert travel.observe(login(5, "10.1.0.1", "pda", at=T0 + 80 * 60_000)) == []  # 70 min later: possible
+    assert ImpossibleTravelDetector(ImpossibleTravelRule()).observe(login(6, "10.2.0.5", "pda")) == []
+
+
+def test_a_site_that_is_not_name_and_cidr_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("impossible_travel:\n  sites: ['HF 10.1.0.0/16']\n", encoding="utf-8")
+    with pytest.raises(RulesError, match="NAME=CIDR"):
+        load_rules(bad)
 
 
 def test_window_counter_handles_late_events_and_forgets_idle_keys() -> None:
