@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from openpyxl import Workbook
 
 from demo_wms import ui
 
@@ -563,6 +564,22 @@ async def report_sales(request: web.Request) -> web.Response:
     return _json({"report": "sales", "rows": _sales_rows(request), "generated_at": _now()})
 
 
+async def report_sales_xlsx(request: web.Request) -> web.Response:
+    """The sales report as an Excel workbook (one sheet, a header row), as legacy WMSs export it."""
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "sales"
+    columns = ["channel", "warehouse", "currency", "orders", "revenue"]
+    sheet.append(columns)
+    for row in _sales_rows(request):
+        sheet.append([row[c] for c in columns])
+    out = io.BytesIO()
+    book.save(out)
+    return web.Response(body=out.getvalue(),
+                        content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
 async def report_sales_csv(request: web.Request) -> web.Response:
     rows = _sales_rows(request)
     out = io.StringIO()
@@ -681,6 +698,7 @@ def create_app(db_path: Path, access_log: Path | None = None) -> web.Application
     r.add_get("/api/reports/warehouse", report_warehouse)
     r.add_get("/api/reports/sales", report_sales)
     r.add_get("/api/reports/sales.csv", report_sales_csv)
+    r.add_get("/api/reports/sales.xlsx", report_sales_xlsx)
     r.add_get("/api/reports/finance", report_finance)
     r.add_get("/api/reports/fulfillment", report_fulfillment)
     r.add_get("/legacy/order_detail.do", legacy_order_detail)

@@ -20,6 +20,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from authorizer.config import UpstreamSettings
+from authorizer.enforce.xlsx import XLSX
 from proxy import answer_json
 from proxy.responses import refusal, upstream_failed
 from proxy.upstream_answer import HOP_BY_HOP, AnswerConventions, BodyOutcome, LinkTarget, upstream_error
@@ -36,7 +37,7 @@ class Rewrite:
         json: rewrites a parsed JSON answer in place, given the status the answer really
             has (a failure reported inside a 200 body counts as that failure); returns
             facts for the audit record.
-        text: rewrites a CSV or HTML answer ``(body, content type, status) -> (body,
+        text: rewrites a CSV, HTML or XLSX answer ``(body, content type, status) -> (body,
             facts)``, raising ValueError when it cannot; None when the route has no such answers.
     """
 
@@ -324,7 +325,7 @@ class Forwarder:
         if rewrite is None:
             return raw, status, {}
         try:
-            if rewrite.text is None or content_type not in ("text/csv", "text/html"):
+            if rewrite.text is None or content_type not in ("text/csv", "text/html", XLSX):
                 raise ValueError(f"cannot enforce obligations on {content_type or 'an untyped answer'}")
             body, facts = rewrite.text(raw, content_type, status)
             return body, status, facts

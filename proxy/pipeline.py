@@ -55,6 +55,7 @@ from authorizer.enforce.obligations import (
     narrow_query,
     row_in_scope,
 )
+from authorizer.enforce.xlsx import XLSX, rewrite_xlsx
 from authorizer.messages import TEXTS
 from proxy import responses
 from proxy.body_identity import enforce_body_identity
@@ -770,6 +771,10 @@ def _rewrite(route: Route, obligations: Obligations, kinds: MaskKinds, restricte
     def apply_text(body: bytes, content_type: str, status: int) -> tuple[bytes, dict[str, Any]]:
         if content_type == "text/html" and route.html is not None:
             return apply_html(body, status)
+        if content_type == XLSX and spec is None:
+            exporting = control is not None and export is not None and 200 <= status < 300
+            return rewrite_xlsx(body, mask, route.columns, kinds, control if exporting else None,
+                                export if exporting else None)
         if content_type == "text/csv" and spec is None:
             text = mask_csv(body.decode("utf-8-sig"), mask, route.columns, kinds) if mask \
                 else body.decode("utf-8-sig")

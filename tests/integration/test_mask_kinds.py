@@ -1,6 +1,6 @@
 """Masking kinds through the real proxy, OPA and demo WMS: each person sees a field the way
 their role allows (plain, partial, keyed hash, amount band, month, null or ***), the same in
-JSON answers, legacy HTML tables and CSV exports.
+JSON answers, legacy HTML tables and CSV and XLSX exports.
 
 The demo policy (rego/demo/wms/masks) gives reviewers the phone's first 3 and last 4 digits,
 channel operators order amounts as 100-yuan bands and everyone without customers:view a keyed
@@ -17,6 +17,8 @@ from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+
+from openpyxl import load_workbook
 
 from tests.support.alerting import detail_of
 from tests.support.policy_edit import policy_dir, wait_for
@@ -141,6 +143,19 @@ def test_a_policy_edit_gives_bands_null_and_month_in_json_and_csv_exports(stack:
     rows = [r for r in csv.DictReader(io.StringIO(text)) if r.get("channel") == "amazon"]
     assert [r["revenue"] for r in rows] == [_band(r["revenue"], 1000) for r in plain["rows"]]
     assert all(r["currency"] == "" for r in rows)
+
+    with stack.client("ops.amazon") as c:  # the same report as an Excel workbook: the same kinds
+        workbook = c.get("/api/reports/sales.xlsx", params={"channel": "amazon"})
+    assert workbook.status_code == 200, workbook.text
+    [sheet] = load_workbook(io.BytesIO(workbook.content)).worksheets
+    header, *cells = [list(r) for r in sheet.iter_rows(values_only=True)]
+    table = [dict(zip(header, r, strict=True)) for r in cells]
+    assert [r["revenue"] for r in table] == [_band(r["revenue"], 1000) for r in plain["rows"]]
+    assert all(r["currency"] is None for r in table)
+    mark = f"wmsgate:{workbook.headers['X-Decision-Id']}"
+    assert header[-1] == "wmsgate_watermark" and all(r["wmsgate_watermark"] == mark for r in table)
+    record = detail_of(stack.audit_record(workbook.headers["X-Decision-Id"]))
+    assert record["export"]["rows"] == len(table) and record["export"]["watermark"] == mark
 
 
 class _Table(HTMLParser):
