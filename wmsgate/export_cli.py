@@ -1,7 +1,7 @@
 """``wmsgate audit find-export FILE``: who exported a (leaked) file, from its watermark.
 
-Reads the file as text (CSV, JSON, anything the watermark survives in; a spreadsheet
-saved as .xlsx should be saved as CSV first), finds every ``wmsgate:<decision id>`` in it
+Reads the file as text (CSV, JSON, anything the watermark survives in), or an Excel
+workbook's cells and keywords, finds every ``wmsgate:<decision id>`` in it
 and prints the audit record of each export: who, when (UTC and Beijing time), from where,
 what, how many rows and the reason they gave.
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 from authorizer.audit import AuditStore
 from authorizer.enforce.exports import find_watermarks
+from authorizer.enforce.xlsx import workbook_text
 
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 
@@ -44,8 +45,9 @@ def find_export(file: Path, url: str, as_json: bool) -> int:
         the file cannot be read.
     """
     try:
-        text = file.read_bytes().decode("utf-8-sig", errors="replace")
-    except OSError as exc:
+        data = file.read_bytes()
+        text = workbook_text(data) if data.startswith(b"PK\x03\x04") else data.decode("utf-8-sig", errors="replace")
+    except (OSError, ValueError) as exc:
         print(f"wmsgate: {file}: {exc}", file=sys.stderr)
         return 2
     found = find_watermarks(text)

@@ -112,3 +112,17 @@ def rewrite_xlsx(data: bytes, paths: tuple[str, ...], labels: dict[str, str] | N
     out = io.BytesIO()
     book.save(out)
     return out.getvalue(), facts_out
+
+
+def workbook_text(data: bytes) -> str:
+    """Every cell's text and the workbook's keywords, one per line (where a watermark is read
+    back from a leaked workbook: ``wmsgate audit find-export``).
+
+    Raises:
+        ValueError: not a readable workbook.
+    """
+    book = _open(data)
+    texts = [str(book.properties.keywords or "")]
+    for sheet in book.worksheets:
+        texts.extend(str(value) for row in sheet.iter_rows(values_only=True) for value in row if value is not None)
+    return "\n".join(texts)

@@ -66,3 +66,17 @@ def test_formulas_bad_workbooks_and_masked_names_outside_the_header_fail_closed(
         rewrite_xlsx(b"PK\x03\x04 not really", ("revenue",), None, KINDS)
     with pytest.raises(ValueError, match="not a column"):
         rewrite_xlsx(_book(["销售报表"], ["revenue", "channel"], [1, "amazon"]), ("revenue",), None, KINDS)
+
+
+def test_a_leaked_workbooks_watermark_is_read_back_from_its_cells_or_its_keywords() -> None:
+    from authorizer.enforce.exports import find_watermarks
+    from authorizer.enforce.xlsx import workbook_text
+
+    data = _book(["channel", "revenue"], ["amazon", 1])
+    out, _ = rewrite_xlsx(data, (), None, KINDS, ExportControl(10, 100), ExportContext(DECISION, None))
+    assert find_watermarks(workbook_text(out)) == [DECISION]
+    book = load_workbook(io.BytesIO(out))
+    book.active.delete_cols(3)  # type: ignore[union-attr]  # the column cut out on purpose
+    stripped = io.BytesIO()
+    book.save(stripped)
+    assert find_watermarks(workbook_text(stripped.getvalue())) == [DECISION]  # the keywords still name it
