@@ -47,7 +47,7 @@ from proxy.gateway import GATEWAY, Gateway
 from proxy.lifecycle import PREFIX, audited_requests, sub_path
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
-from proxy.management import api_routes, console, console_alerts, console_reviews
+from proxy.management import api_routes, console, console_alerts, console_reveals, console_reviews
 from proxy.management import approvals as approvals_api
 from proxy.management import auth as auth_api
 from proxy.management import not_me as not_me_api
@@ -101,6 +101,7 @@ def gateway_endpoints(config: GatewayConfig) -> web.Application:
         auth_api.add_routes(endpoints)
         console.add_routes(endpoints)
         console_alerts.add_routes(endpoints)
+        console_reveals.add_routes(endpoints)
         console_reviews.add_routes(endpoints)
     endpoints.router.add_get(sub_path("/_gateway/health"), health_handler(
         SESSION, JWKS, config.opa, config.upstream.url, config.upstream.health,

@@ -40,10 +40,10 @@ outline:3px solid #f0b429}pre{white-space:pre-wrap;word-break:break-all;font-siz
 #: The console's pages, by the names the templates use.
 PATHS = {"approvals": "/_gateway/ui/approvals", "audit": "/_gateway/ui/audit", "people": "/_gateway/ui/people",
          "why": "/_gateway/ui/why", "who_can": "/_gateway/ui/who-can", "alerts": "/_gateway/ui/alerts",
-         "reviews": "/_gateway/ui/reviews"}
+         "reviews": "/_gateway/ui/reviews", "reveal": "/_gateway/ui/reveal"}
 
 NAV = tuple((PATHS[page], TEXTS[f"nav_{page}"])
-            for page in ("approvals", "audit", "people", "reviews", "why", "who_can", "alerts"))
+            for page in ("approvals", "audit", "people", "reviews", "why", "who_can", "alerts", "reveal"))
 
 
 def lang_of(request: web.Request) -> str:

@@ -18,9 +18,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from authorizer.enforce.reveals import RevealAsk
+from authorizer.enforce.reveals import Reveal, RevealAsk
 from proxy.hygiene import HygieneError, check_target
-from proxy.lifecycle import API, endpoint
+from proxy.lifecycle import API, RequestContext, endpoint
 from proxy.pipeline import (
     authenticated,
     choose_request_tenant,
@@ -34,34 +34,33 @@ PATH = "/_gateway/reveals"
 REASON_LIMIT = 500
 
 
-def _text(body: dict[str, Any], name: str, limit: int) -> str:
-    value = body.get(name)
+def reveal_text(values: dict[str, Any], name: str, limit: int) -> str:
+    """One of a reveal's texts (``path``, ``field``, ``reason``): a non-empty string of at most
+    ``limit`` characters, stripped.
+
+    Raises:
+        Refusal: 400 ``text_field_invalid`` (code ``bad_request_body``) otherwise.
+    """
+    value = values.get(name)
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise refusal("text_field_invalid", name=name)
     return value.strip()
 
 
-@endpoint(API)
-async def create_reveal(request: web.Request) -> web.StreamResponse:
-    """Reveal one masked field of one record to the caller for ``reveals.minutes``.
-
-    Answers 201 with the reveal (``reveal_id``, ``field``, ``until``...) and ``decision_id``.
+async def make_reveal(ctx: RequestContext, path: str, field: str, reason: str) -> Reveal:
+    """Decide and store a reveal of ``field`` of the record at ``path`` for ``ctx``'s person; the
+    request's audit record becomes the reveal's (module, verb ``reveal``, the record's scope).
 
     Raises:
-        Refusal: 400 ``bad_request_body`` / ``text_field_invalid`` (path, field, reason: non-empty
-            strings, the reason at most 500 characters), 400 ``reveal_not_a_record``; the
+        Refusal: 400 ``reveal_not_a_record`` (or the hygiene refusal of a bad path); the
             policy's refusal of the view or of the reveal (403/404, 401 step-up); 409
-            ``field_not_masked``; 403 ``reveal_approval_not_supported``; 503 when the PDP or the
-            store is unavailable.
+            ``field_not_masked``; 403 ``reveal_approval_not_supported``; 503 when the PDP or
+            the store is unavailable.
     """
-    ctx, _ = await authenticated(request)
     gw, record, principal = ctx.gw, ctx.record, ctx.principal
     assert principal is not None
     if gw.reveals is None:
         raise refusal("audit_store_unavailable")
-    _, body = await read_body(request, gw)
-    path, field = _text(body, "path", 2048), _text(body, "field", 256)
-    reason = _text(body, "reason", REASON_LIMIT)
     try:
         target = check_target("GET", path)
     except HygieneError as exc:
@@ -88,5 +87,23 @@ async def create_reveal(request: web.Request) -> web.StreamResponse:
     gw.reveals.note(reveal)
     record.detail["reveal"] = {"reveal_id": reveal.reveal_id, "field": field, "reason": reason,
                                "until_ms": reveal.until_ms, "path": target.raw_path}
-    return web.json_response({**reveal.document(), "decision_id": record.decision_id}, status=201,
-                             headers={"Cache-Control": "no-store", "X-Decision-Id": record.decision_id})
+    return reveal
+
+
+@endpoint(API)
+async def create_reveal(request: web.Request) -> web.StreamResponse:
+    """Reveal one masked field of one record to the caller for ``reveals.minutes``.
+
+    Answers 201 with the reveal (``reveal_id``, ``field``, ``until``...) and ``decision_id``.
+
+    Raises:
+        Refusal: 400 ``bad_request_body`` / ``text_field_invalid`` (path, field, reason: non-empty
+            strings, the reason at most 500 characters), and those of :func:`make_reveal`.
+    """
+    ctx, _ = await authenticated(request)
+    _, body = await read_body(request, ctx.gw)
+    reveal = await make_reveal(ctx, reveal_text(body, "path", 2048), reveal_text(body, "field", 256),
+                               reveal_text(body, "reason", REASON_LIMIT))
+    decision_id = ctx.record.decision_id
+    return web.json_response({**reveal.document(), "decision_id": decision_id}, status=201,
+                             headers={"Cache-Control": "no-store", "X-Decision-Id": decision_id})
