@@ -46,7 +46,7 @@ class MultiDeviceRule(Rule):
     """Detector 1. ``min_devices`` distinct devices with live sessions; a login is live for
     ``session_ttl_minutes`` unless its logout is seen. ``demand_step_up``: while the alert is
     not resolved, the person's next high-risk request or approval through the gateway needs a
-    new step-up (a login after the alert's last sighting), whatever their token shows."""
+    new MFA login made at or after the alert opened, whatever their token shows."""
 
     min_devices: int = 2
     session_ttl_minutes: int = 30

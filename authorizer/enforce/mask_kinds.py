@@ -9,6 +9,7 @@ month of something that is not a date) is redacted: masking fails closed.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -99,10 +100,14 @@ class KeyedHasher:
 
 
 def _text(value: Any) -> str:
-    """The text a value hashes or is cut from: a string as is, anything else as compact JSON
-    (``123`` and the CSV cell ``"123"`` give the same text, so they hash alike)."""
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False,
-                                                           separators=(",", ":"))
+    """The text a value hashes or is cut from: a string as is, a date or time as ISO 8601 (an
+    Excel cell), anything else as compact JSON (``123`` and the CSV cell ``"123"`` give the
+    same text, so they hash alike)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _partial(text: str, kind: MaskKind) -> str:
@@ -114,17 +119,19 @@ def _partial(text: str, kind: MaskKind) -> str:
 
 
 def _number(value: Any) -> Decimal | None:
+    """A finite number of sane size (at most 30 digits before the point), else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return Decimal(str(value)) if math.isfinite(value) else None
-    if isinstance(value, str):
+        number = Decimal(str(value)) if not isinstance(value, float) or math.isfinite(value) else None
+    elif isinstance(value, str):
         try:
             number = Decimal(value.strip().replace(",", ""))
         except InvalidOperation:
             return None
-        return number if number.is_finite() else None
-    return None
+    else:
+        return None
+    return number if number is not None and number.is_finite() and number.adjusted() < 30 else None
 
 
 def _band(value: Any, width: float) -> str | None:
@@ -132,7 +139,10 @@ def _band(value: Any, width: float) -> str | None:
     if number is None:
         return None
     step = Decimal(str(width))
-    low = (number / step).to_integral_value(rounding="ROUND_FLOOR") * step
+    try:
+        low = (number / step).to_integral_value(rounding="ROUND_FLOOR") * step
+    except ArithmeticError:  # a width so small the band cannot be written: redacted instead
+        return None
     return f"{_plain(low)}~{_plain(low + step)}"
 
 
@@ -142,6 +152,8 @@ def _plain(number: Decimal) -> str:
 
 
 def _month(value: Any) -> str | None:
+    if isinstance(value, dt.date):  # an Excel date or datetime cell
+        return f"{value.year:04d}-{value.month:02d}"
     found = _MONTH.match(value) if isinstance(value, str) else None
     if found is None or not 1 <= int(found.group(2)) <= 12:
         return None

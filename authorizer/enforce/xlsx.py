@@ -6,7 +6,9 @@ the field's kind; an export's data rows are counted over all sheets, refused or 
 policy says, and watermarked like CSV: a last column ``wmsgate_watermark`` on every sheet,
 and the workbook's keywords. What the rewrite cannot vet fails closed (``ValueError``): a
 formula anywhere (it could compute a masked value back), a workbook that will not open, or a
-masked field that shows in a sheet's first rows other than as a header cell. The XML is
+masked field that shows in a sheet's first rows other than as a header cell, defined names and
+pivot tables (they can carry values past the cells). A masked cell also loses its comment and
+hyperlink (either can hold the value). The XML is
 parsed through defusedxml (openpyxl uses it when installed): no entity expansion bombs.
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 from openpyxl import Workbook, load_workbook
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.worksheet.formula import ArrayFormula, DataTableFormula
 from openpyxl.worksheet.worksheet import Worksheet
 
 from authorizer.authz.pdp import ExportControl
@@ -51,13 +54,24 @@ def _masked_columns(header: list[str], paths: tuple[str, ...], labels: dict[str,
     return masked
 
 
+def _vet_book(book: Workbook) -> None:
+    """Refuse what can carry values past the cells: defined names and pivot tables."""
+    if len(book.defined_names) or any(sheet.defined_names for sheet in book.worksheets):
+        raise ValueError("the workbook has defined names; they cannot be vetted")
+    if any(getattr(sheet, "_pivots", None) for sheet in book.worksheets):
+        raise ValueError("the workbook has pivot tables; their caches cannot be vetted")
+
+
 def _vet(sheet: Worksheet, names: set[str]) -> None:
-    """Refuse a formula anywhere, and any of ``names`` in the first rows below the header."""
-    for row_number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
-        for value in row:
-            if isinstance(value, str) and value.startswith("="):
+    """Refuse a formula anywhere (text, array or data-table formulas), and any of ``names`` in
+    the first rows below the header."""
+    for row_number, row in enumerate(sheet.iter_rows(), start=1):
+        for cell in row:
+            value = cell.value
+            if cell.data_type == "f" or isinstance(value, (ArrayFormula, DataTableFormula)) \
+                    or (isinstance(value, str) and value.startswith("=")):
                 raise ValueError(f"sheet {sheet.title!r} holds a formula; it cannot be vetted")
-            if row_number <= 5 and row_number > 1 and isinstance(value, str) and value.strip() in names:
+            if 1 < row_number <= 5 and isinstance(value, str) and value.strip() in names:
                 raise ValueError(f"masked column {value.strip()!r} is not a column of sheet {sheet.title!r}'s "
                                  "header row")
 
@@ -82,6 +96,7 @@ def rewrite_xlsx(data: bytes, paths: tuple[str, ...], labels: dict[str, str] | N
         ExportRefused, ExportHeld: see :func:`authorizer.enforce.exports.check_rows`.
     """
     book = _open(data)
+    _vet_book(book)
     labels = labels or {}
     names = set(column_names(paths)) | {label for label, name in labels.items() if name in column_names(paths)}
     data_rows, carried = 0, set()
@@ -91,8 +106,10 @@ def rewrite_xlsx(data: bytes, paths: tuple[str, ...], labels: dict[str, str] | N
         _vet(sheet, names if not masked else set())
         for row in sheet.iter_rows(min_row=2):
             for index, cell in enumerate(row):
-                if index in masked and cell.value not in (None, ""):
-                    cell.value = kinds.value(masked[index], cell.value)
+                if index in masked:  # what a cell carries besides its value can hold it too
+                    cell.comment, cell.hyperlink = None, None
+                    if cell.value not in (None, ""):
+                        cell.value = kinds.value(masked[index], cell.value)
         data_rows += max(0, sheet.max_row - 1)
         if control is not None:
             fields = {labels.get(name, name) for name in header}

@@ -113,7 +113,7 @@ class GrantRow:
                 raise GrantError(f"{where}: give hours or valid_from/valid_until, not both")
             try:
                 seconds = round(float(hours) * 3600)
-            except ValueError:
+            except (ValueError, OverflowError):  # "inf", "1e400" and the like are no number of hours
                 raise GrantError(f"{where}: hours {hours!r} must be a number") from None
             if not 0 < seconds <= MAX_GRANT_HOURS * 3600:
                 raise GrantError(f"{where}: hours must be more than 0 and at most {MAX_GRANT_HOURS}")

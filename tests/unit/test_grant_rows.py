@@ -29,3 +29,9 @@ def test_bad_hours_are_refused(extra: dict[str, str], message: str) -> None:
 def test_an_absolute_window_still_works() -> None:
     row = GrantRow.parse({**BASE, "valid_from": "2026-12-07T08:00", "valid_until": "2026-12-07T20:00"}, 1)
     assert row.valid_until - row.valid_from == 12 * 3600
+
+
+@pytest.mark.parametrize("hours", ["inf", "1e400", "nan"])
+def test_hours_that_are_no_number_of_hours_are_refused(hours: str) -> None:
+    with pytest.raises(GrantError):
+        GrantRow.parse({**BASE, "hours": hours}, 1)

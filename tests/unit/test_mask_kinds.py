@@ -118,3 +118,13 @@ def test_the_policy_obligation_is_validated_and_kept_only_for_masked_fields() ->
     assert decided.allow and decided.obligations.mask_kinds == {"customer_phone": MaskKind("partial", 3, 4)}
     refused = parse_decision({"allow": True, "obligations": {"mask": ["a"], "mask_kinds": {"a": {"kind": "x"}}}})
     assert not refused.allow and refused.reason.code == "pdp_malformed"  # the catalog code of obligations_malformed
+
+
+def test_dates_and_absurd_numbers_never_crash_a_kind() -> None:
+    import datetime as dt
+
+    at = dt.datetime(2026, 3, 14, 10, 0)
+    assert KINDS.value(MaskKind("month"), at) == "2026-03" and KINDS.value(MaskKind("month"), at.date()) == "2026-03"
+    assert str(KINDS.value(MaskKind("hash"), at)).startswith("h:")
+    assert KINDS.value(PHONE, at) == KINDS.value(PHONE, at.isoformat()) == "202************0:00"
+    assert KINDS.value(BAND, "1e999999999") == "***" and KINDS.value(BAND, 10 ** 40) is None  # redacted

@@ -80,3 +80,35 @@ def test_a_leaked_workbooks_watermark_is_read_back_from_its_cells_or_its_keyword
     stripped = io.BytesIO()
     book.save(stripped)
     assert find_watermarks(workbook_text(stripped.getvalue())) == [DECISION]  # the keywords still name it
+
+
+def test_a_masked_cell_loses_its_comment_and_link_and_array_formulas_or_names_are_refused() -> None:
+    from openpyxl.comments import Comment
+    from openpyxl.workbook.defined_name import DefinedName
+    from openpyxl.worksheet.formula import ArrayFormula
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["channel", "phone"])
+    sheet.append(["amazon", "13812345678"])
+    sheet["B2"].comment = Comment("13812345678", "clerk")
+    sheet["B2"].hyperlink = "tel:13812345678"
+    out = io.BytesIO()
+    book.save(out)
+    masked, _ = rewrite_xlsx(out.getvalue(), ("phone",), None, MaskKinds())
+    cell = load_workbook(io.BytesIO(masked)).active["B2"]  # type: ignore[index]
+    assert cell.value == "***" and cell.comment is None and cell.hyperlink is None
+    assert b"13812345678" not in masked
+
+    sheet["A2"] = ArrayFormula("A2", "={B2}")
+    array = io.BytesIO()
+    book.save(array)
+    with pytest.raises(ValueError, match="formula"):
+        rewrite_xlsx(array.getvalue(), ("phone",), None, MaskKinds())
+    sheet["A2"] = "amazon"
+    book.defined_names["secret"] = DefinedName("secret", attr_text="Sheet!$B$2")
+    named = io.BytesIO()
+    book.save(named)
+    with pytest.raises(ValueError, match="defined names"):
+        rewrite_xlsx(named.getvalue(), ("phone",), None, MaskKinds())

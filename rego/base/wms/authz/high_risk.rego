@@ -198,7 +198,7 @@ over_magnitude(m) if {
 over_magnitude(m) if {
 	m.value_above
 	readable_unit_value(m)
-	unit := to_number(input.resource.state[m.unit_value])
+	unit := abs(to_number(input.resource.state[m.unit_value])) # a negative cost is no excuse
 	abs(input.action.quantities[m.quantity]) * unit > m.value_above
 }
 
@@ -268,8 +268,14 @@ approver_predicates := high_risk_operations[input.approval.operation].approval.a
 # title: In the reporting line
 # description: >-
 #   The approver is someone the requester reports to (input.approval.requester_reports_to,
-#   kept from the requester's token), or the requester is someone the approver reports to.
+#   kept from the requester's token), or the requester is someone the approver reports to;
+#   names are compared in lower case.
 # scope: document
-in_reporting_line(_) if input.subject.username in object.get(input.approval, "requester_reports_to", [])
+in_reporting_line(_) if lower(input.subject.username) in lowered(object.get(input.approval, "requester_reports_to", []))
 
-in_reporting_line(requester) if requester in object.get(input.subject, "reports_to", [])
+in_reporting_line(requester) if lower(requester) in lowered(object.get(input.subject, "reports_to", []))
+
+# METADATA
+# title: Lowered
+# description: The names in lower case (Keycloak keeps usernames in lower case; an attribute may not).
+lowered(names) := {lower(name) | some name in names}

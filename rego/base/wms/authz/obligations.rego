@@ -79,8 +79,19 @@ default step_up_obligation := null
 
 step_up_obligation := challenge if {
 	status == 401
-	challenge := {"acr_values": step_up_requirement.acr, "max_age": step_up_requirement.max_age_seconds}
+	challenge := {"acr_values": step_up_requirement.acr, "max_age": challenge_max_age}
 }
+
+# METADATA
+# title: Challenge max_age
+# description: >-
+#   The max_age the challenge asks for (seconds): the requirement's, or 0 when an alert
+#   demands the step-up (the identity provider must authenticate anew: a login from before
+#   the alert, however fresh, does not do).
+# scope: document
+default challenge_max_age := 0
+
+challenge_max_age := step_up_requirement.max_age_seconds if not demanded_step_up
 
 # METADATA
 # title: Approval obligation

@@ -231,14 +231,14 @@ flagged(subject, alert_age_seconds) := object.union(subject, {"alert_since_ms": 
 test_an_alert_makes_the_next_high_risk_request_step_up_until_an_mfa_login_after_it if {
 	held := authz.decision with input as ask(flagged(keeper_mfa, 5), "inventory", "update", hf_item)
 	held.status == 401
-	held.obligations.step_up == {"acr_values": "mfa", "max_age": 600}
+	held.obligations.step_up == {"acr_values": "mfa", "max_age": 0} # authenticate anew
 	after := authz.decision with input as ask(flagged(keeper_mfa, 60), "inventory", "update", hf_item)
 	after.allow
 
 	# an operation without a step-up of its own asks for the alert's; a password login never clears it
 	batch := authz.decision with input as ask(flagged(keeper_pwd, 60), "batches", "update", hf_item)
 	batch.status == 401
-	batch.obligations.step_up == {"acr_values": "mfa", "max_age": 300}
+	batch.obligations.step_up == {"acr_values": "mfa", "max_age": 0}
 	contains(batch.reasons[0].en, "change a batch")
 
 	# approvals too; ordinary requests are not affected
@@ -283,4 +283,12 @@ test_an_approver_role_predicate_names_the_roles if {
 		with data.wms.high_risk as {"operations": ops}
 	d.reasons[0].code == "approver_role_required"
 	contains(d.reasons[0].en, "finance, sysadmin")
+}
+
+test_the_reporting_line_ignores_letter_case_and_a_negative_cost_is_no_excuse if {
+	ballot := approve(supervisor_mfa, "batches", hf_item, "batch_change", "k", [])
+	boss := authz.decision with input as reporting(ballot, ["S"])
+	boss.reasons[0].code == "approver_in_reporting_line"
+	dear := authz.decision with input as adjust(keeper_mfa, 50, "-200.00")
+	dear.obligations.approval.operation == "inventory_change"
 }
