@@ -24,7 +24,7 @@ from authorizer.authn.identity import JwksCache, TokenVerifier
 from authorizer.authn.oidc_rp import RelyingParty, RpSettings
 from authorizer.authn.revocation import RevocationCache, RevocationStore
 from authorizer.authn.sessions import SessionStore
-from authorizer.authn.step_up_demands import StepUpDemands
+from authorizer.authn.step_up_demands import DemandsUnavailable, StepUpDemands
 from authorizer.authz.attributes import AttributeResolver
 from authorizer.authz.inprocess_pdp import InProcessPdp, InProcessSettings
 from authorizer.authz.pdp import DecisionPoint, OpaClient
@@ -36,7 +36,7 @@ from authorizer.enforce.mask_kinds import KeyedHasher
 from authorizer.enforce.reveals import RevealCache, RevealStore
 from authorizer.iam.access import AccessService, AdminEventWatcher, KeycloakAdminSettings
 from authorizer.iam.grants import GrantStore
-from authorizer.iam.not_me import NotMeLinks
+from authorizer.iam.not_me import NotMeLinks, NotMeUses
 from authorizer.iam.review_service import ReviewService, run_review_sweeper
 from authorizer.iam.reviews import ReviewStore
 from authorizer.messages import TEXTS
@@ -251,6 +251,11 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         alerts = alerts_api.AlertsClient(config.alerting, session) if config.alerting is not None else None
         demands = None if alerts is None or config.alerting is None else StepUpDemands(
             functools.partial(alerts_api.step_up_demands, alerts), config.alerting.step_up_refresh_seconds)
+        if demands is not None:  # before serving: a restart does not drop the demands of open alerts
+            try:
+                await demands.refresh()
+            except DemandsUnavailable as exc:
+                log.warning("step-up demands unknown until the alerting service answers: %s", exc)
         app[GATEWAY] = Gateway(
             config=config,
             routes=routes,
@@ -281,6 +286,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
             reveals=reveals,
             step_up_demands=demands,
             not_me=_not_me_links(config),
+            not_me_uses=NotMeUses(engine),
         )
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(app[GATEWAY].executor.run_forever(config.approval_sweep_seconds),

@@ -23,7 +23,7 @@ from authorizer.enforce.exports import EXPORT_APPROVAL_PARAM
 from authorizer.enforce.mask_kinds import KeyedHasher, MaskKinds
 from authorizer.enforce.reveals import RevealCache
 from authorizer.iam.access import AccessService
-from authorizer.iam.not_me import NotMeLinks
+from authorizer.iam.not_me import NotMeLinks, NotMeUses
 from authorizer.iam.review_service import ReviewService
 from proxy.forward import Forwarder
 from proxy.management.alerts import AlertsClient
@@ -61,6 +61,7 @@ class Gateway:
     reveals: RevealCache | None = None
     step_up_demands: StepUpDemands | None = None
     not_me: NotMeLinks | None = None
+    not_me_uses: NotMeUses | None = None
 
     def mask_kinds(self, obligations: Obligations) -> MaskKinds:
         """How a decision's masked fields are masked (its ``mask_kinds``, hashes under this

@@ -55,6 +55,7 @@ from authorizer.enforce.obligations import (
     narrow_query,
     row_in_scope,
 )
+from authorizer.enforce.reveals import place_of
 from authorizer.enforce.xlsx import XLSX, rewrite_xlsx
 from authorizer.messages import TEXTS
 from proxy import responses
@@ -238,8 +239,8 @@ def _with_reveals(ctx: RequestContext, route: Route, resource: Resource, obligat
     if reveals is None or principal is None or not obligations.mask or route.kind != "item" or not resource.id \
             or ctx.request.method != "GET":
         return obligations
-    used = [r for r in reveals.fields(principal.user_id, route.module, resource.id, ctx.record.ts_ms)
-            if r.field in obligations.mask]
+    used = [r for r in reveals.fields(principal.user_id, route.module, resource.id, place_of(resource.attributes),
+                                      ctx.record.ts_ms) if r.field in obligations.mask]
     if not used:
         return obligations
     ctx.record.detail["revealed"] = [{"field": r.field, "reveal_id": r.reveal_id} for r in used]

@@ -7,8 +7,9 @@ refreshed in the background, and gives the policy the newest such time of the pe
 (``input.subject.alert_since_ms``); the policy answers their high-risk requests and approvals
 with a step-up challenge (RFC 9470) until their token shows an MFA login made at or after it
 (``demanded_step_up`` in rego/base/wms/authz/high_risk.rego). Resolving the alert ends the
-demand. While the alerting service cannot be reached the last copy stays in force (a demand
-is never dropped because a poll failed).
+demand. The gateway reads them before it serves; while the alerting service cannot be reached
+the last copy stays in force (a demand is never dropped because a poll failed), and a gateway
+that started while it was down knows of none until it answers (it logs so).
 """
 
 from __future__ import annotations

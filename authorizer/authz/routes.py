@@ -401,6 +401,8 @@ class _Parser:
             for part in TEMPLATE_PART.findall(str(resource_id)):
                 self.source(part, line, params)
         also_at = self.also_at(item.get("also_at"), line, params)
+        if also_at and kind == "list":
+            raise self.fail(line, "also_at is for item, bulk and aggregate routes (a list's rows are narrowed instead)")
         sources = list(attributes.values()) + ([lookup[1]] if lookup else [])
         sources += [src for extra in also_at for src in extra.attributes.values()]
         sources += [self.source(p, line, params) for p in TEMPLATE_PART.findall(str(resource_id or ""))]

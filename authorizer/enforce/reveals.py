@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import time
 import uuid
@@ -34,6 +35,7 @@ field_reveals = Table(
     Column("username", String(128), nullable=False),
     Column("module", String(64), nullable=False),
     Column("resource_id", String(512), nullable=False),
+    Column("place", Text, nullable=False, server_default=""),
     Column("field", String(256), nullable=False),
     Column("reason", Text, nullable=False),
     Column("decision_id", String(32), nullable=False),
@@ -54,6 +56,8 @@ class RevealAsk:
         field: the masked field path shown plainly (as in the ``mask`` obligation).
         reason: why, as the person gave it.
         decision_id: the audit record of the reveal.
+        place: where the record lies (:func:`place_of` its scope attributes: with one WMS
+            tenant per warehouse, HF's ``SO001`` is not SH's).
     """
 
     user_id: str
@@ -63,6 +67,7 @@ class RevealAsk:
     field: str
     reason: str
     decision_id: str
+    place: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,11 @@ class Reveal(RevealAsk):
                 "resource_id": self.resource_id, "field": self.field, "reason": self.reason,
                 "decision_id": self.decision_id, "created_ms": self.created_ms, "until_ms": self.until_ms,
                 "until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.until_ms / 1000))}
+
+
+def place_of(attributes: dict[str, list[str]]) -> str:
+    """A record's place as text: its scope attributes, sorted (``{"warehouse": ["HF"]}``)."""
+    return json.dumps({dim: sorted(values) for dim, values in attributes.items() if values}, sort_keys=True)
 
 
 class RevealStore:
@@ -126,13 +136,17 @@ class RevealCache:
         self.store = store
         self.refresh_seconds = refresh_seconds
         self._by_record: dict[tuple[str, str, str], list[Reveal]] = {}
+        self._noted: dict[str, Reveal] = {}
 
-    def fields(self, user_id: str, module: str, resource_id: str, at_ms: int) -> list[Reveal]:
-        """The reveals ``user_id`` holds on this record that have not lapsed at ``at_ms``."""
-        return [r for r in self._by_record.get((user_id, module, resource_id), ()) if r.until_ms > at_ms]
+    def fields(self, user_id: str, module: str, resource_id: str, place: str, at_ms: int) -> list[Reveal]:
+        """The reveals ``user_id`` holds on this record (``place``: :func:`place_of` its attributes)
+        that have not lapsed at ``at_ms``."""
+        return [r for r in self._by_record.get((user_id, module, resource_id), ())
+                if r.until_ms > at_ms and r.place == place]
 
     def note(self, reveal: Reveal) -> None:
-        """Apply a reveal made by this process at once."""
+        """Apply a reveal made by this process at once (a reload running meanwhile keeps it)."""
+        self._noted[reveal.reveal_id] = reveal
         self._by_record.setdefault((reveal.user_id, reveal.module, reveal.resource_id), []).append(reveal)
 
     def _load(self, reveals: Iterable[Reveal]) -> None:
@@ -148,7 +162,12 @@ class RevealCache:
             sqlalchemy.exc.SQLAlchemyError: the store failed (the last copy stays; lapsed
                 reveals still stop showing, :meth:`fields` checks the time).
         """
-        self._load(await self.store.live(int(time.time() * 1000)))
+        now = int(time.time() * 1000)
+        loaded = await self.store.live(now)
+        seen = {r.reveal_id for r in loaded}
+        # noted by this process after the query started: kept until the store's copy shows them
+        self._noted = {i: r for i, r in self._noted.items() if i not in seen and r.until_ms > now}
+        self._load([*loaded, *self._noted.values()])
 
     async def run_forever(self) -> None:
         """Refresh every ``refresh_seconds`` until cancelled."""

@@ -6,8 +6,9 @@ The link is the credential (the person may no longer control their account): it 
 user and the alert, expires, and is signed with HMAC-SHA256 (RFC 2104) under a key derived
 from the secret the gateway and the alerting service already share (the alert API token), so
 only the alerting service makes them and only the gateway accepts them. Following it shows a
-confirmation page; only the confirming POST acts. The worst a leaked link does is log its
-own person out.
+confirmation page; only the confirming POST acts, once per alert (:class:`NotMeUses`): a link
+forwarded in a group chat cannot keep logging its person out. The worst a leaked link does
+is log its own person out once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,19 @@ import hmac
 import json
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from sqlalchemy import BigInteger, Column, String, Table
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from authorizer.db import metadata
+
+not_me_uses = Table(
+    "not_me_uses", metadata,
+    Column("alert_id", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("used_ms", BigInteger, nullable=False),
+)
 
 PATH = "/_gateway/not-me"
 #: How long a link works after its alert was sent (ms): a day.
@@ -104,3 +118,29 @@ class NotMeLinks:
         if claim.expires_ms <= now_ms:
             raise BadNotMeLink("expired")
         return claim
+
+
+class NotMeUses:
+    """Which alerts' links were used (one use each), in the gateway's store."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def claim(self, claim: NotMeClaim, now_ms: int) -> bool:
+        """Take the one use of ``claim``'s alert; False when it was taken before.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: the store failed.
+        """
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(not_me_uses.insert().values(alert_id=claim.alert_id, user_id=claim.user_id,
+                                                               used_ms=now_ms))
+        except IntegrityError:
+            return False
+        return True
+
+    async def release(self, claim: NotMeClaim) -> None:
+        """Give the use back (ending the sessions failed: the link may be tried again)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(not_me_uses.delete().where(not_me_uses.c.alert_id == claim.alert_id))

@@ -4,7 +4,8 @@
 ``GET`` shows what the link will do (nothing happens yet: mail scanners and link previews
 follow links); the confirming ``POST`` ends every session of the person (their tokens are
 refused at once, every Keycloak session and offline token ends), marks the alert
-acknowledged with the note "not me", and is audited (module ``auth``, verb ``not_me``).
+acknowledged with the note "not me", and is audited (module ``auth``, verb ``not_me``). It
+works once per alert (``not_me_link_invalid``, why ``used``, after that).
 The signed link is the credential: no login is asked (the person may have lost the account).
 """
 
@@ -73,13 +74,17 @@ async def end_sessions(request: web.Request) -> web.Response:
     form = await request.post()
     try:
         claim = _claim(gw, str(form.get("t", "")))
-        if gw.access is None:
+        if gw.access is None or gw.not_me_uses is None:
             raise refusal("access_management_unavailable")
-        report = await gw.access.end_sessions(claim.user_id, f"alert {claim.alert_id}", "not-me link")
-    except AccessError as exc:
-        return _refused(request, caught(exc))
+        if not await gw.not_me_uses.claim(claim, int(time.time() * 1000)):
+            raise refusal("not_me_link_invalid", why="used")
     except Refusal as refused:
         return _refused(request, refused)
+    try:
+        report = await gw.access.end_sessions(claim.user_id, f"alert {claim.alert_id}", "not-me link")
+    except AccessError as exc:
+        await gw.not_me_uses.release(claim)
+        return _refused(request, caught(exc))
     if gw.sso is not None:
         await gw.sso.sessions.end_by_user(claim.user_id)
     acknowledged = await _acknowledge(gw.alerts, claim)

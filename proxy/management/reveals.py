@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from authorizer.enforce.reveals import Reveal, RevealAsk
+from authorizer.enforce.reveals import Reveal, RevealAsk, place_of
 from proxy.hygiene import HygieneError, check_target
 from proxy.lifecycle import API, RequestContext, endpoint
 from proxy.pipeline import (
@@ -81,7 +81,7 @@ async def make_reveal(ctx: RequestContext, path: str, field: str, reason: str) -
     try:
         reveal = await gw.reveals.store.create(RevealAsk(
             principal.user_id, principal.username, match.route.module, resource.id or "", field, reason,
-            record.decision_id), gw.config.reveal_minutes * 60)
+            record.decision_id, place_of(resource.attributes)), gw.config.reveal_minutes * 60)
     except SQLAlchemyError:
         raise refusal("audit_store_unavailable") from None
     gw.reveals.note(reveal)

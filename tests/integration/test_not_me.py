@@ -44,7 +44,9 @@ def test_the_not_me_link_of_a_new_device_alert_ends_every_session(
         tampered = browser.post("/_gateway/not-me", data={"t": query[:-2] + ("AA" if query[-2:] != "AA" else "BB")})
         assert tampered.status_code == 400 and "not_me_link_invalid" in tampered.text
         done = browser.post("/_gateway/not-me", data={"t": query})
+        again = browser.post("/_gateway/not-me", data={"t": query})  # forwarded in a chat: used once only
     assert done.status_code == 200, done.text
+    assert again.status_code == 400 and "not_me_link_invalid" in again.text and "used" in again.text
     assert "所有会话已结束" in done.text and "Every session" in done.text
     with httpx.Client(base_url=stack.proxy, timeout=30, headers={"Authorization": f"Bearer {token}"}) as c:
         refused = c.get("/api/picking/tasks", params={"page_size": 1})
