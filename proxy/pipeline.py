@@ -55,7 +55,6 @@ from authorizer.enforce.obligations import (
     narrow_query,
     row_in_scope,
 )
-from authorizer.enforce.reveals import place_of
 from authorizer.enforce.xlsx import XLSX, rewrite_xlsx
 from authorizer.messages import TEXTS
 from proxy import responses
@@ -165,8 +164,7 @@ async def _decide_and_enforce(ctx: RequestContext, target: CleanTarget, match: R
     body_bytes, body = body_parts
     check_query(target, route, gw.gateway_params)
     resource = await resolve_resource(gw, match, target, body, tenant)
-    record.warehouse, record.channel, record.order_type = (
-        ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
+    record_place(record, resource)
     decision, policy_input = await decide_or_refuse(ctx, route, resource, body)
     if decision.obligations.approval is not None:
         if gw.enforcement.reports(route.key):  # shadow mode holds nothing: it notes what it would hold
@@ -239,7 +237,7 @@ def _with_reveals(ctx: RequestContext, route: Route, resource: Resource, obligat
     if reveals is None or principal is None or not obligations.mask or route.kind != "item" or not resource.id \
             or ctx.request.method != "GET":
         return obligations
-    used = [r for r in reveals.fields(principal.user_id, route.module, resource.id, place_of(resource.attributes),
+    used = [r for r in reveals.fields(principal.user_id, route.module, resource.id, resource.attributes,
                                       ctx.record.ts_ms) if r.field in obligations.mask]
     if not used:
         return obligations
@@ -396,6 +394,12 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise refusal("body_not_object")
     return body
+
+
+def record_place(record: AuditRecord, resource: Resource) -> None:
+    """The audit record names where the resource lies (its warehouses, channels, order types)."""
+    record.warehouse, record.channel, record.order_type = (
+        ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
 
 
 async def resolve_resource(gw: Gateway, match: RouteMatch, target: CleanTarget, body: Any,

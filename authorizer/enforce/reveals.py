@@ -138,11 +138,16 @@ class RevealCache:
         self._by_record: dict[tuple[str, str, str], list[Reveal]] = {}
         self._noted: dict[str, Reveal] = {}
 
-    def fields(self, user_id: str, module: str, resource_id: str, place: str, at_ms: int) -> list[Reveal]:
-        """The reveals ``user_id`` holds on this record (``place``: :func:`place_of` its attributes)
-        that have not lapsed at ``at_ms``."""
-        return [r for r in self._by_record.get((user_id, module, resource_id), ())
-                if r.until_ms > at_ms and r.place == place]
+    def fields(self, user_id: str, module: str, resource_id: str, attributes: dict[str, list[str]],
+               at_ms: int) -> list[Reveal]:
+        """The reveals ``user_id`` holds on this record (``attributes``: its scope attributes, its
+        place) that have not lapsed at ``at_ms``. Called on every masked single-record answer: the
+        place is worked out only when the person holds a reveal on that record id."""
+        candidates = self._by_record.get((user_id, module, resource_id))
+        if not candidates:
+            return []
+        place = place_of(attributes)
+        return [r for r in candidates if r.until_ms > at_ms and r.place == place]
 
     def note(self, reveal: Reveal) -> None:
         """Apply a reveal made by this process at once (a reload running meanwhile keeps it)."""

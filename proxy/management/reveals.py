@@ -26,6 +26,7 @@ from proxy.pipeline import (
     choose_request_tenant,
     decide_or_refuse,
     read_body,
+    record_place,
     resolve_resource,
 )
 from proxy.responses import caught, refusal
@@ -70,8 +71,7 @@ async def make_reveal(ctx: RequestContext, path: str, field: str, reason: str) -
         raise refusal("reveal_not_a_record", path=path[:200])
     tenant = choose_request_tenant(gw, match, target, None, principal, record)
     resource = await resolve_resource(gw, match, target, None, tenant)
-    record.warehouse, record.channel, record.order_type = (
-        ",".join(resource.attributes.get(d, [])) for d in ("warehouse", "channel", "order_type"))
+    record_place(record, resource)
     view, _ = await decide_or_refuse(ctx, match.route, resource)  # the record as they would read it
     if field not in view.obligations.mask:
         raise refusal("field_not_masked", field=field[:100])

@@ -53,16 +53,36 @@ async def _robot(received: list[dict[str, Any]]) -> AsyncIterator[str]:
         await server.close()
 
 
+@asynccontextmanager
+async def _paced(store_url: str, received: list[dict[str, Any]],
+                 pacing: Pacing) -> AsyncIterator[tuple[AlertStore, DeliveryWorker]]:
+    """A fresh alert store and a delivery worker sending to one fake DingTalk robot with ``pacing``."""
+    store = AlertStore(store_url)
+    await store.create_schema()
+    try:
+        async with _robot(received) as url, aiohttp.ClientSession() as session:
+            yield store, DeliveryWorker(store, {"ding": DingTalkNotifier("ding", url, None, session)},
+                                        pacing=pacing)
+    finally:
+        await store.close()
+
+
+def _messages(received: list[dict[str, Any]]) -> tuple[list[str], list[str], list[int]]:
+    """``(plain, escalations, counts)``: the robot's messages by kind, and how many alerts each
+    plain message stands for (a digest's headline says so; a single alert is 1)."""
+    texts = [m["markdown"]["text"] for m in received]
+    escalations = [t for t in texts if "escalation" in t.splitlines()[0]]
+    plain = [t for t in texts if t not in escalations]
+    counts = [int(m.group(1)) if (m := re.search(r"(\d+) alerts", t.splitlines()[0])) else 1 for t in plain]
+    return plain, escalations, counts
+
+
 def test_200_alerts_in_a_window_are_at_most_3_robot_messages_and_one_escalation(store_url: str) -> None:
     received: list[dict[str, Any]] = []
 
     async def scenario() -> None:
-        store = AlertStore(store_url)
-        await store.create_schema()
-        async with _robot(received) as url, aiohttp.ClientSession() as session:
-            ding = DingTalkNotifier("ding", url, None, session)
-            worker = DeliveryWorker(store, {"ding": ding}, pacing=Pacing(window_seconds=3, per_minute=20,
-                                                                          escalate_after_seconds=4))
+        async with _paced(store_url, received, Pacing(window_seconds=3, per_minute=20,
+                                                       escalate_after_seconds=4)) as (store, worker):
             for n in range(200):  # the burst: 200 distinct alerts of one rule, within the window
                 event, detection = _event(n)
                 result = await store.record(event, "audit", [detection], ["ding"])
@@ -76,14 +96,11 @@ def test_200_alerts_in_a_window_are_at_most_3_robot_messages_and_one_escalation(
             pending = await store.due_deliveries(now_ms() + 3_600_000, limit=1000)
             alerts = await store.alerts(limit=1000)
             sent = [d for a in alerts for d in await store.deliveries(a["alert_id"])]
-        await store.close()
-        texts = [m["markdown"]["text"] for m in received]
-        escalations = [t for t in texts if "escalation" in t.splitlines()[0]]
-        plain = [t for t in texts if t not in escalations]
+        plain, escalations, counts = _messages(received)
+        texts = plain + escalations
         assert 2 <= len(plain) <= 3, texts  # the first at once, the rest as a digest
         assert len(escalations) == 1 and "200 alerts still unacknowledged" in escalations[0], escalations
         assert all(len(t.encode("utf-8")) <= DingTalkNotifier.max_bytes for t in texts)
-        counts = [int(m.group(1)) if (m := re.search(r"(\d+) alerts", t.splitlines()[0])) else 1 for t in plain]
         assert sum(counts) == 200 and any("more" in t for t in plain)  # digests say how many they stand for
         assert pending == [] and len(sent) == 400  # 200 alerts + 200 escalations: none dropped
         assert all(d["status"] == "sent" for d in sent)
@@ -95,20 +112,14 @@ def test_a_robot_never_gets_more_than_its_rate_and_what_waits_is_not_lost(store_
     received: list[dict[str, Any]] = []
 
     async def scenario() -> list[dict[str, Any]]:
-        store = AlertStore(store_url)
-        await store.create_schema()
-        async with _robot(received) as url, aiohttp.ClientSession() as session:
-            ding = DingTalkNotifier("ding", url, None, session)
-            worker = DeliveryWorker(store, {"ding": ding}, pacing=Pacing(window_seconds=0, per_minute=2))
+        async with _paced(store_url, received, Pacing(window_seconds=0, per_minute=2)) as (store, worker):
             for n in range(5):  # five rules: five messages are due at once
                 event, detection = _event(n)
                 await store.record(event, "audit", [Detection(**{**detection.__dict__, "rule": f"rule_{n}"})],
                                    ["ding"])
             await worker.run_once()
             await worker.run_once()
-            waiting = await store.due_deliveries(now_ms() + 120_000, limit=100)
-        await store.close()
-        return waiting
+            return await store.due_deliveries(now_ms() + 120_000, limit=100)
 
     waiting = asyncio.run(scenario())
     assert len(received) == 2  # the robot's rate (DingTalk, WeCom: 20 a minute; here 2)
@@ -122,12 +133,8 @@ def test_200_alerts_over_60_real_seconds_are_at_most_3_robot_messages_and_one_es
     received: list[dict[str, Any]] = []
 
     async def scenario() -> None:
-        store = AlertStore(store_url)
-        await store.create_schema()
-        async with _robot(received) as url, aiohttp.ClientSession() as session:
-            ding = DingTalkNotifier("ding", url, None, session)
-            worker = DeliveryWorker(store, {"ding": ding}, pacing=Pacing(window_seconds=60, per_minute=20,
-                                                                          escalate_after_seconds=60))
+        async with _paced(store_url, received, Pacing(window_seconds=60, per_minute=20,
+                                                       escalate_after_seconds=60)) as (store, worker):
             started = time.monotonic()
             for n in range(200):  # one alert every 0.29 s: the last at about 58 s
                 event, detection = _event(n)
@@ -138,12 +145,9 @@ def test_200_alerts_over_60_real_seconds_are_at_most_3_robot_messages_and_one_es
                 await worker.run_once()
                 await asyncio.sleep(0.25)
             pending = await store.due_deliveries(now_ms() + 3_600_000, limit=1000)
-        await store.close()
-        texts = [m["markdown"]["text"] for m in received]
-        escalations = [t for t in texts if "escalation" in t.splitlines()[0]]
+        plain, escalations, counts = _messages(received)
+        texts = plain + escalations
         assert len(texts) <= 3 and len(escalations) == 1, [t.splitlines()[0] for t in texts]
-        plain = [t for t in texts if t not in escalations]
-        counts = [int(m.group(1)) if (m := re.search(r"(\d+) alerts", t.splitlines()[0])) else 1 for t in plain]
         assert sum(counts) == 200 and "200 alerts still unacknowledged" in escalations[0]
         assert pending == []  # every alert was told, none is waiting or lost
 
