@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authorizer.audit.chain import (
@@ -189,6 +191,43 @@ def chained_rows(records: list[AuditRecord], prev: str) -> list[dict[str, Any]]:
     return rows
 
 
+@dataclass(frozen=True)
+class RowInsert:
+    """The audit INSERT as the database driver takes it, compiled once per dialect.
+
+    SQLAlchemy's ``execute(insert(table), rows)`` processes every row's parameters in Python on the
+    event loop (about 50 us a row here, so a 1,000-record batch held the loop for tens of
+    milliseconds: docs/performance.md). The rows are instead put in the driver's form beside the
+    hashing, off the loop, and handed to the driver as they are (``exec_driver_sql``).
+
+    Attributes:
+        sql: the statement in the dialect's parameter style.
+        order: the columns in parameter order (positional styles), or None (named styles).
+    """
+
+    sql: str
+    order: tuple[str, ...] | None
+
+    @classmethod
+    def compile(cls, dialect: Dialect) -> RowInsert:
+        """The INSERT of every column but ``seq`` for ``dialect`` (an engine's ``.dialect``)."""
+        columns = [c.name for c in audit_records.c if c.name != "seq"]
+        compiled = insert(audit_records).compile(dialect=dialect, column_keys=columns)
+        return cls(str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None)
+
+    def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
+        """``rows`` as driver parameters: ``detail`` written as JSON text (what the JSON column's
+        own bind processing writes), in column order or by name."""
+        if self.order is None:
+            return [{**row, "detail": json.dumps(row["detail"])} for row in rows]
+        order = self.order
+        return [tuple(json.dumps(row[c]) if c == "detail" else row[c] for c in order) for row in rows]
+
+    def chained(self, records: list[AuditRecord], prev: str) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
+        """:func:`chained_rows` then :meth:`parameters` (one call, for a worker thread)."""
+        return self.parameters(chained_rows(records, prev))
+
+
 class AuditStore:
     """Reads and writes audit records.
 
@@ -202,6 +241,7 @@ class AuditStore:
         self.engine: AsyncEngine = engine or make_engine(url)
         self._owns_engine = engine is None
         self._append_lock = asyncio.Lock()  # one chain append at a time in this process
+        self._row_insert = RowInsert.compile(self.engine.dialect)
 
     async def create_schema(self) -> None:
         """Create missing tables, indexes and columns (idempotent)."""
@@ -244,9 +284,11 @@ class AuditStore:
                     return
             prev = (await conn.execute(select(audit_records.c.hash).where(audit_records.c.hash.is_not(None))
                                        .order_by(audit_records.c.seq.desc()).limit(1))).scalar() or GENESIS
-            # hashing a batch (up to batch_size records) would hold the event loop for milliseconds
-            rows = await asyncio.to_thread(chained_rows, records, prev)
-            await conn.execute(insert(audit_records), rows)
+            # hashing a batch (up to batch_size records) and making its parameters would hold the
+            # event loop for milliseconds: both run in a thread, the driver takes the result as is
+            statement = self._row_insert
+            parameters = await asyncio.to_thread(statement.chained, records, prev)
+            await conn.exec_driver_sql(statement.sql, parameters)
 
     async def write_checkpoint(self, private_key: Any, at_ms: int) -> tuple[int, str] | None:
         """Sign the newest record (its seq and hash) as a checkpoint; None when there is nothing new."""
