@@ -318,6 +318,7 @@ class GatewayConfig:
     mask_hash_key_file: Path | None = None
     reveal_minutes: int = default(schema.RevealsFile, "minutes")
     reveal_refresh_seconds: float = default(schema.RevealsFile, "refresh_seconds")
+    heap_trim_seconds: float = default(schema.MemoryFile, "trim_seconds")
 
     @property
     def public_origin(self) -> str:
@@ -541,6 +542,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None, *, need_sec
                                                                               doc.management.port),
             mask_hash_key_file=resolve_path(base, doc.masking.hash_key_file) if doc.masking.hash_key_file else None,
             reveal_minutes=doc.reveals.minutes, reveal_refresh_seconds=doc.reveals.refresh_seconds,
+            heap_trim_seconds=doc.memory.trim_seconds,
             strip_request_headers=tuple(dict.fromkeys(
                 [*_DEFAULT_STRIP, *doc.strip_request_headers, *up.identity_headers,
                  *(c.header for c in up.credentials)])),

@@ -324,6 +324,12 @@ class RevealsFile(_Section):
     refresh_seconds: float = Field(1.0, gt=0)
 
 
+class MemoryFile(_Section):
+    """``memory``: how often the proxy gives freed C heap pages back (glibc only; see :mod:`proxy.heap`)."""
+
+    trim_seconds: float = Field(30.0, ge=0)
+
+
 class TrustFile(_Section):
     """``trust``: extra CA certificates for outbound HTTPS (the WMS, Keycloak, OPA)."""
 
@@ -354,6 +360,7 @@ class GatewayFile(_Section):
     trust: TrustFile = Field(default_factory=TrustFile)
     masking: MaskingFile = Field(default_factory=MaskingFile)
     reveals: RevealsFile = Field(default_factory=RevealsFile)
+    memory: MemoryFile = Field(default_factory=MemoryFile)
     enforcement: Literal["enforce", "report"] = "enforce"
 
     @field_validator("public_url")

@@ -44,6 +44,7 @@ from authorizer.tls import client_context
 from proxy.console_pages import setup_templates
 from proxy.forward import Forwarder
 from proxy.gateway import GATEWAY, Gateway
+from proxy.heap import CHeap, trim_forever
 from proxy.lifecycle import PREFIX, audited_requests, sub_path
 from proxy.management import access as access_api
 from proxy.management import alerts as alerts_api
@@ -157,7 +158,7 @@ def read_mask_hasher(path: Path | None) -> KeyedHasher | None:
 
 
 def create_app(config: GatewayConfig, spool_dir: Path | None = None,
-               management_offset: int = 0) -> web.Application:
+               management_offset: int = 0, heap: CHeap | None = None) -> web.Application:
     """Build the gateway application.
 
     The route map and credential files are read and validated here, so a bad
@@ -169,6 +170,7 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
         spool_dir: directory for the audit spool file (records wait there while the
             database is down) when ``audit.spool_file`` is not set; defaults to the working directory.
         management_offset: added to ``management.port`` (a worker's index under ``--workers``).
+        heap: the C heap, trimmed every ``memory.trim_seconds`` (None: left alone).
 
     Raises:
         authorizer.authz.routes.RouteMapError: the route map is invalid.
@@ -295,6 +297,8 @@ def create_app(config: GatewayConfig, spool_dir: Path | None = None,
                  loop.create_task(reveals.run_forever(), name="reveal-refresh")]
         if demands is not None:
             tasks.append(loop.create_task(demands.run_forever(), name="step-up-demands"))
+        if heap is not None and config.heap_trim_seconds > 0:
+            tasks.append(loop.create_task(trim_forever(heap, config.heap_trim_seconds), name="heap-trim"))
         if access is not None and config.keycloak_admin is not None:
             watcher = AdminEventWatcher(access, revocation_store, revocations,
                                         config.keycloak_admin.events_interval_seconds)
