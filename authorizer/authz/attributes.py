@@ -152,6 +152,7 @@ class AttributeResolver:
         self._cache: TTLCache[str, dict[str, list[str]]] | None = (
             TTLCache(maxsize=50_000, ttl=cache_seconds) if cache_seconds > 0 else None)
         self._max_concurrency = max_concurrency
+        self._in_flight: dict[str, asyncio.Future[dict[str, list[str]]]] = {}
 
     async def resolve(self, route: Route, parts: RequestParts, tenant: tuple[str, str] | None = None,
                       credentials: Mapping[str, str] | None = None) -> Resource:
@@ -225,12 +226,33 @@ class AttributeResolver:
 
     async def _lookup(self, lookup: Lookup, key: str, tenant: str,
                       credentials: Mapping[str, str]) -> dict[str, list[str]]:
+        """The attributes of ``key``: from the cache, else from the WMS. Concurrent misses on one
+        key share one WMS request (when a popular record's entry expires under load, the WMS gets
+        one lookup, not one per waiting request); a caller that goes away does not cancel it for
+        the others."""
         cache_key = f"{tenant}\0{lookup.path.replace('{id}', quote(key, safe=''))}"  # one id in two tenants
-        if self._cache is not None and (hit := self._cache.get(cache_key)) is not None:
+        if self._cache is None:
+            return await self._fetch(lookup, key, tenant, credentials)
+        if (hit := self._cache.get(cache_key)) is not None:
             return hit
+        task = self._in_flight.get(cache_key)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(lookup, key, tenant, credentials, cache_key))
+            self._in_flight[cache_key] = task
+            task.add_done_callback(lambda done: self._landed(cache_key, done))
+        return await asyncio.shield(task)
+
+    def _landed(self, cache_key: str, task: asyncio.Future[dict[str, list[str]]]) -> None:
+        if self._in_flight.get(cache_key) is task:
+            del self._in_flight[cache_key]
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone away
+
+    async def _fetch(self, lookup: Lookup, key: str, tenant: str, credentials: Mapping[str, str],
+                     cache_key: str | None = None) -> dict[str, list[str]]:
         record = await self._record(lookup, key, tenant, credentials)
         result = _NOT_FOUND if record is None else _attributes(lookup, record)
-        if self._cache is not None:
+        if self._cache is not None and cache_key is not None:
             self._cache[cache_key] = result
         return result
 
