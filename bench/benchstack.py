@@ -24,6 +24,7 @@ PASSTHROUGH_PORT = PORTS.proxy + 19  # 28099
 CANNED_PORT = PORTS.proxy + 18  # 28098: the canned WMS
 CANNED_PASSTHROUGH_PORT = PORTS.proxy + 17  # 28097: a pass-through in front of it
 CANNED_GATEWAY_PORT = PORTS.proxy + 16  # 28096: a gateway in front of it
+WORKERS_GATEWAY_PORT = PORTS.proxy + 15  # 28095: a gateway of several processes (--workers)
 
 
 def rss_mib(pid: int) -> float:

@@ -15,7 +15,12 @@ demo WMS, then for each endpoint measures with wrk (Debian package):
 
 Every load stays on 127.0.0.1 and is bounded in time.
 
+With ``--workers N`` (default 2) the single-order and list endpoints are also measured through a
+gateway of N processes on one port (``wmsgate proxy --workers N``: the deployment for a machine
+with N cores), beside the single-process one.
+
 Usage: .venv/bin/python bench/proxy_overhead.py [--seconds 8] [--rate 1000] [--connections 32] [--sidecar]
+       [--workers 2]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from bench.benchstack import (
     CANNED_PASSTHROUGH_PORT,
     PASSTHROUGH_PORT,
     STATE,
+    WORKERS_GATEWAY_PORT,
     bench_stack,
     proxy_pid,
     rss_mib,
@@ -51,27 +57,33 @@ def row(name: str, load: Load) -> str:
 
 
 def measure(title: str, urls: dict[str, str], auth: str, args: argparse.Namespace, paced: bool = True) -> None:
-    """Load each of ``urls`` (direct WMS, bare pass-through, gateway), print the table and ratios."""
-    run_wrk(urls["gateway"], 2, 8, auth)  # warm-up (caches, connections)
-    closed = {name: run_wrk(url, args.seconds, args.connections, auth if name == "gateway" else "")
+    """Load each of ``urls`` (direct WMS, bare pass-through, then one or more gateways, the names of
+    these starting with "gateway"), print the table and, for each gateway, the ratio and the added
+    latency."""
+    gateways = [name for name in urls if name.startswith("gateway")]
+    for name in gateways:
+        run_wrk(urls[name], 2, 8, auth)  # warm-up (caches, connections)
+    closed = {name: run_wrk(url, args.seconds, args.connections, auth if name in gateways else "")
               for name, url in urls.items()}
     print(title)
     print(f"  {'':34}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for name, load in closed.items():
         print(row(f"{name}, closed loop", load))
+    paced_loads: dict[str, Load] = {}
     if paced:
-        paced_loads = {name: run_wrk(url, args.seconds, 16, auth if name == "gateway" else "", rate=args.rate)
+        paced_loads = {name: run_wrk(url, args.seconds, 16, auth if name in gateways else "", rate=args.rate)
                        for name, url in urls.items()}
         for name, load in paced_loads.items():
             print(row(f"{name} @ {args.rate:.0f}/s offered", load))
-    ratio = closed["gateway"].rps / closed["bare pass-through"].rps
-    print(f"  throughput ratio gateway / pass-through: {ratio:.2f} (target >= 0.70); "
-          f"gateway / direct: {closed['gateway'].rps / closed['direct WMS'].rps:.2f}")
-    if paced:
-        g, b, d = paced_loads["gateway"], paced_loads["bare pass-through"], paced_loads["direct WMS"]
-        print(f"  added at {args.rate:.0f} req/s over the pass-through: p50 {g.p50 - b.p50:+.2f} ms, "
-              f"p99 {g.p99 - b.p99:+.2f} ms (targets: 1 / 3); over the WMS: p50 {g.p50 - d.p50:+.2f} ms, "
-              f"p99 {g.p99 - d.p99:+.2f} ms")
+    for name in gateways:
+        ratio = closed[name].rps / closed["bare pass-through"].rps
+        print(f"  {name}: throughput ratio to the pass-through {ratio:.2f} (target >= 0.70); "
+              f"to the WMS directly {closed[name].rps / closed['direct WMS'].rps:.2f}")
+        if paced:
+            g, b, d = paced_loads[name], paced_loads["bare pass-through"], paced_loads["direct WMS"]
+            print(f"    added at {args.rate:.0f} req/s over the pass-through: p50 {g.p50 - b.p50:+.2f} ms, "
+                  f"p99 {g.p99 - b.p99:+.2f} ms (targets: 1 / 3); over the WMS: p50 {g.p50 - d.p50:+.2f} ms, "
+                  f"p99 {g.p99 - d.p99:+.2f} ms")
 
 
 def main() -> None:
@@ -81,6 +93,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--sidecar", action="store_true", help="decide with the OPA sidecar, not in-process")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also measure a gateway with this many processes (wmsgate proxy --workers; 1: not)")
     args = parser.parse_args()
     wrk_path()  # fail early, with how to install it
     overrides: dict[str, object] = {"opa.evaluation": "sidecar"} if args.sidecar else {}
@@ -99,10 +113,14 @@ def main() -> None:
         print(f"wrk closed loop: 1 thread, {args.connections} connections, {args.seconds:.0f} s; "
               f"paced: {args.rate:.0f} req/s offered for {args.seconds:.0f} s; latency in ms\n")
         passthrough_url = f"http://127.0.0.1:{PASSTHROUGH_PORT}"
+        workers = (stack.start_extra_proxy("proxy-workers", WORKERS_GATEWAY_PORT, ["--workers", str(args.workers)])
+                   if args.workers > 1 else None)
         for title, user, path, direct_path in endpoints:
-            measure(title, {"direct WMS": stack.wms_url + direct_path,
-                            "bare pass-through": passthrough_url + direct_path,
-                            "gateway": stack.proxy_url + path}, f"Bearer {token(stack, user)}", args)
+            urls = {"direct WMS": stack.wms_url + direct_path, "bare pass-through": passthrough_url + direct_path,
+                    "gateway": stack.proxy_url + path}
+            if workers is not None:
+                urls[f"gateway, {args.workers} workers"] = workers + path
+            measure(title, urls, f"Bearer {token(stack, user)}", args)
             print(f"  gateway RSS after run: {rss_mib(proxy_pid(stack)):.1f} MiB\n", flush=True)
         # The demo WMS saturates first on list pages: in front of a WMS answering from memory the
         # gateway (or the pass-through) is what saturates, so its per-process throughput shows.
