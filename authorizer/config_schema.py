@@ -329,6 +329,13 @@ class MemoryFile(_Section):
 
     trim_seconds: float = Field(30.0, ge=0)
 
+    @field_validator("trim_seconds")
+    @classmethod
+    def _off_or_at_least_a_second(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (never) or at least 1 second (a trim walks the whole heap)")
+        return value
+
 
 class TrustFile(_Section):
     """``trust``: extra CA certificates for outbound HTTPS (the WMS, Keycloak, OPA)."""

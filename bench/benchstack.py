@@ -57,6 +57,35 @@ def answered(stack: LocalStack) -> int:
     return int(sum(float(m) for m in re.findall(r"^wmsgate_requests_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)))
 
 
+def listeners(port: int) -> int:
+    """Sockets listening on TCP ``port`` on this machine (from /proc/net/tcp and tcp6): with
+    SO_REUSEPORT each worker of ``wmsgate proxy --workers N`` has its own."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                count += 1
+    return count
+
+
+def wait_for_listeners(port: int, count: int, seconds: float = 60) -> None:
+    """Wait until ``count`` sockets listen on ``port`` (every worker is up, not only the first).
+
+    Raises:
+        RuntimeError: they did not within ``seconds``.
+    """
+    deadline = time.monotonic() + seconds
+    while listeners(port) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{listeners(port)} of {count} workers listen on port {port}")
+        time.sleep(0.2)
+
+
 def start_process(argv: list[str], port: int) -> subprocess.Popen[bytes]:
     """A helper server (pass-through, canned WMS) on 127.0.0.1:``port``, once it answers."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

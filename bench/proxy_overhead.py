@@ -46,6 +46,7 @@ from bench.benchstack import (
     start_canned_wms,
     start_passthrough,
     token,
+    wait_for_listeners,
 )
 from bench.loadgen import Load, run_wrk, wrk_path
 
@@ -113,8 +114,10 @@ def main() -> None:
         print(f"wrk closed loop: 1 thread, {args.connections} connections, {args.seconds:.0f} s; "
               f"paced: {args.rate:.0f} req/s offered for {args.seconds:.0f} s; latency in ms\n")
         passthrough_url = f"http://127.0.0.1:{PASSTHROUGH_PORT}"
-        workers = (stack.start_extra_proxy("proxy-workers", WORKERS_GATEWAY_PORT, ["--workers", str(args.workers)])
-                   if args.workers > 1 else None)
+        workers = None
+        if args.workers > 1:
+            workers = stack.start_extra_proxy("proxy-workers", WORKERS_GATEWAY_PORT, ["--workers", str(args.workers)])
+            wait_for_listeners(WORKERS_GATEWAY_PORT, args.workers)  # ready means one worker answered
         for title, user, path, direct_path in endpoints:
             urls = {"direct WMS": stack.wms_url + direct_path, "bare pass-through": passthrough_url + direct_path,
                     "gateway": stack.proxy_url + path}

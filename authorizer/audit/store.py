@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,25 +203,30 @@ class RowInsert:
     Attributes:
         sql: the statement in the dialect's parameter style.
         order: the columns in parameter order (positional styles), or None (named styles).
+        serializer: writes ``detail`` as JSON text (the engine's ``json_serializer``, else ``json.dumps``).
     """
 
     sql: str
     order: tuple[str, ...] | None
+    serializer: Callable[[Any], str] = json.dumps
 
     @classmethod
     def compile(cls, dialect: Dialect) -> RowInsert:
         """The INSERT of every column but ``seq`` for ``dialect`` (an engine's ``.dialect``)."""
         columns = [c.name for c in audit_records.c if c.name != "seq"]
-        compiled = insert(audit_records).compile(dialect=dialect, column_keys=columns)
-        return cls(str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None)
+        # inline: no RETURNING of the new seq (PostgreSQL would produce a row per record for nothing)
+        compiled = insert(audit_records).inline().compile(dialect=dialect, column_keys=columns)
+        serializer = getattr(dialect, "_json_serializer", None) or json.dumps  # the engine's, as SQLAlchemy would
+        return cls(str(compiled), tuple(compiled.positiontup or ()) if compiled.positional else None, serializer)
 
     def parameters(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
         """``rows`` as driver parameters: ``detail`` written as JSON text (what the JSON column's
         own bind processing writes), in column order or by name."""
+        dumps = self.serializer
         if self.order is None:
-            return [{**row, "detail": json.dumps(row["detail"])} for row in rows]
+            return [{**row, "detail": dumps(row["detail"])} for row in rows]
         order = self.order
-        return [tuple(json.dumps(row[c]) if c == "detail" else row[c] for c in order) for row in rows]
+        return [tuple(dumps(row[c]) if c == "detail" else row[c] for c in order) for row in rows]
 
     def chained(self, records: list[AuditRecord], prev: str) -> list[tuple[Any, ...]] | list[dict[str, Any]]:
         """:func:`chained_rows` then :meth:`parameters` (one call, for a worker thread)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 
@@ -136,3 +137,7 @@ def test_the_insert_takes_named_parameters_where_the_driver_wants_them() -> None
     assert positional.order is not None and positional.order[0] == "decision_id" and "seq" not in positional.order
     first = positional.parameters(rows)[0]
     assert isinstance(first, tuple) and first[0] == "d0001" and len(first) == len(positional.order)
+    # every column is written from the record (no column default is left to the database)
+    fields = {f.name for f in dataclasses.fields(AuditRecord)}
+    assert set(positional.order) == fields | {"prev_hash", "hash"}
+    assert "RETURNING" not in RowInsert.compile(PGDialect_psycopg()).sql

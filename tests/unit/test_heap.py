@@ -56,5 +56,6 @@ def test_memory_settings_default_and_are_checked() -> None:
     cfg = load_config(GATEWAY)
     assert cfg.heap_trim_seconds == 30.0
     assert load_config(GATEWAY, {"memory": {"trim_seconds": 0}}).heap_trim_seconds == 0  # 0: never
-    with pytest.raises(ConfigError, match="memory.trim_seconds"):
-        load_config(GATEWAY, {"memory.trim_seconds": -1})
+    for bad in (-1, 0.01):
+        with pytest.raises(ConfigError, match="memory.trim_seconds"):
+            load_config(GATEWAY, {"memory.trim_seconds": bad})
