@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,9 @@ class AuditStore:
         self._owns_engine = engine is None
         self._append_lock = asyncio.Lock()  # one chain append at a time in this process
         self._row_insert = RowInsert.compile(self.engine.dialect)
+        # one thread of its own for the chain's hashing: batch after batch lands in the same
+        # malloc arena (spread over the default executor's threads, each kept its own resident)
+        self._chain_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-chain")
 
     async def create_schema(self) -> None:
         """Create missing tables, indexes and columns (idempotent)."""
@@ -292,7 +296,8 @@ class AuditStore:
             # hashing a batch (up to batch_size records) and making its parameters would hold the
             # event loop for milliseconds: both run in a thread, the driver takes the result as is
             statement = self._row_insert
-            parameters = await asyncio.to_thread(statement.chained, records, prev)
+            parameters = await asyncio.get_running_loop().run_in_executor(
+                self._chain_thread, statement.chained, records, prev)
             await conn.exec_driver_sql(statement.sql, parameters)
 
     async def write_checkpoint(self, private_key: Any, at_ms: int) -> tuple[int, str] | None:
@@ -531,7 +536,8 @@ class AuditStore:
         return dict(row) if row else None
 
     async def close(self) -> None:
-        """Release connections (only when this store created its engine)."""
+        """Stop the hashing thread; release connections (only when this store created its engine)."""
+        self._chain_thread.shutdown(wait=False)
         if self._owns_engine:
             await self.engine.dispose()
 
