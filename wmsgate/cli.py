@@ -74,32 +74,12 @@ def cmd_proxy(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        _gil_switch_interval()
-    except ValueError as exc:
-        print(f"wmsgate: {exc}", file=sys.stderr)
-        return 2
-    try:
         web.run_app(app, host=config.host, port=port, access_log=None, print=None, handle_signals=True,
                     reuse_port=args.worker_index is not None, ssl_context=tls, loop=_event_loop())
     except OSError as exc:  # the public or the management port is taken
         print(f"wmsgate: cannot listen: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _gil_switch_interval() -> None:
-    """How long the event loop may wait for the GIL while another thread (the audit chain's
-    hashing) runs Python: ``WMSGATE_GIL_SWITCH_MS`` milliseconds (default 1; CPython's own
-    default is 5). A request that becomes ready meanwhile waits up to that long, which shows in
-    the p99 latency (docs/performance.md).
-
-    Raises:
-        ValueError: the variable is not a number between 0.1 and 100.
-    """
-    ms = float(os.environ.get("WMSGATE_GIL_SWITCH_MS", "1"))
-    if not 0.1 <= ms <= 100:
-        raise ValueError(f"WMSGATE_GIL_SWITCH_MS must be between 0.1 and 100 (ms), not {ms}")
-    sys.setswitchinterval(ms / 1000)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

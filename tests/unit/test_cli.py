@@ -38,23 +38,3 @@ def test_audit_search_arguments() -> None:
                                       "--verb", "pick", "--json"])
     assert args.user == "u" and args.module == "orders" and args.verb == "pick" and args.json
 
-
-def test_the_gil_switch_interval_comes_from_the_environment_and_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
-
-    from wmsgate.cli import _gil_switch_interval
-
-    before = sys.getswitchinterval()
-    try:
-        monkeypatch.delenv("WMSGATE_GIL_SWITCH_MS", raising=False)
-        _gil_switch_interval()
-        assert sys.getswitchinterval() == pytest.approx(0.001)
-        monkeypatch.setenv("WMSGATE_GIL_SWITCH_MS", "5")
-        _gil_switch_interval()
-        assert sys.getswitchinterval() == pytest.approx(0.005)
-        for bad in ("0.01", "1000", "fast"):
-            monkeypatch.setenv("WMSGATE_GIL_SWITCH_MS", bad)
-            with pytest.raises(ValueError):
-                _gil_switch_interval()
-    finally:
-        sys.setswitchinterval(before)
