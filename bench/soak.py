@@ -5,7 +5,9 @@ Starts its own stack on 127.0.0.1 (ports +20000, state in .state/bench), loads t
 chunks, and after each chunk reads how many requests the gateway has answered (its own
 ``wmsgate_requests_total`` on the management port) and its resident memory. Prints the RSS after
 the first ``--baseline`` requests and after ``--requests``, and the growth between them (target:
-within 10 %). Bounded by ``--max-minutes``; every load stays on 127.0.0.1.
+within 10 %); then, since the RSS read right after a burst of fast requests is higher than after
+a slow chunk, each endpoint's first reading after the baseline beside its last. Bounded by
+``--max-minutes``; every load stays on 127.0.0.1.
 
 Usage: .venv/bin/python bench/soak.py [--requests 1000000] [--baseline 100000] [--max-minutes 45]
 """
@@ -52,6 +54,10 @@ def main() -> None:
         started = renewed = time.monotonic()
         baseline_rss: float | None = None
         done, rss = 0, rss_mib(pid)
+        #: per endpoint, its first reading after the baseline and its last: the RSS read right after
+        #: a fast chunk (a burst of refusals) is higher than after a slow one, so like is compared with like
+        first_after: dict[tuple[str, str], float] = {}
+        last: dict[tuple[str, str], float] = {}
         for user, path in itertools.cycle(MIX):
             if time.monotonic() - started > args.max_minutes * 60:
                 print(f"  stopped at the time bound ({args.max_minutes:.0f} min)")
@@ -61,6 +67,9 @@ def main() -> None:
             load = run_wrk(stack.proxy_url + path, args.chunk_seconds, args.connections, f"Bearer {tokens[user]}")
             done, rss = answered(stack), rss_mib(pid)
             print(f"  {done:12,}{rss:10.1f}{load.rps:8.0f}  {user} {path}", flush=True)
+            if baseline_rss is not None:
+                first_after.setdefault((user, path), rss)
+                last[(user, path)] = rss
             if baseline_rss is None and done >= args.baseline:
                 baseline_rss = rss
             if done >= args.requests:
@@ -69,6 +78,10 @@ def main() -> None:
             growth = (rss - baseline_rss) / baseline_rss * 100
             print(f"RSS after {args.baseline:,}: {baseline_rss:.1f} MiB; after {done:,}: {rss:.1f} MiB; "
                   f"growth {growth:+.1f}% (target: within 10%)")
+            print("the same endpoint's chunk, first after the baseline -> last:")
+            for (user, path), first in first_after.items():
+                end = last[(user, path)]
+                print(f"  {user} {path}: {first:.1f} -> {end:.1f} MiB ({(end - first) / first * 100:+.1f}%)")
 
 if __name__ == "__main__":
     main()
