@@ -30,6 +30,7 @@ from alerting.notifiers import (
 )
 from alerting.notifiers.robots import dingtalk_signed_url
 from authorizer.config import ConfigError
+from tests.support.local_http import serving
 
 REPO = Path(__file__).resolve().parents[2]
 ALERT = {"alert_id": "a" * 32, "rule": "multi_device_login", "severity": "high", "status": "open",
@@ -128,14 +129,8 @@ def test_each_channel_sends_its_own_format_and_a_refusal_is_a_failure() -> None:
     async def scenario() -> list[str]:
         app = web.Application()
         app.router.add_post("/{name}", receive)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        base = f"http://127.0.0.1:{port}"
         failures = []
-        async with aiohttp.ClientSession() as session:
+        async with serving(app) as base, aiohttp.ClientSession() as session:
             for notifier in (WebhookNotifier("hook", f"{base}/hook", "k", session),
                              DingTalkNotifier("ding", f"{base}/ding", "SEC1", session, "http://gw"),
                              WeComNotifier("wecom", f"{base}/wecom", session),
@@ -144,7 +139,6 @@ def test_each_channel_sends_its_own_format_and_a_refusal_is_a_failure() -> None:
                     await notifier.send(ALERT)
                 except NotifierError as exc:
                     failures.append(f"{notifier.name}: {exc}")
-        await runner.cleanup()
         return failures
 
     failures = asyncio.run(scenario())

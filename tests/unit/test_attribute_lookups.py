@@ -4,8 +4,8 @@ for the WMS: cached answers, and concurrent misses on one record sharing one WMS
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
 import aiohttp
 from aiohttp import web
@@ -13,6 +13,7 @@ from multidict import MultiDict
 
 from authorizer.authz.attributes import AttributeResolver, LookupFailed, RequestParts
 from authorizer.authz.routes import Route, RouteMap
+from tests.support.local_http import serving
 from wmsgate.tools import REPO
 
 ROUTES = RouteMap.load(REPO / "config" / "routes.yaml")
@@ -24,19 +25,10 @@ def _order_route() -> tuple[Route, RequestParts]:
     return match.route, RequestParts(match.params, MultiDict())
 
 
-@asynccontextmanager
-async def _wms(answer: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+def _wms(answer: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AbstractAsyncContextManager[str]:
     app = web.Application()
     app.router.add_get("/api/orders/{no}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    return serving(app)
 
 
 def _run(test: Callable[[], Awaitable[None]]) -> None:
