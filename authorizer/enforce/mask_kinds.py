@@ -92,11 +92,13 @@ class KeyedHasher:
     def __init__(self, key: bytes) -> None:
         if len(key) < 16:
             raise ValueError("the masking hash key must be at least 16 bytes")
-        self._key = key
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per value: the key is set up once
 
     def digest(self, text: str) -> str:
         """``"h:"`` and the first 16 hex digits (64 bits) of the HMAC of ``text`` (UTF-8)."""
-        return "h:" + hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+        mac = self._keyed.copy()
+        mac.update(text.encode("utf-8"))
+        return "h:" + mac.hexdigest()[:16]
 
 
 def _text(value: Any) -> str:
@@ -191,14 +193,15 @@ class MaskKinds:
 
     def value(self, kind: MaskKind, value: Any) -> Any:
         """``value`` (a JSON value) masked with ``kind``; None stays None whatever the kind."""
-        if value is None or kind.kind == "null":
+        name = kind.kind
+        if value is None or name == "null":
             return None
-        if kind.kind == "redact" or isinstance(value, (dict, list)):
-            return redact(value)
-        if kind.kind == "hash":
+        if name == "redact" or isinstance(value, (dict, list)):
+            return None if isinstance(value, (int, float)) and not isinstance(value, bool) else REDACTED  # redact()
+        if name == "hash":
             return self.hasher.digest(_text(value)) if self.hasher is not None else redact(value)
-        transformed = (_partial(_text(value), kind) if kind.kind == "partial"
-                       else _band(value, kind.width) if kind.kind == "band" else _month(value))
+        transformed = (_partial(_text(value), kind) if name == "partial"
+                       else _band(value, kind.width) if name == "band" else _month(value))
         return redact(value) if transformed is None else transformed
 
     def cell(self, kind: MaskKind, text: str) -> str:

@@ -113,10 +113,15 @@ def mask_fields(record: Any, paths: tuple[str, ...], kinds: MaskKinds | None = N
             ``phone`` at any depth).
         kinds: the decision's kinds per path (None: every path is redacted).
     """
-    _mask_parsed(record, _parse_paths(paths), kinds or _REDACT_ALL, paths)
+    kinds = kinds or _REDACT_ALL
+    _mask_planned(record, _plan(paths, kinds), kinds)
 
 
 _REDACT_ALL = MaskKinds()
+
+#: One mask path ready to apply: the member name when the path is a single top-level member
+#: (the usual case, applied without walking), else None; the path's parts; its kind.
+_Step = tuple[str | None, tuple[str, ...], MaskKind]
 
 
 @functools.lru_cache(maxsize=256)
@@ -125,12 +130,19 @@ def _parse_paths(paths: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(p.removesuffix("[]") for p in path.split(".")) for path in paths)
 
 
-def _mask_parsed(record: Any, parsed: tuple[tuple[str, ...], ...], kinds: MaskKinds, paths: tuple[str, ...]) -> None:
-    for path, parts in zip(paths, parsed, strict=True):
-        kind = kinds.of_path(path)
-        if len(parts) == 1 and isinstance(record, dict) and parts[0] != "**":  # a member: the usual case
-            if parts[0] in record:
-                record[parts[0]] = kinds.value(kind, record[parts[0]])
+def _plan(paths: tuple[str, ...], kinds: MaskKinds) -> tuple[_Step, ...]:
+    """The steps masking ``paths`` with their ``kinds``, in the paths' order (made once per
+    document, not per row)."""
+    return tuple((parts[0] if len(parts) == 1 and parts[0] != "**" else None, parts, kinds.of_path(path))
+                 for path, parts in zip(paths, _parse_paths(paths), strict=True))
+
+
+def _mask_planned(record: Any, plan: tuple[_Step, ...], kinds: MaskKinds) -> None:
+    member_ok = isinstance(record, dict)
+    for member, parts, kind in plan:
+        if member is not None and member_ok:
+            if member in record:
+                record[member] = kinds.value(kind, record[member])
             continue
         _mask_path(record, parts, kinds, kind)
 
@@ -171,12 +183,13 @@ def mask_document(document: Any, paths: tuple[str, ...], rows_key: str | None,
     of a list answer when ``rows_key`` is given."""
     if not paths:
         return
-    parsed, kinds = _parse_paths(paths), kinds or _REDACT_ALL
+    kinds = kinds or _REDACT_ALL
+    plan = _plan(paths, kinds)
     if rows_key is not None and isinstance(document, dict) and isinstance(document.get(rows_key), list):
         for row in document[rows_key]:
-            _mask_parsed(row, parsed, kinds, paths)
+            _mask_planned(row, plan, kinds)
     else:
-        _mask_parsed(document, parsed, kinds, paths)
+        _mask_planned(document, plan, kinds)
 
 
 _CELL_SPLIT = re.compile(r"[,;\t|]")
