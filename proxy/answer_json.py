@@ -60,10 +60,10 @@ def dumps(parsed: Parsed) -> bytes:
     return json.dumps(parsed.document, ensure_ascii=False).encode("utf-8")
 
 
-def plain(parsed: Parsed) -> str | None:
+def plain(parsed: Parsed) -> bytes | None:
     """An orjson-read document's text without escapes (but of quotes, backslashes and control
-    characters): what a search for a URL or a member name must look at, whatever escapes or
-    encoding the original used. None when orjson cannot write it (nested deeper than 255).
+    characters), as UTF-8: what a search for a URL or a member name must look at, whatever
+    escapes or encoding the original used. None when orjson cannot write it (nested deeper than 255).
 
     Raises:
         ValueError: ``parsed`` was not read by orjson.
@@ -71,6 +71,6 @@ def plain(parsed: Parsed) -> str | None:
     if not parsed.fast:
         raise ValueError("only an orjson-read document has a plain text")
     try:
-        return orjson.dumps(parsed.document).decode("utf-8")
+        return orjson.dumps(parsed.document)
     except TypeError:  # orjson writes at most 255 levels (it reads 1024)
         return None

@@ -283,8 +283,8 @@ class Forwarder:
         A document orjson read is walked only when its decoded text can hold a WMS link or the
         status field (escapes, UTF-16 and the like can no longer hide one there); any other is walked."""
         if parsed.fast:
-            text = answer_json.plain(parsed)
-            if text is not None and not self.conventions.concerns_text(text):
+            written = answer_json.plain(parsed)
+            if written is not None and not self.conventions.concerns_plain(written):
                 return BodyOutcome(None, 0)
         return self.conventions.inspect(parsed.document, links)
 

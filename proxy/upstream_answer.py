@@ -96,6 +96,12 @@ class AnswerConventions:
         self._drop = frozenset(h.lower() for h in settings.drop_headers) | _NEVER_RETURN
         self._status_field = settings.status_field
         self._origins = tuple(dict.fromkeys([_origin(upstream_url), *(_origin(o) for o in settings.origins)]))
+        self._status_member = f'"{settings.status_field}"'.encode() if settings.status_field is not None else b""
+        self._ascii_origins = (tuple(o.encode("ascii") for o in self._origins)
+                               if all(o.isascii() for o in self._origins) else None)
+        self._lowering_to_origin = tuple(
+            char.encode() for char, could in (("\u212a", any("k" in o for o in self._origins)),
+                                               ("\u0130", any(o.endswith("i") for o in self._origins))) if could)
 
     @property
     def reads_json(self) -> bool:
@@ -105,22 +111,40 @@ class AnswerConventions:
     def concerns(self, raw: bytes) -> bool:
         """A cheap look at an answer's bytes: could it hold a WMS link or the body status field?
         When not, it need not be parsed. Any escape of ``/`` or ``\\u`` counts as could (escapes
-        can spell an origin or the field, half-escaped ones too: ``http:/\\/wms``)."""
+        can spell an origin or the field, half-escaped ones too: ``http:/\\/wms``), and so does
+        anything only decoded text can settle (see :meth:`concerns_plain`)."""
         if b"\\u" in raw or b"\\/" in raw:
             return True
-        if self._status_field is not None and f'"{self._status_field}"'.encode() in raw:
+        if self._status_field is not None and self._status_member in raw:
             return True
-        lowered = raw.lower()
-        return any(o.encode() in lowered for o in self._origins)
+        return self._ascii_match(raw) is not False
 
-    def concerns_text(self, text: str) -> bool:
-        """Could a parsed answer, written back as ``text`` without escapes (orjson's), hold a WMS
-        link (a string starting with an origin, compared as :meth:`rewrite_url` compares) or the
-        body status field (a member name)? When not, :meth:`inspect` would find nothing."""
-        if self._status_field is not None and f'"{self._status_field}"' in text:
+    def _ascii_match(self, data: bytes) -> bool | None:
+        """Whether ``data`` holds an origin, settled on the bytes lowered as ASCII; None when only
+        the decoded text lowered can settle it (see :meth:`concerns_plain`)."""
+        if self._ascii_origins is None or any(c in data for c in self._lowering_to_origin):
+            return None
+        lowered = data.lower()
+        return any(o in lowered for o in self._ascii_origins)
+
+    def concerns_plain(self, data: bytes) -> bool:
+        """Could a parsed answer, written back as ``data`` (UTF-8, without escapes: orjson's), hold
+        a WMS link (a string starting with an origin, compared as :meth:`rewrite_url` compares:
+        after ``str.lower``) or the body status field (a member name)? When not, :meth:`inspect`
+        would find nothing.
+
+        ASCII origins are looked for in the bytes lowered as ASCII, which finds what the decoded
+        text lowered would, except through the two characters ``str.lower`` turns into ASCII
+        letters: the Kelvin sign (to "k") and U+0130 (to "i" and a combining dot, so it can only end
+        a match). When one of them is in the answer and an origin could match through it (holds a
+        "k", ends with "i"), or an origin is not ASCII, the text is decoded and lowered."""
+        if self._status_field is not None and self._status_member in data:
             return True
-        lowered = text.lower()
-        return any(o in lowered for o in self._origins)
+        found = self._ascii_match(data)
+        if found is not None:
+            return found
+        text = data.decode("utf-8").lower()
+        return any(o in text for o in self._origins)
 
     def response_headers(self, upstream: CIMultiDictProxy[str], links: LinkTarget) -> CIMultiDict[str]:
         """The WMS's headers as the client may see them: hop-by-hop, banner (``Server``,

@@ -307,3 +307,37 @@ def test_an_answer_nested_deeper_than_orjson_writes_is_still_masked() -> None:
 
     status, _, body, _ = run(_through(nested, Rewrite(lambda d, s: d.update(amount=None) or {})))
     assert status == 200 and json.loads(body)["amount"] is None and json.loads(body)["x"] == "张"
+
+
+@pytest.mark.parametrize("text, origins, expected", [
+    ('{"a": "http://wms.internal:8000/x"}', (), True),
+    ('{"a": "HTTP://WMS.Internal:8000/x", "名": "仓库"}', (), True),          # case-insensitive, non-ASCII around
+    ('{"a": "http://wms.internal:8001/x", "名": "仓库"}', (), False),
+    ('{"a": "http://wms.internal:800"}', (), False),
+    # the Kelvin sign lowers to "k" and U+0130 to "i" + a combining dot: found as the text lowered finds them
+    ('{"a": "http://wms.\u212aiosk:8000/x"}', ("http://wms.kiosk:8000",), True),
+    ('{"a": "http://wms.\u0130nternal:8000/x"}', (), False),
+    ('{"a": "http://wms.example.cn/\u0130"}', ("http://wms.example.cn",), True),
+    ('{"a": "http://仓库.example.cn/x"}', ("http://仓库.EXAMPLE.cn",), True),  # a non-ASCII origin
+    ('{"a": "http://仓库.example.cn/x"}', ("http://仓库.example.com",), False),
+])
+def test_the_plain_text_search_finds_what_the_lowered_text_holds(text: str, origins: tuple[str, ...],
+                                                                   expected: bool) -> None:
+    found = conventions(origins=origins).concerns_plain(text.encode("utf-8"))
+    lowered = text.lower()
+    assert found is expected
+    assert found is any(o.lower() in lowered for o in (WMS, *origins))  # the definition it stands for
+
+
+def test_the_plain_text_search_finds_the_status_field_by_member_name() -> None:
+    assert conventions(status_field="状态码").concerns_plain('{"状态码": 404}'.encode())
+    assert not conventions(status_field="status_code").concerns_plain(b'{"status": 404}')
+    assert not conventions().concerns_plain(b'{"status_code": 404}')
+
+
+def test_a_raw_answer_only_decoded_text_can_settle_is_parsed() -> None:
+    kiosk = conventions(origins=("http://wms.kiosk:8000",))
+    assert kiosk.concerns('{"a": "http://wms.\u212aiosk:8000/x"}'.encode())  # the Kelvin sign lowers to "k"
+    assert kiosk.concerns('{"a": "\u212a", "b": "http://elsewhere/"}'.encode())  # only decoding can tell: parsed
+    assert conventions(origins=("http://仓库.cn",)).concerns(b'{"a": 1}')  # a non-ASCII origin: always parsed
+    assert not conventions().concerns('{"a": "\u212a \u0130"}'.encode())  # no origin could match through them
