@@ -16,6 +16,8 @@ Metrics (``wmsgate_`` prefix; times in seconds):
 - ``audit_witness_lag_checkpoints``, ``audit_witness_failures`` (with ``audit.witness_dir``):
   signed checkpoints not yet copied to the audit witness, and failed copies (retried);
 - ``revocation_refresh_age_seconds``: since the revocation list was last refreshed;
+- ``gc_frozen_objects``: objects set aside from the garbage collector's full collections after
+  start-up (``gc.freeze``, :mod:`proxy.collector`; 0 in a process that did not freeze them);
 - ``policy_bundle_info{revision}``: the bundle revision of the last decision;
 - ``pdp_cache_hits``, ``pdp_cache_misses`` (``opa.evaluation: in_process``): decisions answered
   from the clock-free decision cache, and evaluated;
@@ -27,6 +29,7 @@ Each app has its own :class:`~prometheus_client.CollectorRegistry` (no process-g
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 
@@ -72,6 +75,8 @@ class GatewayMetrics:
             spool_bytes)
         Gauge("wmsgate_revocation_refresh_age_seconds", "Seconds since the revocation list was refreshed",
               registry=self.registry).set_function(revocation_age)
+        Gauge("wmsgate_gc_frozen_objects", "Objects set aside from the garbage collector after start-up",
+              registry=self.registry).set_function(lambda: float(gc.get_freeze_count()))
         if witness is not None:
             Gauge("wmsgate_audit_witness_lag_checkpoints", "Signed checkpoints not yet copied to the audit witness",
                   registry=self.registry).set_function(lambda: float(witness.lag))

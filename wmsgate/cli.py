@@ -42,6 +42,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     from authorizer.config import ConfigError, ManagementListener, load_config
     from authorizer.tls import server_context
     from proxy.app import create_app
+    from proxy.collector import freeze_startup_objects
     from proxy.heap import CHeap
     from wmsgate.workers import supervise, worker_spool
 
@@ -63,6 +64,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
                 config.management.host if config.management else "127.0.0.1", args.management_port))
         offset = 0 if args.management_port is not None else (args.worker_index or 0)  # an explicit port is exact
         app = create_app(config, spool_dir=_default_state(), management_offset=offset, heap=CHeap.load())
+        app.on_startup.append(freeze_startup_objects)  # after the gateway's start-up: what it built is kept
     except (ConfigError, RouteMapError, ValueError) as exc:
         print(f"wmsgate: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,9 @@ def test_requests_decisions_and_the_bundle_are_counted_on_the_management_port(st
     assert re.search(r"^wmsgate_revocation_refresh_age_seconds [0-9.e+-]+$", after, re.M)
     age = float(re.search(r"^wmsgate_revocation_refresh_age_seconds ([0-9.e+-]+)$", after, re.M).group(1))
     assert age < 5  # the stack refreshes revocations every 0.5 s
+    # `wmsgate proxy` froze what its start-up built (proxy/collector.py): tens of thousands of objects
+    frozen = float(re.search(r"^wmsgate_gc_frozen_objects ([0-9.e+-]+)$", after, re.M).group(1))
+    assert frozen > 10_000
     # the test stack writes an audit witness (in a task of its own); nothing stays stuck on its way there
     assert re.search(r"^wmsgate_audit_witness_failures 0\.0$", after, re.M)
     deadline = time.monotonic() + 10
