@@ -4,6 +4,8 @@ CSV, HTML tables and the approval views; a kind the value does not fit redacts (
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import io
 
 import pytest
@@ -128,3 +130,13 @@ def test_dates_and_absurd_numbers_never_crash_a_kind() -> None:
     assert str(KINDS.value(MaskKind("hash"), at)).startswith("h:")
     assert KINDS.value(PHONE, at) == KINDS.value(PHONE, at.isoformat()) == "202************0:00"
     assert KINDS.value(BAND, "1e999999999") == "***" and KINDS.value(BAND, 10 ** 40) is None  # redacted
+
+
+@pytest.mark.parametrize("remembered", [0, 2, 4096])
+def test_a_remembered_digest_is_the_hmac_of_the_value(remembered: int) -> None:
+    key = b"0123456789abcdef-test-key"
+    hasher = KeyedHasher(key, remembered=remembered)
+    values = ["C1", "C2", "客户3", "C1", "C4", "C2", "C1"]  # repeats, and more values than 2 are kept
+    expected = ["h:" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:16] for v in values]
+    assert [hasher.digest(v) for v in values] == expected
+    assert len(set(expected)) == 4  # one digest per distinct value
