@@ -278,12 +278,15 @@ class Forwarder:
                                     else None, headers=headers)
         return response, UpstreamResult(real_status, ms, facts)
 
-    def _inspect(self, parsed: answer_json.Parsed, links: LinkTarget) -> BodyOutcome:
+    def _inspect(self, parsed: answer_json.Parsed, raw: bytes, links: LinkTarget) -> BodyOutcome:
         """The conventions' reading of a parsed answer (links rewritten in place, the body's status).
         A document orjson read is walked only when its decoded text can hold a WMS link or the
-        status field (escapes, UTF-16 and the like can no longer hide one there); any other is walked."""
+        status field (escapes, UTF-16 and the like can no longer hide one there); any other is walked.
+        The decoded text is searched in ``raw`` itself when it holds no ``\\u`` or ``\\/`` escape
+        (orjson read it, so it is UTF-8, and its other escapes are the ones orjson writes too),
+        else in orjson's writing of the document."""
         if parsed.fast:
-            written = answer_json.plain(parsed)
+            written = raw if b"\\u" not in raw and b"\\/" not in raw else answer_json.plain(parsed)
             if written is not None and not self.conventions.concerns_plain(written):
                 return BodyOutcome(None, 0)
         return self.conventions.inspect(parsed.document, links)
@@ -310,7 +313,7 @@ class Forwarder:
                     raise
                 raise upstream_error(status, ms, None) from None
             document = parsed.document
-            outcome = self._inspect(parsed, links)
+            outcome = self._inspect(parsed, raw, links)
             facts: dict[str, Any] = {"links_rewritten": outcome.links} if outcome.links else {}
             real = status
             if outcome.status is not None and outcome.status != status:

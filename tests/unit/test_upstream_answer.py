@@ -341,3 +341,25 @@ def test_a_raw_answer_only_decoded_text_can_settle_is_parsed() -> None:
     assert kiosk.concerns('{"a": "\u212a", "b": "http://elsewhere/"}'.encode())  # only decoding can tell: parsed
     assert conventions(origins=("http://仓库.cn",)).concerns(b'{"a": 1}')  # a non-ASCII origin: always parsed
     assert not conventions().concerns('{"a": "\u212a \u0130"}'.encode())  # no origin could match through them
+
+
+def test_a_masked_answer_without_unicode_escapes_is_searched_as_it_came() -> None:
+    """No ``\\u`` or ``\\/`` escape: the answer's own bytes are searched for links (its ``\\n`` and
+    ``\\"`` escapes are orjson's too), upper-case origins and non-ASCII text included."""
+
+    async def page(request: web.Request) -> web.Response:
+        raw = ('{"name": "张三\\n\\"VIP\\"", "amount": 3.5, '
+               f'"next": "HTTP://{request.host}/goods/?page=2"}}').encode()
+        return web.Response(body=raw, content_type="application/json")
+
+    async def no_link(_: web.Request) -> web.Response:
+        return web.Response(body='{"name": "张三\\t", "amount": 3.5, "url": "http://other/"}'.encode(),
+                            content_type="application/json")
+
+    mask = Rewrite(lambda d, s: d.update(amount=None) or {"masked": ["amount"]})
+    _, _, body, result = run(_through(page, mask))
+    assert json.loads(body) == {"name": '张三\n"VIP"', "amount": None, "next": "https://gw.example.com/goods/?page=2"}
+    assert result.detail["links_rewritten"] == 1
+    _, _, body, result = run(_through(no_link, mask))
+    assert json.loads(body) == {"name": "张三\t", "amount": None, "url": "http://other/"}
+    assert "links_rewritten" not in result.detail
