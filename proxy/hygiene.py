@@ -24,6 +24,7 @@ from authorizer.messages import CatalogError
 ALLOWED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _RAW_FORBIDDEN = re.compile(r"[\x00-\x20\x7f\\#]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class HygieneError(CatalogError):
@@ -64,7 +65,7 @@ def _decode_segment(raw: str) -> str:
         raise HygieneError("double_encoding")
     if ";" in decoded:
         raise HygieneError("path_parameters")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+    if _CONTROL.search(decoded):
         raise HygieneError("control_character")
     return decoded
 
@@ -104,7 +105,7 @@ def check_target(method: str, raw_target: str) -> CleanTarget:
     try:
         query = URL.build(path="/", query_string=raw_query, encoded=True).query
         for name, value in query.items():
-            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name + value):
+            if _CONTROL.search(name) or _CONTROL.search(value):
                 raise HygieneError("query_control_character")
     except ValueError:
         raise HygieneError("bad_query") from None
