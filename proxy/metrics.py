@@ -29,7 +29,6 @@ Each app has its own :class:`~prometheus_client.CollectorRegistry` (no process-g
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Callable
 
@@ -75,8 +74,8 @@ class GatewayMetrics:
             spool_bytes)
         Gauge("wmsgate_revocation_refresh_age_seconds", "Seconds since the revocation list was refreshed",
               registry=self.registry).set_function(revocation_age)
-        Gauge("wmsgate_gc_frozen_objects", "Objects set aside from the garbage collector after start-up",
-              registry=self.registry).set_function(lambda: float(gc.get_freeze_count()))
+        self._frozen = Gauge("wmsgate_gc_frozen_objects", "Objects set aside from the garbage collector after start-up",
+                             registry=self.registry)
         if witness is not None:
             Gauge("wmsgate_audit_witness_lag_checkpoints", "Signed checkpoints not yet copied to the audit witness",
                   registry=self.registry).set_function(lambda: float(witness.lag))
@@ -97,6 +96,10 @@ class GatewayMetrics:
         self._bundle = Info("wmsgate_policy_bundle", "Policy bundle revision of the last decision",
                             registry=self.registry)
         self._revision = ""
+
+    def frozen(self, count: int) -> None:
+        """Note how many objects start-up set aside from the garbage collector (:mod:`proxy.collector`)."""
+        self._frozen.set(count)
 
     def observe(self, record: AuditRecord, decision_seconds: float | None) -> None:
         """Count one answered request from its audit record (and the PDP's time, if it was asked)."""

@@ -112,12 +112,19 @@ class AnswerConventions:
         """A cheap look at an answer's bytes: could it hold a WMS link or the body status field?
         When not, it need not be parsed. Any escape of ``/`` or ``\\u`` counts as could (escapes
         can spell an origin or the field, half-escaped ones too: ``http:/\\/wms``), and so does
-        anything only decoded text can settle (see :meth:`concerns_plain`)."""
+        an answer that is not UTF-8 when only its decoded text can settle it (see :meth:`concerns_plain`)."""
         if b"\\u" in raw or b"\\/" in raw:
             return True
         if self._status_field is not None and self._status_member in raw:
             return True
-        return self._ascii_match(raw) is not False
+        found = self._ascii_match(raw)
+        if found is not None:
+            return found
+        try:
+            text = raw.decode("utf-8").lower()
+        except UnicodeDecodeError:
+            return True
+        return any(o in text for o in self._origins)
 
     def _ascii_match(self, data: bytes) -> bool | None:
         """Whether ``data`` holds an origin, settled on the bytes lowered as ASCII; None when only

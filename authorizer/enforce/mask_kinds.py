@@ -79,11 +79,16 @@ def parse_mask_kinds(doc: Any) -> dict[str, MaskKind]:
     return kinds
 
 
+#: The longest value (characters) whose digest :class:`KeyedHasher` keeps: ids, names, phones.
+REMEMBERED_LENGTH = 128
+
+
 class KeyedHasher:
     """HMAC-SHA256 (RFC 2104) of masked values under the gateway's secret key.
 
-    The last ``remembered`` values' digests are kept (least recently used first out): a list page
-    masks the same customer in many rows, and a kept digest costs a tenth of a new one.
+    The digests of the last ``remembered`` values of at most :data:`REMEMBERED_LENGTH` characters
+    are kept (least recently used first out): a list page masks the same customer in many rows, and
+    a kept digest costs a tenth of a new one. The bound on length bounds the memory they hold.
 
     Args:
         key: the secret (bytes, at least 16); every gateway process of a deployment shares it,
@@ -102,7 +107,7 @@ class KeyedHasher:
 
     def digest(self, text: str) -> str:
         """``"h:"`` and the first 16 hex digits (64 bits) of the HMAC of ``text`` (UTF-8)."""
-        return self._remembered(text)
+        return self._remembered(text) if len(text) <= REMEMBERED_LENGTH else self._compute(text)
 
     def _compute(self, text: str) -> str:
         mac = self._keyed.copy()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
+import types
 import weakref
 from collections.abc import Iterator
 
@@ -12,6 +14,8 @@ import pytest
 from aiohttp import web
 
 from proxy.collector import freeze_startup_objects
+from proxy.gateway import GATEWAY
+from proxy.metrics import GatewayMetrics
 
 
 class _Node:
@@ -44,3 +48,16 @@ def test_startup_objects_are_frozen_and_later_cycles_still_collected() -> None:
     assert later() is not None
     gc.collect()
     assert later() is None
+
+
+@pytest.mark.usefixtures("unfrozen")
+def test_the_frozen_count_reaches_the_metrics_once() -> None:
+    metrics = GatewayMetrics(lambda: 0.0, lambda: 0.0, lambda: 0.0)
+    app = web.Application()
+    app[GATEWAY] = types.SimpleNamespace(metrics=metrics)  # type: ignore[assignment]  # only .metrics is read
+    asyncio.run(freeze_startup_objects(app))
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    found = re.search(r"^wmsgate_gc_frozen_objects ([0-9.e+]+)$", metrics.exposition().decode(), re.M)
+    assert found is not None and frozen > 1000
+    assert abs(float(found.group(1)) - frozen) < frozen / 100  # counted at the freeze; a few have died since

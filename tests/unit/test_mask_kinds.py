@@ -12,7 +12,7 @@ import pytest
 
 from authorizer.authz.pdp import parse_decision
 from authorizer.enforce.html_tables import rewrite_tables
-from authorizer.enforce.mask_kinds import KeyedHasher, MaskKind, MaskKinds, parse_mask_kinds
+from authorizer.enforce.mask_kinds import REMEMBERED_LENGTH, KeyedHasher, MaskKind, MaskKinds, parse_mask_kinds
 from authorizer.enforce.obligations import mask_csv, mask_document
 
 KEY = KeyedHasher(b"0123456789abcdef-test-key")
@@ -136,7 +136,8 @@ def test_dates_and_absurd_numbers_never_crash_a_kind() -> None:
 def test_a_remembered_digest_is_the_hmac_of_the_value(remembered: int) -> None:
     key = b"0123456789abcdef-test-key"
     hasher = KeyedHasher(key, remembered=remembered)
-    values = ["C1", "C2", "客户3", "C1", "C4", "C2", "C1"]  # repeats, and more values than 2 are kept
+    long = "长" * (REMEMBERED_LENGTH + 1)  # longer than a kept value: still its HMAC
+    values = ["C1", "C2", "客户3", "C1", "C4", "C2", "C1", long, long]  # repeats; more values than 2 are kept
     expected = ["h:" + hmac.new(key, v.encode(), hashlib.sha256).hexdigest()[:16] for v in values]
     assert [hasher.digest(v) for v in values] == expected
-    assert len(set(expected)) == 4  # one digest per distinct value
+    assert len(set(expected)) == 5  # one digest per distinct value

@@ -335,11 +335,13 @@ def test_the_plain_text_search_finds_the_status_field_by_member_name() -> None:
     assert not conventions().concerns_plain(b'{"status_code": 404}')
 
 
-def test_a_raw_answer_only_decoded_text_can_settle_is_parsed() -> None:
+def test_a_raw_answer_is_decoded_when_only_its_text_can_settle_it() -> None:
     kiosk = conventions(origins=("http://wms.kiosk:8000",))
     assert kiosk.concerns('{"a": "http://wms.\u212aiosk:8000/x"}'.encode())  # the Kelvin sign lowers to "k"
-    assert kiosk.concerns('{"a": "\u212a", "b": "http://elsewhere/"}'.encode())  # only decoding can tell: parsed
-    assert conventions(origins=("http://仓库.cn",)).concerns(b'{"a": 1}')  # a non-ASCII origin: always parsed
+    assert not kiosk.concerns('{"a": "\u212a", "b": "http://elsewhere/"}'.encode())  # decoded: no origin
+    assert kiosk.concerns('{"a": "\u212a", "b": "'.encode() + b'\xff"}')  # not UTF-8: cannot tell, parsed
+    wide = conventions(origins=("http://仓库.cn",))
+    assert not wide.concerns(b'{"a": 1}') and wide.concerns('{"a": "HTTP://仓库.CN/x"}'.encode())  # non-ASCII origin
     assert not conventions().concerns('{"a": "\u212a \u0130"}'.encode())  # no origin could match through them
 
 
