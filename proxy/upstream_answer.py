@@ -115,16 +115,7 @@ class AnswerConventions:
         an answer that is not UTF-8 when only its decoded text can settle it (see :meth:`concerns_plain`)."""
         if b"\\u" in raw or b"\\/" in raw:
             return True
-        if self._status_field is not None and self._status_member in raw:
-            return True
-        found = self._ascii_match(raw)
-        if found is not None:
-            return found
-        try:
-            text = raw.decode("utf-8").lower()
-        except UnicodeDecodeError:
-            return True
-        return any(o in text for o in self._origins)
+        return self.concerns_plain(raw)
 
     def _ascii_match(self, data: bytes) -> bool | None:
         """Whether ``data`` holds an origin, settled on the bytes lowered as ASCII; None when only
@@ -150,7 +141,10 @@ class AnswerConventions:
         found = self._ascii_match(data)
         if found is not None:
             return found
-        text = data.decode("utf-8").lower()
+        try:
+            text = data.decode("utf-8").lower()
+        except UnicodeDecodeError:  # only from :meth:`concerns` (orjson writes UTF-8): cannot tell, so could
+            return True
         return any(o in text for o in self._origins)
 
     def response_headers(self, upstream: CIMultiDictProxy[str], links: LinkTarget) -> CIMultiDict[str]:

@@ -211,7 +211,7 @@ class MaskKinds:
         if value is None or name == "null":
             return None
         if name == "redact" or isinstance(value, (dict, list)):
-            return None if isinstance(value, (int, float)) and not isinstance(value, bool) else REDACTED  # redact()
+            return redact(value)
         if name == "hash":
             return self.hasher.digest(_text(value)) if self.hasher is not None else redact(value)
         transformed = (_partial(_text(value), kind) if name == "partial"
