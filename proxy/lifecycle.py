@@ -233,6 +233,15 @@ async def audited_requests(request: web.Request, handler: Handler) -> web.Stream
         record.query = ""
     ctx = RequestContext(request, gw, record, kind)
     request[REQUEST_CONTEXT] = ctx
+    try:
+        return await _lifecycle(ctx, handler)
+    finally:  # the context refers to the request: without this the pair is a reference cycle, and
+        del request[REQUEST_CONTEXT]  # every request's objects would wait for the garbage collector
+
+
+async def _lifecycle(ctx: RequestContext, handler: Handler) -> web.StreamResponse:
+    """Run the handler and write the record (the body of :func:`audited_requests`)."""
+    request, gw, record, kind = ctx.request, ctx.gw, ctx.record, ctx.endpoint
     started = time.perf_counter()
     try:
         if not kind.quiet:  # a probe still answers (its audit check says why) when the trail is full

@@ -462,11 +462,18 @@ async def decide_or_refuse(ctx: RequestContext, route: Route, resource: Resource
     main = decision.reason
     record.reason_code, record.reason_zh, record.reason_en = main.code, main.zh, main.en
     if not decision.allow:
-        refusal = responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
-        refusal.decision = decision
-        raise refusal
+        raise _denial(decision)
     record.decision = "allow"
     return decision, policy_input
+
+
+def _denial(decision: Decision) -> Refusal:
+    """The refusal of a denying decision, carrying it. Built here rather than in a local of the
+    raising frame: a frame that holds the exception it raises is a reference cycle (exception ->
+    traceback -> frame -> exception), left for the garbage collector on every denied request."""
+    denied = responses.policy_denied(decision.status, decision.reasons, decision.obligations.step_up)
+    denied.decision = decision
+    return denied
 
 
 async def hold(ctx: RequestContext, target: CleanTarget, body_bytes: bytes | None,
