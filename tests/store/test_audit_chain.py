@@ -58,6 +58,18 @@ def test_an_untouched_trail_verifies(tmp_path: Path, store_url: str) -> None:
     assert result.ok and result.records == 15 and result.checkpoints == 1 and result.head_seq == 15
 
 
+def test_a_batch_hashed_in_slices_is_one_unbroken_chain(tmp_path: Path, store_url: str) -> None:
+    """The chain thread hashes a batch HASH_SLICE records at a time: each slice must link to the
+    one before it (a slice chained from the batch's start would break the link at its first record)."""
+    from authorizer.audit.store import HASH_SLICE
+
+    sizes = [2 * HASH_SLICE + 3, HASH_SLICE, 1]
+    url, key = _build(tmp_path, store_url, sizes, [2])
+    result = _verify(url, key)
+    assert result.problems == [] and result.ok
+    assert result.records == sum(sizes) and result.head_seq == sum(sizes) and result.checkpoints == 1
+
+
 def test_case_1_an_altered_field_is_named(tmp_path: Path, store_url: str) -> None:
     url, key = _build(tmp_path, store_url, [20], [0])
     _sql(url, "UPDATE audit_records SET username = 'someone.else' WHERE seq = 7")
