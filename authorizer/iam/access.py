@@ -564,7 +564,11 @@ class AdminEventWatcher:
 
     Polls the realm's admin events every ``interval_seconds`` from a checkpoint (the newest
     event time seen), so a change made directly in Keycloak reaches every proxy within a
-    few seconds.
+    few seconds. Each poll asks only for events from the checkpoint on (``dateFrom`` in epoch
+    milliseconds, oldest first: Keycloak 26's admin-events API), page after page, so a burst of
+    changes is read whole and a quiet realm costs an empty answer. The last ``LOOKBACK_MS``
+    before the checkpoint are asked again and events already handled are known by their id: an
+    event stored a little after a newer one (another transaction) is not skipped.
 
     Args:
         service: the access service (its Keycloak connection is reused).
@@ -573,6 +577,11 @@ class AdminEventWatcher:
         interval_seconds: polling period, seconds.
     """
 
+    #: Events asked for per request.
+    PAGE = 100
+    #: Milliseconds before the checkpoint asked again on every poll.
+    LOOKBACK_MS = 2000
+
     def __init__(self, service: AccessService, revocations: RevocationStore, cache: RevocationCache,
                  interval_seconds: float = 1.0) -> None:
         self._service = service
@@ -580,26 +589,40 @@ class AdminEventWatcher:
         self._cache = cache
         self._interval = interval_seconds
         self._checkpoint_ms = int(time.time() * 1000)
+        self._handled: dict[str, int] = {}  # event id -> its time (ms), for the lookback window
+
+    async def _events_since(self, since_ms: int) -> list[dict[str, Any]]:
+        """Every admin event at or after ``since_ms`` (epoch ms), oldest first."""
+        events: list[dict[str, Any]] = []
+        while True:
+            page = await self._service._kc().a_get_admin_events(
+                {"dateFrom": str(since_ms), "direction": "asc", "first": len(events), "max": self.PAGE})
+            events.extend(page)
+            if len(page) < self.PAGE:
+                return events
 
     async def poll(self) -> int:
         """One pass; returns how many revocations it made."""
-        events = await self._service._kc().a_get_admin_events({"first": 0, "max": 200})
+        since = self._checkpoint_ms - self.LOOKBACK_MS
         made = 0
         newest = self._checkpoint_ms
-        for event in events:
+        for event in await self._events_since(since):
             at = int(event.get("time", 0))
-            if at <= self._checkpoint_ms:
+            key = str(event.get("id") or f"{at}:{event.get('resourcePath')}:{event.get('operationType')}")
+            if at < since or key in self._handled:
                 continue
-            newest = max(newest, at)
             user_id = revoking_event(event)
-            if user_id is None:
-                continue
-            not_before = await self._revocations.revoke(
-                user_id, f"Keycloak admin event {event.get('operationType')} {event.get('resourcePath')}",
-                f"keycloak:{(event.get('authDetails') or {}).get('userId', '?')}", at=at / 1000)
-            self._cache.note(user_id, not_before)
-            made += 1
+            if user_id is not None:  # a failure here leaves the event unhandled: the next poll retries it
+                not_before = await self._revocations.revoke(
+                    user_id, f"Keycloak admin event {event.get('operationType')} {event.get('resourcePath')}",
+                    f"keycloak:{(event.get('authDetails') or {}).get('userId', '?')}", at=at / 1000)
+                self._cache.note(user_id, not_before)
+                made += 1
+            self._handled[key] = at
+            newest = max(newest, at)
         self._checkpoint_ms = newest
+        floor = newest - self.LOOKBACK_MS
+        self._handled = {k: at for k, at in self._handled.items() if at >= floor}
         return made
 
     async def run_forever(self) -> None:

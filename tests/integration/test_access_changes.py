@@ -127,6 +127,25 @@ def test_case_5_a_user_disabled_in_keycloak_directly_is_refused_within_5_seconds
     assert_refused(resp, 401, "token_revoked")
 
 
+def test_keycloak_answers_the_admin_event_query_the_watcher_relies_on(stack: Stack, ops_amazon_enabled: None) -> None:
+    """The proxy's admin-event watcher asks only for events from its checkpoint on, oldest first
+    (``dateFrom`` in epoch ms, ``direction=asc``): Keycloak must honour both, or a burst could be
+    read out of order and a revocation skipped."""
+    admin = stack.keycloak_admin()
+    user_id = admin.get_user_id("ops.amazon")
+    before = int(time.time() * 1000) - 1
+    changes = [False, True, False, True]  # not a palindrome: the newest-first order would show
+    for enabled in changes:
+        admin.update_user(user_id, {"enabled": enabled})
+    events = admin.get_admin_events({"dateFrom": str(before), "direction": "asc", "first": 0, "max": 100})
+    ours = [e for e in events if e.get("resourcePath") == f"users/{user_id}"]
+    assert len(ours) == len(changes)
+    assert all(int(e["time"]) >= before for e in events)
+    times = [int(e["time"]) for e in events]
+    assert times == sorted(times)
+    assert [json.loads(e["representation"])["enabled"] for e in ours] == changes
+
+
 @pytest.fixture
 def grantee(stack: Stack) -> Iterator[str]:
     admin = stack.keycloak_admin()
