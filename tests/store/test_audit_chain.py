@@ -59,12 +59,13 @@ def test_an_untouched_trail_verifies(tmp_path: Path, store_url: str) -> None:
 
 
 def test_a_batch_hashed_in_slices_is_one_unbroken_chain(tmp_path: Path, store_url: str) -> None:
-    """The chain thread hashes a batch HASH_SLICE records at a time: each slice must link to the
-    one before it (a slice chained from the batch's start would break the link at its first record)."""
-    from authorizer.audit.store import HASH_SLICE
+    """The chain thread hashes a batch HASH_SLICE records at a time (with pauses, or without in a
+    batch over PAUSED_BATCH_MAX): each slice must link to the one before it (a slice chained from
+    the batch's start would break the link at its first record)."""
+    from authorizer.audit.store import HASH_SLICE, PAUSED_BATCH_MAX
 
-    sizes = [2 * HASH_SLICE + 3, HASH_SLICE, 1]
-    url, key = _build(tmp_path, store_url, sizes, [2])
+    sizes = [2 * HASH_SLICE + 3, HASH_SLICE, 1, PAUSED_BATCH_MAX + 5]
+    url, key = _build(tmp_path, store_url, sizes, [3])
     result = _verify(url, key)
     assert result.problems == [] and result.ok
     assert result.records == sum(sizes) and result.head_seq == sum(sizes) and result.checkpoints == 1
