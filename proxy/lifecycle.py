@@ -236,7 +236,7 @@ async def audited_requests(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await _lifecycle(ctx, handler)
     finally:  # the context refers to the request: without this the pair is a reference cycle, and
-        del request[REQUEST_CONTEXT]  # every request's objects would wait for the garbage collector
+        request.pop(REQUEST_CONTEXT, None)  # every request's objects would wait for the garbage collector
 
 
 async def _lifecycle(ctx: RequestContext, handler: Handler) -> web.StreamResponse:

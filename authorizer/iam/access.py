@@ -566,9 +566,11 @@ class AdminEventWatcher:
     event time seen), so a change made directly in Keycloak reaches every proxy within a
     few seconds. Each poll asks only for events from the checkpoint on (``dateFrom`` in epoch
     milliseconds, oldest first: Keycloak 26's admin-events API), page after page, so a burst of
-    changes is read whole and a quiet realm costs an empty answer. The last ``LOOKBACK_MS``
-    before the checkpoint are asked again and events already handled are known by their id: an
-    event stored a little after a newer one (another transaction) is not skipped.
+    changes is read whole. For ``LOOKBACK_MS`` after the checkpoint moved (or a poll failed) the
+    polls also ask for the ``LOOKBACK_MS`` before it, and events already handled are known by
+    their id: an event stored a little after a newer one (another transaction), or moved across
+    a page boundary by events of the same millisecond, is not skipped. Once that settles, a
+    quiet realm costs one answer holding the checkpoint's own event(s).
 
     Args:
         service: the access service (its Keycloak connection is reused).
@@ -579,7 +581,7 @@ class AdminEventWatcher:
 
     #: Events asked for per request.
     PAGE = 100
-    #: Milliseconds before the checkpoint asked again on every poll.
+    #: Milliseconds before the checkpoint asked again while it settles.
     LOOKBACK_MS = 2000
 
     def __init__(self, service: AccessService, revocations: RevocationStore, cache: RevocationCache,
@@ -589,41 +591,61 @@ class AdminEventWatcher:
         self._cache = cache
         self._interval = interval_seconds
         self._checkpoint_ms = int(time.time() * 1000)
+        self._settle_until = time.monotonic() + self.LOOKBACK_MS / 1000  # look back at start too
         self._handled: dict[str, int] = {}  # event id -> its time (ms), for the lookback window
 
-    async def _events_since(self, since_ms: int) -> list[dict[str, Any]]:
-        """Every admin event at or after ``since_ms`` (epoch ms), oldest first."""
-        events: list[dict[str, Any]] = []
-        while True:
-            page = await self._service._kc().a_get_admin_events(
-                {"dateFrom": str(since_ms), "direction": "asc", "first": len(events), "max": self.PAGE})
-            events.extend(page)
-            if len(page) < self.PAGE:
-                return events
-
     async def poll(self) -> int:
-        """One pass; returns how many revocations it made."""
-        since = self._checkpoint_ms - self.LOOKBACK_MS
-        made = 0
-        newest = self._checkpoint_ms
-        for event in await self._events_since(since):
-            at = int(event.get("time", 0))
-            key = str(event.get("id") or f"{at}:{event.get('resourcePath')}:{event.get('operationType')}")
-            if at < since or key in self._handled:
-                continue
-            user_id = revoking_event(event)
-            if user_id is not None:  # a failure here leaves the event unhandled: the next poll retries it
-                not_before = await self._revocations.revoke(
-                    user_id, f"Keycloak admin event {event.get('operationType')} {event.get('resourcePath')}",
-                    f"keycloak:{(event.get('authDetails') or {}).get('userId', '?')}", at=at / 1000)
-                self._cache.note(user_id, not_before)
-                made += 1
-            self._handled[key] = at
-            newest = max(newest, at)
-        self._checkpoint_ms = newest
-        floor = newest - self.LOOKBACK_MS
+        """One pass; returns how many revocations it made.
+
+        Raises:
+            RuntimeError: Keycloak answered the same full page twice (it ignored ``first``).
+            Any error of Keycloak or the revocation store: what was not handled is asked again
+            by the next poll.
+        """
+        looking_back = time.monotonic() < self._settle_until
+        since = self._checkpoint_ms - (self.LOOKBACK_MS if looking_back else 0)
+        made, newest, seen = 0, self._checkpoint_ms, set[str]()
+        try:
+            while True:
+                page = await self._service._kc().a_get_admin_events(
+                    {"dateFrom": str(since), "direction": "asc", "first": len(seen), "max": self.PAGE})
+                fresh = 0
+                for event in page:
+                    at = int(event.get("time", 0))
+                    key = str(event.get("id") or f"{at}:{event.get('resourcePath')}:{event.get('operationType')}")
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    fresh += 1
+                    if at < since or key in self._handled:
+                        continue
+                    made += await self._handle(event, at)
+                    self._handled[key] = at
+                    newest = max(newest, at)
+                if len(page) < self.PAGE:
+                    break
+                if not fresh:
+                    raise RuntimeError("Keycloak answered the same page of admin events twice (is `first` ignored?)")
+        except BaseException:
+            self._settle_until = time.monotonic() + self.LOOKBACK_MS / 1000  # keep asking for what may be unhandled
+            raise
+        if newest > self._checkpoint_ms:
+            self._checkpoint_ms = newest
+            self._settle_until = time.monotonic() + self.LOOKBACK_MS / 1000
+        floor = self._checkpoint_ms - self.LOOKBACK_MS
         self._handled = {k: at for k, at in self._handled.items() if at >= floor}
         return made
+
+    async def _handle(self, event: dict[str, Any], at: int) -> int:
+        """Revoke what ``event`` calls for; 1 when it revoked, 0 when it needs nothing."""
+        user_id = revoking_event(event)
+        if user_id is None:
+            return 0
+        not_before = await self._revocations.revoke(
+            user_id, f"Keycloak admin event {event.get('operationType')} {event.get('resourcePath')}",
+            f"keycloak:{(event.get('authDetails') or {}).get('userId', '?')}", at=at / 1000)
+        self._cache.note(user_id, not_before)
+        return 1
 
     async def run_forever(self) -> None:
         """Poll until cancelled; failures are logged and retried."""

@@ -1,7 +1,8 @@
 """The Keycloak admin-event watcher's reading: only events from the checkpoint on, every page of
 a burst, late-stored events inside the lookback, none twice. Keycloak itself is faked here (its
 admin-events query semantics: ``dateFrom`` inclusive epoch ms, ``direction``, ``first``/``max``);
-the real one is proven in tests/integration/test_access_changes.py (case 5)."""
+the real one's answers are checked in tests/integration/test_access_changes.py
+(``test_keycloak_answers_the_admin_event_query_the_watcher_relies_on``, and case 5 end to end)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from authorizer.iam.access import AdminEventWatcher
 class FakeKeycloak:
     """Stored admin events, answered as Keycloak's ``GET /admin/realms/{realm}/admin-events``."""
 
-    def __init__(self) -> None:
+    def __init__(self, honours_first: bool = True) -> None:
         self.events: list[dict[str, Any]] = []
         self.queries: list[dict[str, Any]] = []
+        self.answered: list[int] = []  # how many events each answer held
+        self.honours_first = honours_first
 
     def add(self, at: int, user: str, revoking: bool) -> None:
         self.events.append({"id": f"e{len(self.events)}", "time": at, "resourceType": "USER",
@@ -29,7 +32,10 @@ class FakeKeycloak:
         since = int(query["dateFrom"])
         chosen = sorted((e for e in self.events if e["time"] >= since), key=lambda e: e["time"],
                         reverse=query.get("direction") != "asc")
-        return chosen[int(query["first"]):int(query["first"]) + int(query["max"])]
+        first = int(query["first"]) if self.honours_first else 0
+        page = chosen[first:first + int(query["max"])]
+        self.answered.append(len(page))
+        return page
 
 
 class Service:
@@ -111,3 +117,33 @@ def test_a_failed_revocation_is_retried_on_the_next_poll() -> None:
     else:
         raise AssertionError("the store failure should have surfaced")
     assert asyncio.run(watcher.poll()) == 1 and revocations.revoked == ["flaky"]
+
+
+def test_once_settled_a_quiet_realm_is_not_read_again() -> None:
+    """After a burst the lookback window is asked again only while it settles; then a poll gets
+    the checkpoint's own event, not the whole burst every second."""
+    kc = FakeKeycloak()
+    watcher, _, _ = _watcher(kc)
+    start = watcher._checkpoint_ms
+    for n in range(3 * AdminEventWatcher.PAGE):
+        kc.add(start + 1 + n // 10, f"u{n}", revoking=False)  # 300 events within 30 ms
+    asyncio.run(watcher.poll())
+    watcher._settle_until = 0.0  # LOOKBACK_MS of real time have passed
+    kc.answered.clear()
+    assert asyncio.run(watcher.poll()) == 0
+    assert kc.answered == [10]  # the events of the checkpoint's millisecond only
+    assert int(kc.queries[-1]["dateFrom"]) == watcher._checkpoint_ms
+
+
+def test_a_keycloak_that_ignores_first_is_an_error_not_an_endless_loop() -> None:
+    kc = FakeKeycloak(honours_first=False)
+    watcher, _, _ = _watcher(kc)
+    for n in range(AdminEventWatcher.PAGE + 1):
+        kc.add(watcher._checkpoint_ms + 1 + n, f"u{n}", revoking=False)
+    try:
+        asyncio.run(watcher.poll())
+    except RuntimeError as exc:
+        assert "same page" in str(exc)
+    else:
+        raise AssertionError("a repeated page must stop the poll")
+    assert len(kc.queries) == 2
